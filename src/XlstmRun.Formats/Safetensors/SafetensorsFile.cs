@@ -4,7 +4,7 @@ using Microsoft.Win32.SafeHandles;
 
 namespace XlstmRun.Formats.Safetensors;
 
-public enum SafeDType { F32, F16, BF16 }
+public enum SafeDType { F32, F16, BF16, I64 }
 
 /// <summary>One tensor of a safetensors file; rows are read on demand with positional reads (no mapping, bounded memory).</summary>
 public sealed class SafeTensor
@@ -22,7 +22,7 @@ public sealed class SafeTensor
     public long Start { get; }
     public long End { get; }
 
-    public int ElementSize => DType == SafeDType.F32 ? 4 : 2;
+    public int ElementSize => DType switch { SafeDType.F32 => 4, SafeDType.I64 => 8, _ => 2 };
     public long Cols => Shape.Length == 0 ? 1 : Shape[^1];
     public long Rows => Shape.Length <= 1 ? 1 : Shape[..^1].Aggregate(1L, (a, b) => a * b);
     public string ShapeString => "[" + string.Join(", ", Shape) + "]";
@@ -30,6 +30,7 @@ public sealed class SafeTensor
     /// <summary>Read <paramref name="count"/> rows starting at <paramref name="row"/> as float32 into dst (count·Cols floats).</summary>
     public void ReadRows(long row, int count, Span<float> dst, byte[] scratch)
     {
+        if (DType == SafeDType.I64) throw new BadInputException($"{File.Path}: tensor '{Name}' is int64, not a float tensor");
         long bytes = (long)count * Cols * ElementSize;
         if (scratch.Length < bytes) throw new ArgumentException("scratch too small");
         var span = scratch.AsSpan(0, (int)bytes);
@@ -47,6 +48,17 @@ public sealed class SafeTensor
                 for (int i = 0; i < n; i++) dst[i] = Quant.Numerics.Bf16ToF32(BinaryPrimitives.ReadUInt16LittleEndian(span[(2 * i)..]));
                 break;
         }
+    }
+
+    /// <summary>The whole tensor as int64 (I64 tensors only).</summary>
+    public long[] ReadInt64()
+    {
+        if (DType != SafeDType.I64) throw new BadInputException($"{File.Path}: tensor '{Name}' is not int64");
+        var bytes = new byte[End - Start];
+        File.ReadAt(Start, bytes);
+        var res = new long[bytes.Length / 8];
+        for (int i = 0; i < res.Length; i++) res[i] = BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(8 * i));
+        return res;
     }
 
     /// <summary>The whole tensor as float32 (small tensors only).</summary>
@@ -98,12 +110,13 @@ public sealed class SafetensorsFile : IDisposable
                         "F32" => SafeDType.F32,
                         "F16" => SafeDType.F16,
                         "BF16" => SafeDType.BF16,
+                        "I64" => SafeDType.I64,
                         _ => throw new BadInputException($"{path}: tensor '{p.Name}' has unsupported dtype {dt} (F32, F16 and BF16 are supported)"),
                     };
                     var shape = p.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray();
                     var offs = p.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
                     long n = shape.Aggregate(1L, (a, b) => a * b);
-                    long es = dtype == SafeDType.F32 ? 4 : 2;
+                    long es = dtype switch { SafeDType.F32 => 4, SafeDType.I64 => 8, _ => 2 };
                     if (offs.Length != 2 || offs[1] - offs[0] != n * es || dataStart + offs[1] > Length || offs[0] < 0)
                         throw new BadInputException($"{path}: tensor '{p.Name}' has data offsets that do not match its shape or the file size");
                     _tensors[p.Name] = new SafeTensor(this, p.Name, dtype, shape, dataStart + offs[0], dataStart + offs[1]);

@@ -1,0 +1,81 @@
+using System.CommandLine;
+using XlstmRun.Formats;
+using XlstmRun.Formats.Safetensors;
+using XlstmRun.Model;
+using XlstmRun.Model.Conversion;
+using XlstmRun.Text;
+
+namespace XlstmRun.Cli.Commands;
+
+public static class ConvertCommand
+{
+    public static Command Create()
+    {
+        var dir = new Argument<string>("hf-dir") { Description = "Hugging Face checkpoint directory (config.json + model.safetensors or sharded safetensors with model.safetensors.index.json)" };
+        var output = new Option<string>("--output", "-o") { Description = "Output GGUF file", Required = true };
+        var type = new Option<string>("--type") { Description = "Weight type of the matrices: f32, f16, bf16, q8_0 or q4_0 (norms and gates stay f32)", DefaultValueFactory = _ => "f16" };
+        type.AcceptOnlyFromAmong("f32", "f16", "bf16", "q8_0", "q4_0");
+        var force = new Option<bool>("--force") { Description = "Overwrite the output file if it exists" };
+        var tok = new Option<string?>("--tokenizer") { Description = "tokenizer.json to store in the model (default: tokenizer.json beside the checkpoint, if present)" };
+        var threads = new Option<int>("--threads", "-t") { Description = "Threads for quantization (0 = all cores)" };
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "No progress output" };
+        var cmd = new Command("convert", "Convert a Hugging Face xLSTM checkpoint to GGUF. Tensors are streamed, so memory stays small whatever the model size.")
+        {
+            dir, output, type, force, tok, threads, quiet,
+        };
+        cmd.SetAction(pr => Program.Run(() =>
+        {
+            string src = pr.GetValue(dir)!, outPath = pr.GetValue(output)!;
+            OutputPath.Check(outPath, pr.GetValue(force));
+            var wanted = GgmlTypes.Parse(pr.GetValue(type)!);
+            using var ck = new HfCheckpoint(src);
+            var cfg = HfConverter.ReadConfig(ck, out var mode, out var tied);
+            var sources = HfConverter.Sources(ck, cfg, mode, tied);
+            string? tokPath = pr.GetValue(tok);
+            if (tokPath == null && File.Exists(Path.Combine(src, "tokenizer.json"))) tokPath = Path.Combine(src, "tokenizer.json");
+            var tokenizer = tokPath != null ? TokenizerGguf.LoadJson(tokPath) : null;
+            if (tokenizer != null && tokenizer.Tokens.Count > cfg.Vocab)
+                throw new BadInputException($"{tokPath}: tokenizer has {tokenizer.Tokens.Count} tokens but the model's vocabulary is {cfg.Vocab}");
+            var progress = pr.GetValue(quiet) ? null : new ConsoleProgress("convert");
+            ModelWriter.Write(outPath, cfg, wanted, sources, w =>
+            {
+                w.AddString("general.name", Path.GetFileName(Path.GetFullPath(src).TrimEnd('/')));
+                w.AddString("general.source.url", "huggingface-checkpoint");
+                if (tokenizer != null) TokenizerGguf.Write(w, tokenizer);
+            }, progress, pr.GetValue(threads));
+            progress?.Done();
+            Console.Error.WriteLine($"wrote {outPath}: {cfg.Blocks} blocks, hidden {cfg.Hidden}, vocab {cfg.Vocab}, {GgmlTypes.Name(wanted)}{(tokenizer != null ? ", with tokenizer" : "")}, {new FileInfo(outPath).Length / 1048576.0:F1} MiB");
+            return 0;
+        }));
+        return cmd;
+    }
+}
+
+/// <summary>Progress on stderr: percentage and current tensor, redrawn at most a few times a second.</summary>
+public sealed class ConsoleProgress : IProgress<(long Done, long Total, string Tensor)>
+{
+    private readonly string _what;
+    private readonly System.Diagnostics.Stopwatch _sw = System.Diagnostics.Stopwatch.StartNew();
+    private long _lastMs = -1000;
+    private readonly bool _tty = !Console.IsErrorRedirected;
+    private int _lastPct = -1;
+
+    public ConsoleProgress(string what) { _what = what; }
+
+    public void Report((long Done, long Total, string Tensor) v)
+    {
+        int pct = (int)(100 * v.Done / Math.Max(1, v.Total));
+        long ms = _sw.ElapsedMilliseconds;
+        if (_tty ? ms - _lastMs < 200 && pct != 100 : pct / 10 == _lastPct / 10) return;
+        _lastMs = ms;
+        _lastPct = pct;
+        string line = $"{_what}: {pct,3}% {v.Tensor} ({ms / 1000.0:F1} s)";
+        if (_tty) Console.Error.Write("\r" + line.PadRight(78));
+        else Console.Error.WriteLine(line);
+    }
+
+    public void Done()
+    {
+        if (_tty) Console.Error.WriteLine();
+    }
+}

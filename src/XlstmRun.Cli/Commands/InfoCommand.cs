@@ -1,0 +1,57 @@
+using System.CommandLine;
+using XlstmRun.Formats;
+using XlstmRun.Formats.Gguf;
+using XlstmRun.Model;
+using XlstmRun.Text;
+
+namespace XlstmRun.Cli.Commands;
+
+public static class InfoCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model", "-m") { Description = "GGUF model file" };
+        var devices = new Option<bool>("--devices") { Description = "List the Vulkan and OpenCL devices found (or why none)" };
+        var cmd = new Command("info", "Show a model's architecture, shapes, tensor types, size and state size, or the compute devices.") { model, devices };
+        cmd.SetAction(pr => Program.Run(() =>
+        {
+            if (pr.GetValue(devices))
+            {
+                foreach (var line in DeviceList.Describe()) Console.WriteLine(line);
+                return 0;
+            }
+            string path = ModelSession.ResolveModelPath(pr.GetValue(model));
+            using var f = GgufFile.Open(path);
+            var c = ModelConfig.FromGguf(f);
+            var byType = f.TensorNames.Select(n => f.Tensor(n)).GroupBy(t => t.Type).OrderByDescending(g => g.Sum(t => t.Bytes));
+            long bytes = f.TensorNames.Sum(n => f.Tensor(n).Bytes);
+            long parms = f.TensorNames.Sum(n => f.Tensor(n).Elements);
+            Console.WriteLine($"file:          {path}");
+            Console.WriteLine($"name:          {f.Metadata.TryGetString("general.name") ?? "-"}");
+            Console.WriteLine($"architecture:  {ModelConfig.Arch} (GGUF v{f.Version})");
+            Console.WriteLine($"shape:         hidden {c.Hidden}, blocks {c.Blocks}, heads {c.Heads} (qk head dim {c.DQk}, v head dim {c.DV}), ffn {c.FfnDim}, vocab {c.Vocab}");
+            Console.WriteLine($"constants:     gate soft-cap {c.GateSoftCap}, logit soft-cap {c.LogitSoftCap}, norm eps {c.NormEps}, cell eps {c.CellEps}, chunk {c.ChunkSize}");
+            Console.WriteLine($"parameters:    {parms:N0} ({parms / 1e9:F2} B)");
+            Console.WriteLine($"weights:       {bytes:N0} bytes ({bytes / 1073741824.0:F2} GiB) in {f.TensorNames.Count} tensors: " +
+                string.Join(", ", byType.Select(g => $"{GgmlTypes.Name(g.Key)} {g.Count()} tensors {g.Sum(t => t.Bytes) / 1048576.0:F1} MiB")));
+            Console.WriteLine($"state:         {c.StateFloats:N0} floats = {c.StateFloats * 4 / 1048576.0:F2} MiB per sequence (float32, constant in length)");
+            if (TokenizerGguf.Has(f))
+            {
+                var t = TokenizerGguf.Read(f);
+                Console.WriteLine($"tokenizer:     byte-level BPE, {t.Tokens.Count} tokens, {t.Merges.Count} merges, BOS {t.BosId}, EOS {t.EosId}, NFC {(t.Nfc ? "on" : "off")}");
+            }
+            else Console.WriteLine("tokenizer:     none (token ids only)");
+            return 0;
+        }));
+        return cmd;
+    }
+}
+
+/// <summary>Enumerates compute devices for `info --devices`.</summary>
+public static class DeviceList
+{
+    public static IEnumerable<string> Describe()
+    {
+        yield return $"cpu: {new Backends.Cpu.CpuBackend().Device}";
+    }
+}

@@ -1,0 +1,150 @@
+using System.CommandLine;
+using System.Text.RegularExpressions;
+using XlstmRun.Backends.Cpu;
+using XlstmRun.Formats;
+using XlstmRun.Formats.Gguf;
+using XlstmRun.Model;
+using XlstmRun.Text;
+using XlstmRun.Text.Tokenization;
+
+namespace XlstmRun.Cli;
+
+/// <summary>Options shared by the commands that run a model.</summary>
+public sealed class ModelOptions
+{
+    public Option<string?> Model { get; } = new("--model", "-m") { Description = "GGUF model file (default: $XLSTM_MODEL, then the installed default model)" };
+    public Option<string> Backend { get; } = new("--backend") { Description = "Compute backend: auto, vulkan, opencl or cpu", DefaultValueFactory = _ => "auto" };
+    public Option<int> Device { get; } = new("--device") { Description = "GPU device index (see 'xlstm-run info --devices')", DefaultValueFactory = _ => -1 };
+    public Option<int> Threads { get; } = new("--threads", "-t") { Description = "CPU threads (0 = all cores)", DefaultValueFactory = _ => 0 };
+    public Option<string?> LoadState { get; } = new("--load-state") { Description = "Start from a saved recurrent state instead of a fresh one" };
+    public Option<string?> SaveState { get; } = new("--save-state") { Description = "Save the recurrent state at the end" };
+
+    public ModelOptions()
+    {
+        Backend.AcceptOnlyFromAmong("auto", "vulkan", "opencl", "cpu");
+    }
+
+    public void AddTo(Command c, bool state = true)
+    {
+        c.Options.Add(Model);
+        c.Options.Add(Backend);
+        c.Options.Add(Device);
+        c.Options.Add(Threads);
+        if (state)
+        {
+            c.Options.Add(LoadState);
+            c.Options.Add(SaveState);
+        }
+    }
+}
+
+/// <summary>An opened model: file, config, backend, runner and (if stored) tokenizer.</summary>
+public sealed class ModelSession : IDisposable
+{
+    public required GgufFile File { get; init; }
+    public required ModelConfig Config { get; init; }
+    public required IBackend Backend { get; init; }
+    public required ModelRunner Runner { get; init; }
+    public XlstmTokenizer? Tokenizer { get; init; }
+
+    /// <summary>Ids that may be produced: the tokenizer's vocabulary (padding rows of the model excluded), else the model's.</summary>
+    public int ValidVocab => Tokenizer != null ? Math.Min(Tokenizer.VocabSize, Config.Vocab) : Config.Vocab;
+
+    public static string ResolveModelPath(string? given)
+    {
+        if (!string.IsNullOrEmpty(given)) return given;
+        var env = Environment.GetEnvironmentVariable("XLSTM_MODEL");
+        if (!string.IsNullOrEmpty(env)) return env;
+        var def = DefaultModel.Find();
+        if (def != null) return def;
+        throw new BadInputException("no model given: pass -m MODEL.gguf, set XLSTM_MODEL, or install the default model (see README)");
+    }
+
+    public static ModelSession Open(ParseResult pr, ModelOptions o, bool needTokenizer = false, int maxBatch = 256)
+    {
+        string path = ResolveModelPath(pr.GetValue(o.Model));
+        var file = GgufFile.Open(path);
+        try
+        {
+            var cfg = ModelConfig.FromGguf(file);
+            XlstmTokenizer? tok = null;
+            if (TokenizerGguf.Has(file)) tok = new XlstmTokenizer(TokenizerGguf.Read(file));
+            else if (needTokenizer) throw new BadInputException($"{path}: the model has no tokenizer (convert it with a tokenizer.json beside the checkpoint or --tokenizer)");
+            var be = BackendFactory.Create(pr.GetValue(o.Backend) ?? "auto", pr.GetValue(o.Device), pr.GetValue(o.Threads));
+            var runner = new ModelRunner(file, be, maxBatch, cfg);
+            var s = new ModelSession { File = file, Config = cfg, Backend = be, Runner = runner, Tokenizer = tok };
+            var ls = pr.GetValue(o.LoadState);
+            if (!string.IsNullOrEmpty(ls))
+            {
+                var st = StateFile.Load(ls, cfg, out long pos);
+                runner.LoadState(st, pos);
+            }
+            return s;
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    public void SaveStateIfAsked(ParseResult pr, ModelOptions o)
+    {
+        var ss = pr.GetValue(o.SaveState);
+        if (!string.IsNullOrEmpty(ss)) StateFile.Save(ss, Config, Runner.SaveState(), Runner.Position);
+    }
+
+    public void Dispose()
+    {
+        Runner.Dispose();
+        Backend.Dispose();
+        File.Dispose();
+    }
+}
+
+public static partial class Ids
+{
+    [GeneratedRegex(@"[\s,\[\]]+")]
+    private static partial Regex Separators();
+
+    /// <summary>Parse "1,2,3" (or whitespace/JSON-array separated) into ids.</summary>
+    public static int[] Parse(string text, string what)
+    {
+        var parts = Separators().Split(text).Where(p => p.Length > 0).ToArray();
+        var res = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], out res[i]) || res[i] < 0) throw new BadInputException($"{what}: '{parts[i]}' is not a token id");
+        if (res.Length == 0) throw new BadInputException($"{what}: no token ids given");
+        return res;
+    }
+
+    public static int[] FromOptions(string? ids, string? idsFile)
+    {
+        if (ids != null && idsFile != null) throw new BadInputException("give either --ids or --ids-file, not both");
+        if (ids != null) return Parse(ids, "--ids");
+        if (idsFile != null)
+        {
+            if (!File.Exists(idsFile)) throw new BadInputException($"{idsFile}: file not found");
+            return Parse(File.ReadAllText(idsFile), idsFile);
+        }
+        throw new BadInputException("no token ids given (use --ids 1,2,3 or --ids-file FILE)");
+    }
+
+    public static void CheckRange(int[] ids, int vocab)
+    {
+        foreach (var id in ids)
+            if (id >= vocab) throw new BadInputException($"token id {id} is out of range (vocabulary size {vocab})");
+    }
+}
+
+/// <summary>Checks that an output path can be written before any work is done, so a bad path fails fast.</summary>
+public static class OutputPath
+{
+    public static void Check(string path, bool force)
+    {
+        if (Directory.Exists(path)) throw new BadInputException($"{path}: is a directory");
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir != null && !Directory.Exists(dir)) throw new BadInputException($"{path}: directory {dir} does not exist");
+        if (!force && File.Exists(path)) throw new BadInputException($"{path}: already exists (use --force to overwrite)");
+    }
+}
