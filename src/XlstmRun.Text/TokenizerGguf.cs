@@ -39,10 +39,10 @@ public static class TokenizerGguf
             throw new BadInputException($"{f.Path}: tokenizer type '{kind}' is not supported (byte-level BPE 'gpt2' is)");
         var tokens = m.TryGetArray("tokenizer.ggml.tokens") ?? throw new BadInputException($"{f.Path}: the model has no tokenizer (convert with a tokenizer.json beside the checkpoint or --tokenizer)");
         var merges = m.TryGetArray("tokenizer.ggml.merges") ?? throw new BadInputException($"{f.Path}: missing tokenizer.ggml.merges");
-        var types = m.TryGetArray("tokenizer.ggml.token_type");
+        var types = m.TryGetArray("tokenizer.ggml.token_type") ?? throw new BadInputException($"{f.Path}: missing tokenizer.ggml.token_type (needed to split added tokens)");
         var tok = tokens.Items.Select(o => o as string ?? throw new BadInputException($"{f.Path}: tokenizer.ggml.tokens has a non-string item")).ToArray();
         var mer = merges.Items.Select(o => o as string ?? throw new BadInputException($"{f.Path}: tokenizer.ggml.merges has a non-string item")).ToArray();
-        var ty = types?.Items.Select(o => Convert.ToInt32(o)).ToArray() ?? Enumerable.Repeat(TokenizerModel.TypeNormal, tok.Length).ToArray();
+        var ty = types.Items.Select(o => Convert.ToInt32(o)).ToArray();
         int bos = (int)m.GetInt("tokenizer.ggml.bos_token_id", 0), eos = (int)m.GetInt("tokenizer.ggml.eos_token_id", 0);
         int? pad = m.Has("tokenizer.ggml.padding_token_id") ? (int)m.GetInt("tokenizer.ggml.padding_token_id") : null;
         try { return TokenizerModel.FromArrays(tok, mer, ty, bos, eos, pad, m.GetBool("xlstm.tokenizer.nfc", true)); }
