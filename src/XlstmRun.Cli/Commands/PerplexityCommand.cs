@@ -61,6 +61,7 @@ public static class PerplexityCommand
             double nll = 0, klSum = 0;
             long count = 0;
             var sw = Stopwatch.StartNew();
+            bool tty = !Console.IsErrorRedirected;
             for (int w = 0; w < windows; w++)
             {
                 int start = w * n, len = Math.Min(n, tokens.Length - start);
@@ -81,9 +82,11 @@ public static class PerplexityCommand
                     if (baseLogits != null) klSum += Kl(baseLogits.AsSpan(t * V, V), row, lse);
                 }
                 count += len;
-                Console.Error.Write($"\rperplexity: window {w + 1}/{windows}, {count} tokens, ppl {Math.Exp(nll / count):F4}, {count / sw.Elapsed.TotalSeconds:F0} tok/s   ");
+                string line = $"perplexity: window {w + 1}/{windows}, {count} tokens, ppl {Math.Exp(nll / count):F4}, {count / sw.Elapsed.TotalSeconds:F0} tok/s";
+                if (tty) Console.Error.Write("\r" + line + "   ");
+                else if ((w + 1) * 10 / windows != w * 10 / windows || w + 1 == windows) Console.Error.WriteLine(line);
             }
-            Console.Error.WriteLine();
+            if (tty) Console.Error.WriteLine();
             double ppl = Math.Exp(nll / count);
             if (pr.GetValue(json))
             {
