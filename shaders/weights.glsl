@@ -1,0 +1,82 @@
+// Weight access for every weight type. The includer declares W4 (uvec4[]) and W1 (uint[]), both bound to the weight
+// buffer, and the specialization constant WTYPE:
+//   0 F32, 1 F16, 2 BF16: rows x wStride uvec4 units; each row is zero-padded to a whole number of 8-element groups
+//                         (F32: 2 units per group, F16/BF16: 1 unit per group).
+//   3 Q8_0: quants rows x nb blocks x 2 units (32 int8), then the f16 scales, rows x nb halves from half index scaleBase.
+//   4 Q4_0: quants rows x nb blocks x 1 unit (16 bytes: low nibbles = elements 0..15, high nibbles = 16..31),
+//           then the f16 scales likewise.
+// (The host repacks ggml's 34/18-byte blocks into this layout at upload so that every quant load is 16 bytes.)
+#define WT_F32 0u
+#define WT_F16 1u
+#define WT_BF16 2u
+#define WT_Q8_0 3u
+#define WT_Q4_0 4u
+
+bool wt_is_quant() { return WTYPE == WT_Q8_0 || WTYPE == WT_Q4_0; }
+
+float w_scale(uint e)
+{
+    vec2 h = unpackHalf2x16(W1[e >> 1]);
+    return (e & 1u) == 0u ? h.x : h.y;
+}
+
+vec4 unpack_f16x4(uvec2 u) { return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y)); }
+vec4 unpack_bf16x4(uvec2 u)
+{
+    return vec4(uintBitsToFloat(u.x << 16), uintBitsToFloat(u.x & 0xFFFF0000u),
+                uintBitsToFloat(u.y << 16), uintBitsToFloat(u.y & 0xFFFF0000u));
+}
+vec4 unpack_i8x4(uint u)
+{
+    return vec4(float(int(u << 24) >> 24), float(int(u << 16) >> 24), float(int(u << 8) >> 24), float(int(u) >> 24));
+}
+// nibbles (bytes' low or high halves, shift 0 or 4) of one uint, minus 8
+vec4 unpack_q4x4(uint u, uint shift)
+{
+    uint v = u >> shift;
+    return vec4(float(v & 15u), float((v >> 8) & 15u), float((v >> 16) & 15u), float((v >> 24) & 15u)) - 8.0;
+}
+
+// Elements [8g, 8g+8) of row r (r relative to the bound buffer); for quant types g < 4·nb.
+void w_decode8(uint r, uint g, uint wStride, uint scaleBase, out vec4 lo, out vec4 hi)
+{
+    if (WTYPE == WT_F32)
+    {
+        uint u = r * wStride + 2u * g;
+        lo = uintBitsToFloat(W4[u]);
+        hi = uintBitsToFloat(W4[u + 1u]);
+    }
+    else if (WTYPE == WT_F16)
+    {
+        uvec4 u = W4[r * wStride + g];
+        lo = unpack_f16x4(u.xy);
+        hi = unpack_f16x4(u.zw);
+    }
+    else if (WTYPE == WT_BF16)
+    {
+        uvec4 u = W4[r * wStride + g];
+        lo = unpack_bf16x4(u.xy);
+        hi = unpack_bf16x4(u.zw);
+    }
+    else if (WTYPE == WT_Q8_0)
+    {
+        uint blk = r * wStride + (g >> 2);
+        uint q = g & 3u;
+        uvec4 u = W4[2u * blk + (q >> 1)];
+        uvec2 p = (q & 1u) == 0u ? u.xy : u.zw;
+        float d = w_scale(scaleBase + blk);
+        lo = unpack_i8x4(p.x) * d;
+        hi = unpack_i8x4(p.y) * d;
+    }
+    else
+    {
+        uint blk = r * wStride + (g >> 2);
+        uint q = g & 3u;
+        uvec4 u = W4[blk];
+        uvec2 p = (q & 1u) == 0u ? u.xy : u.zw;
+        uint sh = (q >> 1) * 4u;
+        float d = w_scale(scaleBase + blk);
+        lo = unpack_q4x4(p.x, sh) * d;
+        hi = unpack_q4x4(p.y, sh) * d;
+    }
+}

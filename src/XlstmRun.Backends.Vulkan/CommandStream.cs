@@ -1,0 +1,300 @@
+using System.Text;
+using Silk.NET.Vulkan;
+
+namespace XlstmRun.Backends.Vulkan;
+
+/// <summary>
+/// Records ops into command buffers and submits them. Eager ops go into one command buffer that is submitted at the
+/// next synchronisation point; <see cref="Replay"/> records a keyed command buffer once and resubmits it.
+/// Barriers: one global compute/transfer memory barrier, inserted only when an op touches a buffer that an earlier op
+/// since the last barrier wrote (read-after-write, write-after-write) or read (write-after-read). Each command buffer
+/// starts with a full barrier (ordering against earlier submissions) and ends with a device-to-host barrier.
+/// With profiling on, a timestamp follows every op; the time between consecutive timestamps is charged to the op.
+/// </summary>
+public sealed unsafe class CommandStream : IDisposable
+{
+    private sealed class Recording
+    {
+        public CommandBuffer Cb;
+        public bool Open, HasWork;
+        public readonly HashSet<long> Dirty = new(), Reads = new();
+        public QueryPool Pool;
+        public uint Queries;
+        public readonly List<string> Ops = new();
+        public string Phase = "";
+    }
+
+    private const uint QueryCap = 4096;
+    private readonly VulkanContext _cx;
+    private readonly Vk _vk;
+    private readonly CommandPool _pool;
+    private readonly Fence _fence;
+    private readonly Recording _eager;
+    private Recording _target;
+    private readonly Dictionary<string, Recording> _replays = new();
+    private List<Recording>? _inflight;
+    private string? _opName;
+    private readonly Dictionary<(string Phase, string Op), (long Count, double Ns)> _prof = new();
+    private readonly Dictionary<string, long> _submits = new();
+
+    public CommandStream(VulkanContext cx, bool profile)
+    {
+        _cx = cx;
+        _vk = cx.Vk;
+        Profiling = profile && cx.Timestamps;
+        var cpci = new CommandPoolCreateInfo { SType = StructureType.CommandPoolCreateInfo, QueueFamilyIndex = cx.QueueFamily, Flags = CommandPoolCreateFlags.ResetCommandBufferBit };
+        CommandPool pool;
+        cx.Check(_vk.CreateCommandPool(cx.Device, &cpci, null, &pool), "vkCreateCommandPool");
+        _pool = pool;
+        var fci = new FenceCreateInfo { SType = StructureType.FenceCreateInfo };
+        Fence f;
+        cx.Check(_vk.CreateFence(cx.Device, &fci, null, &f), "vkCreateFence");
+        _fence = f;
+        _eager = NewRecording("eager");
+        _target = _eager;
+    }
+
+    public bool Profiling { get; }
+    /// <summary>Barriers recorded so far (all recordings).</summary>
+    public long Barriers { get; private set; }
+    public bool IsRecordingReplay => _target != _eager;
+
+    private Recording NewRecording(string phase)
+    {
+        var ai = new CommandBufferAllocateInfo { SType = StructureType.CommandBufferAllocateInfo, CommandPool = _pool, Level = CommandBufferLevel.Primary, CommandBufferCount = 1 };
+        CommandBuffer cb;
+        _cx.Check(_vk.AllocateCommandBuffers(_cx.Device, &ai, &cb), "vkAllocateCommandBuffers");
+        var r = new Recording { Cb = cb, Phase = phase };
+        if (Profiling)
+        {
+            var qpci = new QueryPoolCreateInfo { SType = StructureType.QueryPoolCreateInfo, QueryType = QueryType.Timestamp, QueryCount = QueryCap };
+            QueryPool qp;
+            _cx.Check(_vk.CreateQueryPool(_cx.Device, &qpci, null, &qp), "vkCreateQueryPool");
+            r.Pool = qp;
+        }
+        return r;
+    }
+
+    private static readonly PipelineStageFlags Work = PipelineStageFlags.ComputeShaderBit | PipelineStageFlags.TransferBit;
+
+    private void Begin(Recording r, bool oneTime)
+    {
+        var bi = new CommandBufferBeginInfo { SType = StructureType.CommandBufferBeginInfo, Flags = oneTime ? CommandBufferUsageFlags.OneTimeSubmitBit : 0 };
+        _cx.Check(_vk.BeginCommandBuffer(r.Cb, &bi), "vkBeginCommandBuffer");
+        var mb = new MemoryBarrier { SType = StructureType.MemoryBarrier, SrcAccessMask = AccessFlags.MemoryWriteBit, DstAccessMask = AccessFlags.MemoryReadBit | AccessFlags.MemoryWriteBit };
+        _vk.CmdPipelineBarrier(r.Cb, PipelineStageFlags.AllCommandsBit, PipelineStageFlags.AllCommandsBit, 0, 1, &mb, 0, null, 0, null);
+        r.Open = true;
+        r.HasWork = false;
+        r.Dirty.Clear();
+        r.Reads.Clear();
+        r.Ops.Clear();
+        r.Queries = 0;
+        if (Profiling)
+        {
+            _vk.CmdResetQueryPool(r.Cb, r.Pool, 0, QueryCap);
+            _vk.CmdWriteTimestamp(r.Cb, PipelineStageFlags.BottomOfPipeBit, r.Pool, r.Queries++);
+        }
+    }
+
+    private void End(Recording r)
+    {
+        var mb = new MemoryBarrier { SType = StructureType.MemoryBarrier, SrcAccessMask = AccessFlags.ShaderWriteBit | AccessFlags.TransferWriteBit, DstAccessMask = AccessFlags.HostReadBit };
+        _vk.CmdPipelineBarrier(r.Cb, Work, PipelineStageFlags.HostBit, 0, 1, &mb, 0, null, 0, null);
+        _cx.Check(_vk.EndCommandBuffer(r.Cb), "vkEndCommandBuffer");
+        r.Open = false;
+    }
+
+    /// <summary>Start an op that reads <paramref name="reads"/> and writes <paramref name="writes"/>; returns the command
+    /// buffer to record it into. Call <see cref="EndOp"/> after recording.</summary>
+    public CommandBuffer BeginOp(string name, ReadOnlySpan<VkBuf?> reads, ReadOnlySpan<VkBuf?> writes)
+    {
+        var r = _target;
+        if (Profiling && r.Queries + 1 >= QueryCap)
+        {
+            if (r == _eager) Flush();
+            else throw new InvalidOperationException("too many ops in one replayed command buffer for the profiler");
+        }
+        if (!r.Open)
+        {
+            if (r == _eager) Wait(); // the eager buffer may still be in flight
+            Begin(r, r == _eager);
+        }
+        bool need = false;
+        foreach (var b in reads) if (b != null && r.Dirty.Contains(b.Id)) need = true;
+        foreach (var b in writes) if (b != null && (r.Dirty.Contains(b.Id) || r.Reads.Contains(b.Id))) need = true;
+        if (need)
+        {
+            var mb = new MemoryBarrier
+            {
+                SType = StructureType.MemoryBarrier,
+                SrcAccessMask = AccessFlags.ShaderWriteBit | AccessFlags.TransferWriteBit,
+                DstAccessMask = AccessFlags.ShaderReadBit | AccessFlags.ShaderWriteBit | AccessFlags.TransferReadBit | AccessFlags.TransferWriteBit,
+            };
+            _vk.CmdPipelineBarrier(r.Cb, Work, Work, 0, 1, &mb, 0, null, 0, null);
+            r.Dirty.Clear();
+            r.Reads.Clear();
+            Barriers++;
+        }
+        foreach (var b in reads) if (b != null) r.Reads.Add(b.Id);
+        foreach (var b in writes) if (b != null) r.Dirty.Add(b.Id);
+        r.HasWork = true;
+        _opName = name;
+        return r.Cb;
+    }
+
+    public void EndOp()
+    {
+        var r = _target;
+        if (Profiling)
+        {
+            _vk.CmdWriteTimestamp(r.Cb, PipelineStageFlags.BottomOfPipeBit, r.Pool, r.Queries++);
+            r.Ops.Add(_opName!);
+        }
+        _opName = null;
+    }
+
+    public void Dispatch(Kernel k, Pipeline p, DescriptorSet set, void* push, uint gx, uint gy = 1, uint gz = 1)
+    {
+        var cb = _target.Cb;
+        _vk.CmdBindPipeline(cb, PipelineBindPoint.Compute, p);
+        _vk.CmdBindDescriptorSets(cb, PipelineBindPoint.Compute, k.Layout, 0, 1, &set, 0, null);
+        if (k.PushBytes > 0) _vk.CmdPushConstants(cb, k.Layout, ShaderStageFlags.ComputeBit, 0, k.PushBytes, push);
+        _vk.CmdDispatch(cb, gx, gy, gz);
+    }
+
+    /// <summary>Submit <paramref name="recs"/> and remember them as in flight (one submission in flight at a time).</summary>
+    /// <summary>Called before every submission (the uploader submits its pending copies, so they come first).</summary>
+    public Action? BeforeSubmit { get; set; }
+
+    private void Submit(List<Recording> recs)
+    {
+        BeforeSubmit?.Invoke();
+        var cbs = stackalloc CommandBuffer[recs.Count];
+        for (int i = 0; i < recs.Count; i++) cbs[i] = recs[i].Cb;
+        var si = new SubmitInfo { SType = StructureType.SubmitInfo, CommandBufferCount = (uint)recs.Count, PCommandBuffers = cbs };
+        _cx.Check(_vk.QueueSubmit(_cx.Queue, 1, &si, _fence), "vkQueueSubmit");
+        _inflight = recs;
+    }
+
+    /// <summary>Wait for the submission in flight (if any), collect its timestamps and recycle the eager buffer.</summary>
+    public void Wait()
+    {
+        if (_inflight == null) return;
+        var fence = _fence;
+        var r = _vk.WaitForFences(_cx.Device, 1, &fence, true, ulong.MaxValue);
+        if (r == Result.ErrorDeviceLost) throw new InvalidOperationException("Vulkan device lost (the GPU stopped or a kernel faulted)");
+        _cx.Check(r, "vkWaitForFences");
+        _vk.ResetFences(_cx.Device, 1, &fence);
+        foreach (var rec in _inflight)
+        {
+            if (Profiling) Collect(rec);
+            _submits[rec.Phase] = _submits.GetValueOrDefault(rec.Phase) + 1;
+            if (rec == _eager)
+            {
+                _vk.ResetCommandBuffer(rec.Cb, 0);
+                rec.HasWork = false;
+            }
+        }
+        _inflight = null;
+    }
+
+    /// <summary>Submit the eager ops recorded so far (if any) and wait for everything to finish.</summary>
+    public void Flush()
+    {
+        if (_target != _eager) throw new InvalidOperationException("a synchronising call inside a replay recording");
+        if (_eager.Open)
+        {
+            Wait();
+            End(_eager);
+            Submit([_eager]);
+        }
+        Wait();
+    }
+
+    public bool Idle => _inflight == null && !_eager.Open;
+
+    /// <summary>Record <paramref name="record"/> once per key into its own command buffer, then submit it (after any
+    /// pending eager ops) without waiting.</summary>
+    public void Replay(string key, Action record)
+    {
+        if (_target != _eager) throw new InvalidOperationException("nested replay");
+        if (!_replays.TryGetValue(key, out var rec))
+        {
+            Wait();
+            rec = NewRecording("decode");
+            _target = rec;
+            try
+            {
+                Begin(rec, false);
+                record();
+                End(rec);
+            }
+            finally
+            {
+                _target = _eager;
+            }
+            _replays[key] = rec;
+        }
+        Wait();
+        var list = new List<Recording>(2);
+        if (_eager.Open)
+        {
+            End(_eager);
+            list.Add(_eager);
+        }
+        list.Add(rec);
+        Submit(list);
+    }
+
+    private void Collect(Recording rec)
+    {
+        if (rec.Queries < 2) return;
+        var ts = new ulong[rec.Queries];
+        fixed (ulong* p = ts)
+            _cx.Check(_vk.GetQueryPoolResults(_cx.Device, rec.Pool, 0, rec.Queries, (nuint)(8 * ts.Length), p, 8,
+                QueryResultFlags.Result64Bit | QueryResultFlags.ResultWaitBit), "vkGetQueryPoolResults");
+        string phase = rec == _eager ? "eager" : "decode";
+        for (int i = 0; i < rec.Ops.Count; i++)
+        {
+            double ns = (ts[i + 1] - ts[i]) * (double)_cx.TimestampPeriodNs;
+            var k = (phase, rec.Ops[i]);
+            var (c, t) = _prof.GetValueOrDefault(k);
+            _prof[k] = (c + 1, t + ns);
+        }
+    }
+
+    /// <summary>The per-op GPU time table (aggregated per op name), or a note when timestamps are unavailable.</summary>
+    public string ProfileReport()
+    {
+        var sb = new StringBuilder();
+        if (!Profiling)
+        {
+            sb.AppendLine($"profile: {_cx.Info.Name} has no timestamp queries on its compute queue");
+            return sb.ToString();
+        }
+        foreach (var phase in new[] { "eager", "decode" })
+        {
+            var rows = _prof.Where(kv => kv.Key.Phase == phase).OrderByDescending(kv => kv.Value.Ns).ToList();
+            if (rows.Count == 0) continue;
+            double total = rows.Sum(r => r.Value.Ns);
+            long subs = _submits.GetValueOrDefault(phase);
+            sb.AppendLine(phase == "decode"
+                ? $"GPU profile, replayed decode steps: {subs} steps, {total / 1e6:F3} ms GPU total, {total / 1e6 / Math.Max(1, subs):F4} ms per step"
+                : $"GPU profile, eager ops (prefill, reads, resets): {subs} submissions, {total / 1e6:F3} ms GPU total");
+            sb.AppendLine($"  {"op",-24} {"count",8} {"total ms",11} {"%",6} {"per step ms",12}");
+            foreach (var (k, v) in rows)
+                sb.AppendLine($"  {k.Op,-24} {v.Count,8} {v.Ns / 1e6,11:F3} {100 * v.Ns / total,6:F1} {(phase == "decode" ? (v.Ns / 1e6 / Math.Max(1, subs)).ToString("F4") : "-"),12}");
+        }
+        return sb.ToString();
+    }
+
+    public void Dispose()
+    {
+        try { Wait(); } catch (InvalidOperationException) { }
+        _vk.DeviceWaitIdle(_cx.Device);
+        foreach (var r in _replays.Values.Append(_eager))
+            if (r.Pool.Handle != 0) _vk.DestroyQueryPool(_cx.Device, r.Pool, null);
+        _vk.DestroyFence(_cx.Device, _fence, null);
+        _vk.DestroyCommandPool(_cx.Device, _pool, null);
+    }
+}

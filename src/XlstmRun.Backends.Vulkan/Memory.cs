@@ -1,0 +1,179 @@
+using Silk.NET.Vulkan;
+using VkBuffer = Silk.NET.Vulkan.Buffer;
+
+namespace XlstmRun.Backends.Vulkan;
+
+public enum MemKind
+{
+    /// <summary>Device-local (weights, activations, state).</summary>
+    Device,
+    /// <summary>Host-visible, coherent, written by the host (staging, token ids).</summary>
+    Upload,
+    /// <summary>Host-visible, coherent, preferably cached, read by the host (readback, argmax ids).</summary>
+    Readback,
+}
+
+/// <summary>A buffer and where its memory lies. <see cref="Mapped"/> is non-null when the host can access it directly.</summary>
+public sealed unsafe class VkBuf
+{
+    private static long _nextId;
+    public VkBuf(VkBuffer handle, ulong size, DeviceMemory memory, ulong memOffset, byte* mapped, bool dedicated)
+    {
+        Handle = handle; Size = size; Memory = memory; MemOffset = memOffset; Mapped = mapped; Dedicated = dedicated;
+        Id = Interlocked.Increment(ref _nextId);
+    }
+
+    public VkBuffer Handle { get; }
+    public ulong Size { get; }
+    public DeviceMemory Memory { get; }
+    public ulong MemOffset { get; }
+    public byte* Mapped { get; }
+    public bool IsMapped => Mapped != null;
+    public bool Dedicated { get; }
+    public long Id { get; }
+}
+
+/// <summary>
+/// Buffer memory: a dedicated allocation for every buffer of 16 MiB or more (weights), sub-allocations of 64 MiB blocks
+/// for the small ones. No allocation exceeds maxMemoryAllocationSize. Memory is freed only at dispose (the backend
+/// allocates once up front). Host-visible memory is mapped persistently.
+/// </summary>
+public sealed unsafe class Allocator : IDisposable
+{
+    private const ulong DedicatedMin = 16UL << 20;
+    private const ulong BlockSize = 64UL << 20;
+
+    private sealed class Block
+    {
+        public DeviceMemory Memory;
+        public ulong Size, Used;
+        public byte* Mapped;
+        public int TypeIndex;
+    }
+
+    private readonly VulkanContext _cx;
+    private readonly List<Block> _blocks = new();
+    private readonly List<(DeviceMemory Mem, bool Mapped)> _dedicated = new();
+    private readonly List<VkBuf> _buffers = new();
+    private readonly int[] _typeFor = new int[3];
+
+    public Allocator(VulkanContext cx)
+    {
+        _cx = cx;
+        // Probe the memory-type bits of a storage buffer once.
+        var probe = CreateHandle(256, out var req);
+        cx.Vk.DestroyBuffer(cx.Device, probe, null);
+        uint bits = req.MemoryTypeBits;
+        _typeFor[(int)MemKind.Device] = cx.FindMemoryType(bits, MemoryPropertyFlags.DeviceLocalBit, 0, MemoryPropertyFlags.HostVisibleBit);
+        if (_typeFor[(int)MemKind.Device] < 0) _typeFor[(int)MemKind.Device] = cx.FindMemoryType(bits, 0);
+        var hv = MemoryPropertyFlags.HostVisibleBit | MemoryPropertyFlags.HostCoherentBit;
+        _typeFor[(int)MemKind.Upload] = cx.FindMemoryType(bits, hv, 0, MemoryPropertyFlags.DeviceLocalBit);
+        _typeFor[(int)MemKind.Readback] = cx.FindMemoryType(bits, hv, MemoryPropertyFlags.HostCachedBit, MemoryPropertyFlags.DeviceLocalBit);
+        if (_typeFor[(int)MemKind.Upload] < 0 || _typeFor[(int)MemKind.Readback] < 0)
+            throw new VulkanUnavailableException($"{cx.Info.Name}: no host-visible coherent memory type");
+        var df = cx.MemoryProperties.MemoryTypes[_typeFor[(int)MemKind.Device]].PropertyFlags;
+        DeviceIsHostVisible = (df & hv) == hv;
+        MapDevice = DeviceIsHostVisible && !VulkanContext.TestNoDirectMapping;
+    }
+
+    /// <summary>Device-local buffers are mapped (host-visible device memory, not disabled for tests).</summary>
+    public bool MapDevice { get; }
+
+    /// <summary>Device memory is also host-visible and coherent (a CPU device or a unified-memory GPU): upload and read
+    /// back through the mapping, without staging copies.</summary>
+    public bool DeviceIsHostVisible { get; }
+
+    public ulong DeviceBytes { get; private set; }
+
+    private VkBuffer CreateHandle(ulong size, out MemoryRequirements req)
+    {
+        var bci = new BufferCreateInfo
+        {
+            SType = StructureType.BufferCreateInfo,
+            Size = size,
+            Usage = BufferUsageFlags.StorageBufferBit | BufferUsageFlags.TransferSrcBit | BufferUsageFlags.TransferDstBit,
+            SharingMode = SharingMode.Exclusive,
+        };
+        VkBuffer b;
+        _cx.Check(_cx.Vk.CreateBuffer(_cx.Device, &bci, null, &b), "vkCreateBuffer");
+        MemoryRequirements r;
+        _cx.Vk.GetBufferMemoryRequirements(_cx.Device, b, &r);
+        req = r;
+        return b;
+    }
+
+    private DeviceMemory AllocateMemory(ulong size, int type, bool map, out byte* mapped)
+    {
+        if (size > _cx.MaxAllocation) throw new InvalidOperationException($"allocation of {size} bytes exceeds maxMemoryAllocationSize {_cx.MaxAllocation}");
+        var mai = new MemoryAllocateInfo { SType = StructureType.MemoryAllocateInfo, AllocationSize = size, MemoryTypeIndex = (uint)type };
+        DeviceMemory m;
+        var r = _cx.Vk.AllocateMemory(_cx.Device, &mai, null, &m);
+        if (r is Result.ErrorOutOfDeviceMemory or Result.ErrorOutOfHostMemory)
+            throw new InsufficientMemoryException($"out of Vulkan memory allocating {size / 1048576.0:F1} MiB ({DeviceBytes / 1048576.0:F0} MiB in use on {_cx.Info.Name})");
+        _cx.Check(r, "vkAllocateMemory");
+        mapped = null;
+        var f = _cx.MemoryProperties.MemoryTypes[type].PropertyFlags;
+        if (map && (f & MemoryPropertyFlags.HostVisibleBit) != 0)
+        {
+            void* p;
+            _cx.Check(_cx.Vk.MapMemory(_cx.Device, m, 0, size, 0, &p), "vkMapMemory");
+            mapped = (byte*)p;
+        }
+        if (type == _typeFor[(int)MemKind.Device]) DeviceBytes += size;
+        return m;
+    }
+
+    public VkBuf Create(ulong size, MemKind kind)
+    {
+        size = Math.Max(16, (size + 15) & ~15UL);
+        var handle = CreateHandle(size, out var req);
+        int type = _typeFor[(int)kind];
+        if ((req.MemoryTypeBits & (1u << type)) == 0) throw new InvalidOperationException("buffer cannot use the chosen memory type");
+        VkBuf buf;
+        if (req.Size >= DedicatedMin || kind != MemKind.Device)
+        {
+            var mem = AllocateMemory(req.Size, type, kind != MemKind.Device || MapDevice, out var mapped);
+            _dedicated.Add((mem, mapped != null));
+            _cx.Check(_cx.Vk.BindBufferMemory(_cx.Device, handle, mem, 0), "vkBindBufferMemory");
+            buf = new VkBuf(handle, size, mem, 0, mapped, true);
+        }
+        else
+        {
+            ulong align = Math.Max(req.Alignment, 256);
+            Block? blk = null;
+            foreach (var b in _blocks)
+                if (b.TypeIndex == type && ((b.Used + align - 1) & ~(align - 1)) + req.Size <= b.Size) { blk = b; break; }
+            if (blk == null)
+            {
+                ulong bs = Math.Min(BlockSize, _cx.MaxAllocation);
+                blk = new Block { TypeIndex = type, Size = bs };
+                blk.Memory = AllocateMemory(bs, type, MapDevice, out blk.Mapped);
+                _blocks.Add(blk);
+            }
+            ulong off = (blk.Used + align - 1) & ~(align - 1);
+            blk.Used = off + req.Size;
+            _cx.Check(_cx.Vk.BindBufferMemory(_cx.Device, handle, blk.Memory, off), "vkBindBufferMemory");
+            buf = new VkBuf(handle, size, blk.Memory, off, blk.Mapped != null ? blk.Mapped + off : null, false);
+        }
+        _buffers.Add(buf);
+        return buf;
+    }
+
+    public void Dispose()
+    {
+        foreach (var b in _buffers) _cx.Vk.DestroyBuffer(_cx.Device, b.Handle, null);
+        foreach (var (m, mapped) in _dedicated)
+        {
+            if (mapped) _cx.Vk.UnmapMemory(_cx.Device, m);
+            _cx.Vk.FreeMemory(_cx.Device, m, null);
+        }
+        foreach (var b in _blocks)
+        {
+            if (b.Mapped != null) _cx.Vk.UnmapMemory(_cx.Device, b.Memory);
+            _cx.Vk.FreeMemory(_cx.Device, b.Memory, null);
+        }
+        _buffers.Clear();
+        _dedicated.Clear();
+        _blocks.Clear();
+    }
+}

@@ -1,0 +1,595 @@
+using System.Runtime.InteropServices;
+using Silk.NET.Vulkan;
+using XlstmRun.Formats;
+using XlstmRun.Formats.Gguf;
+using XlstmRun.Model;
+
+namespace XlstmRun.Backends.Vulkan;
+
+/// <summary>
+/// The Vulkan backend: every op of <see cref="IBackend"/> is a compute shader (shaders/*.comp). Weights are uploaded once
+/// into device-local memory (repacked so that every load is 16 bytes), activations and the recurrent state stay on the
+/// device; ops are recorded into a command buffer and submitted at the next read, and <see cref="Replay"/> records the
+/// decode step once and resubmits it.
+/// </summary>
+public sealed unsafe class VulkanBackend : IBackend
+{
+    private readonly VulkanContext _cx;
+    private readonly bool _ownsContext;
+    private readonly Allocator _mem;
+    private readonly CommandStream _cs;
+    private readonly Uploader _up;
+    private readonly Kernel _matvec, _matmul, _embed, _rmsnorm, _headnorm, _swiglu, _softcap, _argmax, _step, _cgates, _cout, _cstate;
+    private readonly DescriptorCache _desc;
+    private readonly VkBuf _dummy;
+    private VkBuf? _scratch, _counters, _readback;
+    private readonly uint _redWg;
+    private readonly (uint Wg, uint Rows)[] _mv = new (uint, uint)[5];
+
+    public const int ChunkMax = 64;
+
+    public VulkanBackend(VulkanContext cx, bool ownsContext = false, bool profile = false)
+    {
+        _cx = cx;
+        _ownsContext = ownsContext;
+        try
+        {
+            _mem = new Allocator(cx);
+            _cs = new CommandStream(cx, profile);
+            _up = new Uploader(cx, _mem);
+            _cs.BeforeSubmit = _up.Submit;
+            _desc = new DescriptorCache(cx);
+            Kernel K(string name, int bindings, uint push) => cx.Kernel(name, bindings, push);
+            _matvec = K("matvec", 5, (uint)sizeof(MatPush));
+            _matmul = K("matmul", 5, (uint)sizeof(MatPush));
+            _embed = K("embed", 4, (uint)sizeof(EmbedPush));
+            _rmsnorm = K("rmsnorm", 3, (uint)sizeof(RmsPush));
+            _headnorm = K("headnorm", 4, (uint)sizeof(HeadNormPush));
+            _swiglu = K("swiglu", 2, (uint)sizeof(SwiGluPush));
+            _softcap = K("softcap", 1, (uint)sizeof(SoftCapPush));
+            _argmax = K("argmax", 2, (uint)sizeof(ArgmaxPush));
+            _step = K("mlstm_step", 5, (uint)sizeof(StepPush));
+            _cgates = K("mlstm_chunk_gates", 4, (uint)sizeof(ChunkGatesPush));
+            _cout = K("mlstm_chunk_out", 4, (uint)sizeof(ChunkOutPush));
+            _cstate = K("mlstm_chunk_state", 3, (uint)sizeof(ChunkStatePush));
+            _dummy = _mem.Create(16, MemKind.Device);
+            _redWg = 256;
+            // matvec shape per weight type: workgroup size and rows per workgroup (XLSTM_VK_MATVEC="wg,rows" overrides)
+            for (int t = 0; t < 5; t++) _mv[t] = t >= 3 ? (128u, 4u) : (128u, 2u);
+            var env = Environment.GetEnvironmentVariable("XLSTM_VK_MATVEC");
+            if (!string.IsNullOrEmpty(env))
+            {
+                var p = env.Split(',');
+                if (p.Length == 2 && uint.TryParse(p[0], out var wg) && uint.TryParse(p[1], out var rows) && wg is >= 32 and <= 256 && (wg & (wg - 1)) == 0 && rows is >= 1 and <= 8)
+                    for (int t = 0; t < 5; t++) _mv[t] = (wg, rows);
+            }
+        }
+        catch
+        {
+            DisposeResources();
+            throw;
+        }
+    }
+
+    /// <summary>Open a device (see <see cref="VulkanContext.Create"/>) and a backend that owns it.</summary>
+    public static VulkanBackend Create(int device = -1, bool hardwareOnly = false, bool profile = false)
+    {
+        var cx = VulkanContext.Create(device, hardwareOnly);
+        try
+        {
+            return new VulkanBackend(cx, ownsContext: true, profile);
+        }
+        catch
+        {
+            cx.Dispose();
+            throw;
+        }
+    }
+
+    public VulkanContext Context => _cx;
+    public string Name => "vulkan";
+    public string Device => $"{_cx.Info.Name} (Vulkan {_cx.Info.ApiVersion}, {VulkanDeviceInfo.TypeName(_cx.Info.Type)}, subgroup {_cx.Info.SubgroupSize}" +
+                            (_cx.UseSubgroups ? "" : ", no subgroup ops") + ")";
+    public bool Profiling => _cs.Profiling;
+    public string ProfileReport() => _cs.ProfileReport();
+    /// <summary>Device memory allocated so far (weights, activations, state, scratch).</summary>
+    public ulong DeviceBytes => _mem.DeviceBytes;
+    public long Barriers => _cs.Barriers;
+
+    // ---- storage ---------------------------------------------------------------------------------------------------
+
+    public IWeight LoadWeight(TensorView t)
+    {
+        int cols = (int)t.Cols;
+        int rows = checked((int)(t.Elements / t.Cols));
+        bool vector = rows == 1 || t.Ne.Length == 1;
+        var devType = vector ? GgmlType.F32 : t.Type;
+        _ = WeightLayout.WType(devType); // rejects unknown types
+        byte* src = t.Data;
+        long srcRowBytes = t.RowBytes;
+        float[]? decoded = null;
+        if (vector && t.Type != GgmlType.F32)
+        {
+            decoded = t.ToFloatArray();
+            srcRowBytes = cols * 4L;
+        }
+        int perPart = WeightLayout.RowsPerPart(devType, cols, rows, _cx.MaxBinding);
+        var parts = new List<WeightPart>();
+        fixed (float* dp = decoded)
+        {
+            if (decoded != null) src = (byte*)dp;
+            for (int r0 = 0; r0 < rows; r0 += perPart)
+            {
+                int n = Math.Min(perPart, rows - r0);
+                ulong bytes = WeightLayout.PartBytes(devType, cols, n);
+                var buf = _mem.Create(bytes, MemKind.Device);
+                long mainRow = WeightLayout.MainRowBytes(devType, cols), scaleRow = WeightLayout.ScaleRowBytes(devType, cols);
+                ulong mainBytes = (ulong)(mainRow * n);
+                // upload in row chunks that fit the staging buffer
+                long chunkRows = Math.Max(1, (long)(_up.StagingSize / 2) / Math.Max(1, mainRow));
+                for (int a = 0; a < n; a += (int)chunkRows)
+                {
+                    int b = (int)Math.Min(n, a + chunkRows);
+                    byte* s = src;
+                    int ra = r0 + a, rb = r0 + b;
+                    _up.Write(buf, (ulong)(a * mainRow), (ulong)((b - a) * mainRow), d => WeightLayout.FillMain(devType, s, srcRowBytes, cols, ra, rb, d));
+                    if (scaleRow > 0)
+                        _up.Write(buf, mainBytes + (ulong)(a * scaleRow), (ulong)((b - a) * scaleRow), d => WeightLayout.FillScales(devType, s, srcRowBytes, cols, ra, rb, d));
+                }
+                parts.Add(new WeightPart
+                {
+                    Buf = buf, RowStart = r0, RowCount = n, WStride = WeightLayout.WStride(devType, cols),
+                    ScaleBase = (uint)(mainBytes / 2),
+                });
+            }
+        }
+        return new VkWeight { Name = t.Name, Type = t.Type, DevType = devType, Rows = rows, Cols = cols, Parts = parts.ToArray() };
+    }
+
+    public ITensor Alloc(int rows, int cols)
+    {
+        int stride = VkTensor.StrideFor(cols);
+        var buf = _mem.Create((ulong)rows * (ulong)stride * 4, MemKind.Device);
+        var cb = _cs.BeginOp("fill", [], [buf]);
+        _cx.Vk.CmdFillBuffer(cb, buf.Handle, 0, Vk.WholeSize, 0);
+        _cs.EndOp();
+        return new VkTensor(buf, 0, rows, cols, stride);
+    }
+
+    public ITensor Rows(ITensor t, int row0, int rows)
+    {
+        var v = (VkTensor)t;
+        if (row0 < 0 || rows < 0 || row0 + rows > v.Rows) throw new ArgumentOutOfRangeException(nameof(rows));
+        return new VkTensor(v.Buf, v.Offset + (long)row0 * v.Stride, rows, v.Cols, v.Stride);
+    }
+
+    public ITokenBuffer AllocTokens(int capacity) => new VkTokens(_mem.Create((ulong)capacity * 4, MemKind.Upload), capacity);
+    public IIndexBuffer AllocIndices(int capacity) => new VkIndices(_mem.Create((ulong)capacity * 4, MemKind.Readback), capacity);
+
+    public IStateBuffer AllocState(ModelConfig config)
+    {
+        ulong stride = VkState.StrideFor(config);
+        var buf = _mem.Create(stride * (ulong)config.Blocks, MemKind.Device);
+        var s = new VkState(config, buf, stride);
+        ResetState(s);
+        return s;
+    }
+
+    public void WriteTokens(ITokenBuffer dst, ReadOnlySpan<int> ids)
+    {
+        var t = (VkTokens)dst;
+        if (ids.Length > t.Capacity) throw new ArgumentException("too many token ids for the buffer");
+        _cs.Flush(); // earlier ops may still read the old ids
+        ids.CopyTo(new Span<int>(t.Buf.Mapped, ids.Length));
+    }
+
+    private VkBuf Readback(ulong bytes)
+    {
+        if (_readback == null || _readback.Size < bytes) _readback = _mem.Create(Math.Max(bytes, 1UL << 20), MemKind.Readback);
+        return _readback;
+    }
+
+    /// <summary>Copy rows of a tensor to the host (a strided device copy, or the mapping when device memory is host-visible).</summary>
+    private void ReadRows(VkBuf buf, long offsetFloats, int rows, int cols, int stride, Span<float> dst)
+    {
+        if (dst.Length < (long)rows * cols) throw new ArgumentException("destination too small");
+        byte* from;
+        if (buf.Mapped != null)
+        {
+            _cs.Flush();
+            from = buf.Mapped + offsetFloats * 4;
+        }
+        else
+        {
+            ulong bytes = (ulong)rows * (ulong)stride * 4;
+            var rb = Readback(bytes);
+            var cb = _cs.BeginOp("read", [buf], [rb]);
+            var region = new BufferCopy { SrcOffset = (ulong)offsetFloats * 4, DstOffset = 0, Size = bytes - (ulong)(stride - cols) * 4 };
+            _cx.Vk.CmdCopyBuffer(cb, buf.Handle, rb.Handle, 1, &region);
+            _cs.EndOp();
+            _cs.Flush();
+            from = rb.Mapped;
+        }
+        for (int r = 0; r < rows; r++)
+            new ReadOnlySpan<float>(from + (long)r * stride * 4, cols).CopyTo(dst.Slice(r * cols, cols));
+    }
+
+    public void Read(ITensor src, Span<float> dst)
+    {
+        var t = (VkTensor)src;
+        ReadRows(t.Buf, t.Offset, t.Rows, t.Cols, t.Stride, dst);
+    }
+
+    /// <summary>Write host floats into a tensor (tests and tools; not part of the model's op sequence).</summary>
+    public void Write(ITensor dst, ReadOnlySpan<float> src)
+    {
+        var t = (VkTensor)dst;
+        if (src.Length != t.Rows * t.Cols) throw new ArgumentException("source length does not match the tensor");
+        _cs.Flush();
+        fixed (float* sp = src)
+        {
+            float* s = sp;
+            int cols = t.Cols, stride = t.Stride, rows = t.Rows;
+            _up.Write(t.Buf, (ulong)t.Offset * 4, (ulong)((long)rows * stride * 4 - (stride - cols) * 4L), d =>
+            {
+                for (int r = 0; r < rows; r++) System.Buffer.MemoryCopy(s + (long)r * cols, d + (long)r * stride * 4, cols * 4L, cols * 4L);
+            });
+            _up.Finish();
+        }
+    }
+
+    public void ReadIndices(IIndexBuffer src, Span<int> dst)
+    {
+        var t = (VkIndices)src;
+        if (dst.Length > t.Capacity) throw new ArgumentException("destination larger than the index buffer");
+        _cs.Flush();
+        new ReadOnlySpan<int>(t.Buf.Mapped, dst.Length).CopyTo(dst);
+    }
+
+    public void ReadState(IStateBuffer src, Span<float> dst)
+    {
+        var s = (VkState)src;
+        var c = s.Config;
+        if (dst.Length < c.StateFloats) throw new ArgumentException("destination too small");
+        int per = (int)c.StateFloatsPerBlock;
+        int strideFloats = (int)(s.BlockStride / 4);
+        // blocks are rows of a [Blocks, per] matrix with a padded row stride
+        ReadRows(s.Buf, 0, c.Blocks, per, strideFloats, dst);
+    }
+
+    public void WriteState(IStateBuffer dst, ReadOnlySpan<float> src)
+    {
+        var s = (VkState)dst;
+        var c = s.Config;
+        if (src.Length < c.StateFloats) throw new ArgumentException("source too small");
+        _cs.Flush();
+        int per = (int)c.StateFloatsPerBlock;
+        fixed (float* sp = src)
+        {
+            for (int b = 0; b < c.Blocks; b++)
+            {
+                float* blockSrc = sp + (long)b * per;
+                // pieces no larger than half the staging buffer
+                long pieceFloats = (long)(_up.StagingSize / 8);
+                for (long o = 0; o < per; o += pieceFloats)
+                {
+                    long n = Math.Min(pieceFloats, per - o);
+                    float* from = blockSrc + o;
+                    _up.Write(s.Buf, s.BlockStride * (ulong)b + (ulong)o * 4, (ulong)n * 4, d => System.Buffer.MemoryCopy(from, d, n * 4, n * 4));
+                }
+            }
+            _up.Finish();
+        }
+    }
+
+    public void ResetState(IStateBuffer dst)
+    {
+        var s = (VkState)dst;
+        var cb = _cs.BeginOp("reset", [], [s.Buf]);
+        _cx.Vk.CmdFillBuffer(cb, s.Buf.Handle, 0, Vk.WholeSize, 0);
+        _cs.EndOp();
+    }
+
+    public void Replay(string key, Action record) => _cs.Replay(key, record);
+
+    // ---- bindings ----------------------------------------------------------------------------------------------------
+
+    /// <summary>A binding that covers the tensor's rows, and the tensor's first element relative to it.</summary>
+    private (Binding B, uint Off) Act(VkTensor t)
+    {
+        if (t.Buf.Size <= _cx.MaxBinding) return (Binding.Whole(t.Buf), checked((uint)t.Offset));
+        ulong start = (ulong)t.Offset * 4;
+        ulong off = start / 256 * 256;
+        ulong range = Math.Min(t.Buf.Size - off, _cx.MaxBinding / 256 * 256);
+        if (start + (ulong)t.Rows * (ulong)t.Stride * 4 > off + range)
+            throw new InvalidOperationException($"an activation view of {(ulong)t.Rows * (ulong)t.Stride * 4} bytes exceeds the device's storage-buffer range ({_cx.MaxBinding} bytes): use a smaller batch");
+        return (new Binding(t.Buf, off, range), (uint)((start - off) / 4));
+    }
+
+    private static Binding Whole(VkBuf b) => Binding.Whole(b);
+
+    private Binding StateBlock(VkState s, int block) => new(s.Buf, s.BlockStride * (ulong)block, s.BlockBytes);
+
+    private static uint Groups(long n, long per) => checked((uint)((n + per - 1) / per));
+
+    private (uint X, uint Y) Grid2(uint groups)
+    {
+        var lim = _cx.Limits;
+        uint maxX = Math.Min(lim.MaxComputeWorkGroupCount[0], 65535u);
+        if (groups <= maxX) return (groups, 1);
+        uint y = (groups + maxX - 1) / maxX;
+        return ((groups + y - 1) / y, y);
+    }
+
+    // ---- push constants (must match the shaders' push_constant blocks) --------------------------------------------
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct MatPush { public uint Rows, Cols, WStride, ScaleBase, XOff, XStride, DOff, DStride, BOff, Flags, NTok; }
+    [StructLayout(LayoutKind.Sequential)]
+    private struct EmbedPush { public uint RowStart, RowCount, Cols, WStride, ScaleBase, DOff, DStride, NTok; }
+    [StructLayout(LayoutKind.Sequential)]
+    private struct RmsPush { public uint XOff, XStride, DOff, DStride, Cols, WOff; public float Eps; }
+    [StructLayout(LayoutKind.Sequential)]
+    private struct HeadNormPush { public uint HOff, HStride, OOff, OStride, DOff, DStride, Dv, WOff; public float Eps; }
+    [StructLayout(LayoutKind.Sequential)]
+    private struct SwiGluPush { public uint GOff, GStride, DOff, DStride, F, NTok; }
+    [StructLayout(LayoutKind.Sequential)]
+    private struct SoftCapPush { public uint XOff, XStride, Cols, NTok; public float Cap; }
+    [StructLayout(LayoutKind.Sequential)]
+    private struct ArgmaxPush { public uint XOff, XStride, ValidCols, OOff; }
+    [StructLayout(LayoutKind.Sequential)]
+    private struct StepPush { public uint QOff, KOff, VOff, GOff, HOff, NH, Dqk, Dv, NOff, MOff, CntOff, Tiles; public float Cap, Eps; }
+    [StructLayout(LayoutKind.Sequential)]
+    private struct ChunkGatesPush { public uint QOff, KOff, RowStride, GOff, GStride, Len, NH, Dqk, NOff, MOff; public float Cap, Eps; }
+    [StructLayout(LayoutKind.Sequential)]
+    private struct ChunkOutPush { public uint QOff, VOff, RowStride, HOff, HStride, Len, Dqk, Dv; }
+    [StructLayout(LayoutKind.Sequential)]
+    private struct ChunkStatePush { public uint KOff, VOff, RowStride, Len, Dqk, Dv; }
+
+    // ---- ops ---------------------------------------------------------------------------------------------------------
+
+    private void Run(Kernel k, Pipeline p, ReadOnlySpan<Binding> b, void* push, uint gx, uint gy = 1, uint gz = 1) =>
+        _cs.Dispatch(k, p, _desc.Set(k, b), push, gx, gy, gz);
+
+    private static string TypeName(VkWeight w) => GgmlTypes.Name(w.DevType);
+
+    public void Embed(IWeight table, ITokenBuffer ids, ITensor dst)
+    {
+        var w = (VkWeight)table;
+        var tok = (VkTokens)ids;
+        var d = (VkTensor)dst;
+        if (d.Cols != w.Cols) throw new ArgumentException($"embed: table has {w.Cols} columns, destination {d.Cols}");
+        if (d.Rows > tok.Capacity) throw new ArgumentException("embed: more rows than token ids");
+        var (db, dOff) = Act(d);
+        var reads = new VkBuf?[w.Parts.Length + 1];
+        for (int i = 0; i < w.Parts.Length; i++) reads[i] = w.Parts[i].Buf;
+        reads[^1] = tok.Buf;
+        _cs.BeginOp("embed." + TypeName(w), reads, [d.Buf]);
+        var pipe = _embed.Pipeline([0, 0, w.WType]);
+        foreach (var p in w.Parts)
+        {
+            var pc = new EmbedPush
+            {
+                RowStart = (uint)p.RowStart, RowCount = (uint)p.RowCount, Cols = (uint)w.Cols, WStride = p.WStride, ScaleBase = p.ScaleBase,
+                DOff = dOff, DStride = (uint)d.Stride, NTok = (uint)d.Rows,
+            };
+            Run(_embed, pipe, [Whole(p.Buf), Whole(p.Buf), Whole(tok.Buf), db], &pc, Groups((w.Cols + 7) / 8, 64), (uint)d.Rows);
+        }
+        _cs.EndOp();
+    }
+
+    public void RmsNorm(ITensor x, IWeight w, ITensor dst, float eps)
+    {
+        var X = (VkTensor)x;
+        var W = (VkWeight)w;
+        var D = (VkTensor)dst;
+        if (X.Cols != W.Cols || D.Cols != X.Cols || D.Rows != X.Rows) throw new ArgumentException("rmsnorm: shape mismatch");
+        var (xb, xo) = Act(X);
+        var (db, dOff) = Act(D);
+        _cs.BeginOp("rmsnorm", [X.Buf, W.Parts[0].Buf], [D.Buf]);
+        var pc = new RmsPush { XOff = xo, XStride = (uint)X.Stride, DOff = dOff, DStride = (uint)D.Stride, Cols = (uint)X.Cols, WOff = 0, Eps = eps };
+        Run(_rmsnorm, _rmsnorm.Pipeline([_redWg]), [xb, Whole(W.Parts[0].Buf), db], &pc, (uint)X.Rows);
+        _cs.EndOp();
+    }
+
+    public void MatMul(IWeight w, ITensor x, ITensor dst, IWeight? bias = null, bool accumulate = false)
+    {
+        var W = (VkWeight)w;
+        var X = (VkTensor)x;
+        var D = (VkTensor)dst;
+        if (W.Cols != X.Cols || W.Rows != D.Cols || X.Rows != D.Rows)
+            throw new ArgumentException($"matmul shape mismatch: {W.Name} [{W.Rows}, {W.Cols}] · x [{X.Rows}, {X.Cols}] → [{D.Rows}, {D.Cols}]");
+        var B = (VkWeight?)bias;
+        if (B != null && B.Cols != W.Rows) throw new ArgumentException("matmul: bias length does not match the rows");
+        int T = X.Rows;
+        var (xb, xo) = Act(X);
+        var (db, dOff) = Act(D);
+        var reads = new VkBuf?[W.Parts.Length + 3];
+        for (int i = 0; i < W.Parts.Length; i++) reads[i] = W.Parts[i].Buf;
+        reads[^3] = X.Buf;
+        reads[^2] = B?.Parts[0].Buf;
+        reads[^1] = accumulate ? D.Buf : null;
+        bool vec = T == 1;
+        _cs.BeginOp((vec ? "matvec." : "matmul.") + TypeName(W), reads, [D.Buf]);
+        var (wg, nr) = _mv[W.WType];
+        var pipe = vec ? _matvec.Pipeline([wg, nr, W.WType]) : _matmul.Pipeline([0, 0, W.WType]);
+        var kernel = vec ? _matvec : _matmul;
+        var bb = B != null ? Whole(B.Parts[0].Buf) : Whole(_dummy);
+        foreach (var p in W.Parts)
+        {
+            var pc = new MatPush
+            {
+                Rows = (uint)p.RowCount, Cols = (uint)W.Cols, WStride = p.WStride, ScaleBase = p.ScaleBase,
+                XOff = xo, XStride = (uint)X.Stride, DOff = dOff + (uint)p.RowStart, DStride = (uint)D.Stride,
+                BOff = (uint)p.RowStart, Flags = (accumulate ? 1u : 0u) | (B != null ? 2u : 0u), NTok = (uint)T,
+            };
+            if (vec)
+            {
+                var (gx, gy) = Grid2(Groups(p.RowCount, nr));
+                Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb], &pc, gx, gy);
+            }
+            else
+                Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb], &pc, Groups(p.RowCount, 64), Groups(T, 64));
+        }
+        _cs.EndOp();
+    }
+
+    private VkBuf Scratch(ModelConfig c)
+    {
+        ulong need = (ulong)c.Heads * (64 * 64 + 256) * 4;
+        if (_scratch == null || _scratch.Size < need) _scratch = _mem.Create(need, MemKind.Device);
+        return _scratch;
+    }
+
+    private VkBuf Counters(ModelConfig c)
+    {
+        ulong need = (ulong)c.Heads * 4;
+        if (_counters == null || _counters.Size < need)
+        {
+            _counters = _mem.Create(Math.Max(need, 256), MemKind.Device);
+            var cb = _cs.BeginOp("fill", [], [_counters]);
+            _cx.Vk.CmdFillBuffer(cb, _counters.Handle, 0, Vk.WholeSize, 0);
+            _cs.EndOp();
+        }
+        return _counters;
+    }
+
+    public void MlstmCell(ModelConfig c, ITensor qkvo, ITensor gates, IStateBuffer state, int block, ITensor h)
+    {
+        var Q = (VkTensor)qkvo;
+        var G = (VkTensor)gates;
+        var H = (VkTensor)h;
+        var S = (VkState)state;
+        int T = Q.Rows, NH = c.Heads, dqk = c.DQk, dv = c.DV;
+        if (Q.Cols != c.QkvoDim || G.Cols != 2 * NH || H.Cols != c.VDim || G.Rows != T || H.Rows != T) throw new ArgumentException("mlstm: shape mismatch");
+        if ((uint)block >= (uint)c.Blocks) throw new ArgumentOutOfRangeException(nameof(block));
+        var (qb, qo) = Act(Q);
+        var (gb, go) = Act(G);
+        var (hb, ho) = Act(H);
+        var sb = StateBlock(S, block);
+        uint nOff = (uint)(NH * dqk * dv), mOff = nOff + (uint)(NH * dqk);
+        if (T == 1)
+        {
+            var cnt = Counters(c);
+            uint tiles = Groups(dv, 64);
+            _cs.BeginOp("mlstm.step", [Q.Buf, G.Buf, S.Buf, cnt], [S.Buf, H.Buf, cnt]);
+            var pc = new StepPush
+            {
+                QOff = qo, KOff = qo + (uint)c.QkDim, VOff = qo + 2u * (uint)c.QkDim, GOff = go, HOff = ho, NH = (uint)NH, Dqk = (uint)dqk, Dv = (uint)dv,
+                NOff = nOff, MOff = mOff, CntOff = 0, Tiles = tiles, Cap = c.GateSoftCap, Eps = c.CellEps,
+            };
+            Run(_step, _step.Pipeline([]), [qb, gb, sb, hb, Whole(cnt)], &pc, tiles, (uint)NH);
+            _cs.EndOp();
+            return;
+        }
+        var scr = Scratch(c);
+        int L = Math.Min(c.ChunkSize, ChunkMax);
+        for (int t0 = 0; t0 < T; t0 += L)
+        {
+            int len = Math.Min(L, T - t0);
+            uint qRow = qo + (uint)(t0 * Q.Stride);
+            _cs.BeginOp("mlstm.chunk.gates", [Q.Buf, G.Buf, S.Buf], [S.Buf, scr]);
+            var pg = new ChunkGatesPush
+            {
+                QOff = qRow, KOff = qRow + (uint)c.QkDim, RowStride = (uint)Q.Stride, GOff = go + (uint)(t0 * G.Stride), GStride = (uint)G.Stride,
+                Len = (uint)len, NH = (uint)NH, Dqk = (uint)dqk, NOff = nOff, MOff = mOff, Cap = c.GateSoftCap, Eps = c.CellEps,
+            };
+            Run(_cgates, _cgates.Pipeline([]), [qb, gb, sb, Whole(scr)], &pg, (uint)NH);
+            _cs.EndOp();
+
+            _cs.BeginOp("mlstm.chunk.out", [Q.Buf, S.Buf, scr], [H.Buf]);
+            var po = new ChunkOutPush
+            {
+                QOff = qRow, VOff = qRow + 2u * (uint)c.QkDim, RowStride = (uint)Q.Stride, HOff = ho + (uint)(t0 * H.Stride), HStride = (uint)H.Stride,
+                Len = (uint)len, Dqk = (uint)dqk, Dv = (uint)dv,
+            };
+            Run(_cout, _cout.Pipeline([]), [qb, sb, Whole(scr), hb], &po, Groups(dv, 64), (uint)NH);
+            _cs.EndOp();
+
+            _cs.BeginOp("mlstm.chunk.state", [Q.Buf, scr, S.Buf], [S.Buf]);
+            var ps = new ChunkStatePush
+            {
+                KOff = qRow + (uint)c.QkDim, VOff = qRow + 2u * (uint)c.QkDim, RowStride = (uint)Q.Stride, Len = (uint)len, Dqk = (uint)dqk, Dv = (uint)dv,
+            };
+            Run(_cstate, _cstate.Pipeline([]), [qb, sb, Whole(scr)], &ps, Groups(dv, 64), Groups(dqk, 64), (uint)NH);
+            _cs.EndOp();
+        }
+    }
+
+    public void HeadNormGate(ModelConfig c, ITensor h, ITensor qkvo, IWeight w, ITensor dst)
+    {
+        var H = (VkTensor)h;
+        var Q = (VkTensor)qkvo;
+        var W = (VkWeight)w;
+        var D = (VkTensor)dst;
+        if (H.Cols != c.VDim || D.Cols != c.VDim || W.Cols != c.VDim || Q.Rows != H.Rows || D.Rows != H.Rows) throw new ArgumentException("headnorm: shape mismatch");
+        var (hb, ho) = Act(H);
+        var (qb, qo) = Act(Q);
+        var (db, dOff) = Act(D);
+        _cs.BeginOp("headnorm", [H.Buf, Q.Buf, W.Parts[0].Buf], [D.Buf]);
+        var pc = new HeadNormPush
+        {
+            HOff = ho, HStride = (uint)H.Stride, OOff = qo + (uint)c.OOffset, OStride = (uint)Q.Stride, DOff = dOff, DStride = (uint)D.Stride,
+            Dv = (uint)c.DV, WOff = 0, Eps = c.NormEps,
+        };
+        Run(_headnorm, _headnorm.Pipeline([_redWg]), [hb, qb, Whole(W.Parts[0].Buf), db], &pc, (uint)c.Heads, (uint)H.Rows);
+        _cs.EndOp();
+    }
+
+    public void SwiGlu(ITensor gateUp, ITensor dst)
+    {
+        var G = (VkTensor)gateUp;
+        var D = (VkTensor)dst;
+        if (G.Cols != 2 * D.Cols || G.Rows != D.Rows) throw new ArgumentException("swiglu: shape mismatch");
+        var (gb, go) = Act(G);
+        var (db, dOff) = Act(D);
+        _cs.BeginOp("swiglu", [G.Buf], [D.Buf]);
+        var pc = new SwiGluPush { GOff = go, GStride = (uint)G.Stride, DOff = dOff, DStride = (uint)D.Stride, F = (uint)D.Cols, NTok = (uint)D.Rows };
+        Run(_swiglu, _swiglu.Pipeline([]), [gb, db], &pc, Groups(D.Cols, 256), (uint)D.Rows);
+        _cs.EndOp();
+    }
+
+    public void SoftCap(ITensor x, float cap)
+    {
+        var X = (VkTensor)x;
+        var (xb, xo) = Act(X);
+        _cs.BeginOp("softcap", [X.Buf], [X.Buf]);
+        var pc = new SoftCapPush { XOff = xo, XStride = (uint)X.Stride, Cols = (uint)X.Cols, NTok = (uint)X.Rows, Cap = cap };
+        Run(_softcap, _softcap.Pipeline([]), [xb], &pc, Groups(X.Cols, 256), (uint)X.Rows);
+        _cs.EndOp();
+    }
+
+    public void Argmax(ITensor x, int validCols, IIndexBuffer dst)
+    {
+        var X = (VkTensor)x;
+        var I = (VkIndices)dst;
+        if (X.Rows > I.Capacity) throw new ArgumentException("argmax: index buffer too small");
+        if (validCols <= 0 || validCols > X.Cols) throw new ArgumentOutOfRangeException(nameof(validCols));
+        var (xb, xo) = Act(X);
+        _cs.BeginOp("argmax", [X.Buf], [I.Buf]);
+        var pc = new ArgmaxPush { XOff = xo, XStride = (uint)X.Stride, ValidCols = (uint)validCols, OOff = 0 };
+        Run(_argmax, _argmax.Pipeline([_redWg]), [xb, Whole(I.Buf)], &pc, (uint)X.Rows);
+        _cs.EndOp();
+    }
+
+    // ---- lifetime ----------------------------------------------------------------------------------------------------
+
+    private void DisposeResources()
+    {
+        try { _cs?.Flush(); } catch (InvalidOperationException) { }
+        _cs?.Dispose();
+        _up?.Dispose();
+        _desc?.Dispose();
+        _mem?.Dispose();
+    }
+
+    private bool _disposed;
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        DisposeResources();
+        if (_ownsContext) _cx.Dispose();
+    }
+}

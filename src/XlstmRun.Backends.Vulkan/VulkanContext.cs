@@ -1,0 +1,442 @@
+using System.Runtime.InteropServices;
+using Silk.NET.Core.Native;
+using Silk.NET.Vulkan;
+
+namespace XlstmRun.Backends.Vulkan;
+
+/// <summary>Vulkan cannot be used here: no loader, no driver, no device, or the device lacks what the shaders need.</summary>
+public sealed class VulkanUnavailableException : Exception
+{
+    public VulkanUnavailableException(string message) : base(message) { }
+}
+
+/// <summary>What `info --devices` shows about one Vulkan physical device.</summary>
+public sealed record VulkanDeviceInfo(
+    int Index, string Name, PhysicalDeviceType Type, string ApiVersion, string Driver, ulong DeviceLocalBytes,
+    uint SubgroupSize, bool SubgroupArithmetic, bool Float16, bool Int8, bool Storage16, bool Storage8,
+    bool CoopMatNv, bool CoopMatKhr, bool IntDot, bool Timestamps, ulong MaxStorageBufferRange, ulong MaxAllocation,
+    uint SharedMemory, uint MaxInvocations)
+{
+    public bool IsHardware => Type is PhysicalDeviceType.DiscreteGpu or PhysicalDeviceType.IntegratedGpu;
+
+    public static string TypeName(PhysicalDeviceType t) => t switch
+    {
+        PhysicalDeviceType.DiscreteGpu => "discrete GPU",
+        PhysicalDeviceType.IntegratedGpu => "integrated GPU",
+        PhysicalDeviceType.VirtualGpu => "virtual GPU",
+        PhysicalDeviceType.Cpu => "CPU (software)",
+        _ => "other",
+    };
+
+    public string Describe()
+    {
+        var feats = new List<string>();
+        if (SubgroupArithmetic) feats.Add("subgroup-arith");
+        if (Float16) feats.Add("fp16");
+        if (Int8) feats.Add("int8");
+        if (Storage16) feats.Add("16bit-storage");
+        if (Storage8) feats.Add("8bit-storage");
+        if (IntDot) feats.Add("int-dot");
+        if (CoopMatKhr) feats.Add("coopmat-khr");
+        if (CoopMatNv) feats.Add("coopmat-nv");
+        if (Timestamps) feats.Add("timestamps");
+        return $"vulkan {Index}: {Name} ({TypeName(Type)}), Vulkan {ApiVersion}, driver {Driver}, {DeviceLocalBytes / 1073741824.0:F1} GiB device memory, " +
+               $"subgroup {SubgroupSize}, shared {SharedMemory / 1024} KiB, max binding {MaxStorageBufferRange / 1048576} MiB, max allocation {MaxAllocation / 1048576} MiB; " +
+               string.Join(" ", feats);
+    }
+}
+
+/// <summary>
+/// One Vulkan logical device for compute: instance, chosen physical device, one compute queue, enabled features and the
+/// memory types used for device, upload and readback buffers.
+/// </summary>
+public sealed unsafe class VulkanContext : IDisposable
+{
+    private static readonly object ApiLock = new();
+    private static Vk? _api;
+    private static string? _apiError;
+
+    public Vk Vk { get; }
+    public Instance Instance { get; }
+    public PhysicalDevice Physical { get; }
+    public Device Device { get; }
+    public Queue Queue { get; }
+    public uint QueueFamily { get; }
+    public VulkanDeviceInfo Info { get; }
+    public PhysicalDeviceLimits Limits { get; }
+    public PhysicalDeviceMemoryProperties MemoryProperties { get; }
+    /// <summary>Shaders with subgroup reductions (else the ".nosg" shared-memory variants).</summary>
+    public bool UseSubgroups { get; }
+    public bool FullSubgroups { get; }
+    public bool Timestamps { get; }
+    public float TimestampPeriodNs { get; }
+    public ulong MaxBinding { get; private set; }
+    public ulong MaxAllocation { get; }
+
+    /// <summary>The Vulkan entry points (loader), or an exception saying why they are missing.</summary>
+    public static Vk Api()
+    {
+        lock (ApiLock)
+        {
+            if (_api != null) return _api;
+            if (_apiError != null) throw new VulkanUnavailableException(_apiError);
+            try
+            {
+                _api = Vk.GetApi();
+                return _api;
+            }
+            catch (Exception e) when (e is FileNotFoundException or DllNotFoundException or EntryPointNotFoundException or TypeInitializationException)
+            {
+                _apiError = "the Vulkan loader (libvulkan.so.1) was not found: install libvulkan1 and a Vulkan driver (e.g. mesa-vulkan-drivers)";
+                throw new VulkanUnavailableException(_apiError);
+            }
+        }
+    }
+
+    private static Instance CreateInstance(Vk vk)
+    {
+        var appName = (byte*)SilkMarshal.StringToPtr("xlstm-run");
+        try
+        {
+            var app = new ApplicationInfo
+            {
+                SType = StructureType.ApplicationInfo,
+                PApplicationName = appName,
+                PEngineName = appName,
+                ApiVersion = Vk.Version12,
+            };
+            var ici = new InstanceCreateInfo { SType = StructureType.InstanceCreateInfo, PApplicationInfo = &app };
+            Instance inst;
+            var r = vk.CreateInstance(&ici, null, &inst);
+            if (r == Result.ErrorIncompatibleDriver)
+                throw new VulkanUnavailableException("no Vulkan driver found (vkCreateInstance: incompatible driver); install a Vulkan driver, e.g. mesa-vulkan-drivers, or set VK_DRIVER_FILES");
+            if (r != Result.Success) throw new VulkanUnavailableException($"vkCreateInstance failed: {r}");
+            return inst;
+        }
+        finally
+        {
+            SilkMarshal.Free((nint)appName);
+        }
+    }
+
+    private static PhysicalDevice[] Physicals(Vk vk, Instance inst)
+    {
+        uint n = 0;
+        vk.EnumeratePhysicalDevices(inst, &n, null);
+        var arr = new PhysicalDevice[n];
+        if (n > 0)
+            fixed (PhysicalDevice* p = arr)
+                vk.EnumeratePhysicalDevices(inst, &n, p);
+        return arr;
+    }
+
+    private static HashSet<string> Extensions(Vk vk, PhysicalDevice pd)
+    {
+        uint n = 0;
+        vk.EnumerateDeviceExtensionProperties(pd, (byte*)null, &n, null);
+        var props = new ExtensionProperties[n];
+        var set = new HashSet<string>(StringComparer.Ordinal);
+        if (n == 0) return set;
+        fixed (ExtensionProperties* p = props)
+        {
+            vk.EnumerateDeviceExtensionProperties(pd, (byte*)null, &n, p);
+            for (int i = 0; i < n; i++) set.Add(SilkMarshal.PtrToString((nint)p[i].ExtensionName)!);
+        }
+        return set;
+    }
+
+    private static string Version(uint v) => $"{v >> 22}.{(v >> 12) & 0x3ff}.{v & 0xfff}";
+
+    private readonly struct Probe
+    {
+        public readonly PhysicalDeviceProperties Props;
+        public readonly PhysicalDeviceSubgroupProperties Subgroup;
+        public readonly PhysicalDeviceMaintenance3Properties Maint3;
+        public readonly PhysicalDeviceFeatures Core;
+        public readonly bool F16, I8, S16, S8, SizeControl, FullSubgroups;
+        public readonly HashSet<string> Ext;
+        public readonly PhysicalDeviceMemoryProperties Mem;
+
+        public Probe(Vk vk, PhysicalDevice pd)
+        {
+            vk.GetPhysicalDeviceProperties(pd, out var props0);
+            uint api = props0.ApiVersion;
+            Ext = Extensions(vk, pd);
+            var sg = new PhysicalDeviceSubgroupProperties { SType = StructureType.PhysicalDeviceSubgroupProperties };
+            var m3 = new PhysicalDeviceMaintenance3Properties { SType = StructureType.PhysicalDeviceMaintenance3Properties, PNext = &sg };
+            var p2 = new PhysicalDeviceProperties2 { SType = StructureType.PhysicalDeviceProperties2, PNext = &m3 };
+            vk.GetPhysicalDeviceProperties2(pd, &p2);
+            Props = p2.Properties;
+            Subgroup = sg;
+            Maint3 = m3;
+            bool v12 = api >= Vk.Version12;
+            bool has8 = v12 || Ext.Contains("VK_KHR_8bit_storage");
+            bool hasF16 = v12 || Ext.Contains("VK_KHR_shader_float16_int8");
+            bool hasSize = api >= Vk.Version13 || Ext.Contains("VK_EXT_subgroup_size_control");
+            var s16 = new PhysicalDevice16BitStorageFeatures { SType = StructureType.PhysicalDevice16BitStorageFeatures };
+            var s8 = new PhysicalDevice8BitStorageFeatures { SType = StructureType.PhysicalDevice8BitStorageFeatures };
+            var f16 = new PhysicalDeviceShaderFloat16Int8Features { SType = StructureType.PhysicalDeviceShaderFloat16Int8Features };
+            var sc = new PhysicalDeviceSubgroupSizeControlFeatures { SType = StructureType.PhysicalDeviceSubgroupSizeControlFeatures };
+            void* chain = &s16;
+            if (has8) { s8.PNext = chain; chain = &s8; }
+            if (hasF16) { f16.PNext = chain; chain = &f16; }
+            if (hasSize) { sc.PNext = chain; chain = &sc; }
+            var f2 = new PhysicalDeviceFeatures2 { SType = StructureType.PhysicalDeviceFeatures2, PNext = chain };
+            vk.GetPhysicalDeviceFeatures2(pd, &f2);
+            Core = f2.Features;
+            S16 = s16.StorageBuffer16BitAccess;
+            S8 = has8 && s8.StorageBuffer8BitAccess;
+            F16 = hasF16 && f16.ShaderFloat16;
+            I8 = hasF16 && f16.ShaderInt8;
+            SizeControl = hasSize && sc.SubgroupSizeControl;
+            FullSubgroups = hasSize && sc.ComputeFullSubgroups;
+            vk.GetPhysicalDeviceMemoryProperties(pd, out var mem);
+            Mem = mem;
+        }
+
+        public bool SubgroupArithmetic =>
+            (Subgroup.SupportedStages & ShaderStageFlags.ComputeBit) != 0 &&
+            (Subgroup.SupportedOperations & (SubgroupFeatureFlags.BasicBit | SubgroupFeatureFlags.ArithmeticBit)) ==
+            (SubgroupFeatureFlags.BasicBit | SubgroupFeatureFlags.ArithmeticBit) &&
+            Subgroup.SubgroupSize >= 4;
+
+        public ulong DeviceLocalBytes
+        {
+            get
+            {
+                ulong best = 0;
+                for (int i = 0; i < Mem.MemoryHeapCount; i++)
+                    if ((Mem.MemoryHeaps[i].Flags & MemoryHeapFlags.DeviceLocalBit) != 0) best = Math.Max(best, Mem.MemoryHeaps[i].Size);
+                return best;
+            }
+        }
+
+        public VulkanDeviceInfo Info(Vk vk, PhysicalDevice pd, int index)
+        {
+            var p = Props;
+            string name = SilkMarshal.PtrToString((nint)p.DeviceName) ?? "?";
+            bool ts = p.Limits.TimestampComputeAndGraphics;
+            if (!ts)
+            {
+                uint n = 0;
+                vk.GetPhysicalDeviceQueueFamilyProperties(pd, &n, null);
+                var q = new QueueFamilyProperties[n];
+                fixed (QueueFamilyProperties* qp = q) vk.GetPhysicalDeviceQueueFamilyProperties(pd, &n, qp);
+                ts = q.Any(f => (f.QueueFlags & QueueFlags.ComputeBit) != 0 && f.TimestampValidBits > 0);
+            }
+            return new VulkanDeviceInfo(index, name, p.DeviceType, Version(p.ApiVersion), DriverString(p), DeviceLocalBytes,
+                Subgroup.SubgroupSize, SubgroupArithmetic, F16, I8, S16, S8,
+                Ext.Contains("VK_NV_cooperative_matrix"), Ext.Contains("VK_KHR_cooperative_matrix"),
+                Ext.Contains("VK_KHR_shader_integer_dot_product") || p.ApiVersion >= Vk.Version13, ts,
+                p.Limits.MaxStorageBufferRange, Maint3.MaxMemoryAllocationSize, p.Limits.MaxComputeSharedMemorySize,
+                p.Limits.MaxComputeWorkGroupInvocations);
+        }
+
+        private static string DriverString(PhysicalDeviceProperties p)
+        {
+            uint v = p.DriverVersion;
+            if (p.VendorID == 0x10DE) return $"{v >> 22}.{(v >> 14) & 0xff}.{(v >> 6) & 0xff}"; // NVIDIA packing
+            return Version(v);
+        }
+    }
+
+    /// <summary>Every Vulkan device (index = `--device`), or the reason none can be listed.</summary>
+    public static IReadOnlyList<VulkanDeviceInfo> Enumerate(out string? error)
+    {
+        error = null;
+        try
+        {
+            var vk = Api();
+            var inst = CreateInstance(vk);
+            try
+            {
+                var pds = Physicals(vk, inst);
+                if (pds.Length == 0) error = "the Vulkan loader found no device (is a Vulkan driver installed?)";
+                return pds.Select((pd, i) => new Probe(vk, pd).Info(vk, pd, i)).ToList();
+            }
+            finally
+            {
+                vk.DestroyInstance(inst, null);
+            }
+        }
+        catch (VulkanUnavailableException e)
+        {
+            error = e.Message;
+            return [];
+        }
+    }
+
+    /// <summary>
+    /// Open device <paramref name="index"/> (enumeration order), or the best one when index &lt; 0: a discrete GPU, then an
+    /// integrated one, then (only if <paramref name="hardwareOnly"/> is false) virtual and software (CPU) devices.
+    /// <paramref name="noSubgroups"/> (or XLSTM_VK_NO_SUBGROUPS=1) selects the shared-memory-only shader variants.
+    /// </summary>
+    public static VulkanContext Create(int index = -1, bool hardwareOnly = false, bool noSubgroups = false)
+    {
+        var vk = Api();
+        var inst = CreateInstance(vk);
+        try
+        {
+            var pds = Physicals(vk, inst);
+            if (pds.Length == 0) throw new VulkanUnavailableException("the Vulkan loader found no device (is a Vulkan driver installed?)");
+            var probes = pds.Select(pd => new Probe(vk, pd)).ToArray();
+            int pick;
+            if (index >= 0)
+            {
+                if (index >= pds.Length) throw new VulkanUnavailableException($"--device {index}: there are only {pds.Length} Vulkan devices (see 'xlstm-run info --devices')");
+                pick = index;
+                if (hardwareOnly && !probes[pick].Info(vk, pds[pick], pick).IsHardware)
+                    throw new VulkanUnavailableException($"Vulkan device {index} is not a hardware GPU");
+            }
+            else
+            {
+                static int Rank(PhysicalDeviceType t) => t switch
+                {
+                    PhysicalDeviceType.DiscreteGpu => 0, PhysicalDeviceType.IntegratedGpu => 1, PhysicalDeviceType.VirtualGpu => 2,
+                    PhysicalDeviceType.Cpu => 3, _ => 4,
+                };
+                pick = Enumerable.Range(0, pds.Length).OrderBy(i => Rank(probes[i].Props.DeviceType)).ThenBy(i => i).First();
+                if (hardwareOnly && Rank(probes[pick].Props.DeviceType) > 1)
+                    throw new VulkanUnavailableException("no hardware Vulkan GPU (only software or virtual devices)");
+            }
+            return new VulkanContext(vk, inst, pds[pick], probes[pick], pick, noSubgroups);
+        }
+        catch
+        {
+            vk.DestroyInstance(inst, null);
+            throw;
+        }
+    }
+
+    private VulkanContext(Vk vk, Instance inst, PhysicalDevice pd, Probe probe, int index, bool noSubgroups)
+    {
+        Vk = vk;
+        Instance = inst;
+        Physical = pd;
+        Info = probe.Info(vk, pd, index);
+        Limits = probe.Props.Limits;
+        MemoryProperties = probe.Mem;
+        if (probe.Props.ApiVersion < Vk.Version11) throw new VulkanUnavailableException($"{Info.Name}: Vulkan {Info.ApiVersion} is too old (1.1 needed)");
+        if (Limits.MaxComputeWorkGroupInvocations < 256) throw new VulkanUnavailableException($"{Info.Name}: compute workgroups of 256 invocations are not supported");
+        if (Limits.MaxComputeSharedMemorySize < 28 * 1024) throw new VulkanUnavailableException($"{Info.Name}: {Limits.MaxComputeSharedMemorySize} bytes of shared memory (28 KiB needed)");
+
+        // queue: a compute-capable family; prefer one with timestamps
+        uint n = 0;
+        vk.GetPhysicalDeviceQueueFamilyProperties(pd, &n, null);
+        var fams = new QueueFamilyProperties[n];
+        fixed (QueueFamilyProperties* fp = fams) vk.GetPhysicalDeviceQueueFamilyProperties(pd, &n, fp);
+        int fam = -1;
+        for (int i = 0; i < n; i++)
+            if ((fams[i].QueueFlags & QueueFlags.ComputeBit) != 0 && (fam < 0 || (fams[fam].TimestampValidBits == 0 && fams[i].TimestampValidBits > 0)))
+                fam = i;
+        if (fam < 0) throw new VulkanUnavailableException($"{Info.Name}: no compute queue");
+        QueueFamily = (uint)fam;
+        Timestamps = fams[fam].TimestampValidBits > 0;
+        TimestampPeriodNs = Limits.TimestampPeriod;
+
+        bool noSg = noSubgroups || Environment.GetEnvironmentVariable("XLSTM_VK_NO_SUBGROUPS") == "1";
+        UseSubgroups = probe.SubgroupArithmetic && !noSg;
+        FullSubgroups = probe.FullSubgroups;
+        MaxBinding = Math.Min(Limits.MaxStorageBufferRange, TestMaxBinding ?? ulong.MaxValue);
+        MaxAllocation = probe.Maint3.MaxMemoryAllocationSize > 0 ? probe.Maint3.MaxMemoryAllocationSize : 1UL << 30;
+
+        // features to enable where present (the shaders themselves need none of them; future kernels may)
+        uint api = probe.Props.ApiVersion;
+        var exts = new List<string>();
+        var s16 = new PhysicalDevice16BitStorageFeatures { SType = StructureType.PhysicalDevice16BitStorageFeatures, StorageBuffer16BitAccess = probe.S16 };
+        var s8 = new PhysicalDevice8BitStorageFeatures { SType = StructureType.PhysicalDevice8BitStorageFeatures, StorageBuffer8BitAccess = probe.S8 };
+        var f16 = new PhysicalDeviceShaderFloat16Int8Features { SType = StructureType.PhysicalDeviceShaderFloat16Int8Features, ShaderFloat16 = probe.F16, ShaderInt8 = probe.I8 };
+        var sc = new PhysicalDeviceSubgroupSizeControlFeatures { SType = StructureType.PhysicalDeviceSubgroupSizeControlFeatures, SubgroupSizeControl = probe.SizeControl, ComputeFullSubgroups = probe.FullSubgroups };
+        void* chain = null;
+        if (probe.S16) { s16.PNext = chain; chain = &s16; }
+        if (probe.S8) { s8.PNext = chain; chain = &s8; if (api < Vk.Version12) exts.Add("VK_KHR_8bit_storage"); }
+        if (probe.F16 || probe.I8) { f16.PNext = chain; chain = &f16; if (api < Vk.Version12) exts.Add("VK_KHR_shader_float16_int8"); }
+        if (probe.SizeControl) { sc.PNext = chain; chain = &sc; if (api < Vk.Version13) exts.Add("VK_EXT_subgroup_size_control"); }
+        var core = new PhysicalDeviceFeatures { ShaderInt16 = probe.Core.ShaderInt16, ShaderInt64 = probe.Core.ShaderInt64 };
+        var f2 = new PhysicalDeviceFeatures2 { SType = StructureType.PhysicalDeviceFeatures2, PNext = chain, Features = core };
+
+        float prio = 1f;
+        var qci = new DeviceQueueCreateInfo { SType = StructureType.DeviceQueueCreateInfo, QueueFamilyIndex = QueueFamily, QueueCount = 1, PQueuePriorities = &prio };
+        var extPtrs = (byte**)SilkMarshal.StringArrayToPtr(exts);
+        try
+        {
+            var dci = new DeviceCreateInfo
+            {
+                SType = StructureType.DeviceCreateInfo,
+                PNext = &f2,
+                QueueCreateInfoCount = 1,
+                PQueueCreateInfos = &qci,
+                EnabledExtensionCount = (uint)exts.Count,
+                PpEnabledExtensionNames = extPtrs,
+            };
+            Device dev;
+            var r = vk.CreateDevice(pd, &dci, null, &dev);
+            if (r != Result.Success) throw new VulkanUnavailableException($"{Info.Name}: vkCreateDevice failed: {r}");
+            Device = dev;
+        }
+        finally
+        {
+            SilkMarshal.Free((nint)extPtrs);
+        }
+        Queue q;
+        vk.GetDeviceQueue(Device, QueueFamily, 0, &q);
+        Queue = q;
+    }
+
+    /// <summary>Tests only: pretend the device's maxStorageBufferRange is this small, to exercise weight splitting
+    /// (applies to contexts created afterwards, or after <see cref="RefreshTestLimits"/>).</summary>
+    public static ulong? TestMaxBinding { get; set; }
+
+    public void RefreshTestLimits() => MaxBinding = Math.Min(Limits.MaxStorageBufferRange, TestMaxBinding ?? ulong.MaxValue);
+
+    /// <summary>Tests only: never map device-local memory, so that uploads and reads take the staging-copy path that a
+    /// discrete GPU uses even on a device whose memory is host-visible (lavapipe).</summary>
+    public static bool TestNoDirectMapping { get; set; }
+
+    public void Check(Result r, string what)
+    {
+        if (r != Result.Success) throw new InvalidOperationException($"Vulkan: {what} failed: {r}");
+    }
+
+    /// <summary>Index of a memory type allowed by <paramref name="bits"/> with <paramref name="need"/> flags, preferring
+    /// <paramref name="want"/> and avoiding <paramref name="avoid"/>; -1 if none.</summary>
+    public int FindMemoryType(uint bits, MemoryPropertyFlags need, MemoryPropertyFlags want = 0, MemoryPropertyFlags avoid = 0)
+    {
+        int best = -1, bestScore = int.MinValue;
+        var mp = MemoryProperties;
+        for (int i = 0; i < mp.MemoryTypeCount; i++)
+        {
+            if ((bits & (1u << i)) == 0) continue;
+            var f = mp.MemoryTypes[i].PropertyFlags;
+            if ((f & need) != need) continue;
+            int score = 0;
+            if ((f & want) == want) score += 2;
+            if ((f & avoid) == 0) score += 1;
+            if (score > bestScore) { best = i; bestScore = score; }
+        }
+        return best;
+    }
+
+    private readonly Dictionary<string, Kernel> _kernels = new();
+
+    /// <summary>The kernel (shader module, layouts, pipelines) named <paramref name="name"/>, created once per context.</summary>
+    public Kernel Kernel(string name, int bindings, uint pushBytes)
+    {
+        lock (_kernels)
+        {
+            if (_kernels.TryGetValue(name, out var k)) return k;
+            k = new Kernel(this, name, bindings, pushBytes);
+            _kernels[name] = k;
+            return k;
+        }
+    }
+
+    public void Dispose()
+    {
+        Vk.DeviceWaitIdle(Device);
+        foreach (var k in _kernels.Values) k.Dispose();
+        _kernels.Clear();
+        Vk.DestroyDevice(Device, null);
+        Vk.DestroyInstance(Instance, null);
+    }
+}

@@ -1,0 +1,150 @@
+using System.Runtime.InteropServices;
+using XlstmRun.Formats;
+using XlstmRun.Formats.Gguf;
+using XlstmRun.Model;
+
+namespace XlstmRun.Backends.Vulkan;
+
+/// <summary>Float32 activations [Rows, Cols] in a device buffer, row stride a multiple of 4 floats (16-byte aligned rows).
+/// Offset and Stride are in floats.</summary>
+public sealed class VkTensor : ITensor
+{
+    public VkTensor(VkBuf buf, long offset, int rows, int cols, int stride) { Buf = buf; Offset = offset; Rows = rows; Cols = cols; Stride = stride; }
+    public VkBuf Buf { get; }
+    public long Offset { get; }
+    public int Rows { get; }
+    public int Cols { get; }
+    public int Stride { get; }
+    public static int StrideFor(int cols) => (cols + 3) & ~3;
+}
+
+/// <summary>Rows [RowStart, RowStart + RowCount) of a weight, in one buffer (see shaders/weights.glsl for the layout).</summary>
+public sealed class WeightPart
+{
+    public required VkBuf Buf { get; init; }
+    public required int RowStart { get; init; }
+    public required int RowCount { get; init; }
+    /// <summary>uvec4 units per row (F32/F16/BF16) or blocks per row (Q8_0/Q4_0).</summary>
+    public required uint WStride { get; init; }
+    /// <summary>Index (in halves) of the first scale (Q8_0/Q4_0).</summary>
+    public required uint ScaleBase { get; init; }
+}
+
+public sealed class VkWeight : IWeight
+{
+    public required string Name { get; init; }
+    public required GgmlType Type { get; init; }
+    /// <summary>Type of the device copy: vectors (Rows = 1) are decoded to F32, matrices keep their type.</summary>
+    public required GgmlType DevType { get; init; }
+    public required int Rows { get; init; }
+    public required int Cols { get; init; }
+    public required WeightPart[] Parts { get; init; }
+    /// <summary>Shader spec constant WTYPE.</summary>
+    public uint WType => WeightLayout.WType(DevType);
+}
+
+public sealed class VkTokens : ITokenBuffer
+{
+    public VkTokens(VkBuf buf, int capacity) { Buf = buf; Capacity = capacity; }
+    public VkBuf Buf { get; }
+    public int Capacity { get; }
+}
+
+public sealed class VkIndices : IIndexBuffer
+{
+    public VkIndices(VkBuf buf, int capacity) { Buf = buf; Capacity = capacity; }
+    public VkBuf Buf { get; }
+    public int Capacity { get; }
+}
+
+/// <summary>The recurrent state: per block the flat layout C, n, m (as in state files), blocks at a 256-byte aligned stride
+/// so that each block can be bound on its own.</summary>
+public sealed class VkState : IStateBuffer
+{
+    public VkState(ModelConfig c, VkBuf buf, ulong blockStride) { Config = c; Buf = buf; BlockStride = blockStride; }
+    public ModelConfig Config { get; }
+    public VkBuf Buf { get; }
+    public ulong BlockStride { get; }
+    public ulong BlockBytes => (ulong)Config.StateFloatsPerBlock * 4;
+    public static ulong StrideFor(ModelConfig c) => ((ulong)c.StateFloatsPerBlock * 4 + 255) & ~255UL;
+}
+
+/// <summary>Device layouts of weights and the host-side repacking into them.</summary>
+public static unsafe class WeightLayout
+{
+    public static uint WType(GgmlType t) => t switch
+    {
+        GgmlType.F32 => 0, GgmlType.F16 => 1, GgmlType.BF16 => 2, GgmlType.Q8_0 => 3, GgmlType.Q4_0 => 4,
+        _ => throw new ArgumentOutOfRangeException(nameof(t), t, "unsupported weight type"),
+    };
+
+    public static bool IsQuant(GgmlType t) => t is GgmlType.Q8_0 or GgmlType.Q4_0;
+    public static int QuantBytes(GgmlType t) => t == GgmlType.Q8_0 ? 32 : 16;
+    public static int Pad8(int cols) => (cols + 7) & ~7;
+
+    /// <summary>Bytes of the main (element or quant) region per row.</summary>
+    public static long MainRowBytes(GgmlType t, int cols) => t switch
+    {
+        GgmlType.F32 => Pad8(cols) * 4L,
+        GgmlType.F16 or GgmlType.BF16 => Pad8(cols) * 2L,
+        _ => cols / 32 * (long)QuantBytes(t),
+    };
+
+    /// <summary>Bytes of the scale region per row (quant types).</summary>
+    public static long ScaleRowBytes(GgmlType t, int cols) => IsQuant(t) ? cols / 32 * 2L : 0;
+
+    public static ulong PartBytes(GgmlType t, int cols, int rows) =>
+        (ulong)(MainRowBytes(t, cols) * rows) + (((ulong)(ScaleRowBytes(t, cols) * rows) + 15) & ~15UL);
+
+    public static uint WStride(GgmlType t, int cols) => IsQuant(t) ? (uint)(cols / 32) : (uint)(MainRowBytes(t, cols) / 16);
+
+    /// <summary>Rows per part so that no part's buffer exceeds <paramref name="maxBytes"/>.</summary>
+    public static int RowsPerPart(GgmlType t, int cols, int rows, ulong maxBytes)
+    {
+        ulong perRow = (ulong)(MainRowBytes(t, cols) + ScaleRowBytes(t, cols));
+        ulong fit = (maxBytes - 16) / perRow;
+        if (fit == 0) throw new InvalidOperationException($"one row of {cols} {t} elements exceeds the device's storage-buffer range");
+        return (int)Math.Min((ulong)rows, fit);
+    }
+
+    /// <summary>Write the main region of rows [r0, r1) (tensor rows) to dst. src is the GGUF tensor data (or decoded F32 for vectors).</summary>
+    public static void FillMain(GgmlType t, byte* src, long srcRowBytes, int cols, int r0, int r1, byte* dst)
+    {
+        long mrb = MainRowBytes(t, cols);
+        int nb = cols / 32;
+        Parallel.For(r0, r1, new ParallelOptions { MaxDegreeOfParallelism = (r1 - r0) >= 64 ? Environment.ProcessorCount : 1 }, r =>
+        {
+            byte* s = src + r * srcRowBytes;
+            byte* d = dst + (r - r0) * mrb;
+            switch (t)
+            {
+                case GgmlType.F32:
+                case GgmlType.F16:
+                case GgmlType.BF16:
+                    System.Buffer.MemoryCopy(s, d, mrb, srcRowBytes);
+                    new Span<byte>(d + srcRowBytes, (int)(mrb - srcRowBytes)).Clear();
+                    break;
+                case GgmlType.Q8_0:
+                    for (int b = 0; b < nb; b++) System.Buffer.MemoryCopy(s + 34 * b + 2, d + 32 * b, 32, 32);
+                    break;
+                case GgmlType.Q4_0:
+                    for (int b = 0; b < nb; b++) System.Buffer.MemoryCopy(s + 18 * b + 2, d + 16 * b, 16, 16);
+                    break;
+                default:
+                    throw new ArgumentOutOfRangeException(nameof(t));
+            }
+        });
+    }
+
+    /// <summary>Write the f16 scales of rows [r0, r1) to dst (quant types).</summary>
+    public static void FillScales(GgmlType t, byte* src, long srcRowBytes, int cols, int r0, int r1, byte* dst)
+    {
+        int nb = cols / 32, bb = t == GgmlType.Q8_0 ? 34 : 18;
+        Parallel.For(r0, r1, new ParallelOptions { MaxDegreeOfParallelism = (r1 - r0) >= 256 ? Environment.ProcessorCount : 1 }, r =>
+        {
+            byte* s = src + r * srcRowBytes;
+            ushort* d = (ushort*)(dst + (long)(r - r0) * nb * 2);
+            for (int b = 0; b < nb; b++) d[b] = *(ushort*)(s + bb * b);
+        });
+    }
+}

@@ -1,0 +1,363 @@
+using System.Runtime.InteropServices;
+using XlstmRun.Backends.Cpu;
+using XlstmRun.Backends.Vulkan;
+using XlstmRun.Formats;
+using XlstmRun.Formats.Gguf;
+using XlstmRun.Formats.Quant;
+using XlstmRun.Model;
+using XlstmRun.Tests.Support;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace XlstmRun.Tests.Vulkan;
+
+/// <summary>The same weights and inputs on the CPU backend and on the Vulkan backend (lavapipe), op by op.</summary>
+public sealed unsafe class OpPair : IDisposable
+{
+    public readonly CpuBackend Cpu = new(2);
+    public readonly VulkanBackend Vk;
+    private readonly List<nint> _native = new();
+    private readonly Random _rng;
+
+    public OpPair(int seed, bool noSubgroups = false)
+    {
+        Vk = VulkanTestDevice.NewBackend(noSubgroups);
+        _rng = new Random(seed);
+    }
+
+    public float[] Random(int n, float scale = 1f)
+    {
+        var a = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            // roughly normal: sum of uniforms
+            double s = _rng.NextDouble() + _rng.NextDouble() + _rng.NextDouble() - 1.5;
+            a[i] = (float)(s * 2 * scale);
+        }
+        return a;
+    }
+
+    /// <summary>A [rows, cols] weight of <paramref name="type"/> from random values, loaded into both backends.</summary>
+    public (IWeight Cpu, IWeight Vk) Weight(GgmlType type, int rows, int cols, float scale = 0.2f, bool vector = false)
+    {
+        var f = Random(rows * cols, scale);
+        long rowBytes = GgmlTypes.RowBytes(type, cols);
+        long bytes = rowBytes * rows;
+        var p = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
+        _native.Add((nint)p);
+        for (int r = 0; r < rows; r++) Quantizer.EncodeRow(type, f.AsSpan(r * cols, cols), new Span<byte>(p + r * rowBytes, (int)rowBytes));
+        long[] ne = vector ? [cols] : [cols, rows];
+        var view = new TensorView($"w{_native.Count}", type, ne, p, bytes);
+        return (Cpu.LoadWeight(view), Vk.LoadWeight(view));
+    }
+
+    public (ITensor Cpu, ITensor Vk) Tensor(int rows, int cols, float[]? values = null)
+    {
+        values ??= Random(rows * cols);
+        var c = (CpuTensor)Cpu.Alloc(rows, cols);
+        values.CopyTo(c.Span);
+        var v = Vk.Alloc(rows, cols);
+        Vk.Write(v, values);
+        return (c, v);
+    }
+
+    public float[] ReadCpu(ITensor t) => ((CpuTensor)t).Span.ToArray();
+
+    public float[] ReadVk(ITensor t)
+    {
+        var a = new float[t.Rows * t.Cols];
+        Vk.Read(t, a);
+        return a;
+    }
+
+    public static double MaxAbs(float[] a, float[] b)
+    {
+        double m = 0;
+        for (int i = 0; i < a.Length; i++) m = Math.Max(m, Math.Abs((double)a[i] - b[i]));
+        return m;
+    }
+
+    public void Dispose()
+    {
+        Vk.Dispose();
+        foreach (var p in _native) NativeMemory.AlignedFree((void*)p);
+    }
+}
+
+[Collection("vulkan")]
+public class VulkanOpTests
+{
+    private readonly ITestOutputHelper _out;
+    public VulkanOpTests(ITestOutputHelper output) { _out = output; }
+
+    public const double OpTolerance = 2e-6;
+    public static readonly GgmlType[] AllTypes = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0];
+
+    public static TheoryData<GgmlType, int, int, int> MatMulCases()
+    {
+        var d = new TheoryData<GgmlType, int, int, int>();
+        foreach (var t in AllTypes)
+        {
+            bool q = t is GgmlType.Q8_0 or GgmlType.Q4_0;
+            d.Add(t, 1, 37, q ? 64 : 45);      // decode matvec; rows not a multiple of the rows per workgroup, cols not of 8
+            d.Add(t, 1, 300, q ? 320 : 333);   // several workgroups, several chunks per invocation
+            d.Add(t, 3, 70, q ? 96 : 100);     // prefill GEMM, partial tiles everywhere
+            d.Add(t, 130, 65, q ? 64 : 37);    // more than two token tiles
+        }
+        return d;
+    }
+
+    [Theory, MemberData(nameof(MatMulCases))]
+    public void MatMulMatchesCpu(GgmlType type, int T, int rows, int cols)
+    {
+        using var p = new OpPair(rows * 31 + cols + T);
+        var (wc, wv) = p.Weight(type, rows, cols);
+        var (bc, bv) = p.Weight(GgmlType.F32, 1, rows, 1f, vector: true);
+        var (xc, xv) = p.Tensor(T, cols);
+        var init = p.Random(T * rows);
+        var (dc, dv) = p.Tensor(T, rows, init);
+        // plain, then with bias and accumulate on top of the result
+        p.Cpu.MatMul(wc, xc, dc);
+        p.Vk.MatMul(wv, xv, dv);
+        var a1 = p.ReadCpu(dc);
+        var b1 = p.ReadVk(dv);
+        Assert.InRange(Reference.RelErr(b1, a1), 0, OpTolerance);
+        p.Cpu.MatMul(wc, xc, dc, bc, accumulate: true);
+        p.Vk.MatMul(wv, xv, dv, bv, accumulate: true);
+        var a2 = p.ReadCpu(dc);
+        var b2 = p.ReadVk(dv);
+        double e = Reference.RelErr(b2, a2);
+        _out.WriteLine($"{type} T={T} {rows}x{cols}: rel err {Reference.RelErr(b1, a1):E2} / with bias+acc {e:E2}");
+        Assert.InRange(e, 0, OpTolerance);
+    }
+
+    [Theory]
+    [InlineData(GgmlType.F32)]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.BF16)]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.Q4_0)]
+    public void SplitWeightsAndStagingPathMatchCpu(GgmlType type)
+    {
+        // weights split into parts of a few rows each (binding limit 2 KiB), uploads and reads through staging copies
+        using var lim = VulkanTestDevice.Limits(noDirectMapping: true, maxBinding: 2048);
+        using var p = new OpPair(7);
+        int rows = 150, cols = 96;
+        var (wc, wv) = p.Weight(type, rows, cols);
+        Assert.True(((VkWeight)wv).Parts.Length > 3, "the weight should have been split");
+        Assert.False(((VkTensor)p.Vk.Alloc(1, 4)).Buf.IsMapped);
+        foreach (int T in new[] { 1, 3 })
+        {
+            var (xc, xv) = p.Tensor(T, cols);
+            var (dc, dv) = p.Tensor(T, rows);
+            p.Cpu.MatMul(wc, xc, dc);
+            p.Vk.MatMul(wv, xv, dv);
+            Assert.InRange(Reference.RelErr(p.ReadVk(dv), p.ReadCpu(dc)), 0, OpTolerance);
+        }
+        // one row of activation buffers larger than a binding: bound through a window of the buffer
+        {
+            var (xc, xv) = p.Tensor(8, cols);
+            var (dc, dv) = p.Tensor(8, rows);
+            Assert.True(((VkTensor)dv).Buf.Size > 2048);
+            p.Cpu.MatMul(wc, p.Cpu.Rows(xc, 6, 1), p.Cpu.Rows(dc, 7, 1));
+            p.Vk.MatMul(wv, p.Vk.Rows(xv, 6, 1), p.Vk.Rows(dv, 7, 1));
+            Assert.InRange(Reference.RelErr(p.ReadVk(dv), p.ReadCpu(dc)), 0, OpTolerance);
+        }
+        // embedding gather from a split table
+        int[] ids = [0, 149, 77, 120];
+        var tc = p.Cpu.AllocTokens(8);
+        var tv = p.Vk.AllocTokens(8);
+        p.Cpu.WriteTokens(tc, ids);
+        p.Vk.WriteTokens(tv, ids);
+        var (ec, ev) = p.Tensor(ids.Length, cols);
+        p.Cpu.Embed(wc, tc, ec);
+        p.Vk.Embed(wv, tv, ev);
+        Assert.Equal(p.ReadCpu(ec), p.ReadVk(ev));
+    }
+
+    [Theory]
+    [InlineData(GgmlType.F32, 45)]
+    [InlineData(GgmlType.F16, 45)]
+    [InlineData(GgmlType.BF16, 96)]
+    [InlineData(GgmlType.Q8_0, 96)]
+    [InlineData(GgmlType.Q4_0, 64)]
+    public void EmbedMatchesCpuExactly(GgmlType type, int cols)
+    {
+        using var p = new OpPair(cols);
+        var (wc, wv) = p.Weight(type, 50, cols);
+        int[] ids = [3, 0, 49, 3, 17];
+        var tc = p.Cpu.AllocTokens(8);
+        var tv = p.Vk.AllocTokens(8);
+        p.Cpu.WriteTokens(tc, ids);
+        p.Vk.WriteTokens(tv, ids);
+        var (dc, dv) = p.Tensor(ids.Length, cols);
+        p.Cpu.Embed(wc, tc, dc);
+        p.Vk.Embed(wv, tv, dv);
+        Assert.Equal(p.ReadCpu(dc), p.ReadVk(dv));
+    }
+
+    [Theory]
+    [InlineData(1, 64, false)]
+    [InlineData(3, 45, false)]
+    [InlineData(2, 4096, false)]
+    [InlineData(3, 333, true)]
+    public void RmsNormMatchesCpu(int T, int cols, bool noSubgroups)
+    {
+        using var p = new OpPair(cols, noSubgroups);
+        var (wc, wv) = p.Weight(GgmlType.F32, 1, cols, 1f, vector: true);
+        var (xc, xv) = p.Tensor(T, cols);
+        var (dc, dv) = p.Tensor(T, cols);
+        p.Cpu.RmsNorm(xc, wc, dc, 1e-6f);
+        p.Vk.RmsNorm(xv, wv, dv, 1e-6f);
+        Assert.InRange(Reference.RelErr(p.ReadVk(dv), p.ReadCpu(dc)), 0, OpTolerance);
+    }
+
+    private static ModelConfig Cfg(int heads, int dqk, int dv, int chunk = 64) => new()
+    {
+        Hidden = heads * dv, Blocks = 2, Heads = heads, QkDim = heads * dqk, VDim = heads * dv, FfnDim = 64, Vocab = 32, ChunkSize = chunk,
+    };
+
+    [Theory]
+    [InlineData(1, 3, 40, false)]
+    [InlineData(4, 2, 512, false)]
+    [InlineData(2, 3, 40, true)]
+    public void HeadNormGateMatchesCpu(int T, int heads, int dv, bool noSubgroups)
+    {
+        var c = Cfg(heads, 16, dv);
+        using var p = new OpPair(dv + T, noSubgroups);
+        var (wc, wv) = p.Weight(GgmlType.F32, 1, c.VDim, 1f, vector: true);
+        var (hc, hv) = p.Tensor(T, c.VDim);
+        var (qc, qv) = p.Tensor(T, c.QkvoDim);
+        var (dc, dvv) = p.Tensor(T, c.VDim);
+        p.Cpu.HeadNormGate(c, hc, qc, wc, dc);
+        p.Vk.HeadNormGate(c, hv, qv, wv, dvv);
+        Assert.InRange(Reference.RelErr(p.ReadVk(dvv), p.ReadCpu(dc)), 0, OpTolerance);
+    }
+
+    [Theory]
+    [InlineData(1, 37)]
+    [InlineData(5, 300)]
+    public void SwiGluAndSoftCapMatchCpu(int T, int F)
+    {
+        using var p = new OpPair(F);
+        var (gc, gv) = p.Tensor(T, 2 * F, p.Random(T * 2 * F, 4f));
+        var (dc, dv) = p.Tensor(T, F);
+        p.Cpu.SwiGlu(gc, dc);
+        p.Vk.SwiGlu(gv, dv);
+        Assert.InRange(Reference.RelErr(p.ReadVk(dv), p.ReadCpu(dc)), 0, OpTolerance);
+        var big = p.Random(T * F, 60f); // some beyond the cap
+        var (xc, xv) = p.Tensor(T, F, big);
+        p.Cpu.SoftCap(xc, 30f);
+        p.Vk.SoftCap(xv, 30f);
+        Assert.InRange(Reference.RelErr(p.ReadVk(xv), p.ReadCpu(xc)), 0, OpTolerance);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ArgmaxMatchesCpuIncludingTiesAndValidCols(bool noSubgroups)
+    {
+        using var p = new OpPair(5, noSubgroups);
+        int T = 4, V = 1000;
+        var x = p.Random(T * V);
+        x[0 * V + 10] = 50; x[0 * V + 900] = 50;          // tie: first index wins
+        x[1 * V + 999] = 60; x[1 * V + 500] = 55;         // max outside validCols for row 1
+        x[2 * V + 0] = 70;                                 // at column 0
+        for (int j = 0; j < V; j++) x[3 * V + j] = -1;    // all equal
+        var (xc, xv) = p.Tensor(T, V, x);
+        var ic = p.Cpu.AllocIndices(T);
+        var iv = p.Vk.AllocIndices(T);
+        p.Cpu.Argmax(xc, 990, ic);
+        p.Vk.Argmax(xv, 990, iv);
+        var a = new int[T];
+        var b = new int[T];
+        p.Cpu.ReadIndices(ic, a);
+        p.Vk.ReadIndices(iv, b);
+        Assert.Equal([10, 500, 0, 0], a);
+        Assert.Equal(a, b);
+    }
+
+    public static TheoryData<int, int, int, int, bool> CellCases() => new()
+    {
+        { 1, 3, 20, 40, false },     // step; dv not a multiple of 64, dqk not of 16
+        { 1, 2, 256, 512, false },   // step at the 7B head size
+        { 70, 3, 20, 40, false },    // one full chunk + 6
+        { 130, 2, 16, 96, false },   // three chunks, last of 2
+        { 5, 2, 64, 64, false },     // one short chunk
+        { 1, 3, 20, 40, true },
+        { 70, 3, 20, 40, true },
+    };
+
+    [Theory, MemberData(nameof(CellCases))]
+    public void MlstmCellMatchesCpu(int T, int heads, int dqk, int dv, bool noSubgroups)
+    {
+        var c = Cfg(heads, dqk, dv);
+        using var p = new OpPair(T * 7 + dqk, noSubgroups);
+        var sc = p.Cpu.AllocState(c);
+        var sv = p.Vk.AllocState(c);
+        // a non-trivial incoming state (C, n moderate; m in a realistic range)
+        var s0 = p.Random((int)c.StateFloats, 0.5f);
+        for (int b = 0; b < c.Blocks; b++)
+        {
+            long o = b * c.StateFloatsPerBlock + c.Heads * dqk * dv + c.Heads * dqk;
+            for (int h = 0; h < heads; h++) s0[o + h] = 2f + h;
+        }
+        p.Cpu.WriteState(sc, s0);
+        p.Vk.WriteState(sv, s0);
+        for (int rep = 0; rep < 2; rep++) // twice, so the state written by the first call feeds the second
+        {
+            var (qc, qv) = p.Tensor(T, c.QkvoDim);
+            var (gc, gv) = p.Tensor(T, 2 * heads, p.Random(T * 2 * heads, 3f));
+            var (hc, hv) = p.Tensor(T, c.VDim);
+            p.Cpu.MlstmCell(c, qc, gc, sc, 1, hc);
+            p.Vk.MlstmCell(c, qv, gv, sv, 1, hv);
+            double eh = Reference.RelErr(p.ReadVk(hv), p.ReadCpu(hc));
+            var a = new float[c.StateFloats];
+            var b = new float[c.StateFloats];
+            p.Cpu.ReadState(sc, a);
+            p.Vk.ReadState(sv, b);
+            double es = Reference.RelErr(b, a);
+            _out.WriteLine($"T={T} NH={heads} dqk={dqk} dv={dv} rep {rep}: h rel err {eh:E2}, state rel err {es:E2}");
+            Assert.InRange(eh, 0, 1e-5);
+            Assert.InRange(es, 0, 1e-5);
+            // block 0 untouched
+            Assert.Equal(a.AsSpan(0, (int)c.StateFloatsPerBlock).ToArray(), b.AsSpan(0, (int)c.StateFloatsPerBlock).ToArray());
+        }
+    }
+
+    [Fact]
+    public void ReplayRerunsTheRecordingWithNewInputs()
+    {
+        using var p = new OpPair(11);
+        var (wc, wv) = p.Weight(GgmlType.Q8_0, 40, 64);
+        var tv = p.Vk.AllocTokens(1);
+        var tc = p.Cpu.AllocTokens(1);
+        var (ec, ev) = p.Tensor(1, 64);
+        var (dc, dv) = p.Tensor(1, 40);
+        var iv = p.Vk.AllocIndices(1);
+        var ic = p.Cpu.AllocIndices(1);
+        var (tw, tvw) = p.Weight(GgmlType.F16, 40, 64);
+        int recorded = 0;
+        for (int step = 0; step < 5; step++)
+        {
+            int[] id = [step * 7 % 40];
+            p.Vk.WriteTokens(tv, id);
+            p.Cpu.WriteTokens(tc, id);
+            void Body(IBackend be, IWeight emb, ITokenBuffer t, ITensor e, IWeight w, ITensor d, IIndexBuffer i)
+            {
+                be.Embed(emb, t, e);
+                be.MatMul(w, e, d);
+                be.Argmax(d, 40, i);
+            }
+            p.Vk.Replay("k", () => { recorded++; Body(p.Vk, tvw, tv, ev, wv, dv, iv); });
+            p.Cpu.Replay("k", () => Body(p.Cpu, tw, tc, ec, wc, dc, ic));
+            var a = new int[1];
+            var b = new int[1];
+            p.Cpu.ReadIndices(ic, a);
+            p.Vk.ReadIndices(iv, b);
+            Assert.Equal(a, b);
+            Assert.InRange(Reference.RelErr(p.ReadVk(dv), p.ReadCpu(dc)), 0, OpTolerance);
+        }
+        Assert.Equal(1, recorded);
+    }
+}
