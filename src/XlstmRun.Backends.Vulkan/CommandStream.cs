@@ -36,6 +36,12 @@ public sealed unsafe class CommandStream : IDisposable
     private string? _opName;
     private readonly Dictionary<(string Phase, string Op), (long Count, double Ns)> _prof = new();
     private readonly Dictionary<string, long> _submits = new();
+    // wall-clock statistics (host side): eager batches from their first recorded op to completion, replayed steps from
+    // submission to completion, and the period between consecutive replay submissions (the decode rate)
+    private long _eagerStart = -1, _replaySubmitted = -1, _lastReplay = -1;
+    private double _eagerWallMs;
+    private long _eagerBatches;
+    private readonly List<double> _replayLatencyMs = new(), _replayPeriodMs = new();
 
     public CommandStream(VulkanContext cx, bool profile)
     {
@@ -85,6 +91,7 @@ public sealed unsafe class CommandStream : IDisposable
         _vk.CmdPipelineBarrier(r.Cb, PipelineStageFlags.AllCommandsBit, PipelineStageFlags.AllCommandsBit, 0, 1, &mb, 0, null, 0, null);
         r.Open = true;
         r.HasWork = false;
+        if (r == _eager) _eagerStart = System.Diagnostics.Stopwatch.GetTimestamp();
         r.Dirty.Clear();
         r.Reads.Clear();
         r.Ops.Clear();
@@ -185,8 +192,20 @@ public sealed unsafe class CommandStream : IDisposable
         if (r == Result.ErrorDeviceLost) throw new InvalidOperationException("Vulkan device lost (the GPU stopped or a kernel faulted)");
         _cx.Check(r, "vkWaitForFences");
         _vk.ResetFences(_cx.Device, 1, &fence);
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
         foreach (var rec in _inflight)
         {
+            if (rec == _eager && _eagerStart >= 0)
+            {
+                _eagerWallMs += System.Diagnostics.Stopwatch.GetElapsedTime(_eagerStart, now).TotalMilliseconds;
+                _eagerBatches++;
+                _eagerStart = -1;
+            }
+            else if (rec != _eager && _replaySubmitted >= 0)
+            {
+                _replayLatencyMs.Add(System.Diagnostics.Stopwatch.GetElapsedTime(_replaySubmitted, now).TotalMilliseconds);
+                _replaySubmitted = -1;
+            }
             if (Profiling) Collect(rec);
             _submits[rec.Phase] = _submits.GetValueOrDefault(rec.Phase) + 1;
             if (rec == _eager)
@@ -244,6 +263,30 @@ public sealed unsafe class CommandStream : IDisposable
         }
         list.Add(rec);
         Submit(list);
+        long t = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (_lastReplay >= 0) _replayPeriodMs.Add(System.Diagnostics.Stopwatch.GetElapsedTime(_lastReplay, t).TotalMilliseconds);
+        _lastReplay = _replaySubmitted = t;
+    }
+
+    /// <summary>Forget the replay period chain (call when something else than decode steps happened in between).</summary>
+    public void BreakReplayChain() => _lastReplay = -1;
+
+    private static double Median(List<double> v)
+    {
+        if (v.Count == 0) return 0;
+        var a = v.ToArray();
+        Array.Sort(a);
+        return a.Length % 2 == 1 ? a[a.Length / 2] : 0.5 * (a[a.Length / 2 - 1] + a[a.Length / 2]);
+    }
+
+    /// <summary>Host wall-clock figures: eager batches (prefill), replayed steps (decode).</summary>
+    public string StatsReport()
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine($"vulkan wall clock: eager batches {_eagerBatches}, {_eagerWallMs:F1} ms from first op to completion; " +
+                      $"replayed steps {_replayLatencyMs.Count}, submit→done median {Median(_replayLatencyMs):F3} ms, " +
+                      $"step period median {Median(_replayPeriodMs):F3} ms ({(_replayPeriodMs.Count > 0 ? 1000.0 / Median(_replayPeriodMs) : 0):F1} steps/s over {_replayPeriodMs.Count} periods); barriers recorded {Barriers}");
+        return sb.ToString();
     }
 
     private void Collect(Recording rec)

@@ -91,7 +91,13 @@ public sealed unsafe class VulkanBackend : IBackend
     public string Device => $"{_cx.Info.Name} (Vulkan {_cx.Info.ApiVersion}, {VulkanDeviceInfo.TypeName(_cx.Info.Type)}, subgroup {_cx.Info.SubgroupSize}" +
                             (_cx.UseSubgroups ? "" : ", no subgroup ops") + ")";
     public bool Profiling => _cs.Profiling;
-    public string ProfileReport() => _cs.ProfileReport();
+    public string ProfileReport() => _cs.ProfileReport() + _cs.StatsReport() + LoadReport();
+    /// <summary>Wall-clock figures only (cheap; printed at dispose when XLSTM_VK_STATS=1).</summary>
+    public string StatsReport() => _cs.StatsReport() + LoadReport();
+    private string LoadReport() =>
+        $"vulkan weights: {_weightBytes / 1073741824.0:F2} GiB uploaded in {_loadMs / 1000:F2} s ({(_loadMs > 0 ? _weightBytes / 1e6 / _loadMs : 0):F2} GB/s); device memory {_mem.DeviceBytes / 1073741824.0:F2} GiB\n";
+    private double _loadMs;
+    private long _weightBytes;
     /// <summary>Device memory allocated so far (weights, activations, state, scratch).</summary>
     public ulong DeviceBytes => _mem.DeviceBytes;
     public long Barriers => _cs.Barriers;
@@ -99,6 +105,15 @@ public sealed unsafe class VulkanBackend : IBackend
     // ---- storage ---------------------------------------------------------------------------------------------------
 
     public IWeight LoadWeight(TensorView t)
+    {
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        var w = LoadWeightCore(t);
+        _loadMs += System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+        _weightBytes += t.Bytes;
+        return w;
+    }
+
+    private IWeight LoadWeightCore(TensorView t)
     {
         int cols = (int)t.Cols;
         int rows = checked((int)(t.Elements / t.Cols));
@@ -172,6 +187,9 @@ public sealed unsafe class VulkanBackend : IBackend
         var buf = _mem.Create(stride * (ulong)config.Blocks, MemKind.Device);
         var s = new VkState(config, buf, stride);
         ResetState(s);
+        // cell scratch and step counters now, so that no allocation (or its zero fill) lands inside a replay recording
+        Scratch(config);
+        Counters(config);
         return s;
     }
 
@@ -589,6 +607,8 @@ public sealed unsafe class VulkanBackend : IBackend
     {
         if (_disposed) return;
         _disposed = true;
+        if (Environment.GetEnvironmentVariable("XLSTM_VK_STATS") == "1")
+            try { _cs.Flush(); Console.Error.Write(StatsReport()); } catch (InvalidOperationException) { }
         DisposeResources();
         if (_ownsContext) _cx.Dispose();
     }

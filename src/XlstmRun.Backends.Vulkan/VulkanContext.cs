@@ -283,7 +283,7 @@ public sealed unsafe class VulkanContext : IDisposable
             int pick;
             if (index >= 0)
             {
-                if (index >= pds.Length) throw new VulkanUnavailableException($"--device {index}: there are only {pds.Length} Vulkan devices (see 'xlstm-run info --devices')");
+                if (index >= pds.Length) throw new VulkanUnavailableException($"--device {index}: there {(pds.Length == 1 ? "is only 1 Vulkan device" : $"are only {pds.Length} Vulkan devices")} (see 'xlstm-run info --devices')");
                 pick = index;
                 if (hardwareOnly && !probes[pick].Info(vk, pds[pick], pick).IsHardware)
                     throw new VulkanUnavailableException($"Vulkan device {index} is not a hardware GPU");

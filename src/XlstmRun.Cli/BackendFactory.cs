@@ -1,4 +1,5 @@
 using XlstmRun.Backends.Cpu;
+using XlstmRun.Backends.Vulkan;
 using XlstmRun.Formats;
 using XlstmRun.Model;
 
@@ -7,15 +8,37 @@ namespace XlstmRun.Cli;
 /// <summary>Chooses and creates the compute backend named on the command line.</summary>
 public static class BackendFactory
 {
-    public static IBackend Create(string name, int device, int threads)
+    /// <summary>
+    /// cpu: the CPU engine. vulkan: the Vulkan device <paramref name="device"/> (default: the best one, a software device
+    /// such as lavapipe included); a missing loader, driver or device is a one-line error. auto: a hardware Vulkan GPU
+    /// (discrete or integrated) when there is one, else the CPU engine, silently (XLSTM_DEBUG=1 tells why).
+    /// <paramref name="profile"/> turns on per-op GPU timing (Vulkan).
+    /// </summary>
+    public static IBackend Create(string name, int device, int threads, bool profile = false)
     {
         switch (name)
         {
             case "cpu":
                 return new CpuBackend(threads);
             case "auto":
-                return new CpuBackend(threads);
+                try
+                {
+                    return VulkanBackend.Create(device, hardwareOnly: true, profile);
+                }
+                catch (Exception e) when (e is VulkanUnavailableException or InvalidOperationException or InsufficientMemoryException)
+                {
+                    if (Environment.GetEnvironmentVariable("XLSTM_DEBUG") == "1") Console.Error.WriteLine($"auto: using the CPU ({e.Message})");
+                    return new CpuBackend(threads);
+                }
             case "vulkan":
+                try
+                {
+                    return VulkanBackend.Create(device, hardwareOnly: false, profile);
+                }
+                catch (VulkanUnavailableException e)
+                {
+                    throw new BadInputException($"--backend vulkan: {e.Message}");
+                }
             case "opencl":
                 throw new BadInputException($"the {name} backend is not available in this build");
             default:

@@ -19,6 +19,8 @@ public sealed class ModelOptions
     public Option<string?> LoadState { get; } = new("--load-state") { Description = "Start from a saved recurrent state instead of a fresh one" };
     public Option<string?> SaveState { get; } = new("--save-state") { Description = "Save the recurrent state at the end" };
 
+    public Option<bool> Profile { get; } = new("--profile") { Description = "Print the GPU time of each op (Vulkan timestamp queries) and wall-clock figures on stderr at the end" };
+
     public ModelOptions()
     {
         Backend.AcceptOnlyFromAmong("auto", "vulkan", "opencl", "cpu");
@@ -30,6 +32,7 @@ public sealed class ModelOptions
         c.Options.Add(Backend);
         c.Options.Add(Device);
         c.Options.Add(Threads);
+        c.Options.Add(Profile);
         if (state)
         {
             c.Options.Add(LoadState);
@@ -46,6 +49,8 @@ public sealed class ModelSession : IDisposable
     public required IBackend Backend { get; init; }
     public required ModelRunner Runner { get; init; }
     public XlstmTokenizer? Tokenizer { get; init; }
+    /// <summary>--profile: print the backend's per-op GPU times on stderr at dispose.</summary>
+    public bool Profile { get; init; }
 
     /// <summary>Ids that may be produced: the tokenizer's vocabulary (padding rows of the model excluded), else the model's.</summary>
     public int ValidVocab => Tokenizer != null ? Math.Min(Tokenizer.VocabSize, Config.Vocab) : Config.Vocab;
@@ -70,9 +75,10 @@ public sealed class ModelSession : IDisposable
             XlstmTokenizer? tok = null;
             if (TokenizerGguf.Has(file)) tok = new XlstmTokenizer(TokenizerGguf.Read(file));
             else if (needTokenizer) throw new BadInputException($"{path}: the model has no tokenizer (convert it with a tokenizer.json beside the checkpoint or --tokenizer)");
-            var be = BackendFactory.Create(pr.GetValue(o.Backend) ?? "auto", pr.GetValue(o.Device), pr.GetValue(o.Threads));
+            bool profile = pr.GetValue(o.Profile);
+            var be = BackendFactory.Create(pr.GetValue(o.Backend) ?? "auto", pr.GetValue(o.Device), pr.GetValue(o.Threads), profile);
             var runner = new ModelRunner(file, be, maxBatch, cfg);
-            var s = new ModelSession { File = file, Config = cfg, Backend = be, Runner = runner, Tokenizer = tok };
+            var s = new ModelSession { File = file, Config = cfg, Backend = be, Runner = runner, Tokenizer = tok, Profile = profile };
             var ls = pr.GetValue(o.LoadState);
             if (!string.IsNullOrEmpty(ls))
             {
@@ -96,6 +102,10 @@ public sealed class ModelSession : IDisposable
 
     public void Dispose()
     {
+        if (Profile)
+            Console.Error.Write(Backend is Backends.Vulkan.VulkanBackend vb
+                ? vb.ProfileReport()
+                : $"profile: the {Backend.Name} backend has no per-op GPU timing (--profile works with --backend vulkan)\n");
         Runner.Dispose();
         Backend.Dispose();
         File.Dispose();

@@ -46,12 +46,3 @@ public static class InfoCommand
         return cmd;
     }
 }
-
-/// <summary>Enumerates compute devices for `info --devices`.</summary>
-public static class DeviceList
-{
-    public static IEnumerable<string> Describe()
-    {
-        yield return $"cpu: {new Backends.Cpu.CpuBackend().Device}";
-    }
-}
