@@ -1,9 +1,11 @@
 #version 450
 // The mLSTM cell for one token (recurrent step form, xlstm7b-spec.md §2.2 step 6), fused: gate soft-cap, stabilizer,
-// state update and output in one dispatch per block. Workgroup (column tile of 64, head): each invocation owns one
-// column j of C for a quarter of the dqk rows; every workgroup recomputes the gates and q̂·n_new (cheap); the n and m
-// updates are written by the last workgroup of the head to finish (atomic counter, reset to 0 by that workgroup), after
-// every other workgroup of the head has read the old n and m.
+// state update and output in one dispatch per block.
+// Grid (column tiles of 256, row splits, heads). Invocation (lx, ly) owns columns tile·256 + lx + 64c (c < 4) for the
+// rows split·R + ly + 4i of C, so one head's C is streamed by ctiles·splits workgroups with 4 independent loads per row.
+// Every workgroup recomputes the gates and q̂·n_new (cheap). With one split the workgroup writes h itself; otherwise it
+// writes its partial q̂ᵀC to PART and the last workgroup of the head to finish (atomic counter, reset by it) sums the
+// partials, writes h, and updates n and m (after every other workgroup of the head has read the old ones).
 #include "common.glsl"
 layout(local_size_x = 64, local_size_y = 4) in;
 #include "reduce.glsl"
@@ -13,22 +15,24 @@ layout(std430, binding = 1) readonly buffer Gb { float G[]; };
 layout(std430, binding = 2) buffer Sb { float S[]; };
 layout(std430, binding = 3) writeonly buffer Hb { float H[]; };
 layout(std430, binding = 4) buffer Cb { uint CNT[]; };
+layout(std430, binding = 5) coherent buffer Pb { float PART[]; };
 
 layout(push_constant) uniform PC
 {
-    uint qOff, kOff, vOff, gOff, hOff, NH, dqk, dv, nOff, mOff, cntOff, tiles;
+    uint qOff, kOff, vOff, gOff, hOff, NH, dqk, dv, nOff, mOff, cntOff, splits, rowsPerSplit;
     float cap, eps;
 } pc;
 
-shared float part[4][64];
+shared float part[4][256];
 shared bool isLast;
 
 void main()
 {
     uint lx = gl_LocalInvocationID.x, ly = gl_LocalInvocationID.y;
     uint tid = gl_LocalInvocationIndex;
-    uint h = gl_WorkGroupID.y;
-    uint j = gl_WorkGroupID.x * 64u + lx;
+    uint h = gl_WorkGroupID.z;
+    uint split = gl_WorkGroupID.y;
+    uint col0 = gl_WorkGroupID.x * 256u;
     uint qo = pc.qOff + h * pc.dqk, ko = pc.kOff + h * pc.dqk, vo = pc.vOff + h * pc.dv;
     uint no = pc.nOff + h * pc.dqk;
 
@@ -41,42 +45,73 @@ void main()
     float ia = exp(ig - mNew);
     float scale = 1.0 / sqrt(float(pc.dqk));
 
-    // q̂ · n_new
+    // q̂ · n_new over all of dqk
     float qn = 0.0;
     for (uint a = tid; a < pc.dqk; a += 256u)
         qn += (QKV[qo + a] * scale) * (fa * S[no + a] + ia * QKV[ko + a]);
     qn = wg_sum(qn);
     float inv = 1.0 / (max(abs(qn), exp(-mNew)) + pc.eps);
 
-    // C update and q̂ᵀC
-    float acc = 0.0;
-    if (j < pc.dv)
+    // C update and q̂ᵀC over this split's rows
+    float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
+    float vj[4];
+    [[unroll]] for (uint c = 0u; c < 4u; c++)
     {
-        float vj = QKV[vo + j];
-        uint cbase = h * pc.dqk * pc.dv + j;
-        for (uint a = ly; a < pc.dqk; a += 4u)
+        uint j = col0 + lx + 64u * c;
+        vj[c] = j < pc.dv ? QKV[vo + j] : 0.0;
+    }
+    uint a0 = split * pc.rowsPerSplit;
+    uint a1 = min(pc.dqk, a0 + pc.rowsPerSplit);
+    uint cbase = h * pc.dqk * pc.dv + col0 + lx;
+    for (uint a = a0 + ly; a < a1; a += 4u)
+    {
+        float ka = ia * QKV[ko + a];
+        float qa = QKV[qo + a] * scale;
+        uint idx = cbase + a * pc.dv;
+        [[unroll]] for (uint c = 0u; c < 4u; c++)
         {
-            uint idx = cbase + a * pc.dv;
-            float c = fa * S[idx] + (ia * QKV[ko + a]) * vj;
-            S[idx] = c;
-            acc += (QKV[qo + a] * scale) * c;
+            if (col0 + lx + 64u * c < pc.dv)
+            {
+                float cv = fa * S[idx + 64u * c] + ka * vj[c];
+                S[idx + 64u * c] = cv;
+                acc[c] += qa * cv;
+            }
         }
     }
-    part[ly][lx] = acc;
+    [[unroll]] for (uint c = 0u; c < 4u; c++) part[ly][lx + 64u * c] = acc[c];
     barrier();
-    if (ly == 0u && j < pc.dv)
-        H[pc.hOff + h * pc.dv + j] = (part[0][lx] + part[1][lx] + part[2][lx] + part[3][lx]) * inv;
+    if (ly == 0u)
+    {
+        [[unroll]] for (uint c = 0u; c < 4u; c++)
+        {
+            uint col = lx + 64u * c;
+            uint j = col0 + col;
+            if (j >= pc.dv) continue;
+            float s = part[0][col] + part[1][col] + part[2][col] + part[3][col];
+            if (pc.splits == 1u) H[pc.hOff + h * pc.dv + j] = s * inv;
+            else PART[(h * pc.splits + split) * pc.dv + j] = s;
+        }
+    }
 
-    // n and m: written once per head, by the workgroup that finishes last
+    // the last workgroup of the head: h from the partials, n and m
+    barrier();
     if (tid == 0u)
     {
         memoryBarrierBuffer();
         uint done = atomicAdd(CNT[pc.cntOff + h], 1u);
-        isLast = done == pc.tiles - 1u;
+        isLast = done == gl_NumWorkGroups.x * pc.splits - 1u;
     }
     barrier();
     if (isLast)
     {
+        memoryBarrierBuffer();
+        if (pc.splits > 1u)
+            for (uint j = tid; j < pc.dv; j += 256u)
+            {
+                float s = 0.0;
+                for (uint p = 0u; p < pc.splits; p++) s += PART[(h * pc.splits + p) * pc.dv + j];
+                H[pc.hOff + h * pc.dv + j] = s * inv;
+            }
         for (uint a = tid; a < pc.dqk; a += 256u) S[no + a] = fa * S[no + a] + ia * QKV[ko + a];
         if (tid == 0u)
         {

@@ -22,7 +22,7 @@ public sealed unsafe class VulkanBackend : IBackend
     private readonly Kernel _matvec, _matmul, _embed, _rmsnorm, _headnorm, _swiglu, _softcap, _argmax, _step, _cgates, _cout, _cstate;
     private readonly DescriptorCache _desc;
     private readonly VkBuf _dummy;
-    private VkBuf? _scratch, _counters, _readback;
+    private VkBuf? _scratch, _counters, _partials, _readback;
     private readonly uint _redWg;
     private readonly (uint Wg, uint Rows)[] _mv = new (uint, uint)[5];
 
@@ -48,7 +48,7 @@ public sealed unsafe class VulkanBackend : IBackend
             _swiglu = K("swiglu", 2, (uint)sizeof(SwiGluPush));
             _softcap = K("softcap", 1, (uint)sizeof(SoftCapPush));
             _argmax = K("argmax", 2, (uint)sizeof(ArgmaxPush));
-            _step = K("mlstm_step", 5, (uint)sizeof(StepPush));
+            _step = K("mlstm_step", 6, (uint)sizeof(StepPush));
             _cgates = K("mlstm_chunk_gates", 4, (uint)sizeof(ChunkGatesPush));
             _cout = K("mlstm_chunk_out", 4, (uint)sizeof(ChunkOutPush));
             _cstate = K("mlstm_chunk_state", 3, (uint)sizeof(ChunkStatePush));
@@ -190,6 +190,7 @@ public sealed unsafe class VulkanBackend : IBackend
         // cell scratch and step counters now, so that no allocation (or its zero fill) lands inside a replay recording
         Scratch(config);
         Counters(config);
+        Partials(config);
         return s;
     }
 
@@ -356,7 +357,7 @@ public sealed unsafe class VulkanBackend : IBackend
     [StructLayout(LayoutKind.Sequential)]
     private struct ArgmaxPush { public uint XOff, XStride, ValidCols, OOff; }
     [StructLayout(LayoutKind.Sequential)]
-    private struct StepPush { public uint QOff, KOff, VOff, GOff, HOff, NH, Dqk, Dv, NOff, MOff, CntOff, Tiles; public float Cap, Eps; }
+    private struct StepPush { public uint QOff, KOff, VOff, GOff, HOff, NH, Dqk, Dv, NOff, MOff, CntOff, Splits, RowsPerSplit; public float Cap, Eps; }
     [StructLayout(LayoutKind.Sequential)]
     private struct ChunkGatesPush { public uint QOff, KOff, RowStride, GOff, GStride, Len, NH, Dqk, NOff, MOff; public float Cap, Eps; }
     [StructLayout(LayoutKind.Sequential)]
@@ -459,6 +460,20 @@ public sealed unsafe class VulkanBackend : IBackend
         return _scratch;
     }
 
+    /// <summary>Row splits of the step kernel: about 32 rows of C per workgroup (7B: 8 splits of 32 rows).</summary>
+    private static (uint Splits, uint RowsPerSplit) StepSplits(ModelConfig c)
+    {
+        uint splits = (uint)Math.Clamp((c.DQk + 31) / 32, 1, 16);
+        return (splits, (uint)((c.DQk + splits - 1) / splits));
+    }
+
+    private VkBuf Partials(ModelConfig c)
+    {
+        ulong need = (ulong)c.Heads * StepSplits(c).Splits * (ulong)c.DV * 4;
+        if (_partials == null || _partials.Size < need) _partials = _mem.Create(need, MemKind.Device);
+        return _partials;
+    }
+
     private VkBuf Counters(ModelConfig c)
     {
         ulong need = (ulong)c.Heads * 4;
@@ -489,14 +504,15 @@ public sealed unsafe class VulkanBackend : IBackend
         if (T == 1)
         {
             var cnt = Counters(c);
-            uint tiles = Groups(dv, 64);
-            _cs.BeginOp("mlstm.step", [Q.Buf, G.Buf, S.Buf, cnt], [S.Buf, H.Buf, cnt]);
+            var (splits, rowsPerSplit) = StepSplits(c);
+            var part = Partials(c);
+            _cs.BeginOp("mlstm.step", [Q.Buf, G.Buf, S.Buf, cnt], [S.Buf, H.Buf, cnt, part]);
             var pc = new StepPush
             {
                 QOff = qo, KOff = qo + (uint)c.QkDim, VOff = qo + 2u * (uint)c.QkDim, GOff = go, HOff = ho, NH = (uint)NH, Dqk = (uint)dqk, Dv = (uint)dv,
-                NOff = nOff, MOff = mOff, CntOff = 0, Tiles = tiles, Cap = c.GateSoftCap, Eps = c.CellEps,
+                NOff = nOff, MOff = mOff, CntOff = 0, Splits = splits, RowsPerSplit = rowsPerSplit, Cap = c.GateSoftCap, Eps = c.CellEps,
             };
-            Run(_step, _step.Pipeline([]), [qb, gb, sb, hb, Whole(cnt)], &pc, tiles, (uint)NH);
+            Run(_step, _step.Pipeline([]), [qb, gb, sb, hb, Whole(cnt), Whole(part)], &pc, Groups(dv, 256), splits, (uint)NH);
             _cs.EndOp();
             return;
         }

@@ -280,11 +280,13 @@ public class VulkanOpTests
     public static TheoryData<int, int, int, int, bool> CellCases() => new()
     {
         { 1, 3, 20, 40, false },     // step; dv not a multiple of 64, dqk not of 16
-        { 1, 2, 256, 512, false },   // step at the 7B head size
+        { 1, 2, 256, 512, false },   // step at the 7B head size (8 row splits, 2 column tiles)
+        { 1, 3, 64, 300, false },    // 2 row splits, partial second column tile
         { 70, 3, 20, 40, false },    // one full chunk + 6
         { 130, 2, 16, 96, false },   // three chunks, last of 2
         { 5, 2, 64, 64, false },     // one short chunk
         { 1, 3, 20, 40, true },
+        { 1, 2, 256, 512, true },
         { 70, 3, 20, 40, true },
     };
 
