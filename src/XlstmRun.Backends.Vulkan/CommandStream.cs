@@ -268,6 +268,16 @@ public sealed unsafe class CommandStream : IDisposable
         _lastReplay = _replaySubmitted = t;
     }
 
+    /// <summary>Start the wall-clock statistics afresh (after loading).</summary>
+    public void ResetStats()
+    {
+        _eagerWallMs = 0;
+        _eagerBatches = 0;
+        _replayLatencyMs.Clear();
+        _replayPeriodMs.Clear();
+        _lastReplay = -1;
+    }
+
     /// <summary>Forget the replay period chain (call when something else than decode steps happened in between).</summary>
     public void BreakReplayChain() => _lastReplay = -1;
 

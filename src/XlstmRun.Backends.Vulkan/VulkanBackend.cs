@@ -191,6 +191,13 @@ public sealed unsafe class VulkanBackend : IBackend
         Scratch(config);
         Counters(config);
         Partials(config);
+        // The state is the last thing a ModelRunner allocates: finish the uploads and zero fills now, so that loading is
+        // complete (and timed) before the first forward pass.
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        _cs.Flush();
+        _up.Finish();
+        _loadMs += System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+        _cs.ResetStats();
         return s;
     }
 
