@@ -23,16 +23,35 @@ say() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
 SUM=$OUT/summary.txt
 : > "$SUM"
 
-if ! ldconfig -p | grep -q 'libvulkan.so.1 '; then
+# Vulkan loader + glvnd (the NVIDIA ICD, libGLX_nvidia, needs libGLdispatch from libglvnd0): the device README's recipe
+if [ -d .gl ]; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
 fi
-if [ "${NO_DRIVER_OVERRIDE:-0}" != 1 ] && ! "$BIN" info --devices 2>/dev/null | grep -q 'discrete GPU\|integrated GPU'; then
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+has_gpu() { "$BIN" info --devices 2>/dev/null | grep -q 'discrete GPU\|integrated GPU'; }
+if [ "${NO_DRIVER_OVERRIDE:-0}" != 1 ] && ! has_gpu; then
+  export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+  for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json \
+             $(find /usr/local/nvidia /usr/share/vulkan /etc/vulkan -name 'nvidia_icd*.json' 2>/dev/null); do
+    [ -f "$icd" ] || continue
+    export VK_DRIVER_FILES=$icd
+    has_gpu && break
+  done
+fi
+if [ "${NO_DRIVER_OVERRIDE:-0}" != 1 ] && ! has_gpu; then
+  echo "NO VULKAN GPU: diagnostics follow"
+  ls -la /usr/local/nvidia/share/vulkan/icd.d/ /usr/share/vulkan/icd.d/ /etc/vulkan/icd.d/ 2>&1 | head -20
+  cat "${VK_DRIVER_FILES:-/dev/null}" 2>&1 | head -20
+  ldconfig -p | grep -i 'nvidia\|GLdispatch\|vulkan' | head -20
+  lib=$(grep -o '"library_path"[^,]*' "${VK_DRIVER_FILES:-/dev/null}" 2>/dev/null | cut -d'"' -f4)
+  [ -n "$lib" ] && { p=$(ldconfig -p | grep -m1 "$lib" | awk '{print $NF}'); ldd "${p:-$lib}" 2>&1 | grep -i 'not found' | head; }
+  VK_LOADER_DEBUG=error,warn,driver "$BIN" info --devices 2>&1 | head -60
+  exit 1
 fi
 {
   date -u +"date: %Y-%m-%d %H:%M UTC"
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader
+  echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-}"
   "$BIN" info --devices
 } 2>&1 | tee "$OUT/devices.txt" | tee -a "$SUM"
 
@@ -58,10 +77,12 @@ CHK=$TMP/check.txt
 P100=$(seq 1000 7 1693 | paste -sd,)   # 100 ids
 for m in models/default/default.gguf models/default/default-q8_0.gguf; do
   [ -f "$m" ] || continue
+  rm -f "$TMP/v.npy"
   timeout 60 "$BIN" logits -m "$m" --backend vulkan --ids "$P100" -o $TMP/v.npy 2>>"$CHK"
   timeout 60 "$BIN" logits -m "$m" --backend cpu --ids "$P100" -o $TMP/c.npy 2>>"$CHK"
   gv=$(timeout 60 "$BIN" generate -m "$m" --backend vulkan --ids "$P100" -n 32 2>>"$CHK")
   gc=$(timeout 60 "$BIN" generate -m "$m" --backend cpu --ids "$P100" -n 32 2>>"$CHK")
+  if [ ! -f "$TMP/v.npy" ]; then echo "VULKAN RUN FAILED on $m:"; tail -5 "$CHK"; exit 1; fi
   echo "check $(basename "$m"): prefill logits rel err vulkan vs cpu $(relerr $TMP/v.npy $TMP/c.npy); greedy 32 ids equal: $([ "$gv" = "$gc" ] && echo yes || echo "NO ($gv | $gc)")" | tee -a "$CHK" "$SUM"
 done
 
@@ -92,7 +113,7 @@ run_type() {
   timeout 180 "$BIN" generate -m "$M" --backend vulkan --ids "$(seq 100 115 | paste -sd,)" -n 64 --profile >/dev/null 2>"$TMP/profile-$T.txt"
   { echo "== profile $T"; cat "$TMP/profile-$T.txt"; } | tee -a "$FULL" >> "$SUM"
   if [ "$T" = q4_0 ] || [ "$T" = f16 ]; then
-    for mv in 64,2 128,2 128,4 256,4 64,8; do
+    for mv in 64,4 256,2 64,8; do
       XLSTM_VK_MATVEC=$mv XLSTM_VK_STATS=1 timeout 120 "$BIN" generate -m "$M" --backend vulkan --ids 5,6,7,8 -n 96 >/dev/null 2>$TMP/mv.txt
       echo "matvec sweep $T wg,rows=$mv: $(grep -o 'step period median [0-9.]* ms' $TMP/mv.txt)" | tee -a "$SUM"
     done
@@ -100,7 +121,7 @@ run_type() {
   rm -f "$M"
 }
 
-for T in q4_0 q8_0 f16; do run_type "$T"; done
+for T in q4_0 f16 q8_0; do run_type "$T"; done
 cat "$CHK" >> "$FULL"
 say "done"
 echo "================ SUMMARY ================"

@@ -93,6 +93,9 @@ public sealed unsafe class VulkanContext : IDisposable
         }
     }
 
+    /// <summary>The API version the instance asks for; features of a device are used up to min(this, device version).</summary>
+    private static readonly uint AppApiVersion = Vk.Version13;
+
     private static Instance CreateInstance(Vk vk)
     {
         var appName = (byte*)SilkMarshal.StringToPtr("xlstm-run");
@@ -103,7 +106,7 @@ public sealed unsafe class VulkanContext : IDisposable
                 SType = StructureType.ApplicationInfo,
                 PApplicationName = appName,
                 PEngineName = appName,
-                ApiVersion = Vk.Version12,
+                ApiVersion = AppApiVersion,
             };
             var ici = new InstanceCreateInfo { SType = StructureType.InstanceCreateInfo, PApplicationInfo = &app };
             Instance inst;
@@ -160,7 +163,7 @@ public sealed unsafe class VulkanContext : IDisposable
         public Probe(Vk vk, PhysicalDevice pd)
         {
             vk.GetPhysicalDeviceProperties(pd, out var props0);
-            uint api = props0.ApiVersion;
+            uint api = Math.Min(props0.ApiVersion, AppApiVersion);
             Ext = Extensions(vk, pd);
             var sg = new PhysicalDeviceSubgroupProperties { SType = StructureType.PhysicalDeviceSubgroupProperties };
             var m3 = new PhysicalDeviceMaintenance3Properties { SType = StructureType.PhysicalDeviceMaintenance3Properties, PNext = &sg };
@@ -341,7 +344,7 @@ public sealed unsafe class VulkanContext : IDisposable
         MaxAllocation = probe.Maint3.MaxMemoryAllocationSize > 0 ? probe.Maint3.MaxMemoryAllocationSize : 1UL << 30;
 
         // features to enable where present (the shaders themselves need none of them; future kernels may)
-        uint api = probe.Props.ApiVersion;
+        uint api = Math.Min(probe.Props.ApiVersion, AppApiVersion);
         var exts = new List<string>();
         var s16 = new PhysicalDevice16BitStorageFeatures { SType = StructureType.PhysicalDevice16BitStorageFeatures, StorageBuffer16BitAccess = probe.S16 };
         var s8 = new PhysicalDevice8BitStorageFeatures { SType = StructureType.PhysicalDevice8BitStorageFeatures, StorageBuffer8BitAccess = probe.S8 };
