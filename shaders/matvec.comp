@@ -1,5 +1,6 @@
 #version 450
-// dst[row] (+)= W[row] · x (+ bias[row]) for one token (decode). A workgroup of WG invocations computes NUM_ROWS
+// dst[t, row] (+)= W[row] · x[t] (+ bias[row]), token t = workgroup z (decode: one token; also small weights with a
+// few tokens, whose rows stay in L2 between tokens). A workgroup of WG invocations computes NUM_ROWS
 // consecutive rows: every invocation strides over 16-byte weight chunks (8 elements for F32/F16/BF16, one 32-element
 // block for Q8_0/Q4_0), dequantizes in registers, and the workgroup reduces with subgroupAdd (+ shared memory across
 // subgroups). x is read as vec4 (activation rows are 16-byte aligned).
@@ -28,11 +29,11 @@ shared float red[64 * 8];
 shared float red[2048];
 #endif
 
-vec4 x4_guarded(uint k)
+vec4 x4_guarded(uint xOff, uint k)
 {
     // elements [k, k+4) of x; those >= cols are 0 (never read past the row)
     if (k >= pc.cols) return vec4(0.0);
-    vec4 v = X4[(pc.xOff + k) >> 2];
+    vec4 v = X4[(xOff + k) >> 2];
     if (k + 4u > pc.cols)
     {
         uint n = pc.cols - k;
@@ -46,6 +47,8 @@ void main()
     const uint WG = gl_WorkGroupSize.x;
     uint tid = gl_LocalInvocationID.x;
     uint r0 = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * NUM_ROWS;
+    uint xOff = pc.xOff + gl_WorkGroupID.z * pc.xStride;
+    uint dOff = pc.dOff + gl_WorkGroupID.z * pc.dStride;
     float acc[NUM_ROWS];
     [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[r] = 0.0;
 
@@ -54,7 +57,7 @@ void main()
         uint nb = pc.wStride;
         for (uint c = tid; c < nb; c += WG)
         {
-            uint xb = (pc.xOff >> 2) + 8u * c;
+            uint xb = (xOff >> 2) + 8u * c;
             vec4 x0 = X4[xb], x1 = X4[xb + 1u], x2 = X4[xb + 2u], x3 = X4[xb + 3u];
             vec4 x4 = X4[xb + 4u], x5 = X4[xb + 5u], x6 = X4[xb + 6u], x7 = X4[xb + 7u];
             [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
@@ -88,14 +91,14 @@ void main()
             vec4 x0, x1;
             if (k + 8u <= pc.cols)
             {
-                uint xb = (pc.xOff + k) >> 2;
+                uint xb = (xOff + k) >> 2;
                 x0 = X4[xb];
                 x1 = X4[xb + 1u];
             }
             else
             {
-                x0 = x4_guarded(k);
-                x1 = x4_guarded(k + 4u);
+                x0 = x4_guarded(xOff, k);
+                x1 = x4_guarded(xOff, k + 4u);
             }
             [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
             {
@@ -134,7 +137,7 @@ void main()
         uint row = r0 + tid;
         float v = acc[0];
         if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];
-        uint o = pc.dOff + row;
+        uint o = dOff + row;
         if ((pc.flags & 1u) != 0u) v += D[o];
         D[o] = v;
     }

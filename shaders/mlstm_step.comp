@@ -63,18 +63,33 @@ void main()
     uint a0 = split * pc.rowsPerSplit;
     uint a1 = min(pc.dqk, a0 + pc.rowsPerSplit);
     uint cbase = h * pc.dqk * pc.dv + col0 + lx;
-    for (uint a = a0 + ly; a < a1; a += 4u)
+    bool colOk[4];
+    [[unroll]] for (uint c = 0u; c < 4u; c++) colOk[c] = col0 + lx + 64u * c < pc.dv;
+    // RB rows at a time: all 4·RB loads are issued before the first store (the compiler cannot move loads of S
+    // across stores to S), which keeps enough bytes in flight to stream C at full bandwidth
+    const uint RB = 8u;
+    for (uint a = a0 + ly; a < a1; a += 4u * RB)
     {
-        float ka = ia * QKV[ko + a];
-        float qa = QKV[qo + a] * scale;
-        uint idx = cbase + a * pc.dv;
-        [[unroll]] for (uint c = 0u; c < 4u; c++)
+        float cv[RB][4];
+        float ka[RB], qa[RB];
+        [[unroll]] for (uint r = 0u; r < RB; r++)
         {
-            if (col0 + lx + 64u * c < pc.dv)
+            uint ar = a + 4u * r;
+            bool ok = ar < a1;
+            ka[r] = ok ? ia * QKV[ko + ar] : 0.0;
+            qa[r] = ok ? QKV[qo + ar] * scale : 0.0;
+            [[unroll]] for (uint c = 0u; c < 4u; c++) cv[r][c] = ok && colOk[c] ? S[cbase + ar * pc.dv + 64u * c] : 0.0;
+        }
+        [[unroll]] for (uint r = 0u; r < RB; r++)
+        {
+            uint ar = a + 4u * r;
+            if (ar >= a1) continue;
+            [[unroll]] for (uint c = 0u; c < 4u; c++)
             {
-                float cv = fa * S[idx + 64u * c] + ka * vj[c];
-                S[idx + 64u * c] = cv;
-                acc[c] += qa * cv;
+                if (!colOk[c]) continue;
+                float v = fa * cv[r][c] + ka[r] * vj[c];
+                S[cbase + ar * pc.dv + 64u * c] = v;
+                acc[c] += qa[r] * v;
             }
         }
     }

@@ -145,8 +145,11 @@ public class VulkanFixtureTests
 
     /// <summary>
     /// Every weight type: Vulkan against the CPU engine on the same file. Both dequantize to the same float32 weights and
-    /// compute in float32, so the difference is summation order only (measured on lavapipe 2026-11-27, largest of all
-    /// fixtures 1.6e-5: see docs/notes/vulkan-backend.md); the bound is ~4x that. Greedy ids must be identical.
+    /// compute in float32, so the difference is summation order only. Measured on lavapipe 2026-11-27
+    /// (docs/notes/vulkan-backend.md): 1e-6 to 7e-6 over whole tensors, except tiny-bf16 at q4_0, where one prompt position
+    /// (160) is ill-conditioned (the CPU engine's own step and chunkwise forms differ there by 2.7e-5 over the prompt) and
+    /// the prompt logits differ by up to 8.6e-5. The 95th percentile of the per-position errors is at most 1.2e-5.
+    /// Bounds: whole tensors 2e-4; per-position 95th percentile 4e-5 (catches anything systematic); greedy ids identical.
     /// </summary>
     public static TheoryData<string, GgmlType> TypeCases()
     {
@@ -156,7 +159,18 @@ public class VulkanFixtureTests
         return d;
     }
 
-    public const double SameFileTolerance = 6e-5;
+    public const double SameFileTolerance = 2e-4;
+    public const double SameFilePositionP95 = 4e-5;
+
+    /// <summary>95th percentile over rows of the per-row relative error.</summary>
+    public static double RowP95(float[] a, float[] b, int cols)
+    {
+        int rows = a.Length / cols;
+        var e = new double[rows];
+        for (int r = 0; r < rows; r++) e[r] = Reference.RelErr(a.AsSpan(r * cols, cols), b.AsSpan(r * cols, cols));
+        Array.Sort(e);
+        return e[Math.Min(rows - 1, (int)Math.Ceiling(0.95 * rows) - 1)];
+    }
 
     [Theory, MemberData(nameof(TypeCases))]
     public void EveryWeightTypeMatchesTheCpuEngineOnTheSameFile(string fixture, GgmlType type)
@@ -166,7 +180,9 @@ public class VulkanFixtureTests
         using var v = new Session(path, vulkan: true);
         using var c = new Session(path, vulkan: false);
         var ids = rf.InputIds;
-        double ePrefill = Reference.RelErr(v.Logits(ids), c.Logits(ids));
+        var lv = v.Logits(ids);
+        var lc = c.Logits(ids);
+        double ePrefill = Reference.RelErr(lv, lc), p95 = RowP95(lv, lc, v.Vocab);
         // then a few single steps on the carried state (replayed command buffer)
         var steps = rf.GreedyIds.AsSpan(0, 8);
         double eStep = Reference.RelErr(v.StepLogits(steps), c.StepLogits(steps));
@@ -177,10 +193,11 @@ public class VulkanFixtureTests
         c.Runner.ResetState();
         var gv = v.Greedy(ids, 16);
         var gc = c.Greedy(ids, 16);
-        string line = $"{fixture} {GgmlTypes.Name(type)}: prefill {ePrefill:E2}, steps {eStep:E2}, state {eState:E2}, greedy ids equal {gv.SequenceEqual(gc)}";
+        string line = $"{fixture} {GgmlTypes.Name(type)}: prefill {ePrefill:E2} (p95 per position {p95:E2}), steps {eStep:E2}, state {eState:E2}, greedy ids equal {gv.SequenceEqual(gc)}";
         _out.WriteLine(line);
         Console.WriteLine("[vulkan-vs-cpu] " + line);
         Assert.InRange(ePrefill, 0, SameFileTolerance);
+        Assert.InRange(p95, 0, SameFilePositionP95);
         Assert.InRange(eStep, 0, SameFileTolerance);
         Assert.InRange(eState, 0, SameFileTolerance);
         Assert.Equal(gc, gv);

@@ -101,8 +101,10 @@ public class VulkanOpTests
             bool q = t is GgmlType.Q8_0 or GgmlType.Q4_0;
             d.Add(t, 1, 37, q ? 64 : 45);      // decode matvec; rows not a multiple of the rows per workgroup, cols not of 8
             d.Add(t, 1, 300, q ? 320 : 333);   // several workgroups, several chunks per invocation
-            d.Add(t, 3, 70, q ? 96 : 100);     // prefill GEMM, partial tiles everywhere
-            d.Add(t, 130, 65, q ? 64 : 37);    // more than two token tiles
+            d.Add(t, 3, 70, q ? 96 : 100);     // few rows: matvec per token (grid z)
+            d.Add(t, 130, 65, q ? 64 : 37);    // few rows, many tokens
+            d.Add(t, 3, 150, q ? 96 : 100);    // prefill GEMM, partial tiles everywhere
+            d.Add(t, 130, 200, q ? 64 : 37);   // GEMM with more than two token tiles
         }
         return d;
     }
