@@ -1,0 +1,73 @@
+using XlstmRun.Formats;
+using XlstmRun.Tests.Support;
+using Xunit;
+
+namespace XlstmRun.Tests.Vulkan;
+
+/// <summary>`--backend vulkan|auto`, `--profile` and `info --devices` through the executable (lavapipe here).</summary>
+[Collection("vulkan")]
+public class VulkanCliTests
+{
+    private static string Ids(int[] ids) => string.Join(",", ids);
+
+    [Fact]
+    public void LogitsAndGenerateWithBackendVulkanMatchReferenceAndCpu()
+    {
+        var rf = new Reference(TestPaths.Fixture("tiny-f32"));
+        string model = Models.Converted("tiny-f32", GgmlType.F32);
+        string npy = Path.Combine(TestPaths.TempDir(), "l.npy");
+        var r = CliRunner.Run($"logits -m {CliRunner.Q(model)} --backend vulkan --ids {Ids(rf.InputIds)} -o {CliRunner.Q(npy)}");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var (data, _) = Npy.Read(npy);
+        Assert.InRange(Reference.RelErr(data, rf["logits_prefill"]), 0, VulkanFixtureTests.Tolerance);
+
+        string args = $"generate -m {CliRunner.Q(model)} --ids {Ids(rf.InputIds)} -n 16";
+        var v = CliRunner.Run(args + " --backend vulkan");
+        var c = CliRunner.Run(args + " --backend cpu");
+        Assert.True(v.ExitCode == 0, v.Stderr);
+        Assert.True(c.ExitCode == 0, c.Stderr);
+        Assert.Equal(c.Stdout, v.Stdout);
+        Assert.Contains(Ids(rf.GreedyIds[..16]), v.Stdout);
+    }
+
+    [Fact]
+    public void MissingDriverIsAOneLineErrorForVulkanAndASilentCpuFallbackForAuto()
+    {
+        string model = Models.Converted("tiny-fused", GgmlType.Q8_0);
+        var noDriver = new Dictionary<string, string> { ["VK_DRIVER_FILES"] = "/nonexistent/icd.json", ["VK_ICD_FILENAMES"] = "/nonexistent/icd.json" };
+        string args = $"generate -m {CliRunner.Q(model)} --ids 1,2,3 -n 4";
+        var v = CliRunner.Run(args + " --backend vulkan", env: noDriver);
+        Assert.Equal(2, v.ExitCode);
+        var lines = v.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("error: --backend vulkan: no Vulkan driver found", lines[0]);
+        var a = CliRunner.Run(args + " --backend auto", env: noDriver);
+        var c = CliRunner.Run(args + " --backend cpu");
+        Assert.True(a.ExitCode == 0, a.Stderr);
+        Assert.Equal(c.Stdout, a.Stdout);
+        Assert.DoesNotContain("error", a.Stderr);
+        var info = CliRunner.Run("info --devices", env: noDriver);
+        Assert.Equal(0, info.ExitCode);
+        Assert.Contains("vulkan: none (no Vulkan driver found", info.Stdout);
+    }
+
+    [Fact]
+    public void InfoDevicesListsTheVulkanDeviceAndProfilePrintsOpTimes()
+    {
+        var info = CliRunner.Run("info --devices");
+        Assert.True(info.ExitCode == 0, info.Stderr);
+        Assert.Matches(@"vulkan 0: .+, subgroup \d+, ", info.Stdout);
+        Assert.Contains("--backend auto uses", info.Stdout);
+
+        string model = Models.Converted("tiny-bf16", GgmlType.F16);
+        var p = CliRunner.Run($"generate -m {CliRunner.Q(model)} --ids 1,2,3,4,5 -n 6 --backend vulkan --profile");
+        Assert.True(p.ExitCode == 0, p.Stderr);
+        Assert.Contains("GPU profile, replayed decode steps:", p.Stderr);
+        Assert.Contains("matvec.f16", p.Stderr);
+        Assert.Contains("mlstm.step", p.Stderr);
+        Assert.Contains("vulkan wall clock:", p.Stderr);
+        var cpu = CliRunner.Run($"generate -m {CliRunner.Q(model)} --ids 1,2,3,4,5 -n 6 --backend cpu --profile");
+        Assert.True(cpu.ExitCode == 0, cpu.Stderr);
+        Assert.Contains("no per-op GPU timing", cpu.Stderr);
+    }
+}
