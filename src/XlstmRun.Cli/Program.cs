@@ -70,5 +70,5 @@ public static class Program
 
 public static class ExitCodes
 {
-    public const int Ok = 0, Failure = 1, BadInput = 2;
+    public const int Ok = 0, Failure = 1, BadInput = 2, Interrupted = 130;
 }

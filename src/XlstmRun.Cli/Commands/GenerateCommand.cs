@@ -22,7 +22,7 @@ public static class GenerateCommand
         public readonly Option<string?> File = new("--file", "-f") { Description = "Read the prompt from a file (- = stdin); one trailing newline is dropped", HelpName = "FILE" };
         public readonly Argument<string[]> Words = new("PROMPT") { Description = "Prompt words (joined by spaces), instead of -p", Arity = ArgumentArity.ZeroOrMore };
         public readonly Option<string?> Ids = new("--ids") { Description = "Prompt as token ids, comma separated: no BOS is added, greedy unless --temp is given, prints the generated ids", HelpName = "IDS" };
-        public readonly Option<bool> Json = new("--json") { Description = "Print one JSON object at the end instead of streaming: {\"text\", \"ids\", \"prompt_tokens\", \"finish_reason\": \"stop|length|eos\"} ({\"ids\"} with --ids)" };
+        public readonly Option<bool> Json = new("--json") { Description = "Print one JSON object at the end instead of streaming: {\"text\", \"ids\", \"prompt_tokens\", \"finish_reason\": \"stop|length|eos|cancelled\"} ({\"ids\"} with --ids)" };
         public readonly Option<bool> Verbose = new("--verbose", "-v") { Description = "Print model, backend, seed and sampler details to stderr" };
 
         public void AddTo(Command c)
@@ -44,8 +44,10 @@ public static class GenerateCommand
         "  then the prompt (cat notes.txt | xlstm-run -m m.gguf \"Summarize:\"). One trailing newline of stdin or -f is dropped.\n" +
         "BOS: a fresh state gets <|endoftext|> (id 0) before the prompt unless --no-bos; --load-state continues without it.\n" +
         "Stops at <|endoftext|> (unless --ignore-eos), at a -r/--stop text (not printed), or after -n tokens.\n" +
+        "  To keep it from reading stdin (in a shell loop, say), use < /dev/null.\n" +
         "Output: text streams to stdout as it is generated; llama.cpp-style timings go to stderr.\n" +
-        "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input.";
+        "Ctrl-C ends generation after the current token (output, --save-state and timings as usual, exit code 130).\n" +
+        "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input, 130 interrupted.";
 
     public static void AddTo(RootCommand root)
     {
@@ -137,9 +139,23 @@ public static class GenerateCommand
             Console.Error.WriteLine($"generate: n_predict = {maxTokens}, eos = {(eos?.ToString(CultureInfo.InvariantCulture) ?? "none")}{(stops.Length > 0 ? ", stop = " + string.Join(", ", stops.Select(x => JsonSerializerEscape(x))) : "")}");
         }
 
-        using var stdout = TextIO.OpenStdout();
+        // First Ctrl-C: finish the current token, then print, save the state and report as usual; a second one kills.
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCtrlC = (_, e) =>
+        {
+            if (cancel.IsCancellationRequested) return;
+            e.Cancel = true;
+            cancel.Cancel();
+        };
+        Console.CancelKeyPress += onCtrlC;
+        var stdout = TextIO.OpenStdout();
         bool stream = !idsMode && !json;
         bool endsWithNewline = true;
+        void Write(Action<StreamWriter> w)
+        {
+            w(stdout);
+            stdout.Flush();
+        }
         var req = new GenerationRequest
         {
             Prompt = prompt,
@@ -150,31 +166,36 @@ public static class GenerateCommand
             StopStrings = stops,
             Tokenizer = idsMode ? null : tok,
             FeedLastToken = !string.IsNullOrEmpty(savePath),
+            Cancel = cancel.Token,
         };
-        var result = Generator.Run(new RunnerGenerationModel(s.Runner), req, stream ? piece =>
+        GenerationResult result;
+        try
         {
-            stdout.Write(piece);
-            stdout.Flush();
-            endsWithNewline = piece.EndsWith('\n');
-        } : null);
+            result = Generator.Run(new RunnerGenerationModel(s.Runner), req, stream ? piece =>
+            {
+                Write(w => w.Write(piece));
+                endsWithNewline = piece.EndsWith('\n');
+            } : null);
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCtrlC;
+        }
 
-        if (idsMode)
-        {
-            if (json) stdout.WriteLine("{\"ids\":[" + string.Join(",", result.Ids) + "]}");
-            else stdout.WriteLine(string.Join(",", result.Ids));
-        }
+        if (idsMode) Write(w => w.WriteLine(json ? "{\"ids\":[" + string.Join(",", result.Ids) + "]}" : string.Join(",", result.Ids)));
         else if (json)
-        {
-            stdout.Flush();
-            WriteJson(stdout.BaseStream, result);
-            stdout.BaseStream.WriteByte((byte)'\n');
-        }
-        else if (!endsWithNewline && !Console.IsOutputRedirected) stdout.WriteLine();
-        stdout.Flush();
+            Write(w =>
+            {
+                w.Flush();
+                WriteJson(w.BaseStream, result);
+                w.BaseStream.WriteByte((byte)'\n');
+            });
+        else if (!endsWithNewline && !Console.IsOutputRedirected) Write(w => w.WriteLine());
+        stdout.Dispose();
         s.SaveStateIfAsked(pr, o.Model);
         if (!idsMode || verbose) PrintStats(loadMs, result, total.Elapsed.TotalMilliseconds);
         if (verbose) Console.Error.WriteLine($"finish: {result.FinishReasonText}, {result.Ids.Count} tokens generated, state position {s.Runner.Position}");
-        return ExitCodes.Ok;
+        return result.FinishReason == FinishReason.Cancelled ? ExitCodes.Interrupted : ExitCodes.Ok;
     }
 
     private static string JsonSerializerEscape(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n") + "\"";

@@ -27,6 +27,8 @@ public enum FinishReason
     Eos,
     /// <summary>A stop string appeared in the text.</summary>
     Stop,
+    /// <summary><see cref="GenerationRequest.Cancel"/> was set (e.g. Ctrl-C).</summary>
+    Cancelled,
 }
 
 public sealed class GenerationRequest
@@ -47,7 +49,7 @@ public sealed class GenerationRequest
     /// <summary>Also feed the last generated token (unless it is EOS), so that the model state ends after everything
     /// generated; needed before saving the state to continue later.</summary>
     public bool FeedLastToken { get; init; }
-    /// <summary>Checked between tokens; when set, generation ends as if the limit were reached.</summary>
+    /// <summary>Checked between tokens; when set, generation ends with <see cref="FinishReason.Cancelled"/>.</summary>
     public CancellationToken Cancel { get; init; }
 }
 
@@ -64,7 +66,7 @@ public sealed class GenerationResult
     public required int EvalRuns { get; init; }
     public required double SampleMs { get; init; }
 
-    public string FinishReasonText => FinishReason switch { FinishReason.Eos => "eos", FinishReason.Stop => "stop", _ => "length" };
+    public string FinishReasonText => FinishReason switch { FinishReason.Eos => "eos", FinishReason.Stop => "stop", FinishReason.Cancelled => "cancelled", _ => "length" };
 }
 
 /// <summary>
@@ -143,9 +145,14 @@ public static class Generator
                     break;
                 }
             }
-            if ((req.MaxTokens > 0 && ids.Count >= req.MaxTokens) || req.Cancel.IsCancellationRequested)
+            if (req.MaxTokens > 0 && ids.Count >= req.MaxTokens)
             {
                 reason = FinishReason.Length;
+                break;
+            }
+            if (req.Cancel.IsCancellationRequested)
+            {
+                reason = FinishReason.Cancelled;
                 break;
             }
             next = Next([next]);
