@@ -16,11 +16,11 @@ deps:
 	@bash scripts/install-deps.sh
 
 build:
-	$(DOTNET) build XlstmRun.sln -c $(CONFIG) -nologo -clp:ErrorsOnly
+	$(DOTNET) build XlstmRun.sln -c $(CONFIG) -nologo -v q
 
 # NativeAOT single-file binary. ISA=x86-64-v4 opts into AVX-512 (the binary then needs an AVX-512 CPU).
 publish:
-	$(DOTNET) publish src/XlstmRun.Cli/XlstmRun.Cli.csproj -c $(CONFIG) -r $(RID) -p:IlcInstructionSet=$(ISA) -o build/publish -nologo -clp:ErrorsOnly
+	$(DOTNET) publish src/XlstmRun.Cli/XlstmRun.Cli.csproj -c $(CONFIG) -r $(RID) -p:IlcInstructionSet=$(ISA) -o build/publish -nologo -v q
 	@mkdir -p build && cp build/publish/xlstm-run $(BIN)
 	@echo "built $(BIN)"
 

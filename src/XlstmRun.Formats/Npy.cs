@@ -16,7 +16,8 @@ public static class Npy
         int total = 10 + header.Length + 1;
         int pad = (64 - total % 64) % 64;
         header = header + new string(' ', pad) + "\n";
-        s.Write("\x93NUMPY"u8);
+        s.WriteByte(0x93);
+        s.Write("NUMPY"u8);
         s.WriteByte(1); s.WriteByte(0);
         s.Write(BitConverter.GetBytes((ushort)header.Length));
         s.Write(Encoding.ASCII.GetBytes(header));

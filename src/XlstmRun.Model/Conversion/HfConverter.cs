@@ -11,7 +11,8 @@ public static class HfConverter
     private sealed class Stacked : IRowSource
     {
         private readonly SafeTensor[] _parts;
-        private byte[] _scratch = [];
+        // One read buffer per thread, shared by all sources, so memory does not grow with the number of tensors.
+        [ThreadStatic] private static byte[]? _scratch;
 
         public Stacked(int cols, params SafeTensor[] parts)
         {
@@ -35,7 +36,7 @@ public static class HfConverter
                     long local = row + done - start;
                     int n = (int)Math.Min(count - done, p.Rows - local);
                     long need = (long)n * Cols * p.ElementSize;
-                    if (_scratch.Length < need) _scratch = new byte[need];
+                    if (_scratch == null || _scratch.Length < need) _scratch = new byte[need];
                     p.ReadRows(local, n, dst.Slice(done * Cols, n * Cols), _scratch);
                     done += n;
                 }

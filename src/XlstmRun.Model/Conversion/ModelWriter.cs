@@ -40,6 +40,10 @@ public static class ModelWriter
         long totalElems = TensorNames.All(c).Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b));
         long done = 0;
         threads = threads > 0 ? threads : Environment.ProcessorCount;
+        var par = new ParallelOptions { MaxDegreeOfParallelism = threads };
+        // Buffers shared by all tensors (about 8 MiB of floats plus their encoding): memory stays flat whatever the model size.
+        float[] f = [];
+        byte[] bytes = [];
         foreach (var (name, shape, quantizable) in TensorNames.All(c))
         {
             var src = sourceFor(name);
@@ -51,13 +55,13 @@ public static class ModelWriter
             {
                 int rowBytes = (int)GgmlTypes.RowBytes(tt, cols);
                 int batch = (int)Math.Clamp((8L << 20) / (cols * 4L), 1, 4096);
-                var f = new float[(long)batch * cols];
-                var bytes = new byte[(long)batch * rowBytes];
+                if (f.Length < (long)batch * cols) f = new float[(long)batch * cols];
+                if (bytes.Length < (long)batch * rowBytes) bytes = new byte[(long)batch * rowBytes];
                 for (long r = 0; r < rows; r += batch)
                 {
                     int n = (int)Math.Min(batch, rows - r);
                     src.Read(r, n, f.AsSpan(0, n * cols));
-                    Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
+                    Parallel.For(0, n, par, i =>
                         Quantizer.EncodeRow(tt, f.AsSpan(i * cols, cols), bytes.AsSpan(i * rowBytes, rowBytes)));
                     stream.Write(bytes, 0, n * rowBytes);
                     done += (long)n * cols;
