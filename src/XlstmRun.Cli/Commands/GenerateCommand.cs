@@ -42,9 +42,9 @@ public static class GenerateCommand
     public const string Notes =
         "Prompt: -p TEXT, -f FILE or PROMPT words. When stdin is a pipe or a file, its text comes first, then a newline,\n" +
         "  then the prompt (cat notes.txt | xlstm-run -m m.gguf \"Summarize:\"). One trailing newline of stdin or -f is dropped.\n" +
+        "  To keep it from reading stdin (in a shell loop, say), use < /dev/null.\n" +
         "BOS: a fresh state gets <|endoftext|> (id 0) before the prompt unless --no-bos; --load-state continues without it.\n" +
         "Stops at <|endoftext|> (unless --ignore-eos), at a -r/--stop text (not printed), or after -n tokens.\n" +
-        "  To keep it from reading stdin (in a shell loop, say), use < /dev/null.\n" +
         "Output: text streams to stdout as it is generated; llama.cpp-style timings go to stderr.\n" +
         "Ctrl-C ends generation after the current token (output, --save-state and timings as usual, exit code 130).\n" +
         "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input, 130 interrupted.";
@@ -194,6 +194,9 @@ public static class GenerateCommand
         stdout.Dispose();
         s.SaveStateIfAsked(pr, o.Model);
         if (!idsMode || verbose) PrintStats(loadMs, result, total.Elapsed.TotalMilliseconds);
+        if (verbose && !sampling.IsGreedy)
+            Console.Error.WriteLine(string.Format(CultureInfo.InvariantCulture, "  sampling time = {0,10:F2} ms / {1,5} runs   ({2,8:F2} ms per token)",
+                result.SampleMs, result.Ids.Count, result.Ids.Count > 0 ? result.SampleMs / result.Ids.Count : 0));
         if (verbose) Console.Error.WriteLine($"finish: {result.FinishReasonText}, {result.Ids.Count} tokens generated, state position {s.Runner.Position}");
         return result.FinishReason == FinishReason.Cancelled ? ExitCodes.Interrupted : ExitCodes.Ok;
     }
