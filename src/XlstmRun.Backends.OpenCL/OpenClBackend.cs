@@ -31,14 +31,22 @@ public sealed unsafe class OpenClBackend : IBackend
     public int Tile { get; }
     /// <summary>Largest device buffer a weight part may use (the device's maximum allocation unless lowered).</summary>
     public long MaxWeightPartBytes { get; }
+    /// <summary>
+    /// Matrix products with work-group kernels (a local-memory reduction per output row for one token, TILE×TILE
+    /// local-memory tiles for many): the default on GPUs. Otherwise register-blocked kernels without barriers (4 rows ×
+    /// 1 or 4 tokens per work-item, float4 over K): the default on CPU devices, where PoCL runs work-items as loops.
+    /// </summary>
+    public bool WorkGroupKernels { get; }
 
     /// <param name="deviceIndex">-1: the first GPU, else the first CPU device, else the first device; otherwise the index
     /// into <see cref="DescribeDevices"/>' list (all devices of all platforms, in order).</param>
     public OpenClBackend(int deviceIndex = -1) : this(deviceIndex, 0) { }
 
+    /// <param name="deviceIndex">As in <see cref="OpenClBackend(int)"/>.</param>
     /// <param name="maxWeightPartBytes">If positive, weights are split into device buffers of at most this many bytes
     /// (below the device limit; used by tests to exercise the split path).</param>
-    public OpenClBackend(int deviceIndex, long maxWeightPartBytes)
+    /// <param name="workGroupKernels">Force the matmul kernel family (see <see cref="WorkGroupKernels"/>); null: by device type.</param>
+    public OpenClBackend(int deviceIndex, long maxWeightPartBytes, bool? workGroupKernels = null)
     {
         _cl = ClNative.Api;
         var devices = ClNative.AllDevices(_cl);
@@ -57,6 +65,7 @@ public sealed unsafe class OpenClBackend : IBackend
         ReductionSize = 1;
         while (ReductionSize * 2 <= wg) ReductionSize *= 2;
         Tile = _dev.MaxWorkGroup >= 256 ? 16 : _dev.MaxWorkGroup >= 64 ? 8 : 4;
+        WorkGroupKernels = workGroupKernels ?? _dev.IsGpu;
 
         try
         {
@@ -81,7 +90,7 @@ public sealed unsafe class OpenClBackend : IBackend
     }
 
     public string Name => "opencl";
-    public string Device => $"OpenCL: {_dev.PlatformName} / {_dev.Name} ({_dev.TypeName}, max allocation {_dev.MaxAlloc >> 20} MiB)";
+    public string Device => $"OpenCL: {_dev.PlatformName} / {_dev.Name} ({_dev.TypeName}, max allocation {_dev.MaxAlloc >> 20} MiB, {(WorkGroupKernels ? "work-group" : "register-blocked")} matmul)";
 
     /// <summary>One line per OpenCL device, or one line saying why there is none. Never throws.</summary>
     public static IReadOnlyList<string> DescribeDevices()
@@ -142,6 +151,8 @@ public sealed unsafe class OpenClBackend : IBackend
             names.Add("embed_" + s);
             names.Add("matvec_" + s);
             names.Add("matmul_" + s);
+            names.Add("matvecr_" + s);
+            names.Add("matmulr_" + s);
         }
         foreach (var n in names)
         {
@@ -360,7 +371,13 @@ public sealed unsafe class OpenClBackend : IBackend
         string s = TypeSuffix(W.KernelType);
         foreach (var p in W.Parts)
         {
-            if (X.Rows == 1)
+            if (!WorkGroupKernels)
+            {
+                int tb = X.Rows == 1 ? 1 : 4;
+                Launch((X.Rows == 1 ? "matvecr_" : "matmulr_") + s, [(p.Rows + 3) / 4, (X.Rows + tb - 1) / tb], default,
+                    p.Buffer, (int)W.RowBytes, W.Cols, p.Rows, X.Buffer, X.Offset, X.Rows, D.Buffer, D.Offset, D.Cols, p.Row0, b, hasBias, acc);
+            }
+            else if (X.Rows == 1)
                 Launch("matvec_" + s, [(long)p.Rows * ReductionSize], [ReductionSize],
                     p.Buffer, (int)W.RowBytes, W.Cols, p.Rows, X.Buffer, X.Offset, D.Buffer, D.Offset, p.Row0, b, hasBias, acc);
             else

@@ -33,6 +33,31 @@ inline float ld_q4_0(__global const uchar* row, int k)
     return (float)(nib - 8) * d;
 }
 
+// ---- 4-element loaders: elements k..k+3 of a row, k a multiple of 4 (a 4-group never crosses a 32-element block) ----
+inline float4 ld4_f32(__global const uchar* row, int k) { return vload4(0, (__global const float*)row + k); }
+inline float4 ld4_f16(__global const uchar* row, int k) { return vload_half4(0, (__global const half*)row + k); }
+inline float4 ld4_bf16(__global const uchar* row, int k)
+{
+    ushort4 u = vload4(0, (__global const ushort*)row + k);
+    return as_float4(convert_uint4(u) << 16);
+}
+inline float4 ld4_q8_0(__global const uchar* row, int k)
+{
+    __global const uchar* b = row + (k >> 5) * 34;
+    float d = vload_half(0, (__global const half*)b);
+    char4 q = vload4(0, (__global const char*)b + 2 + (k & 31));
+    return convert_float4(q) * d;
+}
+inline float4 ld4_q4_0(__global const uchar* row, int k)
+{
+    __global const uchar* b = row + (k >> 5) * 18;
+    float d = vload_half(0, (__global const half*)b);
+    int j = k & 31;
+    uint4 q = convert_uint4(vload4(0, b + 2 + (j & 15)));
+    int4 n = j < 16 ? convert_int4(q & (uint4)(15u)) : convert_int4(q >> (uint4)(4u));
+    return convert_float4(n - 8) * d;
+}
+
 // ---- chunk dots: QK_<type> elements per chunk; dot_<type>(row, c, x) = Σ_{k in chunk c} w[k]·x[k] --------------------
 #define QK_f32 1
 #define QK_f16 1

@@ -72,7 +72,53 @@ __kernel void matmul_##T(__global const uchar* W, int rowBytes, int K, int nrows
     } \
 }
 
+// Register-blocked variant without local memory or barriers (the default on CPU devices such as PoCL, where work-items
+// run as loops and barriers are expensive): each work-item computes RB = 4 output rows × TB tokens with float4 partial
+// sums over K (plus a scalar tail when K is not a multiple of 4). global = (ceil(nrows/4), ceil(ntok/TB)), any local size.
+#define MATMUL_RB(T, NAME, TB) \
+__kernel void NAME##_##T(__global const uchar* W, int rowBytes, int K, int nrows, \
+                         __global const float* x, int xoff, int ntok, __global float* y, int yoff, int ystride, int ycol0, \
+                         __global const float* bias, int hasBias, int accumulate) \
+{ \
+    int r0 = get_global_id(0) * 4, t0 = get_global_id(1) * TB; \
+    if (r0 >= nrows || t0 >= ntok) return; \
+    __global const uchar* rp[4]; \
+    __global const float* xp[TB]; \
+    for (int i = 0; i < 4; i++) rp[i] = W + (long)min(r0 + i, nrows - 1) * rowBytes; \
+    for (int j = 0; j < TB; j++) xp[j] = x + xoff + (long)min(t0 + j, ntok - 1) * K; \
+    float4 acc[4][TB]; \
+    for (int i = 0; i < 4; i++) for (int j = 0; j < TB; j++) acc[i][j] = (float4)(0.0f); \
+    int K4 = K & ~3; \
+    for (int k = 0; k < K4; k += 4) \
+    { \
+        float4 w[4], xv[TB]; \
+        for (int i = 0; i < 4; i++) w[i] = ld4_##T(rp[i], k); \
+        for (int j = 0; j < TB; j++) xv[j] = vload4(0, xp[j] + k); \
+        for (int i = 0; i < 4; i++) for (int j = 0; j < TB; j++) acc[i][j] += w[i] * xv[j]; \
+    } \
+    for (int i = 0; i < 4; i++) \
+    { \
+        int r = r0 + i; \
+        if (r >= nrows) break; \
+        for (int j = 0; j < TB; j++) \
+        { \
+            int t = t0 + j; \
+            if (t >= ntok) break; \
+            float4 a = acc[i][j]; \
+            float v = (a.x + a.y) + (a.z + a.w); \
+            for (int k = K4; k < K; k++) v += ld_##T(rp[i], k) * xp[j][k]; \
+            if (hasBias) v += bias[ycol0 + r]; \
+            __global float* o = y + yoff + (long)t * ystride + ycol0 + r; \
+            *o = accumulate ? *o + v : v; \
+        } \
+    } \
+}
+#define MATVEC_R(T) MATMUL_RB(T, matvecr, 1)
+#define MATMUL_R(T) MATMUL_RB(T, matmulr, 4)
+
 #define ALL_TYPES(M) M(f32) M(f16) M(bf16) M(q8_0) M(q4_0)
 ALL_TYPES(EMBED)
 ALL_TYPES(MATVEC)
 ALL_TYPES(MATMUL)
+ALL_TYPES(MATVEC_R)
+ALL_TYPES(MATMUL_R)

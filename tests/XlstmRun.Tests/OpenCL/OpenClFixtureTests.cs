@@ -20,10 +20,10 @@ public class OpenClFixtureTests
 
     private sealed class Run : IDisposable
     {
-        public Run(string fixture)
+        public Run(string fixture, bool? workGroupKernels = null)
         {
             File = GgufFile.Open(Models.Converted(fixture, GgmlType.F32));
-            Backend = new OpenClBackend();
+            Backend = new OpenClBackend(-1, 0, workGroupKernels);
             Runner = new ModelRunner(File, Backend);
             Ref = new Reference(TestPaths.Fixture(fixture));
         }
@@ -108,6 +108,23 @@ public class OpenClFixtureTests
         var ids = new List<int> { r.ForwardGreedy(x.Ref.InputIds, r.Config.Vocab) };
         while (ids.Count < x.Ref.GreedyIds.Length) ids.Add(r.StepGreedy(ids[^1], r.Config.Vocab));
         Assert.Equal(x.Ref.GreedyIds, ids);
+    }
+
+    /// <summary>The other matmul kernel family (work-group reductions and local-memory tiles, the GPU default) on PoCL.</summary>
+    [Theory, MemberData(nameof(Fixtures))]
+    public void WorkGroupKernelsMatchReference(string fixture)
+    {
+        using var x = new Run(fixture, workGroupKernels: true);
+        var (r, rf) = (x.Runner, x.Ref);
+        Assert.True(x.Backend.WorkGroupKernels);
+        int V = r.Config.Vocab;
+        var logits = new float[rf.InputIds.Length * V];
+        r.Forward(rf.InputIds, LogitsMode.All, logits);
+        Assert.InRange(Reference.RelErr(logits, rf["logits_prefill"]), 0, Tolerance);
+        r.ResetState();
+        var all = new float[rf.InputIds.Length * V];
+        for (int t = 0; t < rf.InputIds.Length; t++) r.Forward(rf.InputIds.AsSpan(t, 1), LogitsMode.Last, all.AsSpan(t * V, V));
+        Assert.InRange(Reference.RelErr(all, rf["logits_step"]), 0, Tolerance);
     }
 
     /// <summary>Weights split into many small device buffers give the same logits as whole weights.</summary>

@@ -130,26 +130,30 @@ public class OpenClOpTests : IDisposable
         int outRows = 71, K = ColsFor(type, 75, 160);
         using var w = new NativeWeight("w", type, outRows, K, _rng, 0.5f);
         using var bw = new NativeWeight("b", GgmlType.F32, 1, outRows, _rng);
-        using var cl = split ? new OpenClBackend(-1, 9 * w.View.RowBytes) : null;
-        var be = cl ?? _cl;
-        var wc = _cpu.LoadWeight(w.View);
-        var wg = (ClWeight)be.LoadWeight(w.View);
-        if (split) Assert.Equal(8, wg.PartCount);
         var x = Rand(tokens * K);
         var d0 = Rand(tokens * outRows);
         var xc = _cpu.Alloc(tokens, K);
         var dc = _cpu.Alloc(tokens, outRows);
         x.CopyTo(((CpuTensor)xc).Span);
         d0.CopyTo(((CpuTensor)dc).Span);
-        var xg = be.Alloc(tokens, K);
-        var dg = be.Alloc(tokens, outRows);
-        ((OpenClBackend)be).Write(xg, x);
-        ((OpenClBackend)be).Write(dg, d0);
-        _cpu.MatMul(wc, xc, dc, bias ? _cpu.LoadWeight(bw.View) : null, accumulate);
-        be.MatMul(wg, xg, dg, bias ? be.LoadWeight(bw.View) : null, accumulate);
-        var got = new float[tokens * outRows];
-        be.Read(dg, got);
-        Close(ReadCpu(dc), got);
+        _cpu.MatMul(_cpu.LoadWeight(w.View), xc, dc, bias ? _cpu.LoadWeight(bw.View) : null, accumulate);
+        var want = ReadCpu(dc);
+        // both kernel families: register-blocked (CPU devices) and work-group (GPUs)
+        foreach (bool workGroup in new[] { false, true })
+        {
+            using var be = new OpenClBackend(-1, split ? 9 * w.View.RowBytes : 0, workGroup);
+            Assert.Equal(workGroup, be.WorkGroupKernels);
+            var wg = (ClWeight)be.LoadWeight(w.View);
+            if (split) Assert.Equal(8, wg.PartCount);
+            var xg = be.Alloc(tokens, K);
+            var dg = be.Alloc(tokens, outRows);
+            be.Write(xg, x);
+            be.Write(dg, d0);
+            be.MatMul(wg, xg, dg, bias ? be.LoadWeight(bw.View) : null, accumulate);
+            var got = new float[tokens * outRows];
+            be.Read(dg, got);
+            Close(want, got);
+        }
     }
 
     /// <summary>A view of rows in the middle of bigger tensors (non-zero offsets) reads and writes only those rows.</summary>
