@@ -24,23 +24,28 @@ internal static unsafe class ClNative
     {
         lock (Lock)
         {
-            if (_api == null && _loadError == null)
-            {
-                try
-                {
-                    var api = CL.GetApi();
-                    // Touch one entry point: a missing libOpenCL may only show up at the first call.
-                    uint n = 0;
-                    api.GetPlatformIDs(0, null, &n);
-                    _api = api;
-                }
-                catch (Exception e) when (e is FileNotFoundException or DllNotFoundException or EntryPointNotFoundException or TypeInitializationException or InvalidOperationException)
-                {
-                    _loadError = "no OpenCL loader library (libOpenCL.so.1) could be loaded; install an OpenCL ICD loader (e.g. ocl-icd-libopencl1) and a driver (e.g. pocl-opencl-icd)";
-                }
-            }
+            if (_api == null && _loadError == null) _api = Load(null, out _loadError);
             error = _loadError;
             return _api;
+        }
+    }
+
+    /// <summary>Load the API from the default loader names (<paramref name="names"/> null) or from the given library names.</summary>
+    internal static CL? Load(string[]? names, out string? error)
+    {
+        try
+        {
+            var api = names == null ? CL.GetApi() : new CL(CL.CreateDefaultContext(names));
+            // Touch one entry point: a missing libOpenCL may only show up at the first call.
+            uint n = 0;
+            api.GetPlatformIDs(0, null, &n);
+            error = null;
+            return api;
+        }
+        catch (Exception e) when (e is FileNotFoundException or DllNotFoundException or EntryPointNotFoundException or TypeInitializationException or InvalidOperationException)
+        {
+            error = "no OpenCL loader library (libOpenCL.so.1) could be loaded; install an OpenCL ICD loader (e.g. ocl-icd-libopencl1) and a driver (e.g. pocl-opencl-icd)";
+            return null;
         }
     }
 

@@ -309,6 +309,17 @@ public class OpenClOpTests : IDisposable
     }
 
     [Fact]
+    public void AMissingLoaderLibraryIsAOneLineReason()
+    {
+        Assert.Null(ClNative.Load(["libOpenCL-not-installed.so.1"], out var err));
+        Assert.NotNull(err);
+        Assert.Contains("libOpenCL", err);
+        Assert.DoesNotContain('\n', err);
+        Assert.NotNull(ClNative.Load(null, out err));
+        Assert.Null(err);
+    }
+
+    [Fact]
     public void DevicesAreListedAndABadIndexIsAClearError()
     {
         var lines = OpenClBackend.DescribeDevices();
