@@ -1,10 +1,12 @@
 using System.CommandLine;
+using System.Text;
 using System.Text.RegularExpressions;
 using XlstmRun.Backends.Cpu;
 using XlstmRun.Formats;
 using XlstmRun.Formats.Gguf;
 using XlstmRun.Model;
 using XlstmRun.Text;
+using XlstmRun.Text.Sampling;
 using XlstmRun.Text.Tokenization;
 
 namespace XlstmRun.Cli;
@@ -12,12 +14,12 @@ namespace XlstmRun.Cli;
 /// <summary>Options shared by the commands that run a model.</summary>
 public sealed class ModelOptions
 {
-    public Option<string?> Model { get; } = new("--model", "-m") { Description = "GGUF model file (default: $XLSTM_MODEL, then the installed default model)" };
+    public Option<string?> Model { get; } = new("--model", "-m") { Description = "GGUF model file (default: $XLSTM_MODEL, then the installed default model)", HelpName = "FILE" };
     public Option<string> Backend { get; } = new("--backend") { Description = "Compute backend: auto, vulkan, opencl or cpu", DefaultValueFactory = _ => "auto" };
-    public Option<int> Device { get; } = new("--device") { Description = "GPU device index (see 'xlstm-run info --devices')", DefaultValueFactory = _ => -1 };
-    public Option<int> Threads { get; } = new("--threads", "-t") { Description = "CPU threads (0 = all cores)", DefaultValueFactory = _ => 0 };
-    public Option<string?> LoadState { get; } = new("--load-state") { Description = "Start from a saved recurrent state instead of a fresh one" };
-    public Option<string?> SaveState { get; } = new("--save-state") { Description = "Save the recurrent state at the end" };
+    public Option<int> Device { get; } = new("--device") { Description = "GPU device index (see 'xlstm-run info --devices'); -1 = automatic", DefaultValueFactory = _ => -1, HelpName = "N" };
+    public Option<int> Threads { get; } = new("--threads", "-t") { Description = "CPU threads (0 = all cores)", DefaultValueFactory = _ => 0, HelpName = "N" };
+    public Option<string?> LoadState { get; } = new("--load-state") { Description = "Start from a saved recurrent state instead of a fresh one (continues a conversation: no BOS, no re-reading)", HelpName = "FILE" };
+    public Option<string?> SaveState { get; } = new("--save-state") { Description = "Save the recurrent state at the end (after the prompt and everything generated, EOS excluded)", HelpName = "FILE" };
 
     public Option<bool> Profile { get; } = new("--profile") { Description = "Print the GPU time of each op (Vulkan timestamp queries) and wall-clock figures on stderr at the end" };
 
@@ -156,5 +158,81 @@ public static class OutputPath
         var dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (dir != null && !Directory.Exists(dir)) throw new BadInputException($"{path}: directory {dir} does not exist");
         if (!force && File.Exists(path)) throw new BadInputException($"{path}: already exists (use --force to overwrite)");
+    }
+}
+
+/// <summary>Feeds a <see cref="ModelRunner"/> for the generation loop.</summary>
+public sealed class RunnerGenerationModel(ModelRunner runner) : IGenerationModel
+{
+    public int LogitsSize => runner.Config.Vocab;
+
+    public void Feed(ReadOnlySpan<int> ids, Span<float> lastLogits) =>
+        runner.Forward(ids, lastLogits.IsEmpty ? LogitsMode.None : LogitsMode.Last, lastLogits);
+
+    public int FeedGreedy(ReadOnlySpan<int> ids, int validVocab) => runner.ForwardGreedy(ids, validVocab);
+}
+
+/// <summary>UTF-8 text in and out, whatever the locale says; one-line errors for unreadable input.</summary>
+public static class TextIO
+{
+    public static readonly UTF8Encoding Utf8 = new(encoderShouldEmitUTF8Identifier: false);
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>A UTF-8 writer on stdout (no BOM); flush it yourself.</summary>
+    public static StreamWriter OpenStdout() => new(Console.OpenStandardOutput(), Utf8, 1 << 16) { AutoFlush = false };
+
+    /// <summary>All of stdin as UTF-8 text.</summary>
+    public static string ReadStdin()
+    {
+        try
+        {
+            using var r = new StreamReader(Console.OpenStandardInput(), StrictUtf8, detectEncodingFromByteOrderMarks: true);
+            return r.ReadToEnd();
+        }
+        catch (DecoderFallbackException)
+        {
+            throw new BadInputException("standard input is not UTF-8 text");
+        }
+    }
+
+    /// <summary>A whole text file ("-" = stdin), with one-line errors.</summary>
+    public static string ReadFile(string path)
+    {
+        if (path == "-") return ReadStdin();
+        if (Directory.Exists(path)) throw new BadInputException($"{path}: is a directory");
+        if (!File.Exists(path)) throw new BadInputException($"{path}: file not found");
+        try
+        {
+            return File.ReadAllText(path, StrictUtf8);
+        }
+        catch (DecoderFallbackException)
+        {
+            throw new BadInputException($"{path}: not UTF-8 text");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new BadInputException($"{path}: cannot read ({e.Message})");
+        }
+    }
+
+    /// <summary>Drops one trailing newline (\n or \r\n), as llama.cpp does for -f files; `echo` adds one.</summary>
+    public static string StripOneNewline(string s) =>
+        s.EndsWith("\r\n", StringComparison.Ordinal) ? s[..^2] : s.EndsWith('\n') ? s[..^1] : s;
+
+    /// <summary>Whether stdin is a pipe or file (then it is read); "-" or /dev/stdin as a file name reads it instead.</summary>
+    public static bool StdinIsData => Console.IsInputRedirected;
+}
+
+/// <summary>Loads only the tokenizer: from a model's GGUF metadata or from a tokenizer.json.</summary>
+public static class TokenizerSource
+{
+    public static XlstmTokenizer Load(string? modelPath, string? tokenizerJson)
+    {
+        if (modelPath != null && tokenizerJson != null) throw new BadInputException("give either --model or --tokenizer, not both");
+        if (tokenizerJson != null) return new XlstmTokenizer(TokenizerGguf.LoadJson(tokenizerJson));
+        string path = ModelSession.ResolveModelPath(modelPath);
+        using var f = GgufFile.Open(path);
+        if (!TokenizerGguf.Has(f)) throw new BadInputException($"{path}: the model has no tokenizer (convert it with a tokenizer.json beside the checkpoint or --tokenizer)");
+        return new XlstmTokenizer(TokenizerGguf.Read(f));
     }
 }

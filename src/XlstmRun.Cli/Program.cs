@@ -11,19 +11,29 @@ public static class Program
     {
         var root = new RootCommand(
             "xlstm-run: run xLSTM language models (the NX-AI xLSTM 7B architecture) from one GGUF file.\n" +
-            "Without a subcommand it generates text: xlstm-run -m model.gguf -p \"Once upon a time\"");
+            "Without a command it generates text with the options below (same as 'generate'):\n" +
+            "  xlstm-run -m model.gguf -p \"Once upon a time\"\n" +
+            "  xlstm-run -m model.gguf Once upon a time          (prompt words)\n" +
+            "  xlstm-run -m model.gguf -f prompt.txt -n 100 --temp 0\n" +
+            "  cat notes.txt | xlstm-run -m model.gguf \"Summarize:\"");
         GenerateCommand.AddTo(root);
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(InitCommand.Create());
         root.Subcommands.Add(LogitsCommand.Create());
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(PerplexityCommand.Create());
+        root.Subcommands.Add(TokenizeCommand.Create());
+        root.Subcommands.Add(TokenizeCommand.CreateDetokenize());
+        root.Subcommands.Add(BatchCommand.Create());
+        HelpNotes.Install(root);
 
         var parse = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
         if (parse.Errors.Count > 0 && !WantsHelp(args))
         {
-            foreach (var e in parse.Errors.Take(3)) Console.Error.WriteLine($"error: {e.Message}");
-            Console.Error.WriteLine("Run 'xlstm-run --help' (or 'xlstm-run COMMAND --help') for usage.");
+            // One line: the first errors, then where to look.
+            var cmd = parse.CommandResult.Command;
+            string help = cmd is RootCommand ? "xlstm-run --help" : $"xlstm-run {cmd.Name} --help";
+            Console.Error.WriteLine($"error: {string.Join("; ", parse.Errors.Take(3).Select(e => OneLine(e.Message)))} (see '{help}')");
             return ExitCodes.BadInput;
         }
         return Run(() => parse.Invoke());
@@ -56,10 +66,10 @@ public static class Program
         }
     }
 
-    private static string OneLine(string s) => s.ReplaceLineEndings(" ").Trim();
+    private static string OneLine(string s) => string.Join(' ', s.Split(['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 }
 
 public static class ExitCodes
 {
-    public const int Ok = 0, Failure = 1, BadInput = 2;
+    public const int Ok = 0, Failure = 1, BadInput = 2, Interrupted = 130;
 }

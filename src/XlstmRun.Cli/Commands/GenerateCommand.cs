@@ -1,51 +1,248 @@
 using System.CommandLine;
-using System.Text;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Encodings.Web;
+using System.Text.Json;
 using XlstmRun.Formats;
+using XlstmRun.Text.Sampling;
 
 namespace XlstmRun.Cli.Commands;
 
-/// <summary>`generate` (also the default command): token-id mode for scripts; text prompts come with the tokenizer.</summary>
+/// <summary>
+/// `generate`, also the root command: text prompt (-p, -f, words, stdin) → tokens → streamed text; or, with --ids,
+/// the machine-facing token-id form (no BOS, greedy unless --temp, prints ids).
+/// </summary>
 public static class GenerateCommand
 {
+    private sealed class Options
+    {
+        public readonly ModelOptions Model = new();
+        public readonly SamplingOptions Sampling = new(idsMode: true);
+        public readonly Option<string?> Prompt = new("--prompt", "-p") { Description = "Prompt text", HelpName = "TEXT" };
+        public readonly Option<string?> File = new("--file", "-f") { Description = "Read the prompt from a file (- = stdin); one trailing newline is dropped", HelpName = "FILE" };
+        public readonly Argument<string[]> Words = new("PROMPT") { Description = "Prompt words (joined by spaces), instead of -p", Arity = ArgumentArity.ZeroOrMore };
+        public readonly Option<string?> Ids = new("--ids") { Description = "Prompt as token ids, comma separated: no BOS is added, greedy unless --temp is given, prints the generated ids", HelpName = "IDS" };
+        public readonly Option<bool> Json = new("--json") { Description = "Print one JSON object at the end instead of streaming: {\"text\", \"ids\", \"prompt_tokens\", \"finish_reason\": \"stop|length|eos|cancelled\"} ({\"ids\"} with --ids)" };
+        public readonly Option<bool> Verbose = new("--verbose", "-v") { Description = "Print model, backend, seed and sampler details to stderr" };
+
+        public void AddTo(Command c)
+        {
+            c.Options.Add(Prompt);
+            c.Options.Add(File);
+            Model.AddTo(c);
+            Sampling.AddTo(c);
+            c.Options.Add(Ids);
+            c.Options.Add(Json);
+            c.Options.Add(Verbose);
+            c.Arguments.Add(Words);
+        }
+    }
+
+    /// <summary>How prompts, BOS, stopping and output work; shown by --help of the root command and of `generate`.</summary>
+    public const string Notes =
+        "Prompt: -p TEXT, -f FILE or PROMPT words. When stdin is a pipe or a file, its text comes first, then a newline,\n" +
+        "  then the prompt (cat notes.txt | xlstm-run -m m.gguf \"Summarize:\"). One trailing newline of stdin or -f is dropped.\n" +
+        "  To keep it from reading stdin (in a shell loop, say), use < /dev/null.\n" +
+        "BOS: a fresh state gets <|endoftext|> (id 0) before the prompt unless --no-bos; --load-state continues without it.\n" +
+        "Stops at <|endoftext|> (unless --ignore-eos), at a -r/--stop text (not printed), or after -n tokens.\n" +
+        "Output: text streams to stdout as it is generated; llama.cpp-style timings go to stderr.\n" +
+        "Ctrl-C ends generation after the current token (output, --save-state and timings as usual, exit code 130).\n" +
+        "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input, 130 interrupted.";
+
     public static void AddTo(RootCommand root)
     {
-        var mo = new ModelOptions();
-        var ids = new Option<string?>("--ids") { Description = "Prompt as token ids, comma separated (no BOS is added)" };
-        var n = new Option<int>("--n-predict", "-n") { Description = "Number of tokens to generate", DefaultValueFactory = _ => 32 };
-        var temp = new Option<float>("--temp") { Description = "Sampling temperature (0 = greedy)", DefaultValueFactory = _ => 0f };
-        var json = new Option<bool>("--json") { Description = "Print the result as JSON" };
-        var cmd = new Command("generate", "Generate a continuation of a prompt.");
-        mo.AddTo(cmd);
-        cmd.Options.Add(ids);
-        cmd.Options.Add(n);
-        cmd.Options.Add(temp);
-        cmd.Options.Add(json);
-        cmd.SetAction(pr => Program.Run(() =>
-        {
-            var prompt = Ids.FromOptions(pr.GetValue(ids), null);
-            int count = pr.GetValue(n);
-            if (count < 0) throw new BadInputException("-n must be at least 0");
-            using var s = ModelSession.Open(pr, mo);
-            Ids.CheckRange(prompt, s.Config.Vocab);
-            var outIds = new List<int>();
-            if (count > 0)
-            {
-                int next = s.Runner.ForwardGreedy(prompt, s.ValidVocab);
-                outIds.Add(next);
-                while (outIds.Count < count)
-                {
-                    next = s.Runner.StepGreedy(next, s.ValidVocab);
-                    outIds.Add(next);
-                }
-                // The last generated token has not been fed yet; feed it so that a saved state continues after it.
-                if (!string.IsNullOrEmpty(pr.GetValue(mo.SaveState))) s.Runner.Forward([next], Model.LogitsMode.None, default);
-            }
-            else s.Runner.Forward(prompt, Model.LogitsMode.None, default);
-            if (pr.GetValue(json)) Console.WriteLine("{\"ids\":[" + string.Join(",", outIds) + "]}");
-            else Console.WriteLine(string.Join(",", outIds));
-            s.SaveStateIfAsked(pr, mo);
-            return 0;
-        }));
+        var rootOpts = new Options();
+        rootOpts.Words.Hidden = true; // keeps "[<PROMPT>...]" out of every subcommand's usage line; the description shows it
+        rootOpts.AddTo(root);
+        HelpNotes.Add(root, Notes);
+        root.SetAction(pr => Program.Run(() => Execute(pr, rootOpts)));
+
+        var o = new Options();
+        var cmd = new Command("generate", "Generate text from a prompt (what xlstm-run does without a command).");
+        HelpNotes.Add(cmd, Notes);
+        o.AddTo(cmd);
+        cmd.SetAction(pr => Program.Run(() => Execute(pr, o)));
         root.Subcommands.Add(cmd);
+    }
+
+    private static int Execute(ParseResult pr, Options o)
+    {
+        var total = Stopwatch.StartNew();
+        var so = o.Sampling;
+        string? idsText = pr.GetValue(o.Ids);
+        bool idsMode = idsText != null;
+        bool verbose = pr.GetValue(o.Verbose), json = pr.GetValue(o.Json);
+        string? promptOpt = pr.GetValue(o.Prompt), fileOpt = pr.GetValue(o.File);
+        string[] words = pr.GetValue(o.Words) ?? [];
+        foreach (var w in words)
+            if (w.Length > 1 && w[0] == '-')
+                throw new BadInputException($"unknown option '{w}' (a prompt that starts with '-' goes in -p)");
+        int sources = (promptOpt != null ? 1 : 0) + (fileOpt != null ? 1 : 0) + (words.Length > 0 ? 1 : 0);
+        if (sources > 1) throw new BadInputException("give the prompt one way: -p TEXT, -f FILE or PROMPT words");
+        if (idsMode && sources > 0) throw new BadInputException("--ids takes the place of a text prompt; do not combine it with -p, -f or PROMPT words");
+
+        // Usage checks before any work.
+        int maxTokens = so.Tokens(pr, idsMode);
+        long seed = so.ResolveSeed(pr);
+        var sampling = so.Build(pr, idsMode ? 0f : 0.8f, seed);
+        string[] stops = so.StopStrings(pr);
+        if (idsMode && stops.Length > 0) throw new BadInputException("--stop/-r needs a text prompt (it matches text, not ids)");
+        string? savePath = pr.GetValue(o.Model.SaveState);
+        if (!string.IsNullOrEmpty(savePath)) OutputPath.Check(savePath, force: true);
+
+        int[]? idsPrompt = idsMode ? global::XlstmRun.Cli.Ids.Parse(idsText!, "--ids") : null;
+        string? text = null;
+        if (!idsMode)
+        {
+            text = ReadPrompt(promptOpt, fileOpt, words);
+            if (text == null)
+                throw new BadInputException("no prompt given: use -p TEXT, -f FILE, PROMPT words or pipe text to stdin (see --help)");
+        }
+
+        var load = Stopwatch.StartNew();
+        using var s = ModelSession.Open(pr, o.Model, needTokenizer: !idsMode);
+        double loadMs = load.Elapsed.TotalMilliseconds;
+        var tok = s.Tokenizer;
+        bool ignoreEos = pr.GetValue(so.IgnoreEos);
+        int? eos = tok != null && !ignoreEos ? tok.EosId : null;
+        if (maxTokens == -1 && eos == null)
+            throw new BadInputException(tok == null
+                ? "-n -1 needs an end-of-text token, and this model has no tokenizer: give a token count"
+                : "-n -1 with --ignore-eos would never end: give a token count");
+
+        int[] prompt;
+        bool bos = false;
+        if (idsMode)
+        {
+            prompt = idsPrompt!;
+            Ids.CheckRange(prompt, s.Config.Vocab);
+        }
+        else
+        {
+            var body = tok!.Encode(text!);
+            bos = s.Runner.Position == 0 && !pr.GetValue(so.NoBos);
+            prompt = bos ? [tok.BosId, .. body] : body;
+            if (prompt.Length == 0 && maxTokens != 0)
+                throw new BadInputException(s.Runner.Position == 0
+                    ? "the prompt is empty and --no-bos is set: there is nothing to continue from"
+                    : "the prompt is empty: a loaded state needs at least one new token to continue from");
+        }
+
+        if (verbose)
+        {
+            var c = s.Config;
+            Console.Error.WriteLine($"model: {s.File.Path}: hidden {c.Hidden}, blocks {c.Blocks}, heads {c.Heads}, vocab {c.Vocab} (valid {s.ValidVocab}), loaded in {loadMs:F0} ms");
+            Console.Error.WriteLine($"backend: {s.Backend.Name} ({s.Backend.Device})");
+            Console.Error.WriteLine($"state: position {s.Runner.Position}{(string.IsNullOrEmpty(pr.GetValue(o.Model.LoadState)) ? " (fresh)" : " (loaded)")}");
+            Console.Error.WriteLine($"prompt: {prompt.Length} tokens{(bos ? " (BOS first)" : "")}");
+            Console.Error.WriteLine($"sampling: {sampling.Describe()}");
+            Console.Error.WriteLine($"generate: n_predict = {maxTokens}, eos = {(eos?.ToString(CultureInfo.InvariantCulture) ?? "none")}{(stops.Length > 0 ? ", stop = " + string.Join(", ", stops.Select(x => JsonSerializerEscape(x))) : "")}");
+        }
+
+        // First Ctrl-C: finish the current token, then print, save the state and report as usual; a second one kills.
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCtrlC = (_, e) =>
+        {
+            if (cancel.IsCancellationRequested) return;
+            e.Cancel = true;
+            cancel.Cancel();
+        };
+        Console.CancelKeyPress += onCtrlC;
+        var stdout = TextIO.OpenStdout();
+        bool stream = !idsMode && !json;
+        bool endsWithNewline = true;
+        void Write(Action<StreamWriter> w)
+        {
+            w(stdout);
+            stdout.Flush();
+        }
+        var req = new GenerationRequest
+        {
+            Prompt = prompt,
+            Sampling = sampling,
+            ValidVocab = s.ValidVocab,
+            MaxTokens = maxTokens,
+            EosId = eos,
+            StopStrings = stops,
+            Tokenizer = idsMode ? null : tok,
+            FeedLastToken = !string.IsNullOrEmpty(savePath),
+            Cancel = cancel.Token,
+        };
+        GenerationResult result;
+        try
+        {
+            result = Generator.Run(new RunnerGenerationModel(s.Runner), req, stream ? piece =>
+            {
+                Write(w => w.Write(piece));
+                endsWithNewline = piece.EndsWith('\n');
+            } : null);
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCtrlC;
+        }
+
+        if (idsMode) Write(w => w.WriteLine(json ? "{\"ids\":[" + string.Join(",", result.Ids) + "]}" : string.Join(",", result.Ids)));
+        else if (json)
+            Write(w =>
+            {
+                w.Flush();
+                WriteJson(w.BaseStream, result);
+                w.BaseStream.WriteByte((byte)'\n');
+            });
+        else if (!endsWithNewline && !Console.IsOutputRedirected) Write(w => w.WriteLine());
+        stdout.Dispose();
+        s.SaveStateIfAsked(pr, o.Model);
+        if (!idsMode || verbose) PrintStats(loadMs, result, total.Elapsed.TotalMilliseconds);
+        if (verbose && !sampling.IsGreedy)
+            Console.Error.WriteLine(string.Format(CultureInfo.InvariantCulture, "  sampling time = {0,10:F2} ms / {1,5} runs   ({2,8:F2} ms per token)",
+                result.SampleMs, result.Ids.Count, result.Ids.Count > 0 ? result.SampleMs / result.Ids.Count : 0));
+        if (verbose) Console.Error.WriteLine($"finish: {result.FinishReasonText}, {result.Ids.Count} tokens generated, state position {s.Runner.Position}");
+        return result.FinishReason == FinishReason.Cancelled ? ExitCodes.Interrupted : ExitCodes.Ok;
+    }
+
+    private static string JsonSerializerEscape(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n") + "\"";
+
+    /// <summary>stdin (when redirected and not named by -f) + "\n" + the prompt; null when there is no prompt at all.</summary>
+    private static string? ReadPrompt(string? promptOpt, string? fileOpt, string[] words)
+    {
+        string? main = promptOpt;
+        bool fileIsStdin = fileOpt is "-" or "/dev/stdin";
+        if (fileOpt != null) main = TextIO.StripOneNewline(fileIsStdin ? TextIO.ReadStdin() : TextIO.ReadFile(fileOpt));
+        else if (words.Length > 0) main = string.Join(' ', words);
+        if (!fileIsStdin && TextIO.StdinIsData)
+        {
+            string piped = TextIO.StripOneNewline(TextIO.ReadStdin());
+            if (piped.Length > 0) return main == null ? piped : piped + "\n" + main;
+        }
+        return main;
+    }
+
+    public static void WriteJson(Stream output, GenerationResult r)
+    {
+        using var w = new Utf8JsonWriter(output, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        w.WriteStartObject();
+        w.WriteString("text", r.Text);
+        w.WriteStartArray("ids");
+        foreach (var id in r.Ids) w.WriteNumberValue(id);
+        w.WriteEndArray();
+        w.WriteNumber("prompt_tokens", r.PromptTokens);
+        w.WriteString("finish_reason", r.FinishReasonText);
+        w.WriteEndObject();
+        w.Flush();
+    }
+
+    /// <summary>llama.cpp's timing lines (llama_perf_context_print), on stderr.</summary>
+    public static void PrintStats(double loadMs, GenerationResult r, double totalMs)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        static (double, double) Rates(double ms, int n) => n > 0 && ms > 0 ? (ms / n, 1000.0 * n / ms) : (0, 0);
+        var (pt, ps) = Rates(r.PromptMs, r.PromptTokens);
+        var (et, es) = Rates(r.EvalMs, r.EvalRuns);
+        var e = Console.Error;
+        e.WriteLine(string.Format(ci, "       load time = {0,10:F2} ms", loadMs));
+        e.WriteLine(string.Format(ci, "prompt eval time = {0,10:F2} ms / {1,5} tokens ({2,8:F2} ms per token, {3,8:F2} tokens per second)", r.PromptMs, r.PromptTokens, pt, ps));
+        e.WriteLine(string.Format(ci, "       eval time = {0,10:F2} ms / {1,5} runs   ({2,8:F2} ms per token, {3,8:F2} tokens per second)", r.EvalMs, r.EvalRuns, et, es));
+        e.WriteLine(string.Format(ci, "      total time = {0,10:F2} ms / {1,5} tokens", totalMs, r.PromptTokens + r.Ids.Count));
     }
 }
