@@ -1,4 +1,5 @@
 using XlstmRun.Backends.Cpu;
+using XlstmRun.Backends.OpenCL;
 using XlstmRun.Backends.Vulkan;
 using XlstmRun.Formats;
 using XlstmRun.Model;
@@ -9,7 +10,8 @@ namespace XlstmRun.Cli;
 public static class BackendFactory
 {
     /// <summary>
-    /// cpu: the CPU engine. vulkan: the Vulkan device <paramref name="device"/> (default: the best one, a software device
+    /// cpu: the CPU engine. opencl: OpenCL device <paramref name="device"/> (default: the first GPU, else the CPU device).
+    /// vulkan: the Vulkan device <paramref name="device"/> (default: the best one, a software device
     /// such as lavapipe included); a missing loader, driver or device is a one-line error. auto: a hardware Vulkan GPU
     /// (discrete or integrated) when there is one, else the CPU engine, silently (XLSTM_DEBUG=1 tells why).
     /// <paramref name="profile"/> turns on per-op GPU timing (Vulkan).
@@ -40,7 +42,14 @@ public static class BackendFactory
                     throw new BadInputException($"--backend vulkan: {e.Message}");
                 }
             case "opencl":
-                throw new BadInputException($"the {name} backend is not available in this build");
+                try
+                {
+                    return new OpenClBackend(device);
+                }
+                catch (InvalidOperationException e)
+                {
+                    throw new BadInputException($"--backend opencl: {e.Message.Split('\n')[0]}");
+                }
             default:
                 throw new BadInputException($"unknown backend '{name}' (expected auto, vulkan, opencl or cpu)");
         }
