@@ -16,12 +16,16 @@ public sealed unsafe class QuantAct : IDisposable
 {
     public sbyte* Q { get; private set; }
     public float* D { get; private set; }
+    /// <summary>D · 2^112 (so a half scale's raw bits, moved into float position, times DS is the product of the two scales).</summary>
+    public float* DS { get; private set; }
+    /// <summary>Per row: 1 if some D · 2^112 overflowed (|x| above ~8·10^6); kernels then take an exact slower path.</summary>
+    public byte* Huge { get; private set; }
     public int* Sum { get; private set; }
     public int* Init4 { get; private set; }
     public int Rows { get; private set; }
     public int Cols { get; private set; }
     public int Blocks => Cols / 32;
-    private long _capQ, _capB;
+    private long _capQ, _capB, _capR;
 
     /// <summary>Size the buffers for rows × cols (cols a multiple of 32); grows only (no allocation once warm).</summary>
     public void Ensure(int rows, int cols)
@@ -32,10 +36,15 @@ public sealed unsafe class QuantAct : IDisposable
         {
             Free(Q); Q = (sbyte*)NativeMemory.AlignedAlloc((nuint)nq + 64, 64); _capQ = nq;
         }
+        if (rows > _capR)
+        {
+            Free(Huge); Huge = (byte*)NativeMemory.AlignedAlloc((nuint)rows + 64, 64); _capR = rows;
+        }
         if (nb > _capB)
         {
-            Free(D); Free(Sum); Free(Init4);
+            Free(D); Free(DS); Free(Sum); Free(Init4);
             D = (float*)NativeMemory.AlignedAlloc((nuint)(nb * 4 + 64), 64);
+            DS = (float*)NativeMemory.AlignedAlloc((nuint)(nb * 4 + 64), 64);
             Sum = (int*)NativeMemory.AlignedAlloc((nuint)(nb * 4 + 64), 64);
             Init4 = (int*)NativeMemory.AlignedAlloc((nuint)(nb * 32 + 64), 64);
             _capB = nb;
@@ -46,11 +55,23 @@ public sealed unsafe class QuantAct : IDisposable
 
     public sbyte* RowQ(int r) => Q + (long)r * Cols;
     public float* RowD(int r) => D + (long)r * Blocks;
+    public float* RowDS(int r) => DS + (long)r * Blocks;
     public int* RowSum(int r) => Sum + (long)r * Blocks;
     public int* RowInit4(int r) => Init4 + (long)r * Blocks * 8;
 
     /// <summary>Quantize row <paramref name="r"/> from <paramref name="x"/> (Cols floats).</summary>
-    public void QuantizeRow(int r, float* x) => QuantizeRow(x, Cols, RowQ(r), RowD(r), RowSum(r), RowInit4(r), CpuCaps.Best >= SimdLevel.V256);
+    public void QuantizeRow(int r, float* x)
+    {
+        QuantizeRow(x, Cols, RowQ(r), RowD(r), RowSum(r), RowInit4(r), CpuCaps.Best >= SimdLevel.V256);
+        float* d = RowD(r), ds = RowDS(r);
+        bool huge = false;
+        for (int b = 0; b < Blocks; b++)
+        {
+            ds[b] = d[b] * HalfBits.Scale;
+            huge |= float.IsInfinity(ds[b]);
+        }
+        Huge[r] = (byte)(huge ? 1 : 0);
+    }
 
     /// <summary>The quantizer (vector and scalar forms give identical bytes).</summary>
     public static void QuantizeRow(float* x, int cols, sbyte* q, float* d, int* sum, int* init4, bool vector)
@@ -108,8 +129,8 @@ public sealed unsafe class QuantAct : IDisposable
 
     public void Dispose()
     {
-        Free(Q); Free(D); Free(Sum); Free(Init4);
-        Q = null; D = null; Sum = null; Init4 = null; _capQ = _capB = 0;
+        Free(Q); Free(D); Free(DS); Free(Sum); Free(Init4); Free(Huge);
+        Q = null; D = null; DS = null; Sum = null; Init4 = null; Huge = null; _capQ = _capB = _capR = 0;
     }
 }
 

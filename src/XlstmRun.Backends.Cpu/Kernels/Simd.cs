@@ -162,7 +162,7 @@ public unsafe struct V512 : IVec<V512>
 public static class HalfBits
 {
     /// <summary>2^112: a half's exponent/mantissa bits shifted into a float's place give the value · 2^-112.</summary>
-    public static readonly float Scale = BitConverter.Int32BitsToSingle((127 + 112) << 23);
+    public const float Scale = 5.192296858534828E+33f; // exactly 2^112
 
     /// <summary>Half bits → float, exact for every finite half (normal or subnormal); ±inf/NaN come out as huge finite values.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
