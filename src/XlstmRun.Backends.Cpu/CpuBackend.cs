@@ -149,12 +149,12 @@ public sealed unsafe class CpuBackend : IBackend
             _quant.Set(_qa, X);
             Run(_quant, T);
             EnsureScratch(ProjGemm.Int8Scratch(W.Cols));
-            _gemm.Set(W.Ref, X, _qa, new Epilogue2D(D.Ptr, D.Cols, b, accumulate), true, ProjGemm.NrInt8);
+            _gemm.Set(W.Ref, X, _qa, new Epilogue2D(D.Ptr, D.Cols, b, accumulate), true, ProjGemm.ItemRowsInt8);
         }
         else
         {
             EnsureScratch(ProjGemm.FloatScratch(Level, T) * 4);
-            _gemm.Set(W.Ref, X, null, new Epilogue2D(D.Ptr, D.Cols, b, accumulate), false, ProjGemm.NrFloat(Level));
+            _gemm.Set(W.Ref, X, null, new Epilogue2D(D.Ptr, D.Cols, b, accumulate), false, ProjGemm.ItemRowsFloat(Level));
         }
         Run(_gemm, _gemm.Items);
     }

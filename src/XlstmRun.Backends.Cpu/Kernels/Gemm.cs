@@ -104,6 +104,9 @@ public static unsafe class ProjGemm
 {
     public const int KcFloat = 256;
     public const int NrInt8 = 8;
+    /// <summary>Panels per work item: the token micro-tile (in L1) is applied to this many panels before moving on, so the
+    /// activations stream from L2/L3 once per group rather than once per panel.</summary>
+    public const int Group = 4;
 
     /// <summary>Rows per panel of the float path.</summary>
     public static int NrFloat(SimdLevel level) => 2 * VecCount(level);
@@ -111,64 +114,108 @@ public static unsafe class ProjGemm
     public static int VecCount(SimdLevel level) => level switch { SimdLevel.V512 => 16, SimdLevel.V256 => 8, SimdLevel.V128 => 4, _ => 1 };
 
     /// <summary>Floats of per-worker scratch the float path needs for <paramref name="tokens"/> tokens.</summary>
-    public static long FloatScratch(SimdLevel level, int tokens) => (long)KcFloat * NrFloat(level) + (long)tokens * NrFloat(level) + KcFloat + 64;
+    public static long FloatScratch(SimdLevel level, int tokens) => (long)Group * (KcFloat + tokens) * NrFloat(level) + KcFloat + 64;
 
     /// <summary>Bytes of per-worker scratch the 8-bit path needs for rows of <paramref name="cols"/>.</summary>
-    public static long Int8Scratch(int cols) => (long)cols * NrInt8 + (long)cols / 32 * NrInt8 * 4 + 128;
+    public static long Int8Scratch(int cols) => Group * ((long)cols * NrInt8 + (long)cols / 32 * NrInt8 * 4) + 128;
+
+    /// <summary>Rows per work item of the float path / the 8-bit path.</summary>
+    public static int ItemRowsFloat(SimdLevel level) => Group * NrFloat(level);
+    public const int ItemRowsInt8 = Group * NrInt8;
 
     /// <summary>
-    /// Float path for the weight rows of panel <paramref name="panel"/> (rows panel·NR …): D rows t &lt; T, X [T, K] with row stride ldx,
-    /// D with row stride ldd.
+    /// Float path for weight rows item·Group·NR … (Group panels of NR rows): D rows t &lt; T, X [T, K] with row stride ldx.
     /// </summary>
-    public static void FloatPanel(SimdLevel level, in WeightRef w, int panel, float* X, long ldx, int T, in Epilogue2D epi, float* scratch)
+    public static void FloatPanel(SimdLevel level, in WeightRef w, int item, float* X, long ldx, int T, in Epilogue2D epi, float* scratch)
     {
         switch (level)
         {
-            case SimdLevel.V512: FloatPanel<V512>(w, panel, X, ldx, T, epi, scratch); break;
-            case SimdLevel.V256: FloatPanel<V256>(w, panel, X, ldx, T, epi, scratch); break;
-            case SimdLevel.V128: FloatPanel<V128>(w, panel, X, ldx, T, epi, scratch); break;
-            default: FloatPanel<V1>(w, panel, X, ldx, T, epi, scratch); break;
+            case SimdLevel.V512: FloatPanel<V512>(w, item, X, ldx, T, epi, scratch); break;
+            case SimdLevel.V256: FloatPanel<V256>(w, item, X, ldx, T, epi, scratch); break;
+            case SimdLevel.V128: FloatPanel<V128>(w, item, X, ldx, T, epi, scratch); break;
+            default: FloatPanel<V1>(w, item, X, ldx, T, epi, scratch); break;
         }
     }
 
-    private static void FloatPanel<TV>(in WeightRef w, int panel, float* X, long ldx, int T, in Epilogue2D epi, float* scratch) where TV : struct, IVec<TV>
+    private static void FloatPanel<TV>(in WeightRef w, int item, float* X, long ldx, int T, in Epilogue2D epi, float* scratch) where TV : struct, IVec<TV>
     {
         int NR = 2 * TV.Count, K = w.Cols;
-        int r0 = panel * NR, nr = Math.Min(NR, w.Rows - r0);
-        float* bp = scratch;                       // [KcFloat][NR]
-        float* acc = bp + KcFloat * NR;            // [T][NR]
-        float* tmp = acc + (long)T * NR;           // [KcFloat]
-        new Span<float>(acc, T * NR).Clear();
+        int rItem = item * Group * NR;
+        int groups = Math.Min(Group, (w.Rows - rItem + NR - 1) / NR);
+        float* bp = scratch;                                   // [Group][KcFloat][NR]
+        float* acc = bp + (long)Group * KcFloat * NR;          // [Group][T][NR]
+        float* tmp = acc + (long)Group * T * NR;               // [KcFloat]
+        new Span<float>(acc, groups * T * NR).Clear();
+        var wr = w;
         for (int k0 = 0; k0 < K; k0 += KcFloat)
         {
             int kc = Math.Min(KcFloat, K - k0);
-            // pack: bp[k][j] = W[r0 + j][k0 + k]
-            for (int j = 0; j < NR; j++)
+            // pack: bp[g][k][j] = W[rItem + g·NR + j][k0 + k]
+            for (int g = 0; g < groups; g++)
             {
-                if (j >= nr) { for (int k = 0; k < kc; k++) bp[k * NR + j] = 0; continue; }
-                float* src;
-                if (w.Type == GgmlType.F32) src = (float*)w.Row(r0 + j) + k0;
-                else { Dequant.Row(w.Type, w.Row(r0 + j), k0, kc, tmp); src = tmp; }
-                for (int k = 0; k < kc; k++) bp[k * NR + j] = src[k];
+                float* bg = bp + (long)g * KcFloat * NR;
+                int r0 = rItem + g * NR, nr = Math.Min(NR, wr.Rows - r0);
+                for (int j = 0; j < NR; j++)
+                {
+                    if (j >= nr) { for (int k = 0; k < kc; k++) bg[k * NR + j] = 0; continue; }
+                    float* src;
+                    if (wr.Type == GgmlType.F32) src = (float*)wr.Row(r0 + j) + k0;
+                    else { Dequant.Row(wr.Type, wr.Row(r0 + j), k0, kc, tmp); src = tmp; }
+                    for (int k = 0; k < kc; k++) bg[k * NR + j] = src[k];
+                }
             }
             int t = 0;
-            for (; t + 4 <= T; t += 4) FloatGemm.Micro4x2<TV>(kc, X + t * ldx + k0, ldx, bp, NR, acc + t * NR, NR);
-            for (; t < T; t++) FloatGemm.Micro1x2<TV>(kc, X + t * ldx + k0, bp, NR, acc + t * NR);
+            for (; t + 4 <= T; t += 4)
+                for (int g = 0; g < groups; g++)
+                    FloatGemm.Micro4x2<TV>(kc, X + t * ldx + k0, ldx, bp + (long)g * KcFloat * NR, NR, acc + ((long)g * T + t) * NR, NR);
+            for (; t < T; t++)
+                for (int g = 0; g < groups; g++)
+                    FloatGemm.Micro1x2<TV>(kc, X + t * ldx + k0, bp + (long)g * KcFloat * NR, NR, acc + ((long)g * T + t) * NR);
         }
-        for (int t = 0; t < T; t++)
-            for (int j = 0; j < nr; j++) epi.Write(t, r0 + j, acc[t * NR + j]);
+        for (int g = 0; g < groups; g++)
+        {
+            int r0 = rItem + g * NR, nr = Math.Min(NR, wr.Rows - r0);
+            float* ag = acc + (long)g * T * NR;
+            for (int t = 0; t < T; t++)
+                for (int j = 0; j < nr; j++) epi.Write(t, r0 + j, ag[t * NR + j]);
+        }
     }
 
-    /// <summary>8-bit path (needs AVX-VNNI) for rows panel·8 … of Q8_0/Q4_0 weights; tokens quantized in <paramref name="xa"/>.</summary>
-    public static void Int8Panel(in WeightRef w, int panel, QuantAct xa, int T, in Epilogue2D epi, byte* scratch)
+    /// <summary>8-bit path (needs AVX-VNNI) for rows item·Group·8 … of Q8_0/Q4_0 weights; tokens quantized in <paramref name="xa"/>.</summary>
+    public static void Int8Panel(in WeightRef w, int item, QuantAct xa, int T, in Epilogue2D epi, byte* scratch)
     {
         const int NR = NrInt8;
         int K = w.Cols, nb = K / 32;
-        int r0 = panel * NR, nr = Math.Min(NR, w.Rows - r0);
+        int rItem = item * ItemRowsInt8;
+        int groups = Math.Min(Group, (w.Rows - rItem + NR - 1) / NR);
+        long panelBytes = (long)K * NR + (long)nb * NR * 4;
+        for (int g = 0; g < groups; g++) PackInt8(w, rItem + g * NR, scratch + g * panelBytes);
+        int off = w.Type == GgmlType.Q4_0 ? 8 : 128;
+        int t = 0;
+        for (; t + 4 <= T; t += 4)
+            for (int g = 0; g < groups; g++)
+            {
+                byte* wp = scratch + g * panelBytes;
+                int r0 = rItem + g * NR;
+                Int8Micro4(wp, (float*)(wp + (long)K * NR), nb, xa, t, off, r0, Math.Min(NR, w.Rows - r0), epi);
+            }
+        for (; t < T; t++)
+            for (int g = 0; g < groups; g++)
+            {
+                byte* wp = scratch + g * panelBytes;
+                int r0 = rItem + g * NR;
+                Int8Micro1(wp, (float*)(wp + (long)K * NR), nb, xa, t, off, r0, Math.Min(NR, w.Rows - r0), epi);
+            }
+    }
+
+    /// <summary>Repack rows r0 … r0+7 as u8 [K/4][8 rows][4] (Q4_0 nibbles; Q8_0 values + 128) followed by float scales [K/32][8].</summary>
+    private static void PackInt8(in WeightRef w, int r0, byte* wp)
+    {
+        const int NR = NrInt8;
+        int K = w.Cols, nb = K / 32;
+        int nr = Math.Min(NR, w.Rows - r0);
         bool q4 = w.Type == GgmlType.Q4_0;
-        byte* wp = scratch;                                     // [K/4][8][4] u8
         float* ds = (float*)(wp + (long)K * NR);                // [nb][8]
-        // pack the panel
         for (int j = 0; j < NR; j++)
         {
             if (j >= nr)
@@ -198,10 +245,6 @@ public static unsafe class ProjGemm
                     for (int g = 0; g < 8; g++) dst[g * NR] = src[g] ^ 0x80808080u;
                 }
         }
-        int off = q4 ? 8 : 128;
-        int t = 0;
-        for (; t + 4 <= T; t += 4) Int8Micro4(wp, ds, nb, xa, t, off, r0, nr, epi);
-        for (; t < T; t++) Int8Micro1(wp, ds, nb, xa, t, off, r0, nr, epi);
     }
 
     private static void Int8Micro4(byte* wp, float* ds, int nb, QuantAct xa, int t, int off, int r0, int nr, in Epilogue2D epi)

@@ -8,7 +8,12 @@ using Xunit;
 
 namespace XlstmRun.Tests.Cpu;
 
+/// <summary>Runs alone: the allocation counter is process-wide, so no other test may run meanwhile.</summary>
+[CollectionDefinition(nameof(NotInParallel), DisableParallelization = true)]
+public sealed class NotInParallel;
+
 /// <summary>The backend's ops for one decode token allocate nothing once warm (on any thread).</summary>
+[Collection(nameof(NotInParallel))]
 public class CpuAllocationTests
 {
     [Theory]
@@ -63,9 +68,15 @@ public class CpuAllocationTests
             be.Argmax(l, c.Vocab, idx);
         }
         for (int i = 0; i < 5; i++) Step(i);
-        long before = GC.GetTotalAllocatedBytes(precise: true);
-        for (int i = 0; i < 50; i++) Step(i * 7 % 512);
-        long after = GC.GetTotalAllocatedBytes(precise: true);
-        Assert.Equal(0, after - before);
+        // The counter is process-wide and the test runner's own threads allocate now and then, so take the best of a few
+        // trials: an op that allocates would allocate in every one of them.
+        long best = long.MaxValue;
+        for (int trial = 0; trial < 6 && best != 0; trial++)
+        {
+            long before = GC.GetTotalAllocatedBytes(precise: true);
+            for (int i = 0; i < 20; i++) Step(i * 7 % 512);
+            best = Math.Min(best, GC.GetTotalAllocatedBytes(precise: true) - before);
+        }
+        Assert.Equal(0, best);
     }
 }

@@ -53,7 +53,7 @@ public unsafe class GemmKernelTests
         var bias = Buf.Random(rows, 5);
         foreach (var level in Levels.Float)
         {
-            int nr = ProjGemm.NrFloat(level);
+            int nr = ProjGemm.ItemRowsFloat(level);
             var scratch = Buf.Zeros((int)ProjGemm.FloatScratch(level, T));
             var D = Buf.Random(T * rows, 6);
             var D0 = (float[])D.Clone();
@@ -88,12 +88,13 @@ public unsafe class GemmKernelTests
         qa.Ensure(T, cols);
         for (int t = 0; t < T; t++) qa.QuantizeRow(t, Buf.Ptr(X) + t * cols);
         var scratch = new byte[ProjGemm.Int8Scratch(cols) + 64];
+        int nr = ProjGemm.ItemRowsInt8;
         var D = Buf.Random(T * rows, 9);
         var D0 = (float[])D.Clone();
         fixed (byte* s = scratch)
         {
             var epi = new Epilogue2D(Buf.Ptr(D), rows, null, false);
-            for (int p = 0; p < (rows + ProjGemm.NrInt8 - 1) / ProjGemm.NrInt8; p++) ProjGemm.Int8Panel(w.Ref, p, qa, T, epi, s);
+            for (int p = 0; p < (rows + nr - 1) / nr; p++) ProjGemm.Int8Panel(w.Ref, p, qa, T, epi, s);
         }
         var dq = new float[cols];
         for (int t = 0; t < T; t++)
