@@ -1,39 +1,82 @@
-using System.Numerics;
-using System.Runtime.Intrinsics;
 using System.Runtime.InteropServices;
+using XlstmRun.Backends.Cpu.Kernels;
 using XlstmRun.Formats;
 using XlstmRun.Formats.Gguf;
-using XlstmRun.Formats.Quant;
 using XlstmRun.Model;
 
 namespace XlstmRun.Backends.Cpu;
 
 /// <summary>
-/// The CPU backend: float32 activations and state, weights read in place from the mapped file and dequantized on the fly.
-/// Ops run eagerly on the calling thread plus a worker pool.
+/// The CPU backend: float32 activations and state, weights read in place from the mapped file. Decode (one token) runs
+/// matrix-vector kernels (8-bit activations × Q8_0/Q4_0 with integer dot products; float kernels for F32/F16/BF16);
+/// prefill runs panel-blocked matrix products and the chunkwise mLSTM form. Ops run on a persistent worker pool
+/// (the calling thread plus Threads−1 dedicated threads), split by rows, heads or tokens; nothing is allocated per token
+/// once the buffers are warm.
 /// </summary>
-public sealed class CpuBackend : IBackend
+public sealed unsafe class CpuBackend : IBackend
 {
-    private readonly ParallelOptions _par;
+    private WorkerPool? _pool;
+    private readonly QuantAct _qa = new();
+    private readonly Scratch[] _scratch;
+    private readonly MatVecJob _matvec;
+    private readonly GemmJob _gemm;
+    private readonly QuantizeJob _quant;
+    private readonly CellJob _cell;
+    private readonly RowsJob _rows;
 
-    public CpuBackend(int threads = 0)
+    /// <param name="threads">Worker threads including the caller (0 = all cores).</param>
+    /// <param name="int8Activations">Quantize activations to 8 bits for Q8_0/Q4_0 weights (integer dot products); false = float activations.</param>
+    /// <param name="level">Float vector width (default: the widest accelerated one); for tests.</param>
+    /// <param name="int8Path">8-bit kernel path (default: the best supported); for tests.</param>
+    public CpuBackend(int threads = 0, bool int8Activations = true, SimdLevel? level = null, Int8Path? int8Path = null)
     {
         Threads = threads > 0 ? threads : Environment.ProcessorCount;
-        _par = new ParallelOptions { MaxDegreeOfParallelism = Threads };
+        Level = level ?? CpuCaps.Best;
+        Int8 = int8Path ?? CpuCaps.BestInt8;
+        if (!CpuCaps.Supports(Level)) throw new ArgumentException($"SIMD level {Level} is not supported here");
+        if (!CpuCaps.Supports(Int8)) throw new ArgumentException($"8-bit path {Int8} is not supported here");
+        Int8Activations = int8Activations;
+        _scratch = new Scratch[Threads];
+        for (int i = 0; i < Threads; i++) _scratch[i] = new Scratch();
+        _matvec = new MatVecJob(this);
+        _gemm = new GemmJob(this);
+        _quant = new QuantizeJob(this);
+        _cell = new CellJob(this);
+        _rows = new RowsJob(this);
     }
 
     public int Threads { get; }
+    public SimdLevel Level { get; }
+    public Int8Path Int8 { get; }
+    public bool Int8Activations { get; }
     public string Name => "cpu";
-    public string Device => $"CPU ({Environment.ProcessorCount} logical cores, {Threads} threads, {(Vector256.IsHardwareAccelerated ? "AVX2" : "128-bit SIMD")})";
+    public string Device => $"CPU ({Environment.ProcessorCount} logical cores, {Threads} threads, {CpuCaps.Describe()})";
+
+    private WorkerPool Pool => _pool ??= new WorkerPool(Threads);
+
+    private void Run(IParallelWork work, int items)
+    {
+        if (items <= 1 || Threads == 1) { for (int i = 0; i < items; i++) work.Execute(i, 0); return; }
+        Pool.Run(work, items);
+    }
+
+    // ---- storage ---------------------------------------------------------------------------------------------------------
 
     public IWeight LoadWeight(TensorView t) => new CpuWeight(t);
-    public ITensor Alloc(int rows, int cols) => new CpuTensor(new float[(long)rows * cols], 0, rows, cols);
+
+    public ITensor Alloc(int rows, int cols) => new CpuTensor(GC.AllocateArray<float>(Math.Max(1, rows * cols), pinned: true), 0, rows, cols);
+
+    private readonly Dictionary<(float[], int, int, int), CpuTensor> _views = new();
 
     public ITensor Rows(ITensor t, int row0, int rows)
     {
         var c = (CpuTensor)t;
         if (row0 < 0 || rows < 0 || row0 + rows > c.Rows) throw new ArgumentOutOfRangeException(nameof(rows));
-        return new CpuTensor(c.Data, c.Offset + row0 * c.Cols, rows, c.Cols);
+        int off = c.Offset + row0 * c.Cols;
+        // Views are cached so that the per-token path allocates nothing.
+        var key = (c.Data, off, rows, c.Cols);
+        if (!_views.TryGetValue(key, out var v)) _views[key] = v = new CpuTensor(c.Data, off, rows, c.Cols);
+        return v;
     }
 
     public ITokenBuffer AllocTokens(int capacity) => new CpuTokens(capacity);
@@ -54,28 +97,27 @@ public sealed class CpuBackend : IBackend
     public void ResetState(IStateBuffer dst) => Array.Clear(((CpuState)dst).Data);
     public void Replay(string key, Action record) => record();
 
+    // ---- ops -------------------------------------------------------------------------------------------------------------
+
     public void Embed(IWeight table, ITokenBuffer ids, ITensor dst)
     {
         var w = (CpuWeight)table;
         var t = (CpuTokens)ids;
         var d = (CpuTensor)dst;
-        for (int r = 0; r < d.Rows; r++) Quantizer.DecodeRow(w.Type, w.RowSpan(t.Ids[r]), d.Row(r));
+        for (int r = 0; r < d.Rows; r++)
+        {
+            int id = t.Ids[r];
+            if ((uint)id >= (uint)w.Rows) throw new BadInputException($"token id {id} is out of range (vocabulary size {w.Rows})");
+            Dequant.Row(w.Type, w.Ref.Row(id), 0, w.Cols, d.RowPtr(r));
+        }
     }
 
     public void RmsNorm(ITensor x, IWeight w, ITensor dst, float eps)
     {
         var xs = (CpuTensor)x;
         var ds = (CpuTensor)dst;
-        var wf = ((CpuWeight)w).Floats!;
-        for (int r = 0; r < xs.Rows; r++)
-        {
-            var xr = xs.Row(r);
-            var dr = ds.Row(r);
-            double ss = 0;
-            foreach (var v in xr) ss += (double)v * v;
-            float inv = (float)(1.0 / Math.Sqrt(ss / xr.Length + eps));
-            for (int i = 0; i < xr.Length; i++) dr[i] = xr[i] * inv * wf[i];
-        }
+        _rows.Set(RowOp.RmsNorm, xs, null, ds, (CpuWeight)w, eps, 0);
+        Run(_rows, _rows.Items);
     }
 
     public void MatMul(IWeight w, ITensor x, ITensor dst, IWeight? bias = null, bool accumulate = false)
@@ -85,145 +127,63 @@ public sealed class CpuBackend : IBackend
         var D = (CpuTensor)dst;
         if (W.Cols != X.Cols || W.Rows != D.Cols || X.Rows != D.Rows)
             throw new ArgumentException($"matmul shape mismatch: {W.Name} [{W.Rows}, {W.Cols}] · x [{X.Rows}, {X.Cols}] → [{D.Rows}, {D.Cols}]");
-        var b = bias == null ? null : ((CpuWeight)bias).Floats;
-        int rowsPerTask = Math.Max(16, W.Rows / (Threads * 8));
-        int tasks = (W.Rows + rowsPerTask - 1) / rowsPerTask;
-        Parallel.For(0, tasks, _par, () => new float[W.Cols], (task, _, rowBuf) =>
+        float* b = bias == null ? null : ((CpuWeight)bias).FloatPtr;
+        int T = X.Rows;
+        if (T == 0) return;
+        bool int8 = Int8Activations && W.Ref.IsQuant;
+        if (T == 1)
         {
-            int r0 = task * rowsPerTask, r1 = Math.Min(W.Rows, r0 + rowsPerTask);
-            for (int r = r0; r < r1; r++)
+            if (int8)
             {
-                ReadOnlySpan<float> wr;
-                if (W.Type == GgmlType.F32) wr = W.Floats.AsSpan(r * W.Cols, W.Cols);
-                else { Quantizer.DecodeRow(W.Type, W.RowSpan(r), rowBuf); wr = rowBuf; }
-                float bv = b != null ? b[r] : 0f;
-                for (int t = 0; t < X.Rows; t++)
-                {
-                    float v = Dot(wr, X.Row(t)) + bv;
-                    ref float o = ref D.Data[D.Offset + t * D.Cols + r];
-                    o = accumulate ? o + v : v;
-                }
+                _qa.Ensure(1, X.Cols);
+                _qa.QuantizeRow(0, X.Ptr);
             }
-            return rowBuf;
-        }, _ => { });
-    }
-
-    internal static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
-    {
-        int n = a.Length, i = 0;
-        var acc = Vector<float>.Zero;
-        var va = MemoryMarshal.Cast<float, Vector<float>>(a);
-        var vb = MemoryMarshal.Cast<float, Vector<float>>(b);
-        for (int k = 0; k < va.Length; k++) acc += va[k] * vb[k];
-        i = va.Length * Vector<float>.Count;
-        float s = Vector.Sum(acc);
-        for (; i < n; i++) s += a[i] * b[i];
-        return s;
+            else if (W.Ref.IsQuant) EnsureScratch(W.Cols * 4L);
+            _matvec.Set(W.Ref, X.Ptr, int8 ? _qa : null, new Epilogue(D.Ptr, b, accumulate), Threads);
+            Run(_matvec, _matvec.Items);
+            return;
+        }
+        if (int8 && Int8 == Int8Path.AvxVnni)
+        {
+            _qa.Ensure(T, X.Cols);
+            _quant.Set(_qa, X);
+            Run(_quant, T);
+            EnsureScratch(ProjGemm.Int8Scratch(W.Cols));
+            _gemm.Set(W.Ref, X, _qa, new Epilogue2D(D.Ptr, D.Cols, b, accumulate), true, ProjGemm.ItemRowsInt8);
+        }
+        else
+        {
+            EnsureScratch(ProjGemm.FloatScratch(Level, T) * 4);
+            _gemm.Set(W.Ref, X, null, new Epilogue2D(D.Ptr, D.Cols, b, accumulate), false, ProjGemm.ItemRowsFloat(Level));
+        }
+        Run(_gemm, _gemm.Items);
     }
 
     public void MlstmCell(ModelConfig c, ITensor qkvo, ITensor gates, IStateBuffer state, int block, ITensor h)
     {
-        var Xq = (CpuTensor)qkvo;
-        var G = (CpuTensor)gates;
-        var H = (CpuTensor)h;
-        var S = ((CpuState)state).Data;
-        int T = Xq.Rows, NH = c.Heads, dqk = c.DQk, dv = c.DV, L = c.ChunkSize;
-        long baseOff = block * c.StateFloatsPerBlock;
-        float cap = c.GateSoftCap;
-        Parallel.For(0, NH, _par, hd =>
-        {
-            var C = S.AsSpan((int)(baseOff + (long)hd * dqk * dv), dqk * dv);
-            var n = S.AsSpan((int)(baseOff + (long)NH * dqk * dv + hd * dqk), dqk);
-            ref float m = ref S[baseOff + (long)NH * dqk * dv + NH * dqk + hd];
-            if (T == 1)
-            {
-                var row = Xq.Row(0);
-                float ig = cap * MathF.Tanh(G.Row(0)[hd] / cap), fg = cap * MathF.Tanh(G.Row(0)[NH + hd] / cap);
-                MlstmCpu.Step(C, n, ref m, row.Slice(hd * dqk, dqk), row.Slice(c.QkDim + hd * dqk, dqk),
-                    row.Slice(2 * c.QkDim + hd * dv, dv), ig, fg, c.CellEps, H.Row(0).Slice(hd * dv, dv));
-                return;
-            }
-            int Lmax = Math.Min(L, T);
-            var Q = new float[Lmax * dqk];
-            var K = new float[Lmax * dqk];
-            var V = new float[Lmax * dv];
-            var Hc = new float[Lmax * dv];
-            var ig2 = new float[Lmax];
-            var fg2 = new float[Lmax];
-            var scratch = new float[2 * Lmax + Lmax * Lmax];
-            for (int t0 = 0; t0 < T; t0 += L)
-            {
-                int len = Math.Min(L, T - t0);
-                for (int j = 0; j < len; j++)
-                {
-                    var row = Xq.Row(t0 + j);
-                    row.Slice(hd * dqk, dqk).CopyTo(Q.AsSpan(j * dqk));
-                    row.Slice(c.QkDim + hd * dqk, dqk).CopyTo(K.AsSpan(j * dqk));
-                    row.Slice(2 * c.QkDim + hd * dv, dv).CopyTo(V.AsSpan(j * dv));
-                    ig2[j] = cap * MathF.Tanh(G.Row(t0 + j)[hd] / cap);
-                    fg2[j] = cap * MathF.Tanh(G.Row(t0 + j)[NH + hd] / cap);
-                }
-                MlstmCpu.Chunk(C, n, ref m, len, dqk, dv, Q.AsSpan(0, len * dqk), K.AsSpan(0, len * dqk), V.AsSpan(0, len * dv),
-                    ig2.AsSpan(0, len), fg2.AsSpan(0, len), c.CellEps, Hc.AsSpan(0, len * dv), scratch);
-                for (int j = 0; j < len; j++) Hc.AsSpan(j * dv, dv).CopyTo(H.Row(t0 + j).Slice(hd * dv, dv));
-            }
-        });
+        var X = (CpuTensor)qkvo;
+        if (X.Rows > 1) EnsureScratch(MlstmKernels.ChunkScratch(Math.Min(c.ChunkSize, X.Rows), c.DQk) * 4);
+        _cell.Set(c, X, (CpuTensor)gates, (CpuState)state, block, (CpuTensor)h);
+        Run(_cell, c.Heads);
     }
 
     public void HeadNormGate(ModelConfig c, ITensor h, ITensor qkvo, IWeight w, ITensor dst)
     {
-        var H = (CpuTensor)h;
-        var X = (CpuTensor)qkvo;
-        var D = (CpuTensor)dst;
-        var wf = ((CpuWeight)w).Floats!;
-        int dv = c.DV;
-        for (int t = 0; t < H.Rows; t++)
-        {
-            var hr = H.Row(t);
-            var o = X.Row(t).Slice(c.OOffset, c.VDim);
-            var dr = D.Row(t);
-            for (int hd = 0; hd < c.Heads; hd++)
-            {
-                var seg = hr.Slice(hd * dv, dv);
-                double mean = 0;
-                foreach (var v in seg) mean += v;
-                mean /= dv;
-                double var = 0;
-                foreach (var v in seg) { double d = v - mean; var += d * d; }
-                var /= dv;
-                float inv = (float)(1.0 / Math.Sqrt(var + c.NormEps));
-                float mu = (float)mean;
-                for (int j = 0; j < dv; j++)
-                {
-                    int k = hd * dv + j;
-                    float gate = 1f / (1f + MathF.Exp(-o[k]));
-                    dr[k] = (seg[j] - mu) * inv * wf[k] * gate;
-                }
-            }
-        }
+        _rows.Set(RowOp.HeadNormGate, (CpuTensor)h, (CpuTensor)qkvo, (CpuTensor)dst, (CpuWeight)w, c.NormEps, c.OOffset, c.Heads);
+        Run(_rows, _rows.Items);
     }
 
     public void SwiGlu(ITensor gateUp, ITensor dst)
     {
-        var G = (CpuTensor)gateUp;
-        var D = (CpuTensor)dst;
-        int F = D.Cols;
-        for (int t = 0; t < D.Rows; t++)
-        {
-            var g = G.Row(t);
-            var d = D.Row(t);
-            for (int j = 0; j < F; j++)
-            {
-                float a = g[j];
-                d[j] = a / (1f + MathF.Exp(-a)) * g[F + j];
-            }
-        }
+        _rows.Set(RowOp.SwiGlu, (CpuTensor)gateUp, null, (CpuTensor)dst, null, 0, 0);
+        Run(_rows, _rows.Items);
     }
 
     public void SoftCap(ITensor x, float cap)
     {
-        var s = ((CpuTensor)x).Span;
-        for (int i = 0; i < s.Length; i++) s[i] = cap * MathF.Tanh(s[i] / cap);
+        var t = (CpuTensor)x;
+        _rows.Set(RowOp.SoftCap, t, null, t, null, cap, 0);
+        Run(_rows, _rows.Items);
     }
 
     public void Argmax(ITensor x, int validCols, IIndexBuffer dst)
@@ -232,12 +192,216 @@ public sealed class CpuBackend : IBackend
         var D = (CpuIndices)dst;
         for (int t = 0; t < X.Rows; t++)
         {
-            var r = X.Row(t);
+            float* r = X.RowPtr(t);
             int best = 0;
             for (int j = 1; j < validCols; j++) if (r[j] > r[best]) best = j;
             D.Values[t] = best;
         }
     }
 
-    public void Dispose() { }
+    public void Dispose()
+    {
+        _pool?.Dispose();
+        _pool = null;
+        _qa.Dispose();
+        foreach (var s in _scratch) s.Dispose();
+    }
+
+    // ---- per-worker scratch ------------------------------------------------------------------------------------------------
+
+    private void EnsureScratch(long bytes)
+    {
+        foreach (var s in _scratch) s.Ensure(bytes);
+    }
+
+    private sealed class Scratch : IDisposable
+    {
+        public byte* Ptr;
+        private long _cap;
+        public void Ensure(long bytes)
+        {
+            if (bytes <= _cap) return;
+            if (Ptr != null) NativeMemory.AlignedFree(Ptr);
+            Ptr = (byte*)NativeMemory.AlignedAlloc((nuint)(bytes + 64), 64);
+            _cap = bytes;
+        }
+        public void Dispose()
+        {
+            if (Ptr != null) NativeMemory.AlignedFree(Ptr);
+            Ptr = null;
+            _cap = 0;
+        }
+    }
+
+    // ---- jobs (one instance each, re-armed per op: no per-op allocation) ----------------------------------------------------
+
+    private sealed class MatVecJob(CpuBackend be) : IParallelWork
+    {
+        private WeightRef _w;
+        private float* _x;
+        private QuantAct? _qa;
+        private Epilogue _epi;
+        private int _rowsPer;
+        public int Items;
+
+        public void Set(in WeightRef w, float* x, QuantAct? qa, in Epilogue epi, int threads)
+        {
+            _w = w; _x = x; _qa = qa; _epi = epi;
+            // Enough items for balance (a preempted thread leaves its share to the others), each a few hundred KB.
+            long bytes = w.RowBytes * w.Rows;
+            int items = bytes < (256 << 10) ? 1 : Math.Min(threads * 16, (w.Rows + 3) / 4);
+            _rowsPer = (w.Rows + items - 1) / items;
+            _rowsPer = (_rowsPer + 3) & ~3;
+            Items = (w.Rows + _rowsPer - 1) / _rowsPer;
+        }
+
+        public void Execute(int item, int worker)
+        {
+            int r0 = item * _rowsPer, r1 = Math.Min(_w.Rows, r0 + _rowsPer);
+            if (_qa != null) MatVec.Int8(be.Int8, _w, _qa, 0, r0, r1, _epi);
+            else MatVec.Float(be.Level, _w, _x, r0, r1, _epi, (float*)be._scratch[worker].Ptr);
+        }
+    }
+
+    private sealed class GemmJob(CpuBackend be) : IParallelWork
+    {
+        private WeightRef _w;
+        private CpuTensor _x = null!;
+        private QuantAct? _qa;
+        private Epilogue2D _epi;
+        private bool _int8;
+        public int Items;
+
+        public void Set(in WeightRef w, CpuTensor x, QuantAct? qa, in Epilogue2D epi, bool int8, int nr)
+        {
+            _w = w; _x = x; _qa = qa; _epi = epi; _int8 = int8;
+            Items = (w.Rows + nr - 1) / nr;
+        }
+
+        public void Execute(int item, int worker)
+        {
+            byte* s = be._scratch[worker].Ptr;
+            if (_int8) ProjGemm.Int8Panel(_w, item, _qa!, _x.Rows, _epi, s);
+            else ProjGemm.FloatPanel(be.Level, _w, item, _x.Ptr, _x.Cols, _x.Rows, _epi, (float*)s);
+        }
+    }
+
+    private sealed class QuantizeJob(CpuBackend be) : IParallelWork
+    {
+        private QuantAct _qa = null!;
+        private CpuTensor _x = null!;
+        public void Set(QuantAct qa, CpuTensor x) { _qa = qa; _x = x; }
+        public void Execute(int item, int worker) => _qa.QuantizeRow(item, _x.RowPtr(item));
+    }
+
+    private sealed class CellJob(CpuBackend be) : IParallelWork
+    {
+        private ModelConfig _c = null!;
+        private CpuTensor _x = null!, _g = null!, _h = null!;
+        private CpuState _s = null!;
+        private int _block;
+
+        public void Set(ModelConfig c, CpuTensor x, CpuTensor g, CpuState s, int block, CpuTensor h)
+        {
+            _c = c; _x = x; _g = g; _s = s; _block = block; _h = h;
+        }
+
+        public void Execute(int hd, int worker)
+        {
+            var c = _c;
+            int T = _x.Rows, NH = c.Heads, dqk = c.DQk, dv = c.DV, L = c.ChunkSize;
+            float* S = _s.Ptr + _block * c.StateFloatsPerBlock;
+            float* C = S + (long)hd * dqk * dv;
+            float* n = S + (long)NH * dqk * dv + hd * dqk;
+            ref float m = ref S[(long)NH * dqk * dv + NH * dqk + hd];
+            float cap = c.GateSoftCap;
+            long ldx = _x.Cols, ldh = _h.Cols, ldg = _g.Cols;
+            float* q = _x.Ptr + hd * dqk, k = _x.Ptr + c.QkDim + hd * dqk, v = _x.Ptr + 2 * c.QkDim + hd * dv;
+            float* h = _h.Ptr + hd * dv;
+            float* gi = _g.Ptr + hd, gf = _g.Ptr + NH + hd;
+            if (T == 1)
+            {
+                float ig = cap * MathF.Tanh(*gi / cap), fg = cap * MathF.Tanh(*gf / cap);
+                MlstmKernels.Step(be.Level, C, n, ref m, q, k, v, dqk, dv, ig, fg, c.CellEps, h);
+                return;
+            }
+            int Lmax = Math.Min(L, T);
+            float* scratch = (float*)be._scratch[worker].Ptr;
+            float* igs = scratch + (MlstmKernels.ChunkScratch(Lmax, dqk) - 2L * Lmax - 16);
+            float* fgs = igs + Lmax;
+            for (int t0 = 0; t0 < T; t0 += L)
+            {
+                int len = Math.Min(L, T - t0);
+                for (int j = 0; j < len; j++)
+                {
+                    igs[j] = cap * MathF.Tanh(gi[(t0 + j) * ldg] / cap);
+                    fgs[j] = cap * MathF.Tanh(gf[(t0 + j) * ldg] / cap);
+                }
+                MlstmKernels.Chunk(be.Level, C, n, ref m, len, dqk, dv, q + t0 * ldx, k + t0 * ldx, v + t0 * ldx, ldx,
+                    igs, fgs, c.CellEps, h + t0 * ldh, ldh, scratch);
+            }
+        }
+    }
+
+    private enum RowOp { RmsNorm, HeadNormGate, SwiGlu, SoftCap }
+
+    /// <summary>Row-wise ops: one item per token for several tokens; column ranges of the single row for one token.</summary>
+    private sealed class RowsJob(CpuBackend be) : IParallelWork
+    {
+        private RowOp _op;
+        private CpuTensor _a = null!, _d = null!;
+        private CpuTensor? _b;
+        private CpuWeight? _w;
+        private float _f;
+        private int _i0, _i1;
+        private int _colsPer;
+        public int Items;
+
+        public void Set(RowOp op, CpuTensor a, CpuTensor? b, CpuTensor d, CpuWeight? w, float f, int i0, int i1 = 0)
+        {
+            _op = op; _a = a; _b = b; _d = d; _w = w; _f = f; _i0 = i0; _i1 = i1;
+            int T = a.Rows;
+            if (T > 1) { Items = T; _colsPer = 0; return; }
+            // one token: split the elementwise ops with transcendental functions across threads
+            int n = op == RowOp.SwiGlu ? d.Cols : op == RowOp.SoftCap ? a.Cols : 0;
+            if (n < 4096) { Items = 1; _colsPer = 0; return; }
+            Items = be.Threads * 2;
+            _colsPer = ((n + Items - 1) / Items + 15) & ~15;
+            Items = (n + _colsPer - 1) / _colsPer;
+        }
+
+        public void Execute(int item, int worker)
+        {
+            var l = be.Level;
+            int t = _colsPer == 0 ? item : 0;
+            switch (_op)
+            {
+                case RowOp.RmsNorm:
+                    Ops.RmsNorm(l, _a.RowPtr(t), _w!.FloatPtr, _d.RowPtr(t), _a.Cols, _f);
+                    break;
+                case RowOp.HeadNormGate:
+                {
+                    int heads = _i1;
+                    Ops.HeadNormGate(l, _a.RowPtr(t), _b!.RowPtr(t) + _i0, _w!.FloatPtr, _d.RowPtr(t), heads, _a.Cols / heads, _f);
+                    break;
+                }
+                case RowOp.SwiGlu:
+                {
+                    int F = _d.Cols;
+                    var (j0, j1) = Range(item, F);
+                    float* g = _a.RowPtr(t);
+                    Ops.SwiGlu(l, g, g + F, _d.RowPtr(t), j0, j1);
+                    break;
+                }
+                case RowOp.SoftCap:
+                {
+                    var (j0, j1) = Range(item, _a.Cols);
+                    Ops.SoftCap(_a.RowPtr(t), j0, j1, _f);
+                    break;
+                }
+            }
+        }
+
+        private (int, int) Range(int item, int n) => _colsPer == 0 ? (0, n) : (item * _colsPer, Math.Min(n, (item + 1) * _colsPer));
+    }
 }

@@ -1,17 +1,26 @@
+using XlstmRun.Backends.Cpu.Kernels;
 using XlstmRun.Formats;
 using XlstmRun.Formats.Gguf;
 using XlstmRun.Model;
 
 namespace XlstmRun.Backends.Cpu;
 
-/// <summary>Activation storage: a window of rows of a shared float array.</summary>
-public sealed class CpuTensor : ITensor
+/// <summary>Activation storage: a window of rows of a shared float array (pinned, so kernels take its address once).</summary>
+public sealed unsafe class CpuTensor : ITensor
 {
-    public CpuTensor(float[] data, int offset, int rows, int cols) { Data = data; Offset = offset; Rows = rows; Cols = cols; }
+    public CpuTensor(float[] data, int offset, int rows, int cols)
+    {
+        Data = data; Offset = offset; Rows = rows; Cols = cols;
+        // Arrays from CpuBackend.Alloc live on the pinned object heap; the address is stable.
+        Ptr = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(data)) + offset;
+    }
     public float[] Data { get; }
     public int Offset { get; }
     public int Rows { get; }
     public int Cols { get; }
+    /// <summary>Address of element [0, 0] of this view.</summary>
+    public float* Ptr { get; }
+    public float* RowPtr(int r) => Ptr + (long)r * Cols;
     public Span<float> Row(int r) => Data.AsSpan(Offset + r * Cols, Cols);
     public Span<float> Span => Data.AsSpan(Offset, Rows * Cols);
 }
@@ -25,19 +34,28 @@ public sealed unsafe class CpuWeight : IWeight
         Rows = checked((int)(view.Elements / view.Cols));
         Cols = (int)view.Cols;
         RowBytes = (int)view.RowBytes;
-        // Small F32 vectors (norm weights, biases) are decoded once for convenience.
-        if (Rows == 1 || view.Type == GgmlType.F32) Floats = view.Type == GgmlType.F32 ? new ReadOnlySpan<float>(view.Data, (int)view.Elements).ToArray() : view.ToFloatArray();
+        Ref = new WeightRef(view.Data, view.Type, Rows, Cols);
+        // Vectors (norm weights, biases) are decoded once to float; matrices are only ever read in place.
+        if (Rows == 1)
+        {
+            Floats = GC.AllocateArray<float>(Cols, pinned: true);
+            view.DecodeRow(0, Floats);
+            FloatPtr = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref Floats[0]);
+        }
     }
 
     public TensorView View { get; }
+    public WeightRef Ref { get; }
     public string Name => View.Name;
     public GgmlType Type => View.Type;
     public int Rows { get; }
     public int Cols { get; }
     public int RowBytes { get; }
     public byte* Data => View.Data;
-    /// <summary>Whole tensor as floats, for F32 tensors and vectors; null otherwise.</summary>
+    /// <summary>Vectors as floats (pinned); null for matrices.</summary>
     public float[]? Floats { get; }
+    public float* FloatPtr { get; }
+    public long Bytes => (long)RowBytes * Rows;
     public ReadOnlySpan<byte> RowSpan(int r) => new(View.Data + (long)r * RowBytes, RowBytes);
 }
 
@@ -56,9 +74,15 @@ public sealed class CpuIndices : IIndexBuffer
     public int Capacity => Values.Length;
 }
 
-public sealed class CpuState : IStateBuffer
+public sealed unsafe class CpuState : IStateBuffer
 {
-    public CpuState(ModelConfig c) { Config = c; Data = new float[c.StateFloats]; }
+    public CpuState(ModelConfig c)
+    {
+        Config = c;
+        Data = GC.AllocateArray<float>(checked((int)c.StateFloats), pinned: true);
+        Ptr = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref Data[0]);
+    }
     public ModelConfig Config { get; }
     public float[] Data { get; }
+    public float* Ptr { get; }
 }
