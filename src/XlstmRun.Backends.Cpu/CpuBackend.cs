@@ -40,7 +40,7 @@ public sealed unsafe class CpuBackend : IBackend
         for (int i = 0; i < Threads; i++) _scratch[i] = new Scratch();
         _matvec = new MatVecJob(this);
         _gemm = new GemmJob(this);
-        _quant = new QuantizeJob(this);
+        _quant = new QuantizeJob();
         _cell = new CellJob(this);
         _rows = new RowsJob(this);
     }
@@ -286,7 +286,7 @@ public sealed unsafe class CpuBackend : IBackend
         }
     }
 
-    private sealed class QuantizeJob(CpuBackend be) : IParallelWork
+    private sealed class QuantizeJob : IParallelWork
     {
         private QuantAct _qa = null!;
         private CpuTensor _x = null!;
