@@ -21,7 +21,7 @@ public sealed class Session : IDisposable
     public Session(string path, bool vulkan, int maxBatch = 256)
     {
         File = GgufFile.Open(path);
-        Backend = vulkan ? VulkanTestDevice.NewBackend() : new CpuBackend(2);
+        Backend = vulkan ? VulkanTestDevice.NewBackend() : new CpuBackend(2, int8Activations: false);
         Runner = new ModelRunner(File, Backend, maxBatch);
     }
 
