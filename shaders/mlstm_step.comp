@@ -6,6 +6,8 @@
 // Every workgroup recomputes the gates and q̂·n_new (cheap). With one split the workgroup writes h itself; otherwise it
 // writes its partial q̂ᵀC to PART and the last workgroup of the head to finish (atomic counter, reset by it) sums the
 // partials, writes h, and updates n and m (after every other workgroup of the head has read the old ones).
+// With pc.fuse = 1 the last workgroup also applies the head's LayerNorm and output gate (HeadNormGate) to the h it has
+// just summed and writes the result to GD: h always goes through PART then, even with one split.
 #include "common.glsl"
 layout(local_size_x = 64, local_size_y = 4) in;
 #include "reduce.glsl"
@@ -16,14 +18,19 @@ layout(std430, binding = 2) buffer Sb { float S[]; };
 layout(std430, binding = 3) writeonly buffer Hb { float H[]; };
 layout(std430, binding = 4) buffer Cb { uint CNT[]; };
 layout(std430, binding = 5) coherent buffer Pb { float PART[]; };
+layout(std430, binding = 6) readonly buffer NWb { float NW[]; };   // fuse: the head-norm weight
+layout(std430, binding = 7) writeonly buffer GDb { float GD[]; };  // fuse: LayerNorm(h) · w · sigmoid(o)
 
 layout(push_constant) uniform PC
 {
     uint qOff, kOff, vOff, gOff, hOff, NH, dqk, dv, nOff, mOff, cntOff, splits, rowsPerSplit;
     float cap, eps;
+    uint fuse, oOff, gdOff;
+    float normEps;
 } pc;
 
 shared float part[4][256];
+shared float hsh[1024];   // fuse: h of the head (dv <= 1024, checked by the host)
 shared bool isLast;
 
 void main()
@@ -103,7 +110,7 @@ void main()
             uint j = col0 + col;
             if (j >= pc.dv) continue;
             float s = part[0][col] + part[1][col] + part[2][col] + part[3][col];
-            if (pc.splits == 1u) H[pc.hOff + h * pc.dv + j] = s * inv;
+            if (pc.splits == 1u && pc.fuse == 0u) H[pc.hOff + h * pc.dv + j] = s * inv;
             else PART[(h * pc.splits + split) * pc.dv + j] = s;
         }
     }
@@ -120,13 +127,30 @@ void main()
     if (isLast)
     {
         memoryBarrierBuffer();
-        if (pc.splits > 1u)
+        if (pc.splits > 1u || pc.fuse != 0u)
+        {
+            float hs = 0.0;
             for (uint j = tid; j < pc.dv; j += 256u)
             {
                 float s = 0.0;
                 for (uint p = 0u; p < pc.splits; p++) s += PART[(h * pc.splits + p) * pc.dv + j];
-                H[pc.hOff + h * pc.dv + j] = s * inv;
+                float hv = s * inv;
+                H[pc.hOff + h * pc.dv + j] = hv;
+                if (pc.fuse != 0u) { hsh[j] = hv; hs += hv; }
             }
+            if (pc.fuse != 0u)
+            {
+                // as headnorm.comp: two-pass mean and variance over the head, then (h − mean)·rsqrt(var + eps)·w·σ(o)
+                float mean = wg_sum(hs) / float(pc.dv);
+                float q = 0.0;
+                for (uint j = tid; j < pc.dv; j += 256u) { float d = hsh[j] - mean; q += d * d; }
+                float var = wg_sum(q) / float(pc.dv);
+                float rinv = 1.0 / sqrt(var + pc.normEps);
+                uint base = h * pc.dv;
+                for (uint j = tid; j < pc.dv; j += 256u)
+                    GD[pc.gdOff + base + j] = (hsh[j] - mean) * rinv * NW[base + j] * sigmoid(QKV[pc.oOff + base + j]);
+            }
+        }
         for (uint a = tid; a < pc.dqk; a += 256u) S[no + a] = fa * S[no + a] + ia * QKV[ko + a];
         if (tid == 0u)
         {
