@@ -12,14 +12,14 @@ namespace XlstmRun.Backends.Vulkan;
 /// device; ops are recorded into a command buffer and submitted at the next read, and <see cref="Replay"/> records the
 /// decode step once and resubmits it.
 /// </summary>
-public sealed unsafe class VulkanBackend : IBackend
+public sealed unsafe class VulkanBackend : IBackend, IBandwidthProbe
 {
     private readonly VulkanContext _cx;
     private readonly bool _ownsContext;
     private readonly Allocator _mem;
     private readonly CommandStream _cs;
     private readonly Uploader _up;
-    private readonly Kernel _matvec, _matmul, _embed, _rmsnorm, _headnorm, _swiglu, _softcap, _argmax, _step, _cgates, _cout, _cstate;
+    private readonly Kernel _matvec, _matmul, _embed, _rmsnorm, _headnorm, _swiglu, _softcap, _argmax, _step, _cgates, _cout, _cstate, _copy;
     private readonly DescriptorCache _desc;
     private readonly VkBuf _dummy;
     private VkBuf? _scratch, _counters, _partials, _readback;
@@ -52,6 +52,7 @@ public sealed unsafe class VulkanBackend : IBackend
             _cgates = K("mlstm_chunk_gates", 4, (uint)sizeof(ChunkGatesPush));
             _cout = K("mlstm_chunk_out", 4, (uint)sizeof(ChunkOutPush));
             _cstate = K("mlstm_chunk_state", 3, (uint)sizeof(ChunkStatePush));
+            _copy = K("copy", 2, 8);
             _dummy = _mem.Create(16, MemKind.Device);
             _redWg = 256;
             // matvec shape per weight type: workgroup size and rows per workgroup (XLSTM_VK_MATVEC="wg,rows" overrides)
@@ -322,6 +323,15 @@ public sealed unsafe class VulkanBackend : IBackend
         var cb = _cs.BeginOp("reset", [], [s.Buf]);
         _cx.Vk.CmdFillBuffer(cb, s.Buf.Handle, 0, Vk.WholeSize, 0);
         _cs.EndOp();
+    }
+
+    /// <summary>The device's memory bandwidth (bench): see <see cref="DeviceProbe"/>. Waits for pending work first; the
+    /// probe's buffers are freed before it returns.</summary>
+    public BandwidthProbeResult MeasureDeviceBandwidth(long bytes, int passes)
+    {
+        ResolveAll();
+        _cs.Flush();
+        return new DeviceProbe(_cx, _mem, _copy).Measure(bytes, passes);
     }
 
     public void Replay(string key, Action record)

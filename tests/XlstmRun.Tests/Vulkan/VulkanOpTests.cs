@@ -487,6 +487,26 @@ public class VulkanOpTests
     }
 
     [Fact]
+    public void DeviceBandwidthProbeCopiesAndFreesItsBuffers()
+    {
+        using var p = new OpPair(3);
+        var (wc, wv) = p.Weight(GgmlType.Q8_0, 40, 64);
+        var (xc, xv) = p.Tensor(1, 64);
+        var (dc, dv) = p.Tensor(1, 40);
+        p.Vk.MatMul(wv, xv, dv); // pending work is finished first
+        ulong before = p.Vk.DeviceBytes;
+        var r = ((IBandwidthProbe)p.Vk).MeasureDeviceBandwidth(24L << 20, 3);
+        _out.WriteLine(r.Method);
+        Assert.InRange(r.GBs, 0.01, 1e5);
+        Assert.Equal(24L << 20, r.Bytes);
+        Assert.Contains("vkCmdCopyBuffer", r.Method);
+        Assert.Contains("shader copy", r.Method);
+        Assert.Equal(before, p.Vk.DeviceBytes);
+        p.Cpu.MatMul(wc, xc, dc);
+        Assert.InRange(Reference.RelErr(p.ReadVk(dv), p.ReadCpu(dc)), 0, OpTolerance);
+    }
+
+    [Fact]
     public void ReplayRerunsTheRecordingWithNewInputs()
     {
         using var p = new OpPair(11);
