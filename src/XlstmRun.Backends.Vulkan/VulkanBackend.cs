@@ -648,10 +648,13 @@ public sealed unsafe class VulkanBackend : IBackend, IBandwidthProbe
         return _scratch;
     }
 
+    /// <summary>Rows of C per step workgroup (XLSTM_VK_STEP_ROWS overrides, 4..256, for sweeps).</summary>
+    private static readonly int StepRows = int.TryParse(Environment.GetEnvironmentVariable("XLSTM_VK_STEP_ROWS"), out var r) && r is >= 4 and <= 256 ? r : 32;
+
     /// <summary>Row splits of the step kernel: about 32 rows of C per workgroup (7B: 8 splits of 32 rows).</summary>
     private static (uint Splits, uint RowsPerSplit) StepSplits(ModelConfig c)
     {
-        uint splits = (uint)Math.Clamp((c.DQk + 31) / 32, 1, 16);
+        uint splits = (uint)Math.Clamp((c.DQk + StepRows - 1) / StepRows, 1, 64);
         return (splits, (uint)((c.DQk + splits - 1) / splits));
     }
 
