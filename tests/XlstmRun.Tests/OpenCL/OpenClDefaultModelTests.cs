@@ -53,7 +53,7 @@ public class OpenClDefaultModelTests
             r.Forward(ids, LogitsMode.All, l);
             return l;
         }
-        var cpu = Logits(new CpuBackend(2));
+        var cpu = Logits(new CpuBackend(2, int8Activations: false));
         using var cl = new OpenClBackend();
         var gpu = Logits(cl);
         double e = Reference.RelErr(gpu, cpu);

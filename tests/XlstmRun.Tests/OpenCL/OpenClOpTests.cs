@@ -42,7 +42,7 @@ internal sealed unsafe class NativeWeight : IDisposable
 public class OpenClOpTests : IDisposable
 {
     private const double Tol = 2e-6; // measured at most 4.2e-7 on PoCL 3.1
-    private readonly CpuBackend _cpu = new(2);
+    private readonly CpuBackend _cpu = new(2, int8Activations: false); // the exact float path: OpenCL keeps float activations
     private readonly OpenClBackend _cl = new();
     private readonly Random _rng = new(1234);
     private readonly ITestOutputHelper _out;

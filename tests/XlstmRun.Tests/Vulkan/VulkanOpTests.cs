@@ -14,7 +14,7 @@ namespace XlstmRun.Tests.Vulkan;
 /// <summary>The same weights and inputs on the CPU backend and on the Vulkan backend (lavapipe), op by op.</summary>
 public sealed unsafe class OpPair : IDisposable
 {
-    public readonly CpuBackend Cpu = new(2, int8Activations: false); // float activations: the same arithmetic as the Vulkan shaders
+    public readonly CpuBackend Cpu = new(2, int8Activations: false); // the exact float path: other backends keep float activations
     public readonly VulkanBackend Vk;
     private readonly List<nint> _native = new();
     private readonly Random _rng;
