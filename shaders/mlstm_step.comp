@@ -43,6 +43,42 @@ void main()
     uint qo = pc.qOff + h * pc.dqk, ko = pc.kOff + h * pc.dqk, vo = pc.vOff + h * pc.dv;
     uint no = pc.nOff + h * pc.dqk;
 
+    // The first RB rows of this split's C tile, k and q are loaded before anything else: the loads are in flight while
+    // the gates and q̂·n are computed (a workgroup reduction), which hides one memory round trip of this
+    // latency-bound kernel. RB rows at a time: all 4·RB loads of C are issued before the first store (the compiler
+    // cannot move loads of S across stores to S), which keeps enough bytes in flight to stream C.
+    const uint RB = 8u;
+    uint a0 = split * pc.rowsPerSplit;
+    uint a1 = min(pc.dqk, a0 + pc.rowsPerSplit);
+    uint cbase = h * pc.dqk * pc.dv + col0 + lx;
+    bool colOk[4];
+    [[unroll]] for (uint c = 0u; c < 4u; c++) colOk[c] = col0 + lx + 64u * c < pc.dv;
+    float cv[RB][4];
+    float kr[RB], qr[RB];
+    [[unroll]] for (uint r = 0u; r < RB; r++)
+    {
+        uint ar = a0 + ly + 4u * r;
+        bool ok = ar < a1;
+        kr[r] = ok ? QKV[ko + ar] : 0.0;
+        qr[r] = ok ? QKV[qo + ar] : 0.0;
+        [[unroll]] for (uint c = 0u; c < 4u; c++) cv[r][c] = ok && colOk[c] ? S[cbase + ar * pc.dv + 64u * c] : 0.0;
+    }
+    float vj[4];
+    [[unroll]] for (uint c = 0u; c < 4u; c++)
+    {
+        uint j = col0 + lx + 64u * c;
+        vj[c] = j < pc.dv ? QKV[vo + j] : 0.0;
+    }
+    // fused head norm: o and the norm weight of the columns this invocation finishes if it is in the last workgroup
+    float ov[4], nwv[4];
+    if (pc.fuse != 0u)
+        [[unroll]] for (uint i = 0u; i < 4u; i++)
+        {
+            uint j = tid + 256u * i;
+            ov[i] = j < pc.dv ? QKV[pc.oOff + h * pc.dv + j] : 0.0;
+            nwv[i] = j < pc.dv ? NW[h * pc.dv + j] : 0.0;
+        }
+
     float ig = soft_cap(G[pc.gOff + h], pc.cap);
     float fg = soft_cap(G[pc.gOff + pc.NH + h], pc.cap);
     float mOld = S[pc.mOff + h];
@@ -52,53 +88,43 @@ void main()
     float ia = exp(ig - mNew);
     float scale = 1.0 / sqrt(float(pc.dqk));
 
-    // q̂ · n_new over all of dqk
-    float qn = 0.0;
+    // q̂ · n_new over all of dqk (n_new kept for the last workgroup when dqk <= 256: one value per invocation)
+    float qn = 0.0, nNew = 0.0;
     for (uint a = tid; a < pc.dqk; a += 256u)
-        qn += (QKV[qo + a] * scale) * (fa * S[no + a] + ia * QKV[ko + a]);
+    {
+        nNew = fa * S[no + a] + ia * QKV[ko + a];
+        qn += (QKV[qo + a] * scale) * nNew;
+    }
     qn = wg_sum(qn);
     float inv = 1.0 / (max(abs(qn), exp(-mNew)) + pc.eps);
 
     // C update and q̂ᵀC over this split's rows
     float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
-    float vj[4];
-    [[unroll]] for (uint c = 0u; c < 4u; c++)
-    {
-        uint j = col0 + lx + 64u * c;
-        vj[c] = j < pc.dv ? QKV[vo + j] : 0.0;
-    }
-    uint a0 = split * pc.rowsPerSplit;
-    uint a1 = min(pc.dqk, a0 + pc.rowsPerSplit);
-    uint cbase = h * pc.dqk * pc.dv + col0 + lx;
-    bool colOk[4];
-    [[unroll]] for (uint c = 0u; c < 4u; c++) colOk[c] = col0 + lx + 64u * c < pc.dv;
-    // RB rows at a time: all 4·RB loads are issued before the first store (the compiler cannot move loads of S
-    // across stores to S), which keeps enough bytes in flight to stream C at full bandwidth
-    const uint RB = 8u;
     for (uint a = a0 + ly; a < a1; a += 4u * RB)
     {
-        float cv[RB][4];
-        float ka[RB], qa[RB];
-        [[unroll]] for (uint r = 0u; r < RB; r++)
-        {
-            uint ar = a + 4u * r;
-            bool ok = ar < a1;
-            ka[r] = ok ? ia * QKV[ko + ar] : 0.0;
-            qa[r] = ok ? QKV[qo + ar] * scale : 0.0;
-            [[unroll]] for (uint c = 0u; c < 4u; c++) cv[r][c] = ok && colOk[c] ? S[cbase + ar * pc.dv + 64u * c] : 0.0;
-        }
         [[unroll]] for (uint r = 0u; r < RB; r++)
         {
             uint ar = a + 4u * r;
             if (ar >= a1) continue;
+            float ka = ia * kr[r], qa = qr[r] * scale;
             [[unroll]] for (uint c = 0u; c < 4u; c++)
             {
                 if (!colOk[c]) continue;
-                float v = fa * cv[r][c] + ka[r] * vj[c];
+                float v = fa * cv[r][c] + ka * vj[c];
                 S[cbase + ar * pc.dv + 64u * c] = v;
-                acc[c] += qa[r] * v;
+                acc[c] += qa * v;
             }
         }
+        uint an = a + 4u * RB;
+        if (an < a1)
+            [[unroll]] for (uint r = 0u; r < RB; r++)
+            {
+                uint ar = an + 4u * r;
+                bool ok = ar < a1;
+                kr[r] = ok ? QKV[ko + ar] : 0.0;
+                qr[r] = ok ? QKV[qo + ar] : 0.0;
+                [[unroll]] for (uint c = 0u; c < 4u; c++) cv[r][c] = ok && colOk[c] ? S[cbase + ar * pc.dv + 64u * c] : 0.0;
+            }
     }
     [[unroll]] for (uint c = 0u; c < 4u; c++) part[ly][lx + 64u * c] = acc[c];
     barrier();
@@ -147,11 +173,15 @@ void main()
                 float var = wg_sum(q) / float(pc.dv);
                 float rinv = 1.0 / sqrt(var + pc.normEps);
                 uint base = h * pc.dv;
-                for (uint j = tid; j < pc.dv; j += 256u)
-                    GD[pc.gdOff + base + j] = (hsh[j] - mean) * rinv * NW[base + j] * sigmoid(QKV[pc.oOff + base + j]);
+                [[unroll]] for (uint i = 0u; i < 4u; i++)
+                {
+                    uint j = tid + 256u * i;
+                    if (j < pc.dv) GD[pc.gdOff + base + j] = (hsh[j] - mean) * rinv * nwv[i] * sigmoid(ov[i]);
+                }
             }
         }
-        for (uint a = tid; a < pc.dqk; a += 256u) S[no + a] = fa * S[no + a] + ia * QKV[ko + a];
+        if (pc.dqk <= 256u) { if (tid < pc.dqk) S[no + tid] = nNew; }
+        else for (uint a = tid; a < pc.dqk; a += 256u) S[no + a] = fa * S[no + a] + ia * QKV[ko + a];
         if (tid == 0u)
         {
             S[pc.mOff + h] = mNew;
