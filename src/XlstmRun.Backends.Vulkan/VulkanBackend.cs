@@ -20,6 +20,7 @@ public sealed unsafe class VulkanBackend : IBackend, IBandwidthProbe
     private readonly CommandStream _cs;
     private readonly Uploader _up;
     private readonly Kernel _matvec, _matmul, _embed, _rmsnorm, _headnorm, _swiglu, _softcap, _argmax, _step, _cgates, _cout, _cstate, _copy;
+    private readonly Kernel? _matmulCm;
     private readonly DescriptorCache _desc;
     private readonly VkBuf _dummy;
     private VkBuf? _scratch, _counters, _partials, _readback;
@@ -53,6 +54,8 @@ public sealed unsafe class VulkanBackend : IBackend, IBandwidthProbe
             _cout = K("mlstm_chunk_out", 4, (uint)sizeof(ChunkOutPush));
             _cstate = K("mlstm_chunk_state", 3, (uint)sizeof(ChunkStatePush));
             _copy = K("copy", 2, 8);
+            if (cx.CoopMatNv) _matmulCm = K("matmul_coopmat", 5, (uint)sizeof(MatPush));
+            else if (TestEmulateCoopMat) _matmulCm = K("matmul_coopmat_emu", 5, (uint)sizeof(MatPush));
             _dummy = _mem.Create(16, MemKind.Device);
             _redWg = 256;
             // matvec shape per weight type: workgroup size and rows per workgroup (XLSTM_VK_MATVEC="wg,rows" overrides)
@@ -88,9 +91,14 @@ public sealed unsafe class VulkanBackend : IBackend, IBandwidthProbe
     }
 
     public VulkanContext Context => _cx;
+
+    /// <summary>Tests only: backends created while this is set run the prefill GEMM through the cooperative-matrix kernel
+    /// built with emulated matrix operations (matmul_coopmat_emu), so its tiling, f16 staging and epilogue are checked on
+    /// a device without cooperative matrices.</summary>
+    public static bool TestEmulateCoopMat { get; set; }
     public string Name => "vulkan";
     public string Device => $"{_cx.Info.Name} (Vulkan {_cx.Info.ApiVersion}, {VulkanDeviceInfo.TypeName(_cx.Info.Type)}, subgroup {_cx.Info.SubgroupSize}" +
-                            (_cx.UseSubgroups ? "" : ", no subgroup ops") + ")";
+                            (_cx.UseSubgroups ? "" : ", no subgroup ops") + (_cx.CoopMatNv ? ", prefill GEMM on NV cooperative matrix (f16)" : "") + ")";
     public bool Profiling => _cs.Profiling;
     public string ProfileReport() => _cs.ProfileReport() + _cs.StatsReport() + LoadReport();
     /// <summary>Wall-clock figures only (cheap; printed at dispose when XLSTM_VK_STATS=1).</summary>
@@ -533,13 +541,14 @@ public sealed unsafe class VulkanBackend : IBackend, IBandwidthProbe
         reads[^1] = pn?.W.Parts[0].Buf;
         VkBuf? aBuf = f.WriteA ? pn!.D.Buf : null;
         uint mode = (pn != null ? 1u : 0u) | (f.SwiGluOut != null ? 2u : 0u) | (f.Cap != null ? 4u : 0u);
-        string name = (vec ? "matvec." : "matmul.") + TypeName(W) + (pn != null ? "+norm" : "") + (f.SwiGluOut != null ? "+swiglu" : "") + (f.Cap != null ? "+softcap" : "");
+        bool cm = !vec && _matmulCm != null;
+        string name = (vec ? "matvec." : cm ? "matmul.coopmat." : "matmul.") + TypeName(W) + (pn != null ? "+norm" : "") + (f.SwiGluOut != null ? "+swiglu" : "") + (f.Cap != null ? "+softcap" : "");
         _cs.BeginOp(name, reads, [D.Buf, aBuf, f.SwiGluOut?.Buf]);
         if (mode != 0) FusedDispatches++;
         var (wg, nr) = _mv[W.WType];
         if (f.SwiGluOut != null && nr % 2 != 0) nr = Math.Max(2, nr + 1);
-        var pipe = vec ? _matvec.Pipeline([wg, nr, W.WType, mode]) : _matmul.Pipeline([0, 0, W.WType]);
-        var kernel = vec ? _matvec : _matmul;
+        var kernel = vec ? _matvec : cm ? _matmulCm! : _matmul;
+        var pipe = vec ? _matvec.Pipeline([wg, nr, W.WType, mode]) : kernel.Pipeline([0, 0, W.WType]);
         var bb = B != null ? Whole(B.Parts[0].Buf) : Whole(_dummy);
         Binding nwb = Whole(_dummy), ab = Whole(_dummy), sb = Whole(_dummy);
         uint aOff = 0, aStride = 0, sOff = 0;
@@ -563,6 +572,8 @@ public sealed unsafe class VulkanBackend : IBackend, IBandwidthProbe
                 var (gx, gy) = Grid2(groups);
                 Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb], &pc, gx, gy, (uint)T);
             }
+            else if (cm)
+                Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb], &pc, Groups(p.RowCount, 128), Groups(T, 64));
             else
                 Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb], &pc, Groups(p.RowCount, 64), Groups(T, 64));
         }

@@ -507,6 +507,63 @@ public class VulkanOpTests
     }
 
     [Fact]
+    public void PrefillGemmSelection()
+    {
+        // the cooperative-matrix GEMM needs every piece; lavapipe has none of it and keeps the fp32 GEMM
+        Assert.True(GemmSelection.CoopMatUsable(true, true, true, true, 32, null));
+        Assert.True(GemmSelection.CoopMatUsable(true, true, true, true, 32, "1"));
+        Assert.False(GemmSelection.CoopMatUsable(true, true, true, true, 32, "0"));
+        Assert.False(GemmSelection.CoopMatUsable(false, true, true, true, 32, null));
+        Assert.False(GemmSelection.CoopMatUsable(true, false, true, true, 32, null));
+        Assert.False(GemmSelection.CoopMatUsable(true, true, false, true, 32, null));
+        Assert.False(GemmSelection.CoopMatUsable(true, true, true, false, 32, null));
+        Assert.False(GemmSelection.CoopMatUsable(true, true, true, true, 64, null));
+        Assert.False(VulkanTestDevice.Context.CoopMatNv);
+        using (var be = VulkanTestDevice.NewBackend()) Assert.DoesNotContain("cooperative matrix", be.Device);
+        // and the shader is built and embedded (it runs only on devices that have the extension)
+        Assert.True(Kernel.LoadSpirv("matmul_coopmat").Length > 1000);
+    }
+
+    public static TheoryData<GgmlType, int, int, int> CoopMatCases()
+    {
+        var d = new TheoryData<GgmlType, int, int, int>();
+        foreach (var t in AllTypes)
+        {
+            bool q = t is GgmlType.Q8_0 or GgmlType.Q4_0;
+            d.Add(t, 3, 150, q ? 96 : 100);     // partial tiles everywhere, K not a multiple of 32 (float types)
+            d.Add(t, 130, 260, q ? 64 : 37);    // three token tiles, three row tiles
+        }
+        return d;
+    }
+
+    /// <summary>
+    /// The cooperative-matrix GEMM's tiling, f16 staging, loads and epilogue, with the 16×16 matrix operations emulated
+    /// (lavapipe has no cooperative matrices). Its operands are rounded to f16: bound 2e-3 (measured below 6e-4).
+    /// </summary>
+    [Theory, MemberData(nameof(CoopMatCases))]
+    public void CoopMatGemmEmulatedMatchesCpu(GgmlType type, int T, int rows, int cols)
+    {
+        VulkanBackend.TestEmulateCoopMat = true;
+        OpPair p;
+        try { p = new OpPair(rows + cols + T); }
+        finally { VulkanBackend.TestEmulateCoopMat = false; }
+        using var _ = p;
+        var (wc, wv) = p.Weight(type, rows, cols);
+        var (bc, bv) = p.Weight(GgmlType.F32, 1, rows, 1f, vector: true);
+        var (xc, xv) = p.Tensor(T, cols);
+        var (dc, dv) = p.Tensor(T, rows, p.Random(T * rows));
+        p.Cpu.MatMul(wc, xc, dc);
+        p.Vk.MatMul(wv, xv, dv);
+        double e1 = Reference.RelErr(p.ReadVk(dv), p.ReadCpu(dc));
+        p.Cpu.MatMul(wc, xc, dc, bc, accumulate: true);
+        p.Vk.MatMul(wv, xv, dv, bv, accumulate: true);
+        double e2 = Reference.RelErr(p.ReadVk(dv), p.ReadCpu(dc));
+        _out.WriteLine($"{type} T={T} {rows}x{cols}: coopmat (emulated) rel err {e1:E2} / with bias+acc {e2:E2}");
+        Assert.InRange(e1, 1e-9, 2e-3);   // not exact: the operands went through f16
+        Assert.InRange(e2, 0, 2e-3);
+    }
+
+    [Fact]
     public void ReplayRerunsTheRecordingWithNewInputs()
     {
         using var p = new OpPair(11);
