@@ -66,15 +66,17 @@ PY
 P100=$(seq 1000 7 1693 | paste -sd,)
 for m in models/default/default.gguf models/default/default-q8_0.gguf; do
   [ -f "$m" ] || continue
-  rm -f $TMP/n.npy $TMP/b.npy $TMP/c.npy $TMP/nf.npy
+  rm -f $TMP/n.npy $TMP/b.npy $TMP/c.npy $TMP/nf.npy $TMP/nc.npy
   timeout 60 "$NEW" logits -m "$m" --backend vulkan --ids "$P100" -o $TMP/n.npy 2>>$OUT/check.txt
+  XLSTM_VK_COOPMAT=0 timeout 60 "$NEW" logits -m "$m" --backend vulkan --ids "$P100" -o $TMP/nc.npy 2>>$OUT/check.txt
   [ -n "$BASE" ] && timeout 60 "$BASE" logits -m "$m" --backend vulkan --ids "$P100" -o $TMP/b.npy 2>>$OUT/check.txt
   timeout 60 "$NEW" logits -m "$m" --backend cpu --ids "$P100" -o $TMP/c.npy 2>>$OUT/check.txt
   gn=$(timeout 60 "$NEW" generate -m "$m" --backend vulkan --ids "$P100" -n 32 2>>$OUT/check.txt)
   gf=$(XLSTM_VK_FUSE=0 timeout 60 "$NEW" generate -m "$m" --backend vulkan --ids "$P100" -n 32 2>>$OUT/check.txt)
+  gm=$(XLSTM_VK_COOPMAT=0 timeout 60 "$NEW" generate -m "$m" --backend vulkan --ids "$P100" -n 32 2>>$OUT/check.txt)
   gb=$([ -n "$BASE" ] && timeout 60 "$BASE" generate -m "$m" --backend vulkan --ids "$P100" -n 32 2>>$OUT/check.txt)
   gc=$(timeout 60 "$NEW" generate -m "$m" --backend cpu --ids "$P100" -n 32 2>>$OUT/check.txt)
-  log "check $(basename $m): prefill logits new vs base $( [ -f $TMP/b.npy ] && relerr $TMP/n.npy $TMP/b.npy), new vs cpu $(relerr $TMP/n.npy $TMP/c.npy); greedy 32: new=base $([ "$gn" = "$gb" ] && echo yes || echo NO), new=unfused $([ "$gn" = "$gf" ] && echo yes || echo NO), new=cpu $([ "$gn" = "$gc" ] && echo yes || echo NO)"
+  log "check $(basename $m): prefill logits new vs base $( [ -f $TMP/b.npy ] && relerr $TMP/n.npy $TMP/b.npy), new vs new-fp32-gemm $(relerr $TMP/n.npy $TMP/nc.npy), new-fp32-gemm vs base $( [ -f $TMP/b.npy ] && relerr $TMP/nc.npy $TMP/b.npy), new vs cpu(int8 act) $(relerr $TMP/n.npy $TMP/c.npy); greedy 32: new=base $([ "$gn" = "$gb" ] && echo yes || echo NO), new=unfused $([ "$gn" = "$gf" ] && echo yes || echo NO), new=fp32-gemm $([ "$gn" = "$gm" ] && echo yes || echo NO), new=cpu $([ "$gn" = "$gc" ] && echo yes || echo NO)"
   [ "$gn" = "$gb" ] || log "  new:  $gn" "  base: $gb"
 done
 
@@ -98,12 +100,15 @@ for T in $TYPES; do
   timeout 300 "$NEW" init --preset "$PRESET" --type "$T" -o "$M" -q --force 2>&1 | tail -1
   [ -f "$M" ] || { log "init $T failed"; continue; }
   if [ "$T" = q4_0 ]; then
-    rm -f $TMP/v7n.npy $TMP/v7b.npy
+    rm -f $TMP/v7n.npy $TMP/v7b.npy $TMP/v7c.npy
+    P64=$(seq 7 13 826 | paste -sd,)
     timeout 120 "$NEW" logits -m "$M" --backend vulkan --ids 11,22,33,44,55 -o $TMP/v7n.npy 2>>$OUT/check.txt
+    timeout 120 "$NEW" logits -m "$M" --backend vulkan --ids "$P64" -o $TMP/v7g.npy 2>>$OUT/check.txt
+    XLSTM_VK_COOPMAT=0 timeout 120 "$NEW" logits -m "$M" --backend vulkan --ids "$P64" -o $TMP/v7c.npy 2>>$OUT/check.txt
     [ -n "$BASE" ] && timeout 120 "$BASE" logits -m "$M" --backend vulkan --ids 11,22,33,44,55 -o $TMP/v7b.npy 2>>$OUT/check.txt
     gn=$(timeout 120 "$NEW" generate -m "$M" --backend vulkan --ids 11,22,33 -n 8 2>>$OUT/check.txt)
     gb=$([ -n "$BASE" ] && timeout 120 "$BASE" generate -m "$M" --backend vulkan --ids 11,22,33 -n 8 2>>$OUT/check.txt)
-    log "check $PRESET q4_0: 5-token logits new vs base $(relerr $TMP/v7n.npy $TMP/v7b.npy); greedy 8 equal: $([ "$gn" = "$gb" ] && echo yes || echo "NO ($gn | $gb)")"
+    log "check $PRESET q4_0: 5-token logits new vs base $(relerr $TMP/v7n.npy $TMP/v7b.npy); 64-token logits coopmat vs fp32 GEMM $(relerr $TMP/v7g.npy $TMP/v7c.npy); greedy 8 equal: $([ "$gn" = "$gb" ] && echo yes || echo "NO ($gn | $gb)")"
   fi
   BEST_MV=""
   if [ "$T" != f16 ]; then
@@ -131,7 +136,7 @@ for T in $TYPES; do
     bench "$T-new-tuned" "$NEW" ${BEST_MV:+XLSTM_VK_MATVEC=$BEST_MV} ${BEST_SR:+XLSTM_VK_STEP_ROWS=$BEST_SR}
   fi
   [ -n "$BASE" ] && bench "$T-base" "$BASE"
-  if [ "$T" = q4_0 ]; then
+  if true; then
     say "profile $T"
     env ${BEST_MV:+XLSTM_VK_MATVEC=$BEST_MV} ${BEST_SR:+XLSTM_VK_STEP_ROWS=$BEST_SR} timeout 180 "$NEW" generate -m "$M" --backend vulkan \
       --ids "$(seq 100 115 | paste -sd,)" -n 64 --profile >/dev/null 2>"$OUT/profile-$T.txt"

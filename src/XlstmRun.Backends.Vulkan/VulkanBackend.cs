@@ -54,7 +54,20 @@ public sealed unsafe class VulkanBackend : IBackend, IBandwidthProbe
             _cout = K("mlstm_chunk_out", 4, (uint)sizeof(ChunkOutPush));
             _cstate = K("mlstm_chunk_state", 3, (uint)sizeof(ChunkStatePush));
             _copy = K("copy", 2, 8);
-            if (cx.CoopMatNv) _matmulCm = K("matmul_coopmat", 5, (uint)sizeof(MatPush));
+            if (cx.CoopMatNv)
+            {
+                // build one pipeline now: a driver that rejects the module leaves the fp32 GEMM in place
+                try
+                {
+                    _matmulCm = K("matmul_coopmat", 5, (uint)sizeof(MatPush));
+                    _matmulCm.Pipeline([0, 0, WeightLayout.WType(GgmlType.F16)]);
+                }
+                catch (Exception e) when (e is InvalidOperationException or VulkanUnavailableException)
+                {
+                    _matmulCm = null;
+                    if (Environment.GetEnvironmentVariable("XLSTM_DEBUG") == "1") Console.Error.WriteLine($"vulkan: cooperative-matrix GEMM unavailable ({e.Message})");
+                }
+            }
             else if (TestEmulateCoopMat) _matmulCm = K("matmul_coopmat_emu", 5, (uint)sizeof(MatPush));
             _dummy = _mem.Create(16, MemKind.Device);
             _redWg = 256;
@@ -98,7 +111,7 @@ public sealed unsafe class VulkanBackend : IBackend, IBandwidthProbe
     public static bool TestEmulateCoopMat { get; set; }
     public string Name => "vulkan";
     public string Device => $"{_cx.Info.Name} (Vulkan {_cx.Info.ApiVersion}, {VulkanDeviceInfo.TypeName(_cx.Info.Type)}, subgroup {_cx.Info.SubgroupSize}" +
-                            (_cx.UseSubgroups ? "" : ", no subgroup ops") + (_cx.CoopMatNv ? ", prefill GEMM on NV cooperative matrix (f16)" : "") + ")";
+                            (_cx.UseSubgroups ? "" : ", no subgroup ops") + (_matmulCm != null && _cx.CoopMatNv ? ", prefill GEMM on NV cooperative matrix (f16)" : "") + ")";
     public bool Profiling => _cs.Profiling;
     public string ProfileReport() => _cs.ProfileReport() + _cs.StatsReport() + LoadReport();
     /// <summary>Wall-clock figures only (cheap; printed at dispose when XLSTM_VK_STATS=1).</summary>
