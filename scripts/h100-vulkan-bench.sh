@@ -21,6 +21,8 @@ SUM=$OUT/summary.txt
 : > "$SUM"
 T0=$(date +%s)
 say() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
+elapsed() { echo $(( $(date +%s) - T0 )); }
+BUDGET=${BUDGET:-480}   # seconds: sweeps stop at 55 % of it, baseline benches at 85 %
 log() { echo "$*" | tee -a "$SUM"; }
 [ -x "$BASE" ] || BASE=""
 
@@ -89,9 +91,9 @@ decode_period() { # env assignments... : prints the median step period (ms) of 4
 bench() { # label binary [env...]
   local label=$1 bin=$2; shift 2
   say "bench $label"
-  env "$@" timeout 240 "$bin" bench -m "$M" --backend vulkan -p 512 -n 128 -r 3 >$OUT/bench-$label.md 2>$TMP/bench-err.txt \
-    || { log "bench $label FAILED: $(tail -3 $TMP/bench-err.txt)"; return; }
-  { echo "== bench $label ($*)"; grep -E '^\| xlstm|^device|bandwidth|bytes per' $OUT/bench-$label.md; } | tee -a "$SUM"
+  env "$@" timeout 240 "$bin" bench -m "$M" --backend vulkan -p 512 -n 128 -r 3 >$TMP/bench-$label.md 2>$TMP/bench-err-$label.txt \
+    || { log "bench $label FAILED: $(tail -3 $TMP/bench-err-$label.txt)"; return; }
+  { echo "== bench $label ($*)"; grep -E '^\| xlstm|^device|bandwidth|bytes per' $TMP/bench-$label.md; } | tee -a "$SUM"
 }
 
 for T in $TYPES; do
@@ -101,7 +103,7 @@ for T in $TYPES; do
   [ -f "$M" ] || { log "init $T failed"; continue; }
   if [ "$T" = q4_0 ]; then
     rm -f $TMP/v7n.npy $TMP/v7b.npy $TMP/v7c.npy
-    P64=$(seq 7 13 826 | paste -sd,)
+    P64=$(seq 7 7 448 | paste -sd,)
     timeout 120 "$NEW" logits -m "$M" --backend vulkan --ids 11,22,33,44,55 -o $TMP/v7n.npy 2>>$OUT/check.txt
     timeout 120 "$NEW" logits -m "$M" --backend vulkan --ids "$P64" -o $TMP/v7g.npy 2>>$OUT/check.txt
     XLSTM_VK_COOPMAT=0 timeout 120 "$NEW" logits -m "$M" --backend vulkan --ids "$P64" -o $TMP/v7c.npy 2>>$OUT/check.txt
@@ -111,7 +113,7 @@ for T in $TYPES; do
     log "check $PRESET q4_0: 5-token logits new vs base $(relerr $TMP/v7n.npy $TMP/v7b.npy); 64-token logits coopmat vs fp32 GEMM $(relerr $TMP/v7g.npy $TMP/v7c.npy); greedy 8 equal: $([ "$gn" = "$gb" ] && echo yes || echo "NO ($gn | $gb)")"
   fi
   BEST_MV=""
-  if [ "$T" != f16 ]; then
+  if [ "$T" != f16 ] && [ $(elapsed) -lt $(( BUDGET * 55 / 100 )) ]; then
     best=999
     for mv in 128,4 128,8 64,4 64,8 256,4; do
       p=$(decode_period XLSTM_VK_MATVEC=$mv)
@@ -121,7 +123,7 @@ for T in $TYPES; do
     log "sweep $T: best matvec $BEST_MV ($best ms)"
   fi
   BEST_SR=""
-  if [ "$T" = q4_0 ]; then
+  if [ "$T" = q4_0 ] && [ $(elapsed) -lt $(( BUDGET * 55 / 100 )) ]; then
     best=999
     for sr in 32 16 64 8; do
       p=$(decode_period ${BEST_MV:+XLSTM_VK_MATVEC=$BEST_MV} XLSTM_VK_STEP_ROWS=$sr)
@@ -135,15 +137,16 @@ for T in $TYPES; do
   if [ -n "$BEST_MV$BEST_SR" ] && [ "$BEST_MV" != 128,4 -o "${BEST_SR:-32}" != 32 ]; then
     bench "$T-new-tuned" "$NEW" ${BEST_MV:+XLSTM_VK_MATVEC=$BEST_MV} ${BEST_SR:+XLSTM_VK_STEP_ROWS=$BEST_SR}
   fi
-  [ -n "$BASE" ] && bench "$T-base" "$BASE"
+  if [ -n "$BASE" ] && [ $(elapsed) -lt $(( BUDGET * 85 / 100 )) ]; then bench "$T-base" "$BASE"; else log "bench $T-base skipped (time)"; fi
   if true; then
     say "profile $T"
     env ${BEST_MV:+XLSTM_VK_MATVEC=$BEST_MV} ${BEST_SR:+XLSTM_VK_STEP_ROWS=$BEST_SR} timeout 180 "$NEW" generate -m "$M" --backend vulkan \
-      --ids "$(seq 100 115 | paste -sd,)" -n 64 --profile >/dev/null 2>"$OUT/profile-$T.txt"
-    { echo "== profile $T (new)"; cat "$OUT/profile-$T.txt"; } >> "$SUM"
+      --ids "$(seq 100 115 | paste -sd,)" -n 64 --profile >/dev/null 2>"$TMP/profile-$T.txt"
+    { echo "== profile $T (new)"; cat "$TMP/profile-$T.txt"; } >> "$SUM"
   fi
   rm -f "$M"
 done
 say "done"
+(cd $TMP && tar czf $OUT/logs.tgz --exclude='*.gguf' --exclude='*.npy' . 2>/dev/null)
 echo "================ SUMMARY ================"
 cat "$SUM"
