@@ -329,6 +329,39 @@ public class VulkanOpTests
         }
     }
 
+    public static TheoryData<GgmlType, int, bool> LongRowCases()
+    {
+        var d = new TheoryData<GgmlType, int, bool>();
+        foreach (var t in AllTypes)
+            foreach (bool stage in new[] { true, false })
+                d.Add(t, t is GgmlType.Q8_0 or GgmlType.Q4_0 ? 5120 + 96 : 2100 + 3, stage); // staged rows must fit lavapipe's 32 KiB
+        return d;
+    }
+
+    /// <summary>Rows longer than one pass of the workgroup (each invocation takes several blocks, the next one's weights
+    /// loaded ahead), with x staged in shared memory or read from global memory, with and without the fused norm.</summary>
+    [Theory, MemberData(nameof(LongRowCases))]
+    public void MatvecOverLongRowsMatchesCpu(GgmlType type, int cols, bool stage)
+    {
+        using var p = new OpPair(cols + (stage ? 1 : 0));
+        p.Vk.XStage = stage;
+        var (wc, wv) = p.Weight(type, 21, cols);
+        var (nc, nv) = p.Weight(GgmlType.F32, 1, cols, 1f, vector: true);
+        var (xc, xv) = p.Tensor(1, cols);
+        var (ac, av) = p.Tensor(1, cols);
+        var (dc, dv) = p.Tensor(1, 21);
+        p.Cpu.MatMul(wc, xc, dc);
+        p.Vk.MatMul(wv, xv, dv);
+        Assert.InRange(Reference.RelErr(p.ReadVk(dv), p.ReadCpu(dc)), 0, OpTolerance);
+        p.Cpu.RmsNorm(xc, nc, ac, 1e-5f);
+        p.Cpu.MatMul(wc, ac, dc);
+        p.Vk.RmsNorm(xv, nv, av, 1e-5f);
+        p.Vk.MatMul(wv, av, dv);
+        Assert.InRange(Reference.RelErr(p.ReadVk(dv), p.ReadCpu(dc)), 0, OpTolerance);
+        Assert.InRange(Reference.RelErr(p.ReadVk(av), p.ReadCpu(ac)), 0, OpTolerance);
+        Assert.Equal(1, p.Vk.FusedDispatches);
+    }
+
     // ---- decode-step fusions (deferred ops in VulkanBackend) ----------------------------------------------------------
 
     public static TheoryData<GgmlType, int, bool> FusedNormCases()
