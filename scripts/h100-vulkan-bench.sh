@@ -5,9 +5,10 @@
 #   .scratch/vk/xlstm-run-base  the baseline binary (previous commit), optional
 #   .gl/*.deb                   Vulkan loader + glvnd (device README recipe)
 #   models/default/*.gguf       the default model (correctness checks)
-# Steps: devices; new vs base vs CPU on the default model (logits, greedy ids); per type (q4_0, q8_0, f16): init --preset 7b,
-# a matvec-shape sweep (quant types) and a step-split sweep (q4_0) of the new binary, bench -p 512 -n 128 -r 3 of the new
-# binary with the best shapes and of the base binary, fusion off (q4_0), --profile of decode steps (q4_0). Summary last.
+# Steps: devices; new vs base vs CPU on the default model (logits, greedy ids; cooperative-matrix vs fp32 GEMM); per type
+# (q4_0, q8_0, f16): init --preset 7b, a matvec shape × x-staging sweep of the new binary, bench -p 512 -n 128 -r 3 of the
+# new binary (defaults, and the sweep's best if different) and of the base binary, fusion/prefetch off (q4_0), --profile
+# of decode steps. Summary last.
 set -uo pipefail
 OUT=${OUT:-$PWD/h100-out}
 mkdir -p "$OUT"
@@ -112,35 +113,34 @@ for T in $TYPES; do
     gb=$([ -n "$BASE" ] && timeout 120 "$BASE" generate -m "$M" --backend vulkan --ids 11,22,33 -n 8 2>>$OUT/check.txt)
     log "check $PRESET q4_0: 5-token logits new vs base $(relerr $TMP/v7n.npy $TMP/v7b.npy); 64-token logits coopmat vs fp32 GEMM $(relerr $TMP/v7g.npy $TMP/v7c.npy); greedy 8 equal: $([ "$gn" = "$gb" ] && echo yes || echo "NO ($gn | $gb)")"
   fi
-  BEST_MV=""
-  if [ "$T" != f16 ] && [ $(elapsed) -lt $(( BUDGET * 55 / 100 )) ]; then
+  # matvec shape × x staging sweep of the new binary (decode step period, 4-token prompt + 96 steps); the best goes to
+  # the tuned bench when it differs from the defaults (Q8_0/Q4_0 128,8; F16 128,2; staging on)
+  BEST_ENV=""
+  DEF_MV=128,8; [ "$T" = f16 ] && DEF_MV=128,2
+  if [ $(elapsed) -lt $(( BUDGET * 55 / 100 )) ]; then
     best=999
-    for mv in 128,4 128,8 64,4 64,8 256,4; do
-      p=$(decode_period XLSTM_VK_MATVEC=$mv)
-      log "sweep $T matvec wg,rows=$mv: step period $p ms"
-      if [ "$p" != fail ] && python3 -c "import sys; sys.exit(0 if $p < $best else 1)"; then best=$p; BEST_MV=$mv; fi
+    if [ "$T" = f16 ]; then SHAPES="128,2 128,4 256,2 128,8"; else SHAPES="128,8 64,8 128,4 256,8"; fi
+    for mv in $SHAPES; do
+      for xs in 1 0; do
+        p=$(decode_period XLSTM_VK_MATVEC=$mv XLSTM_VK_XSTAGE=$xs)
+        log "sweep $T matvec wg,rows=$mv xstage=$xs: step period $p ms"
+        if [ "$p" != fail ] && python3 -c "import sys; sys.exit(0 if $p < $best else 1)"; then best=$p; BEST_ENV="XLSTM_VK_MATVEC=$mv XLSTM_VK_XSTAGE=$xs"; fi
+      done
     done
-    log "sweep $T: best matvec $BEST_MV ($best ms)"
-  fi
-  BEST_SR=""
-  if [ "$T" = q4_0 ] && [ $(elapsed) -lt $(( BUDGET * 55 / 100 )) ]; then
-    best=999
-    for sr in 32 16 64 8; do
-      p=$(decode_period ${BEST_MV:+XLSTM_VK_MATVEC=$BEST_MV} XLSTM_VK_STEP_ROWS=$sr)
-      log "sweep $T step rows=$sr: step period $p ms"
-      if [ "$p" != fail ] && python3 -c "import sys; sys.exit(0 if $p < $best else 1)"; then best=$p; BEST_SR=$sr; fi
-    done
-    p=$(decode_period ${BEST_MV:+XLSTM_VK_MATVEC=$BEST_MV} ${BEST_SR:+XLSTM_VK_STEP_ROWS=$BEST_SR} XLSTM_VK_FUSE=0)
-    log "sweep $T fusion off (best shapes): step period $p ms"
+    log "sweep $T: best $BEST_ENV ($best ms)"
+    if [ "$T" = q4_0 ]; then
+      p=$(decode_period $BEST_ENV XLSTM_VK_FUSE=0); log "sweep $T fusion off (best shapes): step period $p ms"
+      p=$(decode_period $BEST_ENV XLSTM_VK_PREFETCH=0); log "sweep $T prefetch off (best shapes): step period $p ms"
+    fi
   fi
   bench "$T-new-default" "$NEW"
-  if [ -n "$BEST_MV$BEST_SR" ] && [ "$BEST_MV" != 128,4 -o "${BEST_SR:-32}" != 32 ]; then
-    bench "$T-new-tuned" "$NEW" ${BEST_MV:+XLSTM_VK_MATVEC=$BEST_MV} ${BEST_SR:+XLSTM_VK_STEP_ROWS=$BEST_SR}
+  if [ -n "$BEST_ENV" ] && [ "$BEST_ENV" != "XLSTM_VK_MATVEC=$DEF_MV XLSTM_VK_XSTAGE=1" ]; then
+    bench "$T-new-tuned" "$NEW" $BEST_ENV
   fi
   if [ -n "$BASE" ] && [ $(elapsed) -lt $(( BUDGET * 85 / 100 )) ]; then bench "$T-base" "$BASE"; else log "bench $T-base skipped (time)"; fi
   if true; then
     say "profile $T"
-    env ${BEST_MV:+XLSTM_VK_MATVEC=$BEST_MV} ${BEST_SR:+XLSTM_VK_STEP_ROWS=$BEST_SR} timeout 180 "$NEW" generate -m "$M" --backend vulkan \
+    env $BEST_ENV timeout 180 "$NEW" generate -m "$M" --backend vulkan \
       --ids "$(seq 100 115 | paste -sd,)" -n 64 --profile >/dev/null 2>"$TMP/profile-$T.txt"
     { echo "== profile $T (new)"; cat "$TMP/profile-$T.txt"; } >> "$SUM"
   fi
