@@ -19,7 +19,7 @@ public sealed unsafe class Kernel : IDisposable
 {
     private readonly VulkanContext _cx;
     private readonly ShaderModule _module;
-    private readonly Dictionary<ulong, Pipeline> _pipelines = new();
+    private readonly Dictionary<UInt128, Pipeline> _pipelines = new();
 
     public string Name { get; }
     public int Bindings { get; }
@@ -72,11 +72,16 @@ public sealed unsafe class Kernel : IDisposable
         return b;
     }
 
-    /// <summary>The pipeline for specialization constants (constant_id i = spec[i]; at most 4, each &lt; 2^16).</summary>
+    /// <summary>The pipeline for specialization constants (constant_id i = spec[i]; at most 8, each &lt; 2^16).</summary>
     public Pipeline Pipeline(ReadOnlySpan<uint> spec)
     {
-        ulong key = 0;
-        for (int i = 0; i < spec.Length; i++) key |= (ulong)(spec[i] & 0xFFFF) << (16 * i);
+        if (spec.Length > 8) throw new ArgumentException("at most 8 specialization constants");
+        UInt128 key = 0;
+        for (int i = 0; i < spec.Length; i++)
+        {
+            if (spec[i] > 0xFFFF) throw new ArgumentOutOfRangeException(nameof(spec), "specialization constants must be < 65536");
+            key |= (UInt128)spec[i] << (16 * i);
+        }
         if (_pipelines.TryGetValue(key, out var p)) return p;
         var entries = stackalloc SpecializationMapEntry[Math.Max(1, spec.Length)];
         var data = stackalloc uint[Math.Max(1, spec.Length)];

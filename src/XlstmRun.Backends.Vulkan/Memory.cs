@@ -53,7 +53,7 @@ public sealed unsafe class Allocator : IDisposable
 
     private readonly VulkanContext _cx;
     private readonly List<Block> _blocks = new();
-    private readonly List<(DeviceMemory Mem, bool Mapped)> _dedicated = new();
+    private readonly List<(DeviceMemory Mem, bool Mapped, ulong Size, bool Device)> _dedicated = new();
     private readonly List<VkBuf> _buffers = new();
     private readonly int[] _typeFor = new int[3];
 
@@ -133,7 +133,7 @@ public sealed unsafe class Allocator : IDisposable
         if (req.Size >= DedicatedMin || kind != MemKind.Device)
         {
             var mem = AllocateMemory(req.Size, type, kind != MemKind.Device || MapDevice, out var mapped);
-            _dedicated.Add((mem, mapped != null));
+            _dedicated.Add((mem, mapped != null, req.Size, type == _typeFor[(int)MemKind.Device]));
             _cx.Check(_cx.Vk.BindBufferMemory(_cx.Device, handle, mem, 0), "vkBindBufferMemory");
             buf = new VkBuf(handle, size, mem, 0, mapped, true);
         }
@@ -159,10 +159,25 @@ public sealed unsafe class Allocator : IDisposable
         return buf;
     }
 
+    /// <summary>Destroy a buffer with a dedicated allocation now (temporary buffers such as the bandwidth probe's);
+    /// the device must no longer use it.</summary>
+    public void Release(VkBuf b)
+    {
+        if (!b.Dedicated) throw new InvalidOperationException("only buffers with a dedicated allocation can be released");
+        int i = _dedicated.FindIndex(d => d.Mem.Handle == b.Memory.Handle);
+        if (i < 0 || !_buffers.Remove(b)) throw new InvalidOperationException("buffer not owned by this allocator");
+        var d = _dedicated[i];
+        _dedicated.RemoveAt(i);
+        _cx.Vk.DestroyBuffer(_cx.Device, b.Handle, null);
+        if (d.Mapped) _cx.Vk.UnmapMemory(_cx.Device, d.Mem);
+        _cx.Vk.FreeMemory(_cx.Device, d.Mem, null);
+        if (d.Device) DeviceBytes -= d.Size;
+    }
+
     public void Dispose()
     {
         foreach (var b in _buffers) _cx.Vk.DestroyBuffer(_cx.Device, b.Handle, null);
-        foreach (var (m, mapped) in _dedicated)
+        foreach (var (m, mapped, _, _) in _dedicated)
         {
             if (mapped) _cx.Vk.UnmapMemory(_cx.Device, m);
             _cx.Vk.FreeMemory(_cx.Device, m, null);

@@ -69,6 +69,8 @@ public sealed unsafe class VulkanContext : IDisposable
     public bool UseSubgroups { get; }
     public bool FullSubgroups { get; }
     public bool Timestamps { get; }
+    /// <summary>The prefill GEMM runs on VK_NV_cooperative_matrix (16×16×16, f16 × f16 → f32; see GemmSelection).</summary>
+    public bool CoopMatNv { get; }
     public float TimestampPeriodNs { get; }
     public ulong MaxBinding { get; private set; }
     public ulong MaxAllocation { get; }
@@ -156,7 +158,7 @@ public sealed unsafe class VulkanContext : IDisposable
         public readonly PhysicalDeviceSubgroupProperties Subgroup;
         public readonly PhysicalDeviceMaintenance3Properties Maint3;
         public readonly PhysicalDeviceFeatures Core;
-        public readonly bool F16, I8, S16, S8, SizeControl, FullSubgroups;
+        public readonly bool F16, I8, S16, S8, SizeControl, FullSubgroups, CoopNvFeature, MemoryModel;
         public readonly HashSet<string> Ext;
         public readonly PhysicalDeviceMemoryProperties Mem;
 
@@ -180,7 +182,13 @@ public sealed unsafe class VulkanContext : IDisposable
             var s8 = new PhysicalDevice8BitStorageFeatures { SType = StructureType.PhysicalDevice8BitStorageFeatures };
             var f16 = new PhysicalDeviceShaderFloat16Int8Features { SType = StructureType.PhysicalDeviceShaderFloat16Int8Features };
             var sc = new PhysicalDeviceSubgroupSizeControlFeatures { SType = StructureType.PhysicalDeviceSubgroupSizeControlFeatures };
+            var cm = new PhysicalDeviceCooperativeMatrixFeaturesNV { SType = StructureType.PhysicalDeviceCooperativeMatrixFeaturesNV };
+            bool hasCm = Ext.Contains("VK_NV_cooperative_matrix");
             void* chain = &s16;
+            if (hasCm) { cm.PNext = chain; chain = &cm; }
+            bool hasMm = api >= Vk.Version12 || Ext.Contains("VK_KHR_vulkan_memory_model");
+            var mm = new PhysicalDeviceVulkanMemoryModelFeatures { SType = StructureType.PhysicalDeviceVulkanMemoryModelFeatures };
+            if (hasMm) { mm.PNext = chain; chain = &mm; }
             if (has8) { s8.PNext = chain; chain = &s8; }
             if (hasF16) { f16.PNext = chain; chain = &f16; }
             if (hasSize) { sc.PNext = chain; chain = &sc; }
@@ -193,6 +201,8 @@ public sealed unsafe class VulkanContext : IDisposable
             I8 = hasF16 && f16.ShaderInt8;
             SizeControl = hasSize && sc.SubgroupSizeControl;
             FullSubgroups = hasSize && sc.ComputeFullSubgroups;
+            CoopNvFeature = hasCm && cm.CooperativeMatrix;
+            MemoryModel = hasMm && mm.VulkanMemoryModel;
             vk.GetPhysicalDeviceMemoryProperties(pd, out var mem);
             Mem = mem;
         }
@@ -342,6 +352,10 @@ public sealed unsafe class VulkanContext : IDisposable
         FullSubgroups = probe.FullSubgroups;
         MaxBinding = Math.Min(Limits.MaxStorageBufferRange, TestMaxBinding ?? ulong.MaxValue);
         MaxAllocation = probe.Maint3.MaxMemoryAllocationSize > 0 ? probe.Maint3.MaxMemoryAllocationSize : 1UL << 30;
+        bool coopShape = probe.CoopNvFeature && CoopMat16x16x16F16F32(vk, inst, pd);
+        // glslang's GL_NV_cooperative_matrix code uses the Vulkan memory model: that feature is needed too
+        CoopMatNv = GemmSelection.CoopMatUsable(probe.CoopNvFeature && probe.MemoryModel, coopShape, probe.F16, UseSubgroups, probe.Subgroup.SubgroupSize,
+            Environment.GetEnvironmentVariable("XLSTM_VK_COOPMAT"));
 
         // features to enable where present (the shaders themselves need none of them; future kernels may)
         uint api = Math.Min(probe.Props.ApiVersion, AppApiVersion);
@@ -355,6 +369,13 @@ public sealed unsafe class VulkanContext : IDisposable
         if (probe.S8) { s8.PNext = chain; chain = &s8; if (api < Vk.Version12) exts.Add("VK_KHR_8bit_storage"); }
         if (probe.F16 || probe.I8) { f16.PNext = chain; chain = &f16; if (api < Vk.Version12) exts.Add("VK_KHR_shader_float16_int8"); }
         if (probe.SizeControl) { sc.PNext = chain; chain = &sc; if (api < Vk.Version13) exts.Add("VK_EXT_subgroup_size_control"); }
+        var cm = new PhysicalDeviceCooperativeMatrixFeaturesNV { SType = StructureType.PhysicalDeviceCooperativeMatrixFeaturesNV, CooperativeMatrix = true };
+        var mm = new PhysicalDeviceVulkanMemoryModelFeatures { SType = StructureType.PhysicalDeviceVulkanMemoryModelFeatures, VulkanMemoryModel = true };
+        if (CoopMatNv)
+        {
+            cm.PNext = chain; chain = &cm; exts.Add("VK_NV_cooperative_matrix");
+            mm.PNext = chain; chain = &mm; if (api < Vk.Version12) exts.Add("VK_KHR_vulkan_memory_model");
+        }
         var core = new PhysicalDeviceFeatures { ShaderInt16 = probe.Core.ShaderInt16, ShaderInt64 = probe.Core.ShaderInt64 };
         var f2 = new PhysicalDeviceFeatures2 { SType = StructureType.PhysicalDeviceFeatures2, PNext = chain, Features = core };
 
@@ -384,6 +405,26 @@ public sealed unsafe class VulkanContext : IDisposable
         Queue q;
         vk.GetDeviceQueue(Device, QueueFamily, 0, &q);
         Queue = q;
+    }
+
+    /// <summary>Whether the device lists the 16×16×16 f16 × f16 + f32 → f32 subgroup-scope shape (VK_NV_cooperative_matrix).</summary>
+    private static bool CoopMat16x16x16F16F32(Vk vk, Instance inst, PhysicalDevice pd)
+    {
+        var fn = vk.GetInstanceProcAddr(inst, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
+        if ((nint)fn.Handle == 0) return false;
+        var f = (delegate* unmanaged<PhysicalDevice, uint*, CooperativeMatrixPropertiesNV*, Result>)fn.Handle;
+        uint n = 0;
+        if (f(pd, &n, null) != Result.Success || n == 0) return false;
+        var props = new CooperativeMatrixPropertiesNV[n];
+        for (int i = 0; i < n; i++) props[i].SType = StructureType.CooperativeMatrixPropertiesNV;
+        fixed (CooperativeMatrixPropertiesNV* pp = props)
+            if (f(pd, &n, pp) != Result.Success) return false;
+        foreach (var p in props)
+            // VK_COMPONENT_TYPE_FLOAT16_NV = 0, FLOAT32_NV = 1, VK_SCOPE_SUBGROUP_NV = 3
+            if (p.MSize == 16 && p.NSize == 16 && p.KSize == 16 && (int)p.AType == 0 && (int)p.BType == 0 &&
+                (int)p.CType == 1 && (int)p.DType == 1 && (int)p.Scope == 3)
+                return true;
+        return false;
     }
 
     /// <summary>Tests only: pretend the device's maxStorageBufferRange is this small, to exercise weight splitting
@@ -442,4 +483,18 @@ public sealed unsafe class VulkanContext : IDisposable
         Vk.DestroyDevice(Device, null);
         Vk.DestroyInstance(Instance, null);
     }
+}
+
+/// <summary>Which GEMM the prefill uses (pure logic, tested without a device).</summary>
+public static class GemmSelection
+{
+    /// <summary>
+    /// The cooperative-matrix GEMM (shaders/matmul_coopmat.comp) needs the VK_NV_cooperative_matrix feature (and the
+    /// Vulkan memory model, which glslang's code for it uses), the
+    /// 16×16×16 f16·f16 + f32 shape at subgroup scope, shaderFloat16 (f16 tiles in shared memory), and subgroups of 32
+    /// (the kernel lays 8 subgroups over a 256-invocation workgroup). XLSTM_VK_COOPMAT=0 turns it off. Everything else
+    /// (lavapipe included) keeps the fp32 tiled GEMM.
+    /// </summary>
+    public static bool CoopMatUsable(bool feature, bool shape, bool float16, bool subgroups, uint subgroupSize, string? env) =>
+        env != "0" && feature && shape && float16 && subgroups && subgroupSize == 32;
 }

@@ -15,7 +15,9 @@ namespace XlstmRun.Cli.Commands;
 /// `bench`: llama-bench style throughput of prompt processing (ppN: N tokens in one Forward) and generation (tgN: N
 /// single-token greedy steps) on synthetic token ids, mean ± sd over repetitions after one warm-up, for any backend.
 /// For generation it also reports the bytes read per token (weights streamed + 2 × recurrent state), the achieved GB/s,
-/// and that as a share of this machine's read bandwidth measured in the same run by a streaming-read probe.
+/// and that as a share of the memory bandwidth measured in the same run: on the CPU engine the host's read bandwidth (a
+/// streaming-read probe); on a backend with device memory of its own (<see cref="IBandwidthProbe"/>: Vulkan) that
+/// device's copy bandwidth (read + write, timed on the device).
 /// </summary>
 public static class BenchCommand
 {
@@ -27,7 +29,7 @@ public static class BenchCommand
         var reps = new Option<int>("--repetitions", "-r") { Description = "Repetitions of each test (after one warm-up)", DefaultValueFactory = _ => 5 };
         var output = new Option<string>("--output", "-o") { Description = "Output format: md or json", DefaultValueFactory = _ => "md" };
         output.AcceptOnlyFromAmong("md", "json");
-        var probeMiB = new Option<int>("--probe-mib") { Description = "Size of the memory-bandwidth probe buffer in MiB (0 = no probe)", DefaultValueFactory = _ => 1024 };
+        var probeMiB = new Option<int>("--probe-mib") { Description = "Size of the memory-bandwidth probe buffer in MiB (0 = no probe): host RAM read for the CPU engine, device-to-device copy for a GPU backend", DefaultValueFactory = _ => 1024 };
         var cmd = new Command("bench", "Measure prompt processing and generation speed (llama-bench style table on stdout).");
         mo.AddTo(cmd, state: false);
         cmd.Options.Add(pp);
@@ -45,19 +47,36 @@ public static class BenchCommand
             if (threads < 0) throw new BadInputException("-t must be at least 0");
             int probeThreads = threads > 0 ? Math.Min(threads, Environment.ProcessorCount) : Environment.ProcessorCount;
 
-            // The probe runs first, then the peak-RSS mark is reset, so its buffer does not count as the model's memory.
+            // The host probe runs first (for the CPU engine), then the peak-RSS mark is reset, so its buffer does not count
+            // as the model's memory. A GPU backend is probed on its device once loaded (IBandwidthProbe); another backend
+            // (auto that fell back to the CPU, OpenCL) gets the host probe after loading.
             double probe = 0;
-            if (mib > 0)
+            string? probeNote = null;
+            void HostProbe()
             {
                 Console.Error.WriteLine($"bench: read-bandwidth probe ({mib} MiB, {probeThreads} threads)...");
                 probe = BandwidthProbe.Measure((long)mib << 20, probeThreads, passes: ProbePasses);
                 Console.Error.WriteLine($"bench: probe {probe:F1} GB/s");
+                probeNote = $"read bandwidth (probe: {probeThreads} threads summing {mib} MiB, best of {ProbePasses} passes): {F(probe, "F1")} GB/s";
                 ProcStatus.ResetPeak();
             }
+            if (mib > 0 && pr.GetValue(mo.Backend) == "cpu") HostProbe();
 
             var sw = Stopwatch.StartNew();
             using var s = ModelSession.Open(pr, mo, needTokenizer: false);
             Console.Error.WriteLine($"bench: loaded in {sw.Elapsed.TotalSeconds:F2} s on {s.Backend.Device}");
+            if (mib > 0 && probeNote == null)
+            {
+                if (s.Backend is IBandwidthProbe dev)
+                {
+                    Console.Error.WriteLine($"bench: device bandwidth probe ({mib} MiB copy)...");
+                    var pr0 = dev.MeasureDeviceBandwidth((long)mib << 20, ProbePasses);
+                    probe = pr0.GBs;
+                    probeNote = $"device memory bandwidth (probe: {pr0.Method}): {F(probe, "F1")} GB/s";
+                    Console.Error.WriteLine($"bench: probe {probe:F1} GB/s ({pr0.Method})");
+                }
+                else HostProbe();
+            }
             var f = s.File;
             var c = s.Config;
             long fileBytes = f.TensorNames.Sum(n => f.Tensor(n).Bytes);
@@ -97,16 +116,17 @@ public static class BenchCommand
                 results.Add(new Result($"tg{nGen}", times.Select(t => nGen / t).ToArray(), bytesPerToken));
             }
             long peak = ProcStatus.PeakRssBytes();
-            if (mib > 0)
+            if (mib > 0 && probe > 0 && s.Backend is not IBandwidthProbe)
             {
-                // Probe again after the tests and keep the better figure: on a shared machine either probe may have
-                // been disturbed, and a low probe would flatter the percentages.
+                // Probe the host again after the tests and keep the better figure: on a shared machine either probe may
+                // have been disturbed, and a low probe would flatter the percentages.
                 double again = BandwidthProbe.Measure((long)mib << 20, probeThreads, passes: ProbePasses);
                 Console.Error.WriteLine($"bench: probe after the tests {again:F1} GB/s");
                 probe = Math.Max(probe, again);
+                probeNote = $"read bandwidth (probe before and after the tests: {probeThreads} threads summing {mib} MiB, best of {ProbePasses} passes each): {F(probe, "F1")} GB/s";
             }
 
-            var info = new Info(model, fileBytes, parms, s.Backend.Name, s.Backend.Device, threadCol, probe, probeThreads, mib,
+            var info = new Info(model, fileBytes, parms, s.Backend.Name, s.Backend.Device, threadCol, probe, probeThreads, mib, probeNote ?? "", s.Backend is IBandwidthProbe ? "device" : "host",
                 weightsPerToken, stateBytes, bytesPerToken, peak);
             Console.Write(pr.GetValue(output) == "json" ? Json(info, results) : Markdown(info, results));
             return 0;
@@ -124,7 +144,7 @@ public static class BenchCommand
     }
 
     private sealed record Info(string Model, long FileBytes, long Params, string Backend, string Device, int Threads, double ProbeGBs,
-        int ProbeThreads, int ProbeMiB, long WeightsPerToken, long StateBytes, long BytesPerToken, long PeakRss);
+        int ProbeThreads, int ProbeMiB, string ProbeNote, string ProbeKind, long WeightsPerToken, long StateBytes, long BytesPerToken, long PeakRss);
 
     /// <summary>One warm-up, then <paramref name="reps"/> timed runs; returns seconds per run.</summary>
     private static double[] Measure(int reps, string name, Action run)
@@ -177,8 +197,7 @@ public static class BenchCommand
         sb.AppendLine();
         sb.AppendLine($"device: {i.Device}");
         if (i.ProbeGBs > 0)
-            sb.AppendLine($"read bandwidth (probe before and after the tests: {i.ProbeThreads} threads summing {i.ProbeMiB} MiB, best of {ProbePasses} passes each): {F(i.ProbeGBs, "F1")} GB/s" +
-                          $"; decode floor at that rate: {F(i.ProbeGBs * 1e9 / i.BytesPerToken, "F2")} t/s");
+            sb.AppendLine($"{i.ProbeNote}; decode floor at that rate: {F(i.ProbeGBs * 1e9 / i.BytesPerToken, "F2")} t/s");
         foreach (var r in rs)
         {
             string extra = r.BytesPerToken > 0
@@ -196,7 +215,7 @@ public static class BenchCommand
         var sb = new StringBuilder();
         sb.Append('{');
         sb.Append($"\"model\":{Q(i.Model)},\"size_bytes\":{i.FileBytes},\"params\":{i.Params},\"backend\":{Q(i.Backend)},\"device\":{Q(i.Device)},");
-        sb.Append($"\"threads\":{i.Threads},\"probe_gb_s\":{F(i.ProbeGBs, "F3")},\"probe_threads\":{i.ProbeThreads},\"probe_mib\":{i.ProbeMiB},");
+        sb.Append($"\"threads\":{i.Threads},\"probe_gb_s\":{F(i.ProbeGBs, "F3")},\"probe_threads\":{i.ProbeThreads},\"probe_mib\":{i.ProbeMiB},\"probe_kind\":{Q(i.ProbeKind)},\"probe\":{Q(i.ProbeNote)},");
         sb.Append($"\"weights_bytes_per_token\":{i.WeightsPerToken},\"state_bytes\":{i.StateBytes},\"bytes_per_token\":{i.BytesPerToken},\"peak_rss_bytes\":{i.PeakRss},");
         sb.Append("\"tests\":[");
         for (int k = 0; k < rs.Count; k++)

@@ -70,4 +70,23 @@ public class VulkanCliTests
         Assert.True(cpu.ExitCode == 0, cpu.Stderr);
         Assert.Contains("no per-op GPU timing", cpu.Stderr);
     }
+
+    [Fact]
+    public void BenchComparesGpuDecodeWithTheDeviceCopyBandwidth()
+    {
+        string model = Models.Converted("tiny-fused", GgmlType.Q4_0);
+        var v = CliRunner.Run($"bench -m {CliRunner.Q(model)} --backend vulkan -p 8 -n 4 -r 1 --probe-mib 32");
+        Assert.True(v.ExitCode == 0, v.Stderr);
+        Assert.Contains("| vulkan |", v.Stdout);
+        Assert.Contains("device memory bandwidth (probe: 32 MiB device-to-device copy, read + write", v.Stdout);
+        Assert.Contains("vkCmdCopyBuffer", v.Stdout);
+        Assert.Matches(@"\| tg4 \| [0-9.]+ ± [0-9.]+ \| [0-9.]+ GB \| [0-9.]+ \| [0-9.]+ % \|", v.Stdout);
+        var j = CliRunner.Run($"bench -m {CliRunner.Q(model)} --backend vulkan -p 0 -n 4 -r 1 --probe-mib 32 -o json");
+        Assert.True(j.ExitCode == 0, j.Stderr);
+        Assert.Contains("\"probe_kind\":\"device\"", j.Stdout);
+        var c = CliRunner.Run($"bench -m {CliRunner.Q(model)} --backend cpu -p 0 -n 4 -r 1 --probe-mib 32 -o json");
+        Assert.True(c.ExitCode == 0, c.Stderr);
+        Assert.Contains("\"probe_kind\":\"host\"", c.Stdout);
+        Assert.Contains("read bandwidth (probe: ", c.Stdout);
+    }
 }

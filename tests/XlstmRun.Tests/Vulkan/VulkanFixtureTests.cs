@@ -203,6 +203,67 @@ public class VulkanFixtureTests
         Assert.Equal(gc, gv);
     }
 
+    /// <summary>
+    /// Decode steps with the fusions (deferred norm, SwiGLU/soft-cap epilogues, head norm in the step kernel) against the
+    /// same backend with every op dispatched on its own: summation order and one rsqrt per norm differ, nothing else.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.F32)]
+    [InlineData(GgmlType.F16)]
+    [InlineData(GgmlType.BF16)]
+    [InlineData(GgmlType.Q8_0)]
+    [InlineData(GgmlType.Q4_0)]
+    public void FusedDecodeStepsMatchUnfusedOnes(GgmlType type)
+    {
+        var rf = new Reference(TestPaths.Fixture("tiny-fused"));
+        string path = Models.Converted("tiny-fused", type);
+        using var a = new Session(path, vulkan: true);
+        using var b = new Session(path, vulkan: true);
+        ((VulkanBackend)b.Backend).Fusion = false;
+        var steps = rf.InputIds.AsSpan(0, 24);
+        var la = a.StepLogits(steps);
+        var lb = b.StepLogits(steps);
+        double e = Reference.RelErr(la, lb);
+        double es = Reference.RelErr(a.Runner.SaveState(), b.Runner.SaveState());
+        _out.WriteLine($"{GgmlTypes.Name(type)}: fused vs unfused steps {e:E2}, state {es:E2}");
+        Assert.True(((VulkanBackend)a.Backend).FusedDispatches > 0);
+        Assert.Equal(0, ((VulkanBackend)b.Backend).FusedDispatches);
+        Assert.InRange(e, 0, 2e-5);
+        Assert.InRange(es, 0, 2e-5);
+        a.Runner.ResetState();
+        b.Runner.ResetState();
+        Assert.Equal(b.Greedy(rf.InputIds, 12), a.Greedy(rf.InputIds, 12));
+    }
+
+    /// <summary>
+    /// The whole model's prefill through the cooperative-matrix GEMM (emulated on lavapipe): f16 GEMM operands, so not
+    /// within the float32 bounds; measured against transformers' float64 reference to know what the H100 path costs in
+    /// accuracy. Bound 1e-2 on the prompt logits, greedy continuation identical.
+    /// </summary>
+    [Theory]
+    [InlineData("tiny-fused", GgmlType.F16)]
+    [InlineData("tiny-f32", GgmlType.Q4_0)]
+    public void PrefillThroughTheCoopMatGemmStaysClose(string fixture, GgmlType type)
+    {
+        var rf = new Reference(TestPaths.Fixture(fixture));
+        string path = Models.Converted(fixture, type);
+        Session v;
+        VulkanBackend.TestEmulateCoopMat = true;
+        try { v = new Session(path, vulkan: true); }
+        finally { VulkanBackend.TestEmulateCoopMat = false; }
+        using var _ = v;
+        using var f = new Session(path, vulkan: true);
+        var lv = v.Logits(rf.InputIds);
+        var lf = f.Logits(rf.InputIds);
+        double eRef = Reference.RelErr(lv, rf["logits_prefill"]), eF32 = Reference.RelErr(lv, lf);
+        _out.WriteLine($"{fixture} {GgmlTypes.Name(type)}: coopmat prefill vs reference {eRef:E2}, vs the fp32 GEMM {eF32:E2}");
+        Console.WriteLine($"[coopmat-emulated] {fixture} {GgmlTypes.Name(type)}: prefill vs reference {eRef:E2}, vs fp32 GEMM {eF32:E2}");
+        Assert.InRange(eF32, 1e-9, 1e-2);
+        v.Runner.ResetState();
+        f.Runner.ResetState();
+        Assert.Equal(f.Greedy(rf.InputIds, 8), v.Greedy(rf.InputIds, 8));
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
@@ -243,12 +304,15 @@ public class VulkanFixtureTests
         Assert.Equal(c.Greedy(rf.ContinueIds, 8), v.Greedy(rf.ContinueIds, 8));
     }
 
-    [Fact]
-    public void ProfileReportsEveryOp()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ProfileReportsEveryOp(bool fusion)
     {
         string path = Models.Converted("tiny-bf16", GgmlType.Q4_0);
         using var f = GgufFile.Open(path);
         using var be = VulkanTestDevice.NewBackend(profile: true);
+        be.Fusion = fusion;
         var r = new ModelRunner(f, be);
         var rf = new Reference(TestPaths.Fixture("tiny-bf16"));
         int next = r.ForwardGreedy(rf.InputIds, r.Config.Vocab);
@@ -256,9 +320,18 @@ public class VulkanFixtureTests
         string rep = be.ProfileReport();
         _out.WriteLine(rep);
         Assert.True(be.Profiling);
-        foreach (var op in new[] { "embed.q4_0", "rmsnorm", "matvec.q4_0", "matvec.f32", "matmul.q4_0", "mlstm.step", "mlstm.chunk.gates",
-                     "mlstm.chunk.out", "mlstm.chunk.state", "headnorm", "swiglu", "softcap", "argmax" })
-            Assert.Contains(" " + op + " ", rep);
+        // prefill ops are never fused; decode steps are (norm into the next matvec, SwiGLU and soft-cap as matvec
+        // epilogues, head norm in the step kernel) unless fusion is off
+        string[] ops = fusion
+            ? ["embed.q4_0", "rmsnorm", "matmul.q4_0", "matvec.f32", "mlstm.chunk.gates", "mlstm.chunk.out", "mlstm.chunk.state", "headnorm",
+               "swiglu", "argmax", "matvec.q4_0", "matvec.q4_0+norm", "matvec.f32+norm", "matvec.q4_0+norm+swiglu", "matvec.q4_0+norm+softcap",
+               "mlstm.step+headnorm"]
+            : ["embed.q4_0", "rmsnorm", "matvec.q4_0", "matvec.f32", "matmul.q4_0", "mlstm.step", "mlstm.chunk.gates",
+               "mlstm.chunk.out", "mlstm.chunk.state", "headnorm", "swiglu", "softcap", "argmax"];
+        foreach (var op in ops) Assert.Contains(" " + op + " ", rep);
+        var decode = rep[rep.IndexOf("replayed decode steps", StringComparison.Ordinal)..];
+        if (fusion)
+            foreach (var op in new[] { " rmsnorm ", " swiglu ", " softcap ", " headnorm ", " mlstm.step " }) Assert.DoesNotContain(op, decode);
         Assert.Contains("replayed decode steps: 5 steps", rep);
     }
 }
