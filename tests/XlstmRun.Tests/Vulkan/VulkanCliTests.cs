@@ -87,6 +87,6 @@ public class VulkanCliTests
         var c = CliRunner.Run($"bench -m {CliRunner.Q(model)} --backend cpu -p 0 -n 4 -r 1 --probe-mib 32 -o json");
         Assert.True(c.ExitCode == 0, c.Stderr);
         Assert.Contains("\"probe_kind\":\"host\"", c.Stdout);
-        Assert.Contains("read bandwidth (probe: ", c.Stdout);
+        Assert.Contains("read bandwidth (probe before and after the tests: ", c.Stdout);
     }
 }
