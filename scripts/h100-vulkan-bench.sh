@@ -6,8 +6,8 @@
 #   .gl/*.deb                   Vulkan loader + glvnd (device README recipe)
 #   models/default/*.gguf       the default model (correctness checks)
 # Steps: devices; new vs base vs CPU on the default model (logits, greedy ids; cooperative-matrix vs fp32 GEMM); per type
-# (q4_0, q8_0, f16): init --preset 7b, a matvec shape × x-staging sweep of the new binary, bench -p 512 -n 128 -r 3 of the
-# new binary (defaults, and the sweep's best if different) and of the base binary, fusion/prefetch off (q4_0), --profile
+# (q4_0, q8_0, f16): init --preset 7b, a matvec shape sweep of the new binary, bench -p 512 -n 128 -r 3 of the
+# new binary (defaults, and the sweep's best if different) and of the base binary, fusion off (q4_0), --profile
 # of decode steps. Summary last.
 set -uo pipefail
 OUT=${OUT:-$PWD/h100-out}
@@ -113,28 +113,25 @@ for T in $TYPES; do
     gb=$([ -n "$BASE" ] && timeout 120 "$BASE" generate -m "$M" --backend vulkan --ids 11,22,33 -n 8 2>>$OUT/check.txt)
     log "check $PRESET q4_0: 5-token logits new vs base $(relerr $TMP/v7n.npy $TMP/v7b.npy); 64-token logits coopmat vs fp32 GEMM $(relerr $TMP/v7g.npy $TMP/v7c.npy); greedy 8 equal: $([ "$gn" = "$gb" ] && echo yes || echo "NO ($gn | $gb)")"
   fi
-  # matvec shape × x staging sweep of the new binary (decode step period, 4-token prompt + 96 steps); the best goes to
-  # the tuned bench when it differs from the defaults (Q8_0/Q4_0 128,8; F16 128,2; staging on)
+  # matvec shape sweep of the new binary (decode step period, 4-token prompt + 96 steps); the best goes to the tuned
+  # bench when it differs from the defaults (Q8_0/Q4_0 128,8; F16 128,2)
   BEST_ENV=""
   DEF_MV=128,8; [ "$T" = f16 ] && DEF_MV=128,2
   if [ $(elapsed) -lt $(( BUDGET * 55 / 100 )) ]; then
     best=999
     if [ "$T" = f16 ]; then SHAPES="128,2 128,4 256,2 128,8"; else SHAPES="128,8 64,8 128,4 256,8"; fi
     for mv in $SHAPES; do
-      for xs in 1 0; do
-        p=$(decode_period XLSTM_VK_MATVEC=$mv XLSTM_VK_XSTAGE=$xs)
-        log "sweep $T matvec wg,rows=$mv xstage=$xs: step period $p ms"
-        if [ "$p" != fail ] && python3 -c "import sys; sys.exit(0 if $p < $best else 1)"; then best=$p; BEST_ENV="XLSTM_VK_MATVEC=$mv XLSTM_VK_XSTAGE=$xs"; fi
-      done
+      p=$(decode_period XLSTM_VK_MATVEC=$mv)
+      log "sweep $T matvec wg,rows=$mv: step period $p ms"
+      if [ "$p" != fail ] && python3 -c "import sys; sys.exit(0 if $p < $best else 1)"; then best=$p; BEST_ENV="XLSTM_VK_MATVEC=$mv"; fi
     done
     log "sweep $T: best $BEST_ENV ($best ms)"
     if [ "$T" = q4_0 ]; then
       p=$(decode_period $BEST_ENV XLSTM_VK_FUSE=0); log "sweep $T fusion off (best shapes): step period $p ms"
-      p=$(decode_period $BEST_ENV XLSTM_VK_PREFETCH=0); log "sweep $T prefetch off (best shapes): step period $p ms"
     fi
   fi
   bench "$T-new-default" "$NEW"
-  if [ -n "$BEST_ENV" ] && [ "$BEST_ENV" != "XLSTM_VK_MATVEC=$DEF_MV XLSTM_VK_XSTAGE=1" ]; then
+  if [ -n "$BEST_ENV" ] && [ "$BEST_ENV" != "XLSTM_VK_MATVEC=$DEF_MV" ]; then
     bench "$T-new-tuned" "$NEW" $BEST_ENV
   fi
   if [ -n "$BASE" ] && [ $(elapsed) -lt $(( BUDGET * 85 / 100 )) ]; then bench "$T-base" "$BASE"; else log "bench $T-base skipped (time)"; fi

@@ -15,13 +15,11 @@ layout(push_constant) uniform PC
 
 #include "weights.glsl"
 
-const uint BM = 64u, BN = 128u, BK = 64u;
-const uint LD = BK + 8u;   // f16 elements per shared row (144 bytes: 16-byte aligned rows, staggered banks)
-const uint NX = BM * BK / 4u / 256u;   // x vec4 slots per invocation and step
-const uint NW = BN * BK / 8u / 256u;   // weight 8-element groups per invocation and step
+const uint BM = 64u, BN = 128u, BK = 32u;
+const uint LD = BK + 8u;   // f16 elements per shared row (80 bytes: 16-byte aligned rows, staggered banks)
 shared float16_t Xs[BM * LD];
 shared float16_t Ws[BN * LD];
-shared float Cs[4u * 256u];   // epilogue staging: one 16 x 16 tile for each of 4 subgroups at a time
+shared float Cs[8u * 256u];
 uint g_lane;   // invocation index within its 32-invocation group
 
 #if EMULATE_COOPMAT
@@ -58,6 +56,7 @@ void cm_store(CmAcc m, uint off, uint stride)   // into Cs, the only place accum
     for (uint i = 0u; i < 8u; i++) { uint e = g_lane + 32u * i; Cs[off + (e >> 4) * stride + (e & 15u)] = m.v[i]; }
 }
 #define CM_STORE(m, arr, off, stride) cm_store(m, off, stride)
+#define SG_SYNC() barrier()
 #else
 #define CM_AB fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define CM_ACC fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
@@ -65,6 +64,7 @@ void cm_store(CmAcc m, uint off, uint stride)   // into Cs, the only place accum
 #define CM_LOAD(m, arr, id, off, stride, colMajor) coopMatLoadNV(m, arr, off, stride, colMajor)
 #define CM_MULADD(a, b, c) coopMatMulAddNV(a, b, c)
 #define CM_STORE(m, arr, off, stride) coopMatStoreNV(m, arr, off, stride, false)
+#define SG_SYNC() { subgroupMemoryBarrierShared(); subgroupBarrier(); }
 #endif
 
 vec4 x4_at(uint t, uint k)
@@ -109,36 +109,32 @@ void main()
     uint tokBase = gl_WorkGroupID.y * BM;
 
     // loader roles: x: 2 × (token, 4 elements); weights: 2 × (row, 8-element group)
-    uint xt[NX], xk[NX], wr[NW], wq[NW];
-    [[unroll]] for (uint i = 0u; i < NX; i++)
+    uint xt[2], xk[2], wr[2], wq[2];
+    [[unroll]] for (uint i = 0u; i < 2u; i++)
     {
         uint idx = tid + 256u * i;
-        xt[i] = idx / (BK / 4u);  xk[i] = 4u * (idx % (BK / 4u));
-    }
-    [[unroll]] for (uint i = 0u; i < NW; i++)
-    {
-        uint idx = tid + 256u * i;
-        wr[i] = idx / (BK / 8u);  wq[i] = 8u * (idx % (BK / 8u));
+        xt[i] = idx >> 3;  xk[i] = 4u * (idx & 7u);
+        wr[i] = idx >> 2;  wq[i] = 8u * (idx & 3u);
     }
     uint padCols = wt_is_quant() ? pc.cols : ((pc.cols + 7u) & ~7u);
     // registers hold the next step's operands already packed as f16 pairs
-    uvec2 xh[NX];
-    uvec4 wh[NW];
-    [[unroll]] for (uint i = 0u; i < NX; i++) xh[i] = load_x(tokBase + xt[i], xk[i]);
-    [[unroll]] for (uint i = 0u; i < NW; i++) wh[i] = load_w(rowBase + wr[i], wq[i], padCols);
+    uvec2 xh[2];
+    uvec4 wh[2];
+    [[unroll]] for (uint i = 0u; i < 2u; i++)
+    {
+        xh[i] = load_x(tokBase + xt[i], xk[i]);
+        wh[i] = load_w(rowBase + wr[i], wq[i], padCols);
+    }
 
     CM_ACC c00 = CM_ZERO, c01 = CM_ZERO, c10 = CM_ZERO, c11 = CM_ZERO;
 
     for (uint k0 = 0u; k0 < pc.cols; k0 += BK)
     {
         barrier();   // the previous step's products have read the tiles
-        [[unroll]] for (uint i = 0u; i < NX; i++)
+        [[unroll]] for (uint i = 0u; i < 2u; i++)
         {
             store2(Xs, xt[i] * LD + xk[i], xh[i].x);
             store2(Xs, xt[i] * LD + xk[i] + 2u, xh[i].y);
-        }
-        [[unroll]] for (uint i = 0u; i < NW; i++)
-        {
             uint wo = wr[i] * LD + wq[i];
             store2(Ws, wo, wh[i].x);
             store2(Ws, wo + 2u, wh[i].y);
@@ -149,10 +145,11 @@ void main()
         // next step's global loads, in flight during the products
         uint kn = k0 + BK;
         if (kn < pc.cols)
-        {
-            [[unroll]] for (uint i = 0u; i < NX; i++) xh[i] = load_x(tokBase + xt[i], kn + xk[i]);
-            [[unroll]] for (uint i = 0u; i < NW; i++) wh[i] = load_w(rowBase + wr[i], kn + wq[i], padCols);
-        }
+            [[unroll]] for (uint i = 0u; i < 2u; i++)
+            {
+                xh[i] = load_x(tokBase + xt[i], kn + xk[i]);
+                wh[i] = load_w(rowBase + wr[i], kn + wq[i], padCols);
+            }
         [[unroll]] for (uint kk = 0u; kk < BK; kk += 16u)
         {
             CM_AB a0, a1, b0, b1;
@@ -167,39 +164,29 @@ void main()
         }
     }
 
-    // epilogue: each accumulator tile through a 16 x 16 staging tile (row = token, column = weight row), subgroups 0-3
-    // then 4-7 (workgroup barriers, in uniform control flow)
+    // epilogue: each accumulator tile through the subgroup's staging tile (row = token, column = weight row)
     [[unroll]] for (uint q = 0u; q < 4u; q++)
     {
         uint i = q >> 1, j = q & 1u;
-        for (uint ph = 0u; ph < 2u; ph++)
+        if (q == 0u) CM_STORE(c00, Cs, sg * 256u, 16u);
+        else if (q == 1u) CM_STORE(c01, Cs, sg * 256u, 16u);
+        else if (q == 2u) CM_STORE(c10, Cs, sg * 256u, 16u);
+        else CM_STORE(c11, Cs, sg * 256u, 16u);
+        SG_SYNC();
+        [[unroll]] for (uint e = 0u; e < 8u; e++)
         {
-            bool mine = (sg >> 2) == ph;
-            uint slot = (sg & 3u) * 256u;
-            if (mine)
+            uint el = lane + 32u * e;
+            uint t = tokBase + wm * 32u + i * 16u + (el >> 4);
+            uint row = rowBase + wn * 32u + j * 16u + (el & 15u);
+            if (t < pc.nTok && row < pc.rows)
             {
-                if (q == 0u) CM_STORE(c00, Cs, slot, 16u);
-                else if (q == 1u) CM_STORE(c01, Cs, slot, 16u);
-                else if (q == 2u) CM_STORE(c10, Cs, slot, 16u);
-                else CM_STORE(c11, Cs, slot, 16u);
+                float v = Cs[sg * 256u + el];
+                if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];
+                uint o = pc.dOff + t * pc.dStride + row;
+                if ((pc.flags & 1u) != 0u) v += D[o];
+                D[o] = v;
             }
-            barrier();
-            if (mine)
-                [[unroll]] for (uint e = 0u; e < 8u; e++)
-                {
-                    uint el = lane + 32u * e;
-                    uint t = tokBase + wm * 32u + i * 16u + (el >> 4);
-                    uint row = rowBase + wn * 32u + j * 16u + (el & 15u);
-                    if (t < pc.nTok && row < pc.rows)
-                    {
-                        float v = Cs[slot + el];
-                        if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];
-                        uint o = pc.dOff + t * pc.dStride + row;
-                        if ((pc.flags & 1u) != 0u) v += D[o];
-                        D[o] = v;
-                    }
-                }
-            barrier();
         }
+        SG_SYNC();
     }
 }

@@ -9,12 +9,6 @@
 // in place (one bitwise op), and each bit position keeps its own accumulator, scaled by 2^-p once per block. The values
 // and products are exactly those of (q − 8)·x and q·x; only the summation order differs from the plain form.
 //
-// x staging (XS > 0, the vec4 count of the staged row): the workgroup first copies x into shared memory with coalesced
-// loads (applying the fused norm's weight there, once per element) in a swizzled layout, so that the per-block reads
-// of 8 consecutive vec4 by consecutive invocations are free of bank conflicts; reading x straight from global memory
-// instead costs 32 cache lines per warp instruction (measured on the H100, 2026-11-27: Q4_0 matvecs at 1.1 TB/s).
-// The first block's weights are loaded before the staging, and each next block's before the current one is computed.
-//
 // MODE (specialization constant) fuses the small ops around a decode-step matvec (see VulkanBackend, "deferred ops"):
 //   M_NORM     x is the raw residual; the matvec applies RmsNorm on the fly: every workgroup sums x² over the row as
 //              it streams x (it reads all of x anyway), multiplies x by the norm weight, and scales its row sums by
@@ -29,9 +23,6 @@ layout(local_size_x_id = 0) in;                 // WG
 layout(constant_id = 1) const uint NUM_ROWS = 2u;
 layout(constant_id = 2) const uint WTYPE = 0u;
 layout(constant_id = 3) const uint MODE = 0u;
-layout(constant_id = 4) const uint XS = 0u;     // vec4s of x staged in shared memory (0: read x from global memory)
-layout(constant_id = 5) const uint PREFETCH = 0u; // 1: rows longer than one pass of the workgroup; load the next block ahead
-                                                  // (0 saves the registers of the second set where there is no next block)
 #define M_NORM 1u
 #define M_SWIGLU 2u
 #define M_SOFTCAP 4u
@@ -61,10 +52,6 @@ shared float red[64 * 9];
 shared float red[256 * 9];
 #endif
 shared float tot[9];
-shared vec4 XSH[XS > 0u ? XS : 1u];
-
-// swizzled slot of logical vec4 L: the low 3 bits XOR the group index (8 vec4 = 128 bytes per group)
-uint swz(uint L) { return L ^ ((L >> 3) & 7u); }
 
 vec4 x4_guarded(uint xOff, uint k)
 {
@@ -128,25 +115,6 @@ float q8_block(uvec4 u, uvec4 v, vec4 x[8])
     return (b0 + c0) + (b8 + c8) * (1.0 / 256.0);
 }
 
-// x (the whole row) into shared memory, coalesced, zero beyond cols; with the fused norm also Σx² and x·w here.
-// Every invocation must call it (it ends with a barrier).
-void stage_x(uint xOff, inout float ss)
-{
-    const uint WG = gl_WorkGroupSize.x;
-    uint n4 = (pc.cols + 3u) >> 2;
-    for (uint L = gl_LocalInvocationID.x; L < XS; L += WG)
-    {
-        vec4 v = L < n4 ? x4_guarded(xOff, 4u * L) : vec4(0.0);
-        if ((MODE & M_NORM) != 0u && L < n4)
-        {
-            ss += dot(v, v);
-            v *= NW4[L];
-        }
-        XSH[swz(L)] = v;
-    }
-    barrier();
-}
-
 // Weight row of accumulator r in workgroup wgi.
 uint row_of(uint wgi, uint r)
 {
@@ -171,121 +139,59 @@ void main()
     [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[r] = 0.0;
     float ss = 0.0;
 
-    const bool STAGE = XS > 0u;
     if (wt_is_quant())
     {
         uint nb = pc.wStride;
-        uint c = tid;
-        // weights of block c for every row: quants (Q8_0: two uvec4) and scale
-        uvec4 qa[NUM_ROWS], qb[NUM_ROWS];
-        float qd[NUM_ROWS];
-        if (c < nb)
+        for (uint c = tid; c < nb; c += WG)
+        {
+            uint xb = (xOff >> 2) + 8u * c;
+            vec4 x[8];
+            [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = X4[xb + i];
+            if (NORM)
+                [[unroll]] for (uint i = 0u; i < 8u; i++)
+                {
+                    ss += dot(x[i], x[i]);
+                    x[i] *= NW4[8u * c + i];
+                }
             [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
             {
                 uint blk = row_of(wgi, r) * nb + c;
-                qd[r] = w_scale(pc.scaleBase + blk);
-                if (WTYPE == WT_Q8_0) { qa[r] = W4[2u * blk]; qb[r] = W4[2u * blk + 1u]; }
-                else { qa[r] = W4[blk]; qb[r] = uvec4(0u); }
+                float d = w_scale(pc.scaleBase + blk);
+                float s = WTYPE == WT_Q8_0 ? q8_block(W4[2u * blk], W4[2u * blk + 1u], x) : q4_block(W4[blk], x);
+                acc[r] += s * d;
             }
-        if (STAGE) stage_x(xOff, ss);
-        for (; c < nb; c += WG)
-        {
-            vec4 x[8];
-            if (STAGE)
-                [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = XSH[swz(8u * c + i)];
-            else
-            {
-                uint xb = (xOff >> 2) + 8u * c;
-                [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = X4[xb + i];
-                if (NORM)
-                    [[unroll]] for (uint i = 0u; i < 8u; i++)
-                    {
-                        ss += dot(x[i], x[i]);
-                        x[i] *= NW4[8u * c + i];
-                    }
-            }
-            // the next block's weights, in flight while this one is computed
-            uint cn = c + WG;
-            uvec4 na[NUM_ROWS], nbq[NUM_ROWS];
-            float nd[NUM_ROWS];
-            bool ahead = PREFETCH != 0u && cn < nb;
-            if (ahead)
-                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
-                {
-                    uint blk = row_of(wgi, r) * nb + cn;
-                    nd[r] = w_scale(pc.scaleBase + blk);
-                    if (WTYPE == WT_Q8_0) { na[r] = W4[2u * blk]; nbq[r] = W4[2u * blk + 1u]; }
-                    else { na[r] = W4[blk]; nbq[r] = uvec4(0u); }
-                }
-            [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
-            {
-                float s = WTYPE == WT_Q8_0 ? q8_block(qa[r], qb[r], x) : q4_block(qa[r], x);
-                acc[r] += s * qd[r];
-            }
-            if (ahead)
-                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) { qa[r] = na[r]; qb[r] = nbq[r]; qd[r] = nd[r]; }
-            else if (cn < nb)
-                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
-                {
-                    uint blk = row_of(wgi, r) * nb + cn;
-                    qd[r] = w_scale(pc.scaleBase + blk);
-                    if (WTYPE == WT_Q8_0) { qa[r] = W4[2u * blk]; qb[r] = W4[2u * blk + 1u]; }
-                    else { qa[r] = W4[blk]; qb[r] = uvec4(0u); }
-                }
         }
     }
     else
     {
         uint ng = (pc.cols + 7u) >> 3;
-        uint g = tid;
-        uvec4 fa[NUM_ROWS], fb[NUM_ROWS];
-        if (g < ng)
-            [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) w_load8(row_of(wgi, r), g, pc.wStride, fa[r], fb[r]);
-        if (STAGE) stage_x(xOff, ss);
-        for (; g < ng; g += WG)
+        for (uint g = tid; g < ng; g += WG)
         {
             uint k = 8u * g;
             vec4 x0, x1;
-            if (STAGE)
+            if (k + 8u <= pc.cols)
             {
-                x0 = XSH[swz(2u * g)];
-                x1 = XSH[swz(2u * g + 1u)];
+                uint xb = (xOff + k) >> 2;
+                x0 = X4[xb];
+                x1 = X4[xb + 1u];
             }
             else
             {
-                if (k + 8u <= pc.cols)
-                {
-                    uint xb = (xOff + k) >> 2;
-                    x0 = X4[xb];
-                    x1 = X4[xb + 1u];
-                }
-                else
-                {
-                    x0 = x4_guarded(xOff, k);
-                    x1 = x4_guarded(xOff, k + 4u);
-                }
-                if (NORM)
-                {
-                    ss += dot(x0, x0) + dot(x1, x1);
-                    x0 *= NW4[2u * g];
-                    x1 *= NW4[2u * g + 1u];
-                }
+                x0 = x4_guarded(xOff, k);
+                x1 = x4_guarded(xOff, k + 4u);
             }
-            uint gn = g + WG;
-            uvec4 na[NUM_ROWS], nbw[NUM_ROWS];
-            bool ahead = PREFETCH != 0u && gn < ng;
-            if (ahead)
-                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) w_load8(row_of(wgi, r), gn, pc.wStride, na[r], nbw[r]);
+            if (NORM)
+            {
+                ss += dot(x0, x0) + dot(x1, x1);
+                x0 *= NW4[2u * g];
+                x1 *= NW4[2u * g + 1u];
+            }
             [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
             {
                 vec4 lo, hi;
-                w_unpack8(fa[r], fb[r], lo, hi);
+                w_decode8(row_of(wgi, r), g, pc.wStride, pc.scaleBase, lo, hi);
                 acc[r] += dot(lo, x0) + dot(hi, x1);
             }
-            if (ahead)
-                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) { fa[r] = na[r]; fb[r] = nbw[r]; }
-            else if (gn < ng)
-                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) w_load8(row_of(wgi, r), gn, pc.wStride, fa[r], fb[r]);
         }
     }
 

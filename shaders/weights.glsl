@@ -51,30 +51,6 @@ vec4 unpack_q4x4(uint u, uint shift)
          - vec4(8388616.0, 8390656.0 / 256.0, 8388616.0, 8390656.0 / 256.0);
 }
 
-// Raw 16-byte units of elements [8g, 8g+8) of row r for F32 (a, b), F16 and BF16 (a), and their decoding: the matvec
-// loads a block ahead and decodes later.
-void w_load8(uint r, uint g, uint wStride, out uvec4 a, out uvec4 b)
-{
-    if (WTYPE == WT_F32)
-    {
-        uint u = r * wStride + 2u * g;
-        a = W4[u];
-        b = W4[u + 1u];
-    }
-    else
-    {
-        a = W4[r * wStride + g];
-        b = uvec4(0u);
-    }
-}
-
-void w_unpack8(uvec4 a, uvec4 b, out vec4 lo, out vec4 hi)
-{
-    if (WTYPE == WT_F32) { lo = uintBitsToFloat(a); hi = uintBitsToFloat(b); }
-    else if (WTYPE == WT_F16) { lo = unpack_f16x4(a.xy); hi = unpack_f16x4(a.zw); }
-    else { lo = unpack_bf16x4(a.xy); hi = unpack_bf16x4(a.zw); }
-}
-
 // Elements [8g, 8g+8) of row r (r relative to the bound buffer); for quant types g < 4·nb.
 void w_decode8(uint r, uint g, uint wStride, uint scaleBase, out vec4 lo, out vec4 hi)
 {

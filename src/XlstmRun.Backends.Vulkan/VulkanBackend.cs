@@ -26,9 +26,6 @@ public sealed unsafe class VulkanBackend : IBackend, IBandwidthProbe
     private VkBuf? _scratch, _counters, _partials, _readback;
     private readonly uint _redWg;
     private readonly (uint Wg, uint Rows)[] _mv = new (uint, uint)[5];
-    private readonly bool _mvOverride;
-    private readonly ulong _xstageMax;
-    private readonly bool _prefetch;
 
     public const int ChunkMax = 64;
 
@@ -74,23 +71,16 @@ public sealed unsafe class VulkanBackend : IBackend, IBandwidthProbe
             else if (TestEmulateCoopMat) _matmulCm = K("matmul_coopmat_emu", 5, (uint)sizeof(MatPush));
             _dummy = _mem.Create(16, MemKind.Device);
             _redWg = 256;
-            // x staging in the matvec: what shared memory holds besides the reductions (matvec.comp: red, tot)
-            ulong red = cx.UseSubgroups ? 64UL * 9 * 4 + 64 : 256UL * 9 * 4 + 64;
-            _xstageMax = cx.Limits.MaxComputeSharedMemorySize > red + 256 ? cx.Limits.MaxComputeSharedMemorySize - red - 256 : 0;
-            XStage = Environment.GetEnvironmentVariable("XLSTM_VK_XSTAGE") != "0";
-            _prefetch = Environment.GetEnvironmentVariable("XLSTM_VK_PREFETCH") != "0";
             // matvec shape per weight type: workgroup size and rows per workgroup (XLSTM_VK_MATVEC="wg,rows" overrides)
-            // Q8_0/Q4_0: 8 rows (H100 2026-11-27: 4.04 ms per Q4_0 step at 8 rows, 5.10 at 4; Q8_0 5.02 / 5.66)
+            // Q8_0/Q4_0: 8 rows (H100 2026-11-27: 4.04 ms per Q4_0 step at 8 rows, 5.10 at 4; Q8_0 5.02 / 5.66;
+            // docs/notes/vulkan-backend.md)
             for (int t = 0; t < 5; t++) _mv[t] = t >= 3 ? (128u, 8u) : (128u, 2u);
             var env = Environment.GetEnvironmentVariable("XLSTM_VK_MATVEC");
             if (!string.IsNullOrEmpty(env))
             {
                 var p = env.Split(',');
                 if (p.Length == 2 && uint.TryParse(p[0], out var wg) && uint.TryParse(p[1], out var rows) && wg is >= 32 and <= 256 && (wg & (wg - 1)) == 0 && rows is >= 1 and <= 8)
-                {
                     for (int t = 0; t < 5; t++) _mv[t] = (wg, rows);
-                    _mvOverride = true;
-                }
             }
         }
         catch
@@ -116,10 +106,6 @@ public sealed unsafe class VulkanBackend : IBackend, IBandwidthProbe
     }
 
     public VulkanContext Context => _cx;
-
-    /// <summary>Matvecs stage x in shared memory where the row fits (default; XLSTM_VK_XSTAGE=0: read x from global
-    /// memory). Tests switch it to cover both paths.</summary>
-    public bool XStage { get; set; }
 
     /// <summary>Tests only: backends created while this is set run the prefill GEMM through the cooperative-matrix kernel
     /// built with emulated matrix operations (matmul_coopmat_emu), so its tiling, f16 staging and epilogue are checked on
@@ -575,20 +561,9 @@ public sealed unsafe class VulkanBackend : IBackend, IBandwidthProbe
         _cs.BeginOp(name, reads, [D.Buf, aBuf, f.SwiGluOut?.Buf]);
         if (mode != 0) FusedDispatches++;
         var (wg, nr) = _mv[W.WType];
-        // a few rows (the 2·NH gate rows): fewer, wider workgroups' worth of rows each, so the chain per invocation is short
-        if (W.Rows <= 64 && !_mvOverride) (wg, nr) = (256u, 2u);
         if (f.SwiGluOut != null && nr % 2 != 0) nr = Math.Max(2, nr + 1);
-        uint xs = 0;
-        if (vec && XStage)
-        {
-            ulong need = (ulong)(W.Cols + 31) / 32 * 8;   // vec4s, whole 32-element groups
-            if (need * 16 <= _xstageMax) xs = (uint)need;
-        }
         var kernel = vec ? _matvec : cm ? _matmulCm! : _matmul;
-        // units per row (32-element blocks or 8-element groups) beyond one pass of the workgroup: load ahead
-        long units = WeightLayout.IsQuant(W.DevType) ? W.Cols / 32 : (W.Cols + 7) / 8;
-        uint prefetch = units > wg && _prefetch ? 1u : 0u;
-        var pipe = vec ? _matvec.Pipeline([wg, nr, W.WType, mode, xs, prefetch]) : kernel.Pipeline([0, 0, W.WType]);
+        var pipe = vec ? _matvec.Pipeline([wg, nr, W.WType, mode]) : kernel.Pipeline([0, 0, W.WType]);
         var bb = B != null ? Whole(B.Parts[0].Buf) : Whole(_dummy);
         Binding nwb = Whole(_dummy), ab = Whole(_dummy), sb = Whole(_dummy);
         uint aOff = 0, aStride = 0, sOff = 0;
