@@ -3,8 +3,8 @@ using XlstmRun.Model;
 namespace XlstmRun.Backends.Cpu;
 
 /// <summary>
-/// The mLSTM cell on the CPU, for one head: the recurrent step form and the chunkwise-parallel form
-/// (xlstm7b-spec.md §2.2 step 6 and §3). State: C [dqk, dv], n [dqk], m (scalar), float32.
+/// Scalar reference of the mLSTM cell, for one head: the recurrent step form and the chunkwise-parallel form
+/// (xlstm7b-spec.md §2.2 step 6 and §3). The backend runs the vectorized Kernels/Mlstm.cs; tests compare the two. State: C [dqk, dv], n [dqk], m (scalar), float32.
 /// </summary>
 public static class MlstmCpu
 {
