@@ -247,7 +247,7 @@ def cmd_train(args):
     from transformers import xLSTMConfig, xLSTMForCausalLM
     import transformers.models.xlstm.modeling_xlstm as M
 
-    # Same two patches as shared/fixtures/make_fixtures.py: the cache must size qk like the layers do, and the
+    # Same two patches as tests/data/fixtures/make_fixtures.py: the cache must size qk like the layers do, and the
     # (fused-mode-broken) built-in init is replaced by init_weights() above.
     xLSTMConfig.qk_dim = property(lambda self: int(self.hidden_size * self.qk_dim_factor))
     xLSTMConfig.v_dim = property(lambda self: int(self.hidden_size * self.v_dim_factor))

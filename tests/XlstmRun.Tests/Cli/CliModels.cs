@@ -19,7 +19,7 @@ public sealed class CliModels : IDisposable
 
     public CliModels()
     {
-        string tok = Path.Combine(TestPaths.Shared, "tokenizers", "gpt-neox-20b.tokenizer.json");
+        string tok = Path.Combine(TestPaths.Data, "tokenizers", "gpt-neox-20b.tokenizer.json");
         Model = Path.Combine(Dir, "tok.gguf");
         Plain = Path.Combine(Dir, "plain.gguf");
         Ok(CliRunner.Run($"init -q -o {CliRunner.Q(Model)} --tokenizer {CliRunner.Q(tok)} --hidden 64 --blocks 2 --heads 2"));

@@ -1,11 +1,12 @@
 namespace XlstmRun.Tests.Support;
 
-/// <summary>Locations of the repository, ../shared and the built binary, found from the test assembly's folder.</summary>
+/// <summary>Locations of the repository, its test data (tests/data) and the built binary, found from the test assembly's folder.</summary>
 public static class TestPaths
 {
     public static string RepoRoot { get; } = FindRepo();
-    public static string Shared => Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared"));
-    public static string Fixtures => Path.Combine(Shared, "fixtures");
+    /// <summary>tests/data: reference checkpoints and tokenizer data kept in the repository (see tests/data/README.md).</summary>
+    public static string Data => Path.Combine(RepoRoot, "tests", "data");
+    public static string Fixtures => Path.Combine(Data, "fixtures");
     public static string Fixture(string name) => Path.Combine(Fixtures, name);
     public static readonly string[] FixtureNames = ["tiny-f32", "tiny-bf16", "tiny-fused"];
 

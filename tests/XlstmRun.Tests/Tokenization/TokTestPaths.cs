@@ -3,7 +3,7 @@ using XlstmRun.Text.Tokenization;
 
 namespace XlstmRun.Tests.Tokenization;
 
-/// <summary>Locates /work/shared (sibling of the repository root) and caches the GPT-NeoX tokenizer for the tokenizer tests.</summary>
+/// <summary>Locates tests/data/tokenizers in the repository and caches the GPT-NeoX tokenizer for the tokenizer tests.</summary>
 internal static class TokTestPaths
 {
     private static readonly Lazy<string> s_repoRoot = new(FindRepoRoot);
@@ -14,11 +14,11 @@ internal static class TokTestPaths
 
     public static string RepoRoot => s_repoRoot.Value;
 
-    public static string SharedDir => Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared"));
+    public static string DataDir => Path.Combine(RepoRoot, "tests", "data");
 
-    public static string TokenizerJson => Path.Combine(SharedDir, "tokenizers", "gpt-neox-20b.tokenizer.json");
+    public static string TokenizerJson => Path.Combine(DataDir, "tokenizers", "gpt-neox-20b.tokenizer.json");
 
-    public static string GoldenJsonl => Path.Combine(SharedDir, "tokenizers", "golden.jsonl");
+    public static string GoldenJsonl => Path.Combine(DataDir, "tokenizers", "golden.jsonl");
 
     public static string NeoxJsonText => s_json.Value;
 
