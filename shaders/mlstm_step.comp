@@ -7,7 +7,8 @@
 // writes its partial q̂ᵀC to PART and the last workgroup of the head to finish (atomic counter, reset by it) sums the
 // partials, writes h, and updates n and m (after every other workgroup of the head has read the old ones).
 // With pc.fuse = 1 the last workgroup also applies the head's LayerNorm and output gate (HeadNormGate) to the h it has
-// just summed and writes the result to GD: h always goes through PART then, even with one split.
+// just summed and writes the result to GD: h always goes through PART then, even with one split. h itself is written
+// only with pc.writeH (a later op reads it).
 #include "common.glsl"
 layout(local_size_x = 64, local_size_y = 4) in;
 #include "reduce.glsl"
@@ -27,6 +28,7 @@ layout(push_constant) uniform PC
     float cap, eps;
     uint fuse, oOff, gdOff;
     float normEps;
+    uint writeH;   // h itself is written (a later op reads it)
 } pc;
 
 shared float part[4][256];
@@ -136,7 +138,7 @@ void main()
             uint j = col0 + col;
             if (j >= pc.dv) continue;
             float s = part[0][col] + part[1][col] + part[2][col] + part[3][col];
-            if (pc.splits == 1u && pc.fuse == 0u) H[pc.hOff + h * pc.dv + j] = s * inv;
+            if (pc.splits == 1u && pc.fuse == 0u) { if (pc.writeH != 0u) H[pc.hOff + h * pc.dv + j] = s * inv; }
             else PART[(h * pc.splits + split) * pc.dv + j] = s;
         }
     }
@@ -161,7 +163,7 @@ void main()
                 float s = 0.0;
                 for (uint p = 0u; p < pc.splits; p++) s += PART[(h * pc.splits + p) * pc.dv + j];
                 float hv = s * inv;
-                H[pc.hOff + h * pc.dv + j] = hv;
+                if (pc.writeH != 0u) H[pc.hOff + h * pc.dv + j] = hv;
                 if (pc.fuse != 0u) { hsh[j] = hv; hs += hv; }
             }
             if (pc.fuse != 0u)

@@ -41,6 +41,9 @@ public sealed class VkWeight : IWeight
     public required WeightPart[] Parts { get; init; }
     /// <summary>Shader spec constant WTYPE.</summary>
     public uint WType => WeightLayout.WType(DevType);
+    /// <summary>Every value survives rounding to f16 (|v| within f16's range, no non-zero value below its smallest
+    /// subnormal): the tensor-core GEMM may take this weight (docs/precision.md).</summary>
+    public bool F16Safe { get; init; } = true;
 }
 
 public sealed class VkTokens : ITokenBuffer
@@ -134,6 +137,53 @@ public static unsafe class WeightLayout
                     throw new ArgumentOutOfRangeException(nameof(t));
             }
         });
+    }
+
+    /// <summary>
+    /// Whether every value of the weight survives rounding to f16 in the GEMM's operand tiles: finite, |v| ≤ 65504, and
+    /// no non-zero |v| below f16's smallest subnormal (2^-24), which would become 0. F16 weights always fit; BF16 (and
+    /// F32, not used by that GEMM) are scanned; Q8_0/Q4_0 values are d·q with |q| ≤ 127 (or 8): the scales decide.
+    /// </summary>
+    public static bool FitsF16(GgmlType t, byte* src, long srcRowBytes, int cols, int rows)
+    {
+        const float Max = 65504f, Min = 5.9604645e-8f;
+        static bool Ok(float a) => a == 0f || a >= Min && a <= Max;   // a = |v|; NaN fails
+        int bad = 0;
+        switch (t)
+        {
+            case GgmlType.F16:
+                return true;
+            case GgmlType.BF16:
+            case GgmlType.F32:
+                Parallel.For(0, rows, (r, st) =>
+                {
+                    byte* s = src + r * srcRowBytes;
+                    for (int i = 0; i < cols; i++)
+                    {
+                        float v = t == GgmlType.F32 ? ((float*)s)[i] : BitConverter.Int32BitsToSingle(((ushort*)s)[i] << 16);
+                        if (!Ok(MathF.Abs(v))) { Interlocked.Exchange(ref bad, 1); st.Stop(); return; }
+                    }
+                });
+                return bad == 0;
+            case GgmlType.Q8_0:
+            case GgmlType.Q4_0:
+            {
+                int nb = cols / 32, bb = t == GgmlType.Q8_0 ? 34 : 18;
+                float qmax = t == GgmlType.Q8_0 ? 128f : 8f;
+                Parallel.For(0, rows, (r, st) =>
+                {
+                    byte* s = src + r * srcRowBytes;
+                    for (int b = 0; b < nb; b++)
+                    {
+                        float d = MathF.Abs((float)BitConverter.UInt16BitsToHalf(*(ushort*)(s + bb * b)));
+                        if (!float.IsFinite(d) || d * qmax > Max) { Interlocked.Exchange(ref bad, 1); st.Stop(); return; }
+                    }
+                });
+                return bad == 0;
+            }
+            default:
+                return true;
+        }
     }
 
     /// <summary>Write the f16 scales of rows [r0, r1) to dst (quant types).</summary>

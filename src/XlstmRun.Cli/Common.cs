@@ -22,10 +22,12 @@ public sealed class ModelOptions
     public Option<string?> SaveState { get; } = new("--save-state") { Description = "Save the recurrent state at the end (after the prompt and everything generated, EOS excluded)", HelpName = "FILE" };
 
     public Option<bool> Profile { get; } = new("--profile") { Description = "Print the GPU time of each op (Vulkan timestamp queries) and wall-clock figures on stderr at the end" };
+    public Option<string> Precision { get; } = new("--precision") { Description = "Activations inside matrix products: auto (F32 weights always exact; other weights may use f16 on tensor cores and 8-bit activations in quantized products, see docs/precision.md) or f32 (float32 everywhere)", DefaultValueFactory = _ => "auto" };
 
     public ModelOptions()
     {
         Backend.AcceptOnlyFromAmong("auto", "vulkan", "opencl", "cpu");
+        Precision.AcceptOnlyFromAmong("auto", "f32");
     }
 
     public void AddTo(Command c, bool state = true)
@@ -35,6 +37,7 @@ public sealed class ModelOptions
         c.Options.Add(Device);
         c.Options.Add(Threads);
         c.Options.Add(Profile);
+        c.Options.Add(Precision);
         if (state)
         {
             c.Options.Add(LoadState);
@@ -67,7 +70,7 @@ public sealed class ModelSession : IDisposable
         throw new BadInputException("no model given: pass -m MODEL.gguf, set XLSTM_MODEL, or install the default model (see README)");
     }
 
-    public static ModelSession Open(ParseResult pr, ModelOptions o, bool needTokenizer = false, int maxBatch = 256)
+    public static ModelSession Open(ParseResult pr, ModelOptions o, bool needTokenizer = false, int? maxBatch = null)
     {
         string path = ResolveModelPath(pr.GetValue(o.Model));
         var file = GgufFile.Open(path);
@@ -78,7 +81,8 @@ public sealed class ModelSession : IDisposable
             if (TokenizerGguf.Has(file)) tok = new XlstmTokenizer(TokenizerGguf.Read(file));
             else if (needTokenizer) throw new BadInputException($"{path}: the model has no tokenizer (convert it with a tokenizer.json beside the checkpoint or --tokenizer)");
             bool profile = pr.GetValue(o.Profile);
-            var be = BackendFactory.Create(pr.GetValue(o.Backend) ?? "auto", pr.GetValue(o.Device), pr.GetValue(o.Threads), profile);
+            var be = BackendFactory.Create(pr.GetValue(o.Backend) ?? "auto", pr.GetValue(o.Device), pr.GetValue(o.Threads), profile,
+                float32: pr.GetValue(o.Precision) == "f32");
             var runner = new ModelRunner(file, be, maxBatch, cfg);
             var s = new ModelSession { File = file, Config = cfg, Backend = be, Runner = runner, Tokenizer = tok, Profile = profile };
             var ls = pr.GetValue(o.LoadState);
@@ -105,8 +109,8 @@ public sealed class ModelSession : IDisposable
     public void Dispose()
     {
         if (Profile)
-            Console.Error.Write(Backend is Backends.Vulkan.VulkanBackend vb
-                ? vb.ProfileReport()
+            Console.Error.Write(Backend is IProfilingBackend pb
+                ? pb.ProfileReport()
                 : $"profile: the {Backend.Name} backend has no per-op GPU timing (--profile works with --backend vulkan)\n");
         Runner.Dispose();
         Backend.Dispose();

@@ -59,6 +59,12 @@ public interface IBackend : IDisposable
     ITokenBuffer AllocTokens(int capacity);
     IIndexBuffer AllocIndices(int capacity);
     IStateBuffer AllocState(ModelConfig config);
+    /// <summary>Release a tensor from <see cref="Alloc"/> (views of it must not be used afterwards). Default: nothing to do.</summary>
+    void Free(ITensor t) { }
+    /// <summary>Release a token buffer from <see cref="AllocTokens"/>. Default: nothing to do.</summary>
+    void FreeTokens(ITokenBuffer t) { }
+    /// <summary>Release scratch memory that only multi-token feeds need (called with the batch buffers). Default: none.</summary>
+    void ReleaseScratch() { }
 
     void WriteTokens(ITokenBuffer dst, ReadOnlySpan<int> ids);
     void Read(ITensor src, Span<float> dst);
@@ -94,4 +100,30 @@ public interface IBackend : IDisposable
     /// change). A GPU backend records them once and replays the recording; the CPU backend simply runs them.
     /// </summary>
     void Replay(string key, Action record);
+
+    /// <summary>Run the ops of a forward pass. The default runs them one by one through the op entry points above; a
+    /// backend may compile the plan into fused kernels instead (same results within its precision policy).</summary>
+    void Run(ForwardPlan plan) => plan.RunUnfused(this);
+
+    /// <summary>Tokens per forward pass that suit this backend for long feeds (ModelRunner's default batch).</summary>
+    int PreferredBatch => 256;
+
+    /// <summary>True when ModelRunner should release the multi-token activation buffers after each feed (device memory
+    /// is scarce; allocation is cheap next to a prefill). Default false.</summary>
+    bool TransientBatchBuffers => false;
+
+    /// <summary>What activations become inside a matrix product with weights of <paramref name="weightType"/> over
+    /// <paramref name="tokens"/> tokens (the precision policy, docs/precision.md). Default: float32.</summary>
+    ActivationPrecision MatMulActivations(GgmlType weightType, int tokens) => ActivationPrecision.Float32;
+}
+
+/// <summary>The precision of activations inside a matrix product (see docs/precision.md).</summary>
+public enum ActivationPrecision
+{
+    /// <summary>float32 operands, float32 accumulation: the exact path.</summary>
+    Float32,
+    /// <summary>Activations (and weights) rounded to float16 inside the product, float32 accumulation (tensor cores).</summary>
+    Float16,
+    /// <summary>Activations quantized to 8 bits per block of 32 (integer dot products), for Q8_0/Q4_0 weights.</summary>
+    Int8,
 }

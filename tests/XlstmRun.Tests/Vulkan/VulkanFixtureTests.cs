@@ -18,10 +18,10 @@ public sealed class Session : IDisposable
     public ModelRunner Runner { get; }
     public int Vocab => Runner.Config.Vocab;
 
-    public Session(string path, bool vulkan, int maxBatch = 256)
+    public Session(string path, bool vulkan, int maxBatch = 256, VulkanOptions? options = null)
     {
         File = GgufFile.Open(path);
-        Backend = vulkan ? VulkanTestDevice.NewBackend() : new CpuBackend(2, int8Activations: false);
+        Backend = vulkan ? VulkanTestDevice.NewBackend(options: options) : new CpuBackend(2, int8Activations: false);
         Runner = new ModelRunner(File, Backend, maxBatch);
     }
 
@@ -218,8 +218,7 @@ public class VulkanFixtureTests
         var rf = new Reference(TestPaths.Fixture("tiny-fused"));
         string path = Models.Converted("tiny-fused", type);
         using var a = new Session(path, vulkan: true);
-        using var b = new Session(path, vulkan: true);
-        ((VulkanBackend)b.Backend).Fusion = false;
+        using var b = new Session(path, vulkan: true, options: new VulkanOptions { Fusion = false });
         var steps = rf.InputIds.AsSpan(0, 24);
         var la = a.StepLogits(steps);
         var lb = b.StepLogits(steps);
@@ -247,11 +246,7 @@ public class VulkanFixtureTests
     {
         var rf = new Reference(TestPaths.Fixture(fixture));
         string path = Models.Converted(fixture, type);
-        Session v;
-        VulkanBackend.TestEmulateCoopMat = true;
-        try { v = new Session(path, vulkan: true); }
-        finally { VulkanBackend.TestEmulateCoopMat = false; }
-        using var _ = v;
+        using var v = new Session(path, vulkan: true, options: VulkanTestDevice.EmulatedCoopMat);
         using var f = new Session(path, vulkan: true);
         var lv = v.Logits(rf.InputIds);
         var lf = f.Logits(rf.InputIds);
@@ -311,8 +306,7 @@ public class VulkanFixtureTests
     {
         string path = Models.Converted("tiny-bf16", GgmlType.Q4_0);
         using var f = GgufFile.Open(path);
-        using var be = VulkanTestDevice.NewBackend(profile: true);
-        be.Fusion = fusion;
+        using var be = VulkanTestDevice.NewBackend(options: new VulkanOptions { Profile = true, Fusion = fusion });
         var r = new ModelRunner(f, be);
         var rf = new Reference(TestPaths.Fixture("tiny-bf16"));
         int next = r.ForwardGreedy(rf.InputIds, r.Config.Vocab);
@@ -320,14 +314,14 @@ public class VulkanFixtureTests
         string rep = be.ProfileReport();
         _out.WriteLine(rep);
         Assert.True(be.Profiling);
-        // prefill ops are never fused; decode steps are (norm into the next matvec, SwiGLU and soft-cap as matvec
-        // epilogues, head norm in the step kernel) unless fusion is off
+        // prefill ops are never fused; decode steps are (norm into the next matvec with the gate rows beside q|k|v|o,
+        // SwiGLU and soft-cap as matvec epilogues, head norm in the step kernel) unless fusion is off
         string[] ops = fusion
-            ? ["embed.q4_0", "rmsnorm", "matmul.q4_0", "matvec.f32", "mlstm.chunk.gates", "mlstm.chunk.out", "mlstm.chunk.state", "headnorm",
-               "swiglu", "argmax", "matvec.q4_0", "matvec.q4_0+norm", "matvec.f32+norm", "matvec.q4_0+norm+swiglu", "matvec.q4_0+norm+softcap",
+            ? ["embed.q4_0", "rmsnorm", "gemm.f32.q4_0", "matvec.f32", "mlstm.chunk.prep", "mlstm.chunk.kv", "mlstm.chunk.scan", "mlstm.chunk.out",
+               "headnorm", "swiglu", "argmax", "matvec.q4_0", "matvec.q4_0+norm+aux", "matvec.q4_0+norm+swiglu", "matvec.q4_0+norm+softcap",
                "mlstm.step+headnorm"]
-            : ["embed.q4_0", "rmsnorm", "matvec.q4_0", "matvec.f32", "matmul.q4_0", "mlstm.step", "mlstm.chunk.gates",
-               "mlstm.chunk.out", "mlstm.chunk.state", "headnorm", "swiglu", "softcap", "argmax"];
+            : ["embed.q4_0", "rmsnorm", "matvec.q4_0", "matvec.f32", "gemm.f32.q4_0", "mlstm.step", "mlstm.chunk.prep", "mlstm.chunk.kv",
+               "mlstm.chunk.scan", "mlstm.chunk.out", "headnorm", "swiglu", "softcap", "argmax"];
         foreach (var op in ops) Assert.Contains(" " + op + " ", rep);
         var decode = rep[rep.IndexOf("replayed decode steps", StringComparison.Ordinal)..];
         if (fusion)
