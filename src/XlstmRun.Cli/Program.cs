@@ -26,6 +26,7 @@ public static class Program
         root.Subcommands.Add(TokenizeCommand.CreateDetokenize());
         root.Subcommands.Add(BatchCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(CheckCommand.Create());
         HelpNotes.Install(root);
 
         var parse = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
