@@ -36,14 +36,16 @@ public sealed unsafe class VkBuf
 }
 
 /// <summary>
-/// Buffer memory: a dedicated allocation for every buffer of 16 MiB or more (weights), sub-allocations of 64 MiB blocks
-/// for the small ones. No allocation exceeds maxMemoryAllocationSize. Memory is freed only at dispose (the backend
-/// allocates once up front). Host-visible memory is mapped persistently.
+/// Buffer memory: a dedicated allocation for every buffer of 4 MiB or more (weights, prefill activations), sub-allocations of 16 MiB blocks
+/// for the small ones. No allocation exceeds maxMemoryAllocationSize. Released dedicated buffers free their memory;
+/// released sub-allocations are reused by later buffers of the same size. Host-visible memory is mapped persistently.
 /// </summary>
 public sealed unsafe class Allocator : IDisposable
 {
-    private const ulong DedicatedMin = 16UL << 20;
-    private const ulong BlockSize = 64UL << 20;
+    // Small buffers (activations of a decode step, counters, scratch) share 16 MiB blocks; the rest get their own
+    // allocation, freed when released: decode memory stays close to weights + state.
+    private const ulong DedicatedMin = 4UL << 20;
+    private const ulong BlockSize = 16UL << 20;
 
     private sealed class Block
     {
@@ -96,8 +98,10 @@ public sealed unsafe class Allocator : IDisposable
     }
     private ulong _deviceBytes;
 
-    /// <summary>Most device-local memory allocated at once.</summary>
+    /// <summary>Most device-local memory allocated at once (since <see cref="ResetPeak"/>).</summary>
     public ulong PeakDeviceBytes { get; private set; }
+
+    public void ResetPeak() => PeakDeviceBytes = _deviceBytes;
 
     // Released sub-allocations, reused by a later buffer of the same memory type and size (the activation buffers of a
     // prefill come and go with the same sizes).

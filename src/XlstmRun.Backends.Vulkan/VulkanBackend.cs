@@ -14,7 +14,7 @@ namespace XlstmRun.Backends.Vulkan;
 /// Precision (docs/precision.md): F32 weights always run float32 arithmetic; other weights may use f16 operands in the
 /// tensor-core prefill GEMM and int8 activations in the quantized decode matvecs, unless <see cref="VulkanOptions.Float32"/>.
 /// </summary>
-public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IProfilingBackend
+public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IProfilingBackend, IDeviceMemory
 {
     private readonly VulkanContext _cx;
     private readonly bool _ownsContext;
@@ -103,9 +103,13 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
     private double _loadMs;
     private long _weightBytes;
     /// <summary>Device memory allocated now (weights, activations, state, scratch).</summary>
-    public ulong DeviceBytes => _mem.DeviceBytes;
-    /// <summary>Most device memory allocated at once so far.</summary>
-    public ulong PeakDeviceBytes => _mem.PeakDeviceBytes;
+    public long DeviceBytes => (long)_mem.DeviceBytes;
+    /// <summary>Most device memory allocated at once since the last <see cref="ResetPeak"/>.</summary>
+    public long PeakDeviceBytes => (long)_mem.PeakDeviceBytes;
+    public long WeightBytes => _weightDeviceBytes;
+    private long _weightDeviceBytes;
+    public void ResetPeak() => _mem.ResetPeak();
+    public long? DriverReportedBytes() => _cx.DeviceHeapUsage();
     /// <summary>Dispatches recorded so far that fused several ops (tests).</summary>
     public long FusedDispatches { get; private set; }
 
@@ -145,6 +149,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
                 int n = Math.Min(perPart, rows - r0);
                 ulong bytes = WeightLayout.PartBytes(devType, cols, n);
                 var buf = _mem.Create(bytes, MemKind.Device);
+                _weightDeviceBytes += (long)buf.Size;
                 long mainRow = WeightLayout.MainRowBytes(devType, cols), scaleRow = WeightLayout.ScaleRowBytes(devType, cols);
                 ulong mainBytes = (ulong)(mainRow * n);
                 // upload in row chunks that fit the staging buffer

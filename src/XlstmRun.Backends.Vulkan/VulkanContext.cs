@@ -76,6 +76,21 @@ public sealed unsafe class VulkanContext : IDisposable
     /// says packed 4×8-bit signed dot products are accelerated.</summary>
     public bool IntDot { get; }
     public bool IntDotAccelerated { get; }
+    /// <summary>VK_EXT_memory_budget is enabled: <see cref="DeviceHeapUsage"/> reads the driver's count.</summary>
+    public bool MemoryBudget { get; }
+
+    /// <summary>The driver's count of this process's usage of the device-local heaps (VK_EXT_memory_budget), or null.</summary>
+    public long? DeviceHeapUsage()
+    {
+        if (!MemoryBudget) return null;
+        var budget = new PhysicalDeviceMemoryBudgetPropertiesEXT { SType = StructureType.PhysicalDeviceMemoryBudgetPropertiesExt };
+        var mp = new PhysicalDeviceMemoryProperties2 { SType = StructureType.PhysicalDeviceMemoryProperties2, PNext = &budget };
+        Vk.GetPhysicalDeviceMemoryProperties2(Physical, &mp);
+        long used = 0;
+        for (int i = 0; i < mp.MemoryProperties.MemoryHeapCount; i++)
+            if ((mp.MemoryProperties.MemoryHeaps[i].Flags & MemoryHeapFlags.DeviceLocalBit) != 0) used += (long)budget.HeapUsage[i];
+        return used;
+    }
     public ulong MaxBinding { get; private set; }
     public ulong MaxAllocation { get; }
 
@@ -384,6 +399,8 @@ public sealed unsafe class VulkanContext : IDisposable
         if (probe.SizeControl) { sc.PNext = chain; chain = &sc; if (api < Vk.Version13) exts.Add("VK_EXT_subgroup_size_control"); }
         var dot = new PhysicalDeviceShaderIntegerDotProductFeatures { SType = StructureType.PhysicalDeviceShaderIntegerDotProductFeatures, ShaderIntegerDotProduct = true };
         if (IntDot) { dot.PNext = chain; chain = &dot; if (api < Vk.Version13) exts.Add("VK_KHR_shader_integer_dot_product"); }
+        MemoryBudget = probe.Ext.Contains("VK_EXT_memory_budget");
+        if (MemoryBudget) exts.Add("VK_EXT_memory_budget");
         var cm = new PhysicalDeviceCooperativeMatrixFeaturesNV { SType = StructureType.PhysicalDeviceCooperativeMatrixFeaturesNV, CooperativeMatrix = true };
         var mm = new PhysicalDeviceVulkanMemoryModelFeatures { SType = StructureType.PhysicalDeviceVulkanMemoryModelFeatures, VulkanMemoryModel = true };
         if (CoopMatNv)

@@ -1,3 +1,4 @@
+using XlstmRun.Model;
 using XlstmRun.Formats;
 
 namespace XlstmRun.Conformance;
@@ -47,7 +48,7 @@ public static class Bounds
                 return p switch
                 {
                     ActivationPrecision.Float32 => r.Float32,
-                    ActivationPrecision.Half16 => r.Half16,
+                    ActivationPrecision.Float16 => r.Half16,
                     _ => r.Int8 ?? r.Float32,
                 };
         throw new ArgumentOutOfRangeException(nameof(type), type, "no bound for this weight type");

@@ -6,17 +6,6 @@ using XlstmRun.Model;
 
 namespace XlstmRun.Conformance;
 
-/// <summary>Which activation precision a backend uses inside matrix products; picks the column of <see cref="Bounds"/>.</summary>
-public enum ActivationPrecision
-{
-    /// <summary>float32 activations everywhere (the CPU engine's float path, OpenCL, Vulkan without an f16 GEMM).</summary>
-    Float32,
-    /// <summary>16-bit activations inside matrix products (the Vulkan prefill GEMM on NVIDIA cooperative matrices: f16 operands).</summary>
-    Half16,
-    /// <summary>8-bit activations with Q8_0/Q4_0 weights (the CPU engine's default integer dot products).</summary>
-    Int8,
-}
-
 /// <summary>Writes host floats into a backend tensor (not part of <see cref="IBackend"/>; each backend has its own way).</summary>
 public delegate void TensorWriter(IBackend backend, ITensor dst, ReadOnlySpan<float> src);
 
@@ -85,11 +74,11 @@ public static class BackendCatalog
     public static ActivationPrecision PrecisionOf(IBackend be, GgmlType weights)
     {
         if (weights == GgmlType.F32) return ActivationPrecision.Float32;
-        if (be is CpuBackend cpu) return cpu.Int8Activations && weights is GgmlType.Q8_0 or GgmlType.Q4_0 ? ActivationPrecision.Int8 : ActivationPrecision.Float32;
-        // PROVISIONAL: decided from the device line until the Vulkan backend says it through a property of its own
-        // (its prefill GEMM on NV cooperative matrices takes f16 operands; the device line then names it).
-        if (be.Device.Contains("cooperative matrix", StringComparison.OrdinalIgnoreCase)) return ActivationPrecision.Half16;
-        return ActivationPrecision.Float32;
+        // a forward pass uses both the one-token path (decode) and the many-token path (prefill): the looser column applies
+        var a = be.MatMulActivations(weights, 1);
+        var b = be.MatMulActivations(weights, 256);
+        static int Rank(ActivationPrecision p) => p switch { ActivationPrecision.Int8 => 2, ActivationPrecision.Float16 => 1, _ => 0 };
+        return Rank(a) >= Rank(b) ? a : b;
     }
 
     /// <summary>Every device of the selected backends (all when <paramref name="backends"/> is null), and a line for each backend without one.</summary>
@@ -129,16 +118,29 @@ public static class BackendCatalog
         var res = new List<ConformanceDevice>();
         foreach (var info in list)
         {
-            // the shared-memory-only shader variants (devices without subgroup operations) are checked on request
-            foreach (bool noSub in o.Variants ? new[] { false, true } : [false])
-                res.Add(new ConformanceDevice($"vulkan:{info.Index}" + (noSub ? ":nosubgroups" : ""), kind, info.Describe(), self =>
+            // default settings; --precision f32 (float32 activations in every product); on request the shared-memory-only
+            // shader variants, the int8-activation matvecs forced on (a device that has them unaccelerated, lavapipe) and the
+            // emulated cooperative-matrix GEMM (a device without cooperative matrices)
+            var variants = new List<(string Suffix, bool NoSub, Func<VulkanOptions> Options)>
+            {
+                ("", false, () => VulkanOptions.FromEnvironment()),
+                (":f32", false, () => VulkanOptions.FromEnvironment(float32: true)),
+            };
+            if (o.Variants)
+            {
+                variants.Add((":nosubgroups", true, () => VulkanOptions.FromEnvironment()));
+                if (info.IntDot && !info.IntDotAccelerated) variants.Add((":intdot", false, () => VulkanOptions.FromEnvironment() with { IntDot = true }));
+                if (!info.CoopMatNv) variants.Add((":coopmat-emu", false, () => VulkanOptions.FromEnvironment() with { EmulateCoopMat = new GemmTile(2, 2, 2, 2, 4) }));
+            }
+            foreach (var (suffix, noSub, options) in variants)
+                res.Add(new ConformanceDevice($"vulkan:{info.Index}{suffix}", kind, info.Describe(), self =>
                 {
                     // one context per device entry, kept until the entry is disposed: pipelines are built once
                     var cx = (VulkanContext)(self.State ??= VulkanContext.Create(info.Index, noSubgroups: noSub));
-                    var be = new VulkanBackend(cx, ownsContext: false);
+                    var be = new VulkanBackend(cx, ownsContext: false, options());
                     self.Description = be.Device;
                     return be;
-                }, self => (self.State as VulkanContext)?.Dispose()));
+                }, self => (self.State as VulkanContext)?.Dispose(), types: suffix == ":intdot" ? [GgmlType.Q8_0, GgmlType.Q4_0] : null));
         }
         return (res, res.Count == 0 ? err ?? "no Vulkan device" : null);
     }

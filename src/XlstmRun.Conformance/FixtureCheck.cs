@@ -224,7 +224,7 @@ public sealed class ConformanceSession : IDisposable
         var bound = vsRef ? new Bound(Bounds.F32VsReference, 1e-8) : Bounds.SameFile(type, prec);
         string against = vsRef ? "float64 ref" : prec switch
         {
-            ActivationPrecision.Half16 => "cpu same file (16-bit act.)",
+            ActivationPrecision.Float16 => "cpu same file (16-bit act.)",
             ActivationPrecision.Int8 => "cpu same file (8-bit act.)",
             _ => "cpu same file",
         };

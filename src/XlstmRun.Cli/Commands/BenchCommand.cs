@@ -37,11 +37,13 @@ public static class BenchCommand
         cmd.Options.Add(reps);
         cmd.Options.Add(output);
         cmd.Options.Add(probeMiB);
+        OpBench.AddOptions(cmd);
         cmd.SetAction(pr => Program.Run(() =>
         {
             int nPrompt = pr.GetValue(pp), nGen = pr.GetValue(tg), r = pr.GetValue(reps), mib = pr.GetValue(probeMiB);
             if (nPrompt < 0 || nGen < 0) throw new BadInputException("-p and -n must be at least 0");
             if (r < 1) throw new BadInputException("-r must be at least 1");
+            if (OpBench.Requested(pr)) return OpBench.Run(pr, mo, r);
             if (mib < 0) throw new BadInputException("--probe-mib must be at least 0");
             int threads = pr.GetValue(mo.Threads);
             if (threads < 0) throw new BadInputException("-t must be at least 0");
@@ -90,6 +92,7 @@ public static class BenchCommand
             int threadCol = s.Backend is Backends.Cpu.CpuBackend cb ? cb.Threads : threads;
 
             var results = new List<Result>();
+            string? deviceMemNote = null;
             var rng = new Random(1234);
             int V = c.Vocab;
             if (nPrompt > 0)
@@ -108,12 +111,22 @@ public static class BenchCommand
             {
                 var ids = new int[nGen];
                 for (int i = 0; i < nGen; i++) ids[i] = rng.Next(V);
+                (s.Backend as IDeviceMemory)?.ResetPeak();
                 var times = Measure(r, $"tg{nGen}", () =>
                 {
                     s.Runner.ResetState();
                     for (int i = 0; i < nGen; i++) s.Runner.StepGreedy(ids[i], V);
                 });
                 results.Add(new Result($"tg{nGen}", times.Select(t => nGen / t).ToArray(), bytesPerToken));
+                if (s.Backend is IDeviceMemory dm)
+                {
+                    // decode memory against what it must hold: weights (as uploaded) and the recurrent state
+                    long w = dm.WeightBytes, st = c.StateFloats * 4, peakDev = dm.PeakDeviceBytes;
+                    deviceMemNote = $"device memory during tg{nGen}: peak {F(peakDev / 1048576.0, "F1")} MiB allocated = weights {F(w / 1048576.0, "F1")} MiB + state " +
+                                    $"{F(st / 1048576.0, "F1")} MiB + {F((peakDev - w - st) / 1048576.0, "F1")} MiB other" +
+                                    (dm.DriverReportedBytes() is long drv ? $"; driver-reported usage (VK_EXT_memory_budget) {F(drv / 1048576.0, "F1")} MiB" : "");
+                    Console.Error.WriteLine("bench: " + deviceMemNote);
+                }
             }
             long peak = ProcStatus.PeakRssBytes();
             if (mib > 0 && probe > 0 && s.Backend is not IBandwidthProbe)
@@ -129,6 +142,7 @@ public static class BenchCommand
             var info = new Info(model, fileBytes, parms, s.Backend.Name, s.Backend.Device, threadCol, probe, probeThreads, mib, probeNote ?? "", s.Backend is IBandwidthProbe ? "device" : "host",
                 weightsPerToken, stateBytes, bytesPerToken, peak);
             Console.Write(pr.GetValue(output) == "json" ? Json(info, results) : Markdown(info, results));
+            if (deviceMemNote != null && pr.GetValue(output) != "json") Console.WriteLine(deviceMemNote);
             return 0;
         }));
         return cmd;

@@ -600,7 +600,7 @@ public class VulkanOpTests
         var (xc, xv) = p.Tensor(1, 64);
         var (dc, dv) = p.Tensor(1, 40);
         p.Vk.MatMul(wv, xv, dv); // pending work is finished first
-        ulong before = p.Vk.DeviceBytes;
+        long before = p.Vk.DeviceBytes;
         var r = ((IBandwidthProbe)p.Vk).MeasureDeviceBandwidth(24L << 20, 3);
         _out.WriteLine(r.Method);
         Assert.InRange(r.GBs, 0.01, 1e5);
