@@ -73,11 +73,7 @@ public sealed unsafe partial class VulkanBackend
     {
         if (_chunkScratch == null || _chunkScratch.Size < floats * 4)
         {
-            if (_chunkScratch != null)
-            {
-                _cs.Flush();
-                _mem.Release(_chunkScratch);
-            }
+            if (_chunkScratch != null) Release(_chunkScratch);
             _chunkScratch = _mem.Create(floats * 4, MemKind.Device);
         }
         return _chunkScratch;
@@ -87,8 +83,7 @@ public sealed unsafe partial class VulkanBackend
     public void ReleaseScratch()
     {
         if (_chunkScratch == null) return;
-        _cs.Flush();
-        _mem.Release(_chunkScratch);
+        Release(_chunkScratch);
         _chunkScratch = null;
     }
 

@@ -189,8 +189,15 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
     {
         var v = (VkTensor)t;
         if (v.Offset != 0) throw new ArgumentException("only whole tensors from Alloc can be freed");
-        _cs.Flush();   // the device may still use it
-        _mem.Release(v.Buf);
+        Release(v.Buf);
+    }
+
+    /// <summary>Destroy a buffer once the device is done with it, and the descriptor sets that name it.</summary>
+    private void Release(VkBuf b)
+    {
+        _cs.Flush();
+        _desc.Forget(b);
+        _mem.Release(b);
     }
 
     public ITensor Rows(ITensor t, int row0, int rows)
@@ -202,11 +209,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
 
     public ITokenBuffer AllocTokens(int capacity) => new VkTokens(_mem.Create((ulong)capacity * 4, MemKind.Upload), capacity);
 
-    public void FreeTokens(ITokenBuffer t)
-    {
-        _cs.Flush();
-        _mem.Release(((VkTokens)t).Buf);
-    }
+    public void FreeTokens(ITokenBuffer t) => Release(((VkTokens)t).Buf);
 
     public IIndexBuffer AllocIndices(int capacity) => new VkIndices(_mem.Create((ulong)capacity * 4, MemKind.Readback), capacity);
 
@@ -258,11 +261,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
     {
         if (_readback == null || _readback.Size < bytes)
         {
-            if (_readback != null)
-            {
-                _cs.Flush();
-                _mem.Release(_readback);
-            }
+            if (_readback != null) Release(_readback);
             _readback = _mem.Create(Math.Max(bytes, 1UL << 20), MemKind.Readback);
         }
         return _readback;

@@ -674,6 +674,31 @@ public class VulkanOpTests
         Assert.InRange(e2, 0, 2e-3);
     }
 
+    /// <summary>
+    /// Buffers come and go (the prefill workspace is released after every feed): a new buffer may get the Vulkan handle
+    /// of a destroyed one, and a descriptor set cached for the old handle would read freed memory. Alternating sizes
+    /// and contents over many rounds: every result must be the CPU's.
+    /// </summary>
+    [Fact]
+    public void ReleasedBuffersNeverLeaveStaleDescriptorSets()
+    {
+        using var p = new OpPair(41);
+        var (wc, wv) = p.Weight(GgmlType.Q8_0, 40, 64);
+        for (int round = 0; round < 24; round++)
+        {
+            int T = 1 + round % 3 * 70;      // sub-allocated and dedicated sizes, matvec and GEMM
+            var xs = p.Random(T * 64);
+            var (xc, xv) = p.Tensor(T, 64, xs);
+            var dv = p.Vk.Alloc(T, 40);
+            var dc = p.Cpu.Alloc(T, 40);
+            p.Vk.MatMul(wv, xv, dv);
+            p.Cpu.MatMul(wc, xc, dc);
+            Assert.InRange(Reference.RelErr(p.ReadVk(dv), p.ReadCpu(dc)), 0, OpTolerance);
+            p.Vk.Free(xv);
+            p.Vk.Free(dv);
+        }
+    }
+
     [Fact]
     public void ReplayRerunsTheRecordingWithNewInputs()
     {
