@@ -84,7 +84,8 @@ public sealed class ModelSession : IDisposable
         if (!string.IsNullOrEmpty(env)) return env;
         var def = DefaultModel.Find();
         if (def != null) return def;
-        throw new BadInputException("no model given: pass -m MODEL.gguf, set XLSTM_MODEL, or install the default model (see README)");
+        throw new BadInputException("no model given: pass -m MODEL.gguf or set XLSTM_MODEL; no default model in " +
+                                    string.Join(", ", DefaultModel.Candidates()) + " (make install puts one there, see README)");
     }
 
     public static ModelSession Open(ParseResult pr, ModelOptions o, bool needTokenizer = false, int maxBatch = 256)

@@ -48,8 +48,8 @@ public static partial class ParseErrors
             return $"unexpected argument '{Short(v)}'";
         }
         if ((m = MissingValue().Match(msg)).Success) return $"{m.Groups["o"].Value} needs a value";
-        if ((m = RequiredOption().Match(msg)).Success) return $"{m.Groups["o"].Value} is required";
-        if ((m = RequiredArgument().Match(msg)).Success) return $"missing {m.Groups["a"].Value}";
+        if ((m = RequiredOption().Match(msg)).Success) return $"missing {m.Groups["o"].Value} (required)";
+        if ((m = RequiredArgument().Match(msg)).Success) return $"missing {m.Groups["a"].Value} (required)";
         if ((m = CannotParse().Match(msg)).Success) return $"{m.Groups["o"].Value}: '{Short(m.Groups["v"].Value)}' is not {Kind(m.Groups["t"].Value)}";
         if ((m = CannotParsePlain().Match(msg)).Success) return $"{SymbolName(e)}'{Short(m.Groups["v"].Value)}' is not {Kind(m.Groups["t"].Value)}";
         if ((m = NotAmong().Match(msg)).Success)

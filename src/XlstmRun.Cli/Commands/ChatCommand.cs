@@ -293,8 +293,8 @@ public static class ChatCommand
                         return true;
                     case "/save" or "/save!":
                         if (arg.Length == 0) throw new BadInputException("/save needs a file name");
-                        OutputPath.Check(arg, force: name == "/save!");
                         if (File.Exists(arg) && name != "/save!") throw new BadInputException($"{arg}: already exists (use /save! {arg} to overwrite)");
+                        OutputPath.Check(arg, force: true);
                         StateFile.Save(arg, s.Config, s.Runner.SaveState(), s.Runner.Position);
                         if (!quiet) Console.Error.WriteLine($"saved the state to {arg} (position {s.Runner.Position})");
                         return true;
