@@ -127,7 +127,7 @@ public static class ChatCommand
             if (_editor && !quiet)
                 Console.Error.WriteLine($"chat: {Path.GetFileName(s.File.Path)} on {s.Backend.Name}. Enter sends, \\ at the end of a line continues it; " +
                                         "Ctrl-C stops a reply, Ctrl-D exits; /help lists commands.");
-            using var ctrlC = new CtrlC();
+            using var ctrlC = new CtrlC { IgnoreWhenIdle = _editor };
             bool lastWasCtrlC = false;
             try
             {

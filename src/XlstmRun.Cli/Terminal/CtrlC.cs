@@ -18,6 +18,10 @@ public sealed class CtrlC : IDisposable
     /// <summary>Runs before the process exits on Ctrl-C (e.g. restore the terminal).</summary>
     public Action? BeforeExit { get; set; }
 
+    /// <summary>A Ctrl-C while nothing is cancellable is ignored rather than ending the process (the chat line
+    /// editor reads Ctrl-C as a key; one typed in the moment between two lines must not kill the session).</summary>
+    public bool IgnoreWhenIdle { get; init; }
+
     public CtrlC(CancellationTokenSource? current = null)
     {
         Current = current;
@@ -27,6 +31,11 @@ public sealed class CtrlC : IDisposable
     private void OnSignal(PosixSignalContext ctx)
     {
         var c = Current;
+        if (c == null && IgnoreWhenIdle)
+        {
+            ctx.Cancel = true;
+            return;
+        }
         if (c == null || c.IsCancellationRequested)
         {
             BeforeExit?.Invoke();

@@ -161,7 +161,7 @@ public class CliOutputTests(CliModels m) : IClassFixture<CliModels>
         Assert.Equal(bytes.ToString(CultureInfo.InvariantCulture), csv[1].Split(',')[1]);
 
         var jsonl = Ok(Run(args + " -o jsonl")).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Equal(["pp8", "tg8"], jsonl.Select(l => JsonDocument.Parse(l).RootElement.GetProperty("test").GetString()).ToArray());
+        Assert.Equal(["pp8", "tg8"], jsonl.Select(l => JsonDocument.Parse(l).RootElement.GetProperty("test").GetString()!).ToArray());
         Assert.All(jsonl, l => Assert.Equal(bytes, JsonDocument.Parse(l).RootElement.GetProperty("size_bytes").GetInt64()));
 
         var json = JsonDocument.Parse(Ok(Run(args + " -o json")).Stdout).RootElement;
