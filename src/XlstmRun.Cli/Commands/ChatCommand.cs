@@ -198,10 +198,13 @@ public static class ChatCommand
             return p.EndsWith(' ') ? p : p + " ";
         }
 
+        /// <summary>BOS and the preamble, in one prefill; without a preamble BOS waits for the first turn, so that turn is
+        /// fed exactly as `generate -p` feeds its prompt.</summary>
         private void FeedPreamble()
         {
+            if (preamble == null) return;
             var tok = s.Tokenizer!;
-            int[] ids = preamble != null ? tok.Encode(preamble) : [];
+            int[] ids = tok.Encode(preamble);
             if (_needBos) ids = [tok.BosId, .. ids];
             if (ids.Length == 0) return;
             var t0 = Stopwatch.GetTimestamp();

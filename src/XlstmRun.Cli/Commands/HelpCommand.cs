@@ -38,17 +38,14 @@ public static class HelpCommand
         return cmd;
     }
 
-    /// <summary>The version, with the commit it was built from when known (the same as --version prints).</summary>
+    /// <summary>The version, with the commit it was built from when known (what --version prints).</summary>
     public static string Text
     {
         get
         {
             var asm = typeof(HelpCommand).Assembly;
-            string v = asm.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
-                       ?? asm.GetName().Version?.ToString(3) ?? "unknown";
-            int plus = v.IndexOf('+');
-            // keep a short commit id, as `git describe` would show it
-            return plus > 0 && v.Length > plus + 13 ? v[..(plus + 13)] : v;
+            return asm.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+                   ?? asm.GetName().Version?.ToString(3) ?? "unknown";
         }
     }
 }

@@ -130,6 +130,29 @@ public class CliOutputTests(CliModels m) : IClassFixture<CliModels>
         Assert.DoesNotContain("0.00", r.Stdout);
     }
 
+    /// <summary>One CSV line split into fields (RFC 4180: quoted fields may hold commas and doubled quotes).</summary>
+    private static string[] CsvFields(string line)
+    {
+        var fields = new List<string>();
+        var f = new System.Text.StringBuilder();
+        bool quoted = false;
+        for (int i = 0; i < line.Length; i++)
+        {
+            char c = line[i];
+            if (quoted)
+            {
+                if (c == '"' && i + 1 < line.Length && line[i + 1] == '"') { f.Append('"'); i++; }
+                else if (c == '"') quoted = false;
+                else f.Append(c);
+            }
+            else if (c == '"') quoted = true;
+            else if (c == ',') { fields.Add(f.ToString()); f.Clear(); }
+            else f.Append(c);
+        }
+        fields.Add(f.ToString());
+        return [.. fields];
+    }
+
     [Fact]
     public void BenchTableHasHonestSizesAndTheOtherFormatsParse()
     {
@@ -153,12 +176,12 @@ public class CliOutputTests(CliModels m) : IClassFixture<CliModels>
             }
         }
 
-        var csv = Ok(Run(args + " -o csv")).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Equal(3, csv.Length);
-        int columns = csv[0].Split(',').Length;
-        Assert.StartsWith("model,size_bytes,params,", csv[0]);
-        Assert.All(csv, l => Assert.Equal(columns, l.Split(',').Length));
-        Assert.Equal(bytes.ToString(CultureInfo.InvariantCulture), csv[1].Split(',')[1]);
+        var csv = Ok(Run(args + " -o csv")).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(CsvFields).ToList();
+        Assert.Equal(3, csv.Count);
+        Assert.Equal(["model", "size_bytes", "params"], csv[0][..3]);
+        Assert.All(csv, f => Assert.Equal(csv[0].Length, f.Length));
+        Assert.Equal(bytes.ToString(CultureInfo.InvariantCulture), csv[1][1]);
+        Assert.Equal(["pp8", "tg8"], csv.Skip(1).Select(f => f[Array.IndexOf(csv[0], "test")]).ToArray());
 
         var jsonl = Ok(Run(args + " -o jsonl")).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(["pp8", "tg8"], jsonl.Select(l => JsonDocument.Parse(l).RootElement.GetProperty("test").GetString()!).ToArray());

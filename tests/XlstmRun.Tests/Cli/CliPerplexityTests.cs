@@ -14,7 +14,9 @@ namespace XlstmRun.Tests.Cli;
 public class CliPerplexityTests(CliModels m) : IClassFixture<CliModels>
 {
     private const int Window = 16;
-    private const string Text = "The quick brown fox jumps over the lazy dog, and the dog sleeps on in the warm sun. Then the fox runs home.";
+    private const string Text = "The quick brown fox jumps over the lazy dog, and the dog sleeps on in the warm sun. Then the fox runs home " +
+                                "across the fields, past the old mill and the river, where the children play until the evening comes. " +
+                                "At night the stars come out one by one.";
 
     private static Result Ok(Result r)
     {

@@ -19,7 +19,8 @@ public sealed class Tmux : IDisposable
         Dir = dir;
         var (file, prefix) = CliRunner.Binary();
         string script = Path.Combine(dir, $"run-{_socket}.sh");
-        var lines = new List<string> { "#!/bin/sh", "unset XLSTM_MODEL XLSTM_HOME", $"cd {Sh(dir)}" };
+        // the shell survives the Ctrl-Cs sent to the program (a handler, not an ignore: the program gets the default)
+        var lines = new List<string> { "#!/bin/sh", "trap 'true' INT", "unset XLSTM_MODEL XLSTM_HOME", $"cd {Sh(dir)}" };
         if (env != null) lines.AddRange(env.Select(kv => $"export {kv.Key}={Sh(kv.Value)}"));
         lines.Add($"{Sh(file)} {prefix}{args}");
         lines.Add("echo \"[exit $?]\"");
