@@ -155,12 +155,13 @@ public static class PerplexityCommand
         return cmd;
     }
 
+    /// <summary>log Σ exp(x), in float64 throughout (the differences to the maximum too: small KL values need them exact).</summary>
     private static double LogSumExp(ReadOnlySpan<float> x)
     {
-        float m = float.NegativeInfinity;
-        foreach (var v in x) m = MathF.Max(m, v);
+        double m = double.NegativeInfinity;
+        foreach (var v in x) m = Math.Max(m, v);
         double sum = 0;
-        foreach (var v in x) sum += Math.Exp(v - m);
+        foreach (var v in x) sum += Math.Exp((double)v - m);
         return m + Math.Log(sum);
     }
 

@@ -38,6 +38,8 @@ public class CliChatTests
 
     private static long Position(string state) => BinaryPrimitives.ReadInt64LittleEndian(File.ReadAllBytes(state).AsSpan(28));
 
+    private static void Save(Tmux t, string file) => t.Enter($"/save {file}", s => s.Contains($"saved the state to {file}"), "/save");
+
     /// <summary>Text as capture-pane shows it: no trailing spaces on a line, none around the whole.</summary>
     private static string Norm(string s) => string.Join("\n", s.Split('\n').Select(l => l.TrimEnd())).Trim();
 
@@ -104,22 +106,14 @@ public class CliChatTests
         using (var t = new Tmux($"chat -m {Q(Model)} {Common}", dir))
         {
             t.WaitFor(s => Tmux.Prompts(s) == 1, "the first prompt");
-            t.Type("And God said");
-            t.Keys("Enter");
-            string s1 = t.WaitFor(s => Tmux.Prompts(s) == 2, "the reply to the first turn");
+            string s1 = t.Enter("And God said", s => Tmux.Prompts(s) == 2, "the reply to the first turn");
             Assert.Contains(Norm(replies[0]), s1);
-            t.Type("/save first.state");
-            t.Keys("Enter");
-            t.WaitFor(s => s.Contains("saved the state to first.state"), "/save");
-            t.Type(" unto Moses");
-            t.Keys("Enter");
-            string s2 = t.WaitFor(s => Tmux.Prompts(s) == 4, "the reply to the second turn");
+            Save(t, "first.state");
+            string s2 = t.Enter(" unto Moses", s => Tmux.Prompts(s) == 4, "the reply to the second turn");
             Assert.Contains(Norm(replies[1]), s2);
-            t.Type("/save second.state");
-            t.Keys("Enter");
-            t.WaitFor(s => s.Contains("saved the state to second.state"), "/save");
+            Save(t, "second.state");
             t.Keys("C-d");
-            Assert.Equal(0, Tmux.ExitCode(t.WaitFor(s => Tmux.ExitCode(s) != null, "exit")));
+            Assert.Equal(0, t.WaitExit());
         }
         Assert.Equal(File.ReadAllBytes(states[0]), File.ReadAllBytes(Path.Combine(dir, "first.state")));
         Assert.Equal(File.ReadAllBytes(states[1]), File.ReadAllBytes(Path.Combine(dir, "second.state")));
@@ -128,19 +122,13 @@ public class CliChatTests
         using (var t = new Tmux($"chat -m {Q(Model)} {Common}", dir))
         {
             t.WaitFor(s => Tmux.Prompts(s) == 1, "the first prompt");
-            t.Type("/load first.state");
-            t.Keys("Enter");
-            t.WaitFor(s => s.Contains("loaded the state from first.state"), "/load");
-            t.Type(" unto Moses");
-            t.Keys("Enter");
-            string s2 = t.WaitFor(s => Tmux.Prompts(s) == 3, "the reply after /load");
+            t.Enter("/load first.state", s => s.Contains("loaded the state from first.state"), "/load");
+            string s2 = t.Enter(" unto Moses", s => Tmux.Prompts(s) == 3, "the reply after /load");
             Assert.Contains(Norm(replies[1]), s2);
-            t.Type("/save again.state");
-            t.Keys("Enter");
-            t.WaitFor(s => s.Contains("saved the state to again.state"), "/save");
+            Save(t, "again.state");
             t.Type("/exit");
             t.Keys("Enter");
-            Assert.Equal(0, Tmux.ExitCode(t.WaitFor(s => Tmux.ExitCode(s) != null, "exit")));
+            Assert.Equal(0, t.WaitExit());
         }
         Assert.Equal(File.ReadAllBytes(states[1]), File.ReadAllBytes(Path.Combine(dir, "again.state")));
     }
@@ -166,16 +154,10 @@ public class CliChatTests
         t.Keys("Enter");
         t.WaitFor(s => Tmux.Prompts(s) == 2, "the first reply");
         // a line ending in \ continues on the next line ("... " prompt)
-        t.Type("Let there\\");
-        t.Keys("Enter");
-        t.WaitFor(s => s.Split('\n').Any(l => l.StartsWith("...", StringComparison.Ordinal)), "the continuation prompt");
-        t.Type("be light");
-        t.Keys("Enter");
-        string s2 = t.WaitFor(s => Tmux.Prompts(s) == 3, "the second reply");
+        t.Enter("Let there\\", s => s.Split('\n').Any(l => l.StartsWith("...", StringComparison.Ordinal)), "the continuation prompt");
+        string s2 = t.Enter("be light", s => Tmux.Prompts(s) == 3, "the second reply");
         Assert.Contains(Norm(replies[1]), s2);
-        t.Type("/save two.state");
-        t.Keys("Enter");
-        t.WaitFor(s => s.Contains("saved the state to two.state"), "/save");
+        Save(t, "two.state");
         Assert.Equal(File.ReadAllBytes(states[1]), File.ReadAllBytes(Path.Combine(dir, "two.state")));
         // history: Up recalls the earlier inputs, newest first
         t.Keys("Up");
@@ -185,7 +167,7 @@ public class CliChatTests
         t.Keys("Down", "Down", "Down", "Down");
         t.WaitFor(s => s.Split('\n')[^1] == ">", "history: back to the empty line");
         t.Keys("C-d");
-        Assert.Equal(0, Tmux.ExitCode(t.WaitFor(s => Tmux.ExitCode(s) != null, "exit")));
+        Assert.Equal(0, t.WaitExit());
     }
 
     [Fact]
@@ -203,7 +185,7 @@ public class CliChatTests
         Assert.Null(Tmux.ExitCode(s1));
         // still alive and answering: the state kept what was generated, and a new turn works
         t.Keys("C-c");
-        Assert.Equal(0, Tmux.ExitCode(t.WaitFor(s => Tmux.ExitCode(s) != null, "exit after the second Ctrl-C")));
+        Assert.Equal(0, t.WaitExit());
     }
 
     [Fact]
@@ -219,6 +201,6 @@ public class CliChatTests
         t.WaitFor(s => s.Contains("(Ctrl-C again or Ctrl-D to exit)"), "the hint");
         Assert.Null(Tmux.ExitCode(t.Screen()));
         t.Keys("C-c");
-        Assert.Equal(0, Tmux.ExitCode(t.WaitFor(s => Tmux.ExitCode(s) != null, "exit")));
+        Assert.Equal(0, t.WaitExit());
     }
 }

@@ -52,6 +52,17 @@ public sealed class Tmux : IDisposable
     /// <summary>Presses keys by tmux name: Enter, Up, Left, C-c, C-d, ...</summary>
     public void Keys(params string[] keys) => Run(["-L", _socket, "send-keys", "-t", "t", .. keys]);
 
+    /// <summary>Types a line, presses Enter and waits until <paramref name="until"/> holds for the screen.</summary>
+    public string Enter(string line, Func<string, bool> until, string what)
+    {
+        Type(line);
+        Keys("Enter");
+        return WaitFor(until, what);
+    }
+
+    /// <summary>Waits for the program to end; its exit code.</summary>
+    public int WaitExit() => ExitCode(WaitFor(s => ExitCode(s) != null, "the program to exit"))!.Value;
+
     /// <summary>Polls the screen until <paramref name="done"/> holds; a timeout fails with the screen in the message.</summary>
     public string WaitFor(Func<string, bool> done, string what, int timeoutMs = 120_000)
     {
