@@ -20,8 +20,8 @@ public static class QuantizeCommand
         "From f32, f16 or bf16 weights any type can be made. Back up to f32 is always exact. From q8_0/q4_0 weights to\n" +
         "  another type (not f32) quantizes twice and loses more than quantizing the original: it needs --allow-requantize.\n" +
         "The result is bit for bit what 'convert --type' writes from the checkpoint the f32 file came from.\n" +
-        "Memory stays small whatever the model size: tensors are streamed (the input is read through a file mapping and\n" +
-        "  released tensor by tensor). The output is written to OUTPUT.tmp and renamed at the end.";
+        "Memory stays small whatever the model size: rows are streamed (the input is read through a file mapping whose\n" +
+        "  pages are released as they are read). The output is written to OUTPUT.tmp and renamed at the end.";
 
     public static Command Create()
     {
@@ -97,9 +97,12 @@ public static class QuantizeCommand
         }
     }
 
-    /// <summary>A GGUF tensor as float32 rows; its mapped pages are released once its last row has been read.</summary>
+    /// <summary>A GGUF tensor as float32 rows; the mapped pages of the rows read so far are released as it goes.</summary>
     private sealed unsafe class GgufRows(TensorView t) : IRowSource
     {
+        private const long Page = 4096;
+        private long _released = (long)t.Data; // the address below which this tensor's whole pages are released
+
         public long Rows => t.Rows;
         public int Cols => (int)t.Cols;
 
@@ -107,20 +110,21 @@ public static class QuantizeCommand
         {
             int cols = Cols;
             for (int i = 0; i < count; i++) t.DecodeRow(row + i, dst.Slice(i * cols, cols));
-            if (row + count == Rows) Release();
+            Release((long)t.Data + (row + count) * t.RowBytes);
         }
 
         [DllImport("libc", EntryPoint = "madvise")]
         private static extern int Madvise(void* addr, nuint len, int advice);
 
-        /// <summary>Drops the tensor's pages from this process (they stay in the page cache): RSS stays bounded.</summary>
-        private void Release()
+        /// <summary>Drops the pages up to <paramref name="end"/> from this process (they stay in the page cache), so
+        /// the resident memory stays at one batch of rows however large the tensor or the model.</summary>
+        private void Release(long end)
         {
             if (!OperatingSystem.IsLinux()) return;
-            const long page = 4096;
-            long start = (long)t.Data, end = start + t.Bytes;
-            long a = (start + page - 1) / page * page, b = end / page * page; // whole pages inside the tensor only
-            if (b > a) Madvise((void*)a, (nuint)(b - a), 4 /* MADV_DONTNEED */);
+            long a = (_released + Page - 1) / Page * Page, b = end / Page * Page; // whole pages inside the tensor only
+            if (b <= a) return;
+            Madvise((void*)a, (nuint)(b - a), 4 /* MADV_DONTNEED */);
+            _released = b;
         }
     }
 }
