@@ -26,6 +26,8 @@ public static class ConvertCommand
         cmd.SetAction(pr => Program.Run(() =>
         {
             string src = pr.GetValue(dir)!, outPath = pr.GetValue(output)!;
+            if (File.Exists(src) && QuantizeCommand.IsGguf(src))
+                throw new BadInputException($"{src} is a GGUF model, not a checkpoint folder: to change its weight type use 'xlstm-run quantize {src} OUTPUT TYPE'");
             OutputPath.Check(outPath, pr.GetValue(force));
             var wanted = GgmlTypes.Parse(pr.GetValue(type)!);
             using var ck = new HfCheckpoint(src);

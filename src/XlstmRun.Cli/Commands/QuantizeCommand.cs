@@ -64,6 +64,21 @@ public static class QuantizeCommand
         return cmd;
     }
 
+    /// <summary>Whether the file starts with the GGUF magic.</summary>
+    public static bool IsGguf(string path)
+    {
+        try
+        {
+            using var f = File.OpenRead(path);
+            Span<byte> magic = stackalloc byte[4];
+            return f.ReadAtLeast(magic, 4, throwOnEndOfStream: false) == 4 && magic.SequenceEqual("GGUF"u8);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Refuses what would lose quality twice (quantized weights to another type than f32) unless allowed, and no-ops.</summary>
     private static void CheckTypes(GgufFile src, string path, List<(string Name, long[] Shape, bool Quantizable)> layout, GgmlType wanted, bool allowRequantize)
     {

@@ -169,6 +169,8 @@ public class CliQuantizeTests
         BadInput(Run($"quantize {Q(Temp("missing.gguf"))} {Q(Temp("x.gguf"))} q8_0"), "file not found");
         BadInput(Run($"quantize {Q(f32)} {Q(f32)} q8_0 --force"), "the output is the input");
         BadInput(Run($"quantize {Q(f32)}"), "missing");
+        // the old way people tried: convert on a GGUF file points at quantize
+        BadInput(Run($"convert {Q(f32)} -o {Q(Temp("r.gguf"))} --type q4_0"), "use 'xlstm-run quantize");
         string exists = Temp("exists.gguf");
         File.WriteAllText(exists, "keep me");
         BadInput(Run($"quantize {Q(f32)} {Q(exists)} q8_0"), "already exists", exists);
