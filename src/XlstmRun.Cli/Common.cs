@@ -21,6 +21,12 @@ public sealed class ModelOptions
     public Option<string?> LoadState { get; } = new("--load-state") { Description = "Start from a saved recurrent state instead of a fresh one (continues a conversation: no BOS, no re-reading)", HelpName = "FILE" };
     public Option<string?> SaveState { get; } = new("--save-state") { Description = "Save the recurrent state at the end (after the prompt and everything generated, EOS excluded)", HelpName = "FILE" };
 
+    public Option<int?> GpuLayers { get; } = new("--n-gpu-layers", "-ngl", "--gpu-layers")
+    {
+        Description = "llama.cpp's GPU offload: 0 = the CPU backend, any other number = the Vulkan GPU backend (the whole model; it is not split)",
+        HelpName = "N",
+    };
+
     public Option<bool> Profile { get; } = new("--profile") { Description = "Print the GPU time of each op (Vulkan timestamp queries) and wall-clock figures on stderr at the end" };
     public Option<string> Precision { get; } = new("--precision") { Description = "Activations inside matrix products: auto (F32 weights always exact; other weights may use f16 on tensor cores and 8-bit activations in quantized products, see docs/precision.md) or f32 (float32 everywhere)", DefaultValueFactory = _ => "auto" };
 
@@ -30,12 +36,26 @@ public sealed class ModelOptions
         Precision.AcceptOnlyFromAmong("auto", "f32");
     }
 
+    /// <summary>The backend name: --backend, or what -ngl asks for (0: cpu, else vulkan); both given must agree.</summary>
+    public string ResolveBackend(ParseResult pr)
+    {
+        string backend = pr.GetValue(Backend) ?? "auto";
+        if (pr.GetValue(GpuLayers) is not int ngl) return backend;
+        if (ngl < 0) throw new BadInputException($"-ngl must be 0 (CPU) or more (GPU), got {ngl}");
+        string wanted = ngl == 0 ? "cpu" : "vulkan";
+        bool explicitBackend = pr.GetResult(Backend) is { Implicit: false };
+        if (explicitBackend && backend != wanted)
+            throw new BadInputException($"-ngl {ngl} asks for the {(ngl == 0 ? "CPU" : "GPU")} but --backend is {backend}: give one of them");
+        return wanted;
+    }
+
     public void AddTo(Command c, bool state = true)
     {
         c.Options.Add(Model);
         c.Options.Add(Backend);
         c.Options.Add(Device);
         c.Options.Add(Threads);
+        c.Options.Add(GpuLayers);
         c.Options.Add(Profile);
         c.Options.Add(Precision);
         if (state)
@@ -67,7 +87,8 @@ public sealed class ModelSession : IDisposable
         if (!string.IsNullOrEmpty(env)) return env;
         var def = DefaultModel.Find();
         if (def != null) return def;
-        throw new BadInputException("no model given: pass -m MODEL.gguf, set XLSTM_MODEL, or install the default model (see README)");
+        throw new BadInputException("no model given: pass -m MODEL.gguf or set XLSTM_MODEL; no default model in " +
+                                    string.Join(", ", DefaultModel.Candidates()) + " (make install puts one there, see README)");
     }
 
     public static ModelSession Open(ParseResult pr, ModelOptions o, bool needTokenizer = false, int? maxBatch = null)
@@ -81,7 +102,7 @@ public sealed class ModelSession : IDisposable
             if (TokenizerGguf.Has(file)) tok = new XlstmTokenizer(TokenizerGguf.Read(file));
             else if (needTokenizer) throw new BadInputException($"{path}: the model has no tokenizer (convert it with a tokenizer.json beside the checkpoint or --tokenizer)");
             bool profile = pr.GetValue(o.Profile);
-            var be = BackendFactory.Create(pr.GetValue(o.Backend) ?? "auto", pr.GetValue(o.Device), pr.GetValue(o.Threads), profile,
+            var be = BackendFactory.Create(o.ResolveBackend(pr), pr.GetValue(o.Device), pr.GetValue(o.Threads), profile,
                 float32: pr.GetValue(o.Precision) == "f32");
             var runner = new ModelRunner(file, be, maxBatch, cfg);
             var s = new ModelSession { File = file, Config = cfg, Backend = be, Runner = runner, Tokenizer = tok, Profile = profile };
@@ -183,14 +204,14 @@ public static class TextIO
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     /// <summary>A UTF-8 writer on stdout (no BOM); flush it yourself.</summary>
-    public static StreamWriter OpenStdout() => new(Console.OpenStandardOutput(), Utf8, 1 << 16) { AutoFlush = false };
+    public static StreamWriter OpenStdout() => new(Terminal.StdStreams.Stdout, Utf8, 1 << 16, leaveOpen: true) { AutoFlush = false };
 
     /// <summary>All of stdin as UTF-8 text.</summary>
     public static string ReadStdin()
     {
         try
         {
-            using var r = new StreamReader(Console.OpenStandardInput(), StrictUtf8, detectEncodingFromByteOrderMarks: true);
+            using var r = new StreamReader(Terminal.StdStreams.Stdin, StrictUtf8, detectEncodingFromByteOrderMarks: true, leaveOpen: true);
             return r.ReadToEnd();
         }
         catch (DecoderFallbackException)

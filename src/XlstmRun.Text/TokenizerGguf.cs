@@ -7,12 +7,21 @@ namespace XlstmRun.Text;
 /// <summary>Stores a tokenizer in GGUF metadata (tokenizer.ggml.* keys, llama.cpp's layout for GPT-2-style BPE) and reads it back.</summary>
 public static class TokenizerGguf
 {
-    public static void Write(GgufWriter w, TokenizerModel t)
+    /// <param name="padTo">Pad the token list to this many entries (the model's embedding rows) with unused "[PADi]"
+    /// tokens, as llama.cpp's converter does, so that generic GGUF tools see one token per row; reading drops them.</param>
+    public static void Write(GgufWriter w, TokenizerModel t, int padTo = 0)
     {
+        var tokens = t.Tokens.ToList();
+        var types = t.TokenTypes.ToList();
+        for (int i = tokens.Count; i < padTo; i++)
+        {
+            tokens.Add($"[PAD{i}]");
+            types.Add(TokenizerModel.TypeUnused);
+        }
         w.AddString("tokenizer.ggml.model", "gpt2");
         w.AddString("tokenizer.ggml.pre", "gpt-2");
-        w.AddStringArray("tokenizer.ggml.tokens", t.Tokens);
-        w.AddI32Array("tokenizer.ggml.token_type", t.TokenTypes);
+        w.AddStringArray("tokenizer.ggml.tokens", tokens);
+        w.AddI32Array("tokenizer.ggml.token_type", types);
         w.AddStringArray("tokenizer.ggml.merges", t.Merges);
         w.AddU32("tokenizer.ggml.bos_token_id", (uint)t.BosId);
         w.AddU32("tokenizer.ggml.eos_token_id", (uint)t.EosId);

@@ -26,6 +26,8 @@ public static class ConvertCommand
         cmd.SetAction(pr => Program.Run(() =>
         {
             string src = pr.GetValue(dir)!, outPath = pr.GetValue(output)!;
+            if (File.Exists(src) && QuantizeCommand.IsGguf(src))
+                throw new BadInputException($"{src} is a GGUF model, not a checkpoint folder: to change its weight type use 'xlstm-run quantize {src} OUTPUT TYPE'");
             OutputPath.Check(outPath, pr.GetValue(force));
             var wanted = GgmlTypes.Parse(pr.GetValue(type)!);
             using var ck = new HfCheckpoint(src);
@@ -39,15 +41,29 @@ public static class ConvertCommand
             var progress = pr.GetValue(quiet) ? null : new ConsoleProgress("convert");
             ModelWriter.Write(outPath, cfg, wanted, sources, w =>
             {
-                w.AddString("general.name", Path.GetFileName(Path.GetFullPath(src).TrimEnd('/')));
-                w.AddString("general.source.url", "huggingface-checkpoint");
-                if (tokenizer != null) TokenizerGguf.Write(w, tokenizer);
+                w.AddString("general.name", ModelName(ck.ConfigJson, src));
+                if (tokenizer != null) TokenizerGguf.Write(w, tokenizer, padTo: cfg.Vocab);
             }, progress, pr.GetValue(threads));
             progress?.Done();
             Console.Error.WriteLine($"wrote {outPath}: {cfg.Blocks} blocks, hidden {cfg.Hidden}, vocab {cfg.Vocab}, {GgmlTypes.Name(wanted)}{(tokenizer != null ? ", with tokenizer" : "")}, {new FileInfo(outPath).Length / 1048576.0:F1} MiB");
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>general.name: the last part of config.json's "_name_or_path" (e.g. NX-AI/xLSTM-7b → xLSTM-7b), else the folder's name.</summary>
+    public static string ModelName(string configJson, string dir)
+    {
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(configJson);
+            if (doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object
+                && doc.RootElement.TryGetProperty("_name_or_path", out var n) && n.ValueKind == System.Text.Json.JsonValueKind.String
+                && n.GetString()!.Trim().TrimEnd('/', '\\') is { Length: > 0 } name)
+                return name[(name.LastIndexOfAny(['/', '\\']) + 1)..];
+        }
+        catch (System.Text.Json.JsonException) { }
+        return Path.GetFileName(Path.GetFullPath(dir).TrimEnd('/'));
     }
 }
 

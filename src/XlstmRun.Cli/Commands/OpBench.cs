@@ -68,7 +68,7 @@ public static class OpBench
                 throw new BadInputException($"--op {op}: expected matmul, cell or 7b");
         }
 
-        using var be = BackendFactory.Create(pr.GetValue(mo.Backend) ?? "auto", pr.GetValue(mo.Device), pr.GetValue(mo.Threads), profile: true,
+        using var be = BackendFactory.Create(mo.ResolveBackend(pr), pr.GetValue(mo.Device), pr.GetValue(mo.Threads), profile: true,
             float32: pr.GetValue(mo.Precision) == "f32");
         Console.Error.WriteLine($"bench --op: {be.Device}");
         var prof = be as IProfilingBackend;

@@ -23,6 +23,18 @@ public sealed class GgufWriter
         _kv.Add((key, t, v));
     }
 
+    public bool Has(string key) => _kv.Exists(e => e.key == key);
+
+    /// <summary>A value as <see cref="GgufFile"/> reads it (boxed scalar, string or <see cref="GgufArray"/>), e.g. to copy metadata.</summary>
+    public void AddValue(string key, object v) => Set(key, v switch
+    {
+        byte => GgufValueType.U8, sbyte => GgufValueType.I8, ushort => GgufValueType.U16, short => GgufValueType.I16,
+        uint => GgufValueType.U32, int => GgufValueType.I32, float => GgufValueType.F32, bool => GgufValueType.Bool,
+        string => GgufValueType.String, GgufArray => GgufValueType.Array, ulong => GgufValueType.U64, long => GgufValueType.I64,
+        double => GgufValueType.F64,
+        _ => throw new ArgumentException($"metadata '{key}': unsupported value type {v.GetType().Name}"),
+    }, v);
+
     public void AddString(string key, string v) => Set(key, GgufValueType.String, v);
     public void AddU32(string key, uint v) => Set(key, GgufValueType.U32, v);
     public void AddI32(string key, int v) => Set(key, GgufValueType.I32, v);
