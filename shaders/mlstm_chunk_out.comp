@@ -1,7 +1,7 @@
 #version 450
 // Chunk kernel 4 of 4 (see mlstm_chunk.glsl): h of one chunk of one head for a tile of 64 columns of dv.
 // Stabilizers m_i, scores M_ij (shared), denominators, then h_i = (q̄_i C_c + Σ_j M_ij v_j) · invden_i.
-// Invocation (column tx, token group ty) computes tokens ty, ty+4, ... (16 each).
+// The products run on 4 × 4 register tiles per invocation.
 #include "common.glsl"
 #include "mlstm_chunk.glsl"
 layout(local_size_x = 256) in;
@@ -25,13 +25,11 @@ shared float Bs[16][64];
 void main()
 {
     uint tid = gl_LocalInvocationID.x;
-    uint tx = tid & 63u, ty = tid >> 6;
     uint c = gl_WorkGroupID.y, h = gl_WorkGroupID.z;
     uint ch = c * pc.NH + h;
     uint rec = pc.recOff + ch * REC_SIZE;
     uint t0 = c * pc.L;
     uint len = min(pc.L, pc.T - t0);
-    uint col = gl_WorkGroupID.x * 64u + tx;
     float scale = 1.0 / sqrt(float(pc.dqk));
     uint qo = pc.qOff + t0 * pc.rowStride + h * pc.dqk, vo = pc.vOff + t0 * pc.rowStride + h * pc.dv;
     float mEnter = SCR[rec + REC_MENTER];
@@ -83,10 +81,14 @@ void main()
         barrier();
     }
 
-    float acc[16];
-    [[unroll]] for (uint i = 0u; i < 16u; i++) acc[i] = 0.0;
+    // h tile 64 tokens × 64 columns: invocation (tx, ty) of 16 × 16 owns tokens ty + 16·i, columns tx + 16·j
+    uint tx4 = tid & 15u, ty4 = tid >> 4;
+    float acc[4][4];
+    [[unroll]] for (uint i = 0u; i < 4u; i++)
+        [[unroll]] for (uint j = 0u; j < 4u; j++) acc[i][j] = 0.0;
     // q_iᵀ C_c
     uint cb = pc.cOff + ch * pc.dqk * pc.dv;
+    uint col0 = gl_WorkGroupID.x * 64u;
     for (uint a0 = 0u; a0 < pc.dqk; a0 += 16u)
     {
         [[unroll]] for (uint e = 0u; e < 4u; e++)
@@ -95,21 +97,24 @@ void main()
             uint r = idx >> 4, cc = idx & 15u;          // token r, column a0 + cc
             As[r][cc] = (r < len && a0 + cc < pc.dqk) ? QKV[qo + r * pc.rowStride + a0 + cc] : 0.0;
             uint ra = idx >> 6, c2 = idx & 63u;         // row a0 + ra of C, column tile + c2
-            uint gc = gl_WorkGroupID.x * 64u + c2;
-            Bs[ra][c2] = (a0 + ra < pc.dqk && gc < pc.dv) ? SCR[cb + (a0 + ra) * pc.dv + gc] : 0.0;
+            Bs[ra][c2] = (a0 + ra < pc.dqk && col0 + c2 < pc.dv) ? SCR[cb + (a0 + ra) * pc.dv + col0 + c2] : 0.0;
         }
         barrier();
         [[unroll]] for (uint cc = 0u; cc < 16u; cc++)
         {
-            float b = Bs[cc][tx];
-            [[unroll]] for (uint i = 0u; i < 16u; i++) acc[i] += As[ty + 4u * i][cc] * b;
+            float qa[4], cv[4];
+            [[unroll]] for (uint i = 0u; i < 4u; i++) qa[i] = As[ty4 + 16u * i][cc];
+            [[unroll]] for (uint j = 0u; j < 4u; j++) cv[j] = Bs[cc][tx4 + 16u * j];
+            [[unroll]] for (uint i = 0u; i < 4u; i++)
+                [[unroll]] for (uint j = 0u; j < 4u; j++) acc[i][j] += qa[i] * cv[j];
         }
         barrier();
     }
-    [[unroll]] for (uint i = 0u; i < 16u; i++)
+    [[unroll]] for (uint i = 0u; i < 4u; i++)
     {
-        uint t = ty + 4u * i;
-        acc[i] *= t < len ? sQs[t] : 0.0;
+        uint t = ty4 + 16u * i;
+        float q = t < len ? sQs[t] : 0.0;
+        [[unroll]] for (uint j = 0u; j < 4u; j++) acc[i][j] *= q;
     }
     // + M V
     for (uint j0 = 0u; j0 < len; j0 += 16u)
@@ -118,23 +123,29 @@ void main()
         {
             uint idx = tid + 256u * e;
             uint rj = idx >> 6, c2 = idx & 63u;         // v_{j0 + rj}[tile + c2]
-            uint gc = gl_WorkGroupID.x * 64u + c2;
-            Bs[rj][c2] = (j0 + rj < len && gc < pc.dv) ? QKV[vo + (j0 + rj) * pc.rowStride + gc] : 0.0;
+            Bs[rj][c2] = (j0 + rj < len && col0 + c2 < pc.dv) ? QKV[vo + (j0 + rj) * pc.rowStride + col0 + c2] : 0.0;
         }
         barrier();
         [[unroll]] for (uint cc = 0u; cc < 16u; cc++)
         {
-            float b = Bs[cc][tx];
-            [[unroll]] for (uint i = 0u; i < 16u; i++) acc[i] += Ms[ty + 4u * i][j0 + cc] * b;
+            float mr[4], vr[4];
+            [[unroll]] for (uint i = 0u; i < 4u; i++) mr[i] = Ms[ty4 + 16u * i][j0 + cc];
+            [[unroll]] for (uint j = 0u; j < 4u; j++) vr[j] = Bs[cc][tx4 + 16u * j];
+            [[unroll]] for (uint i = 0u; i < 4u; i++)
+                [[unroll]] for (uint j = 0u; j < 4u; j++) acc[i][j] += mr[i] * vr[j];
         }
         barrier();
     }
-    if (col < pc.dv)
-        [[unroll]] for (uint i = 0u; i < 16u; i++)
+    [[unroll]] for (uint i = 0u; i < 4u; i++)
+    {
+        uint t = ty4 + 16u * i;
+        if (t >= len) continue;
+        [[unroll]] for (uint j = 0u; j < 4u; j++)
         {
-            uint t = ty + 4u * i;
-            if (t < len) H[pc.hOff + (t0 + t) * pc.hStride + h * pc.dv + col] = acc[i] * sInv[t];
+            uint col = col0 + tx4 + 16u * j;
+            if (col < pc.dv) H[pc.hOff + (t0 + t) * pc.hStride + h * pc.dv + col] = acc[i][j] * sInv[t];
         }
+    }
     // the final m (from the scan) goes to the state once every chunk's kernels have read the old one
     if (gl_WorkGroupID.x == 0u && c == 0u && tid == 0u) S[pc.mOffS + h] = SCR[pc.recOff + (pc.nc * pc.NH + h) * REC_SIZE + REC_MENTER];
 }

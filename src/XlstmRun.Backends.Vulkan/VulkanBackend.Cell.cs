@@ -64,7 +64,8 @@ public sealed unsafe partial class VulkanBackend
     private static (ulong Rec, ulong S, ulong N, ulong C, ulong Total) ChunkLayout(ModelConfig c, int nc)
     {
         ulong nh = (ulong)c.Heads, n = (ulong)nc;
-        ulong rec = 0, s = rec + (n + 1) * nh * 256, nn = s + n * nh * 64 * 64, cc = nn + n * nh * (ulong)c.DQk;
+        // every region starts on a 16-byte boundary (the scan kernel moves C in vec4s)
+        ulong rec = 0, s = rec + (n + 1) * nh * 256, nn = s + n * nh * 64 * 64, cc = (nn + n * nh * (ulong)c.DQk + 3) & ~3UL;
         ulong total = cc + n * nh * (ulong)c.DQk * (ulong)c.DV;
         return (rec, s, nn, cc, total);
     }
@@ -138,7 +139,7 @@ public sealed unsafe partial class VulkanBackend
             Nc = (uint)nc, NH = (uint)NH, Dqk = (uint)dqk, Dv = (uint)dv, NOffS = nOffS, MOffS = mOffS,
             RecOff = (uint)lay.Rec, NOff = (uint)lay.N, COff = (uint)lay.C,
         };
-        Run(_chunkScan, _chunkScan.Pipeline([]), [sb, Whole(scr)], &ps, Groups((long)dqk * dv, 256), (uint)NH);
+        Run(_chunkScan, _chunkScan.Pipeline([]), [sb, Whole(scr)], &ps, Groups((long)dqk * dv, 1024), (uint)NH);
         _cs.EndOp();
 
         _cs.BeginOp("mlstm.chunk.out", [Q.Buf, S.Buf, scr], [H.Buf, S.Buf]);

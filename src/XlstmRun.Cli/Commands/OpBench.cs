@@ -60,7 +60,16 @@ public static class OpBench
                 (string, int, int)[] shapes = [("qkvo", 12288, 4096), ("out", 4096, 4096), ("gate_up", 21888, 4096), ("down", 4096, 10944), ("lm_head", 50304, 4096)];
                 foreach (var n in tokens)
                 {
-                    foreach (var t in types) foreach (var (l, r, c) in shapes) cases.Add(new("matmul", l, t, r, c, n));
+                    foreach (var t in types)
+                    {
+                        foreach (var (l, r, c) in shapes) cases.Add(new("matmul", l, t, r, c, n));
+                        if (n == 1)
+                        {
+                            // the decode step's fused kernels (as the Vulkan planner builds them)
+                            cases.Add(new("fused", "qkvo+norm+gates", t, 12288, 4096, 1));
+                            cases.Add(new("fused", "gate_up+norm+swiglu", t, 21888, 4096, 1));
+                        }
+                    }
                     cases.Add(new("cell", "7B head", GgmlType.F32, 0, 0, n));
                 }
                 break;
@@ -78,8 +87,9 @@ public static class OpBench
         sb.AppendLine("| --- | --- | --- | ---: | --- | ---: | ---: | ---: |");
         foreach (var c in cases)
         {
-            var (us, flop, bytes, act) = c.Op == "matmul" ? MatMul(be, c, reps, prof) : Cell(be, c, reps, prof);
-            sb.AppendLine($"| {c.Op} | {c.Label} {(c.Op == "matmul" ? $"({c.Rows}x{c.Cols})" : "")} | {(c.Op == "matmul" ? GgmlTypes.Name(c.Type) : "f32")} | {c.Tokens} | {act} | " +
+            var (us, flop, bytes, act) = c.Op switch { "matmul" or "fused" => MatMul(be, c, reps, prof), _ => Cell(be, c, reps, prof) };
+            bool mm = c.Op != "cell";
+            sb.AppendLine($"| {c.Op} | {c.Label} {(mm ? $"({c.Rows}x{c.Cols})" : "")} | {(mm ? GgmlTypes.Name(c.Type) : "f32")} | {c.Tokens} | {act} | " +
                           $"{F(us, "F2")} | {F(flop / us / 1e6, "F2")} | {F(bytes / us / 1e3, "F1")} |");
             Console.Error.WriteLine($"bench --op: {c.Op} {c.Label} {GgmlTypes.Name(c.Type)} T={c.Tokens}: {us:F2} µs");
         }
@@ -153,12 +163,17 @@ public static class OpBench
 
     /// <summary>Time <paramref name="call"/> (i = call index): one warm-up, then <paramref name="reps"/> calls, each
     /// synchronised (device timestamps give the kernel time, the wall clock the time with submission).</summary>
-    private static double Time(IBackend be, IProfilingBackend? prof, int reps, ITensor sync, Action<int> call)
+    private static double Time(IBackend be, IProfilingBackend? prof, int reps, ITensor sync, Action<int> call) =>
+        Time(be, prof, reps, sync, call, out _);
+
+    /// <param name="kernels">Per kernel name: median µs per call (device timestamps only).</param>
+    private static double Time(IBackend be, IProfilingBackend? prof, int reps, ITensor sync, Action<int> call, out string kernels)
     {
         var one = new float[sync.Rows * sync.Cols];
         call(0);
         be.Read(sync, one);
         var times = new List<double>();
+        var perKernel = new Dictionary<string, List<double>>();
         for (int i = 0; i < reps; i++)
         {
             prof?.ResetProfile();
@@ -169,11 +184,17 @@ public static class OpBench
             if (prof is { Profiling: true })
             {
                 // the op's own entries (the read at the end is not part of it)
-                double ns = prof.OpTimes().Where(kv => kv.Key != "read").Sum(kv => kv.Value.Ns);
-                times.Add(ns / 1000);
+                var ops = prof.OpTimes().Where(kv => kv.Key != "read").ToList();
+                times.Add(ops.Sum(kv => kv.Value.Ns) / 1000);
+                foreach (var (k, v) in ops)
+                {
+                    if (!perKernel.TryGetValue(k, out var l)) perKernel[k] = l = new List<double>();
+                    l.Add(v.Ns / 1000);
+                }
             }
             else times.Add(wall);
         }
+        kernels = perKernel.Count > 1 ? string.Join(", ", perKernel.Select(kv => $"{kv.Key} {Median(kv.Value):F1}")) : "";
         return Median(times);
     }
 
@@ -189,10 +210,35 @@ public static class OpBench
             var x = RandomActivations(be, c.Tokens, c.Cols, 99, owned);
             var d = be.Alloc(c.Tokens, c.Rows);
             var sync = be.Rows(d, 0, 1);
-            double us = Time(be, prof, reps, be.Rows(sync, 0, 1), i => be.MatMul(ws[i % copies], x, d));
+            Action<int> call = i => be.MatMul(ws[i % copies], x, d);
+            if (c.Op == "fused")
+            {
+                // RmsNorm(x → a) then the product(s) of a, as one plan: the backend fuses what it can
+                var nw = be.LoadWeight(RandomWeight(GgmlType.F32, 1, c.Cols, 77, owned, vector: true));
+                var a = be.Alloc(c.Tokens, c.Cols);
+                var plans = new ForwardPlan[copies];
+                if (c.Label.Contains("gates"))
+                {
+                    var gw = be.LoadWeight(RandomWeight(GgmlType.F32, 16, c.Cols, 78, owned));
+                    var gb = be.LoadWeight(RandomWeight(GgmlType.F32, 1, 16, 79, owned, vector: true));
+                    var gd = be.Alloc(c.Tokens, 16);
+                    for (int i = 0; i < copies; i++)
+                        plans[i] = new ForwardPlan($"f{i}", c.Tokens, [new RmsNormOp(x, nw, a, 1e-6f, 0), new MatMulOp(ws[i], a, d, null, false, 0), new MatMulOp(gw, a, gd, gb, false, 0)]);
+                }
+                else
+                {
+                    var sdst = be.Alloc(c.Tokens, c.Rows / 2);
+                    sync = be.Rows(sdst, 0, 1);
+                    for (int i = 0; i < copies; i++)
+                        plans[i] = new ForwardPlan($"f{i}", c.Tokens, [new RmsNormOp(x, nw, a, 1e-6f, 0), new MatMulOp(ws[i], a, d, null, false, 0), new SwiGluOp(d, sdst, 0)]);
+                }
+                call = i => be.Run(plans[i % copies]);
+            }
+            double us = Time(be, prof, reps, be.Rows(sync, 0, 1), call, out var kernels);
             double flop = 2.0 * c.Rows * c.Cols * c.Tokens;
             double bytes = wbytes + 4.0 * c.Tokens * (c.Cols + c.Rows);
-            return (us, flop, bytes, be.MatMulActivations(c.Type, c.Tokens).ToString().ToLowerInvariant());
+            string act = be.MatMulActivations(c.Type, c.Tokens).ToString().ToLowerInvariant();
+            return (us, flop, bytes, kernels.Length > 0 ? act + ": " + kernels + " µs" : act);
         }
         finally
         {
@@ -213,12 +259,12 @@ public static class OpBench
             var g = RandomActivations(be, T, 2 * cfg.Heads, 6, owned);
             var h = be.Alloc(T, cfg.VDim);
             var st = be.AllocState(cfg);
-            double us = Time(be, prof, reps, be.Rows(h, 0, 1), _ => be.MlstmCell(cfg, q, g, st, 0, h));
+            double us = Time(be, prof, reps, be.Rows(h, 0, 1), _ => be.MlstmCell(cfg, q, g, st, 0, h), out var kernels);
             double state = cfg.StateFloatsPerBlock * 4.0;
             double bytes = 2 * state + 4.0 * T * (cfg.QkvoDim + 2 * cfg.Heads + cfg.VDim);
             // per head and token: the state update (2·dqk·dv) and q̂ᵀC (2·dqk·dv); chunkwise adds the intra-chunk products
             double flop = T * cfg.Heads * (4.0 * cfg.DQk * cfg.DV + (T > 1 ? 2.0 * 64 * (cfg.DQk + cfg.DV) : 0));
-            return (us, flop, bytes, "f32");
+            return (us, flop, bytes, kernels.Length > 0 ? "f32: " + kernels + " µs" : "f32");
         }
         finally
         {
