@@ -25,6 +25,7 @@ public static class Program
         root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(TokenizeCommand.CreateDetokenize());
         root.Subcommands.Add(BatchCommand.Create());
+        root.Subcommands.Add(BatchMergeCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         HelpNotes.Install(root);
 

@@ -29,9 +29,6 @@ public sealed class ResumeInfo
 /// </summary>
 public sealed class BatchOutput : IDisposable
 {
-    /// <summary>Longest output line read back on resume.</summary>
-    public const int MaxRecordBytes = 64 << 20;
-
     private SafeFileHandle _h;
     private SafeFileHandle? _replaced; // the file a --retry-errors rewrite replaced: kept open (and locked) until the end
     private long _end;
@@ -145,49 +142,33 @@ public sealed class BatchOutput : IDisposable
     {
         var done = new bool[input.PhysicalLines + 1];
         int results = 0, errors = 0, retried = 0, dupes = 0;
-        long cutAt = -1;
-        string? problem = null;
         var keep = new List<(long Offset, long End)>();
-        JsonlScanner.Scan(_h, MaxRecordBytes, (in ScannedLine l) =>
+        long cutAt;
+        try
         {
-            if (problem != null) return;
-            if (!l.Terminated)
+            cutAt = BatchRecords.Scan(_h, Path, input, (in ScannedLine l, BatchRecord r) =>
             {
-                cutAt = l.Offset; // written in part when the run was interrupted: never counted
-                return;
-            }
-            if (!l.TooLong && l.Content.Span.Trim(" \t\r"u8).IsEmpty)
-            {
+                if (r.IsError && retryErrors)
+                {
+                    retried++;
+                    return;
+                }
+                if (done[r.Line])
+                {
+                    dupes++;
+                    if (!retryErrors) keep.Add((l.Offset, l.End));
+                    return;
+                }
+                done[r.Line] = true;
+                if (r.IsError) errors++;
+                else results++;
                 keep.Add((l.Offset, l.End));
-                return;
-            }
-            if (l.TooLong || BatchRecords.Read(l.Content) is not BatchRecord r)
-            {
-                problem = $"{Path}: line {l.Number} is not a batch record; --resume continues only a file that batch wrote";
-                return;
-            }
-            if (BatchRecords.Mismatch(r, input) is string why)
-            {
-                problem = $"{Path}: line {l.Number}: {why} (is this the output of another input file?)";
-                return;
-            }
-            if (r.IsError && retryErrors)
-            {
-                retried++;
-                return;
-            }
-            if (done[r.Line])
-            {
-                dupes++;
-                if (!retryErrors) keep.Add((l.Offset, l.End));
-                return;
-            }
-            done[r.Line] = true;
-            if (r.IsError) errors++;
-            else results++;
-            keep.Add((l.Offset, l.End));
-        });
-        if (problem != null) throw new BadInputException(problem);
+            });
+        }
+        catch (BadInputException e)
+        {
+            throw new BadInputException(e.Message + "; --resume continues only a file that batch wrote for this input");
+        }
         long repaired = cutAt >= 0 ? _end - cutAt : 0;
         if (retryErrors && (retried > 0 || dupes > 0)) Rewrite(keep);
         else if (cutAt >= 0)
@@ -207,17 +188,7 @@ public sealed class BatchOutput : IDisposable
             if (PosixFiles.TryLock(th, exclusive: true) == PosixFiles.LockResult.HeldElsewhere) throw Locked(tmp);
             var buf = new byte[1 << 20];
             long to = 0;
-            foreach (var (offset, end) in keep)
-            {
-                for (long at = offset; at < end;)
-                {
-                    int n = RandomAccess.Read(_h, buf.AsSpan(0, (int)Math.Min(buf.Length, end - at)), at);
-                    if (n <= 0) throw new IOException($"{Path}: changed while it was being rewritten");
-                    RandomAccess.Write(th, buf.AsSpan(0, n), to);
-                    at += n;
-                    to += n;
-                }
-            }
+            foreach (var (offset, end) in keep) to = CopyRange(_h, offset, end, th, to, buf);
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(th, File.GetUnixFileMode(_h));
             RandomAccess.FlushToDisk(th);
             File.Move(tmp, Path, overwrite: true);
@@ -231,6 +202,21 @@ public sealed class BatchOutput : IDisposable
             try { File.Delete(tmp); } catch (IOException) { }
             throw;
         }
+    }
+
+    /// <summary>Copies bytes [<paramref name="offset"/>, <paramref name="end"/>) of one file to <paramref name="to"/> at
+    /// <paramref name="at"/>; returns the offset after them.</summary>
+    internal static long CopyRange(SafeFileHandle from, long offset, long end, SafeFileHandle to, long at, byte[] buf)
+    {
+        while (offset < end)
+        {
+            int n = RandomAccess.Read(from, buf.AsSpan(0, (int)Math.Min(buf.Length, end - offset)), offset);
+            if (n <= 0) throw new IOException("a file became shorter while it was being copied");
+            RandomAccess.Write(to, buf.AsSpan(0, n), at);
+            offset += n;
+            at += n;
+        }
+        return at;
     }
 
     /// <summary>--force without --resume: empties the file (called once the model has loaded, so that a failure to start

@@ -2,6 +2,8 @@ using System.Buffers;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Unicode;
+using Microsoft.Win32.SafeHandles;
+using XlstmRun.Formats;
 using XlstmRun.Text.Sampling;
 
 namespace XlstmRun.Cli.Batch;
@@ -88,5 +90,35 @@ public static class BatchRecords
                 : $"it is for line {r.Line}, which is blank in {input.Path}";
         if (!r.IsError && r.Id != l.Id) return $"it has id {r.Id.Display} for line {r.Line}, where {input.Path} has id {l.Id.Display}";
         return null;
+    }
+
+    /// <summary>Longest output line read back.</summary>
+    public const int MaxRecordBytes = 64 << 20;
+
+    public delegate void RecordHandler(in ScannedLine line, BatchRecord record);
+
+    /// <summary>
+    /// Reads the records of an output file, checking each against <paramref name="input"/>; blank lines are skipped.
+    /// Throws <see cref="BadInputException"/> for a line that is not a record of this input.
+    /// </summary>
+    /// <returns>The offset where an incomplete last record (no newline: an interrupted write) starts, or -1.</returns>
+    public static long Scan(SafeFileHandle h, string path, BatchInput input, RecordHandler onRecord)
+    {
+        long cutAt = -1;
+        JsonlScanner.Scan(h, MaxRecordBytes, (in ScannedLine l) =>
+        {
+            if (!l.Terminated)
+            {
+                cutAt = l.Offset;
+                return;
+            }
+            if (!l.TooLong && l.Content.Span.Trim(" \t\r"u8).IsEmpty) return;
+            if (l.TooLong || Read(l.Content) is not BatchRecord r)
+                throw new BadInputException($"{path}: line {l.Number} is not a batch record");
+            if (Mismatch(r, input) is string why)
+                throw new BadInputException($"{path}: line {l.Number}: {why} (is this the output of another input file?)");
+            onRecord(l, r);
+        });
+        return cutAt;
     }
 }
