@@ -38,6 +38,7 @@ public sealed class BatchOutput : IDisposable
     private readonly Stopwatch _sinceSync = Stopwatch.StartNew();
     private readonly CrashHook? _hook = CrashHook.FromEnvironment();
     private int _appended;
+    private Action? _repair;
 
     public string Path { get; }
     /// <summary>Whether the file existed before this run opened it.</summary>
@@ -134,9 +135,10 @@ public sealed class BatchOutput : IDisposable
 
     /// <summary>
     /// Reads the records already there (for --resume): each input line with a result, or with an error record unless
-    /// <paramref name="retryErrors"/>, is done. Refuses a file with lines that are not records of this input. Then
-    /// cuts off an incomplete last record; with <paramref name="retryErrors"/>, rewrites the file without its error
-    /// records (to a temporary file renamed over it, so that a crash leaves the old or the new file, whole).
+    /// <paramref name="retryErrors"/>, is done. Refuses a file with lines that are not records of this input. Changes
+    /// nothing yet: <see cref="Repair"/> then cuts off an incomplete last record or, with <paramref name="retryErrors"/>,
+    /// rewrites the file without its error records (to a temporary file renamed over it, so that a crash leaves the
+    /// old or the new file, whole).
     /// </summary>
     public ResumeInfo Resume(BatchInput input, bool retryErrors)
     {
@@ -170,14 +172,24 @@ public sealed class BatchOutput : IDisposable
             throw new BadInputException(e.Message + "; --resume continues only a file that batch wrote for this input");
         }
         long repaired = cutAt >= 0 ? _end - cutAt : 0;
-        if (retryErrors && (retried > 0 || dupes > 0)) Rewrite(keep);
-        else if (cutAt >= 0)
-        {
-            RandomAccess.SetLength(_h, cutAt);
-            RandomAccess.FlushToDisk(_h);
-            _end = cutAt;
-        }
+        _repair = retryErrors && (retried > 0 || dupes > 0) ? () => Rewrite(keep)
+            : cutAt >= 0 ? () =>
+            {
+                RandomAccess.SetLength(_h, cutAt);
+                RandomAccess.FlushToDisk(_h);
+                _end = cutAt;
+            }
+            : null;
         return new ResumeInfo { Done = done, Results = results, Errors = errors, Retried = retried, Duplicates = dupes, RepairedBytes = repaired };
+    }
+
+    /// <summary>Applies what <see cref="Resume"/> found: cuts off the incomplete last record, or rewrites the file
+    /// without the error records being retried. Called once the run can start, so that a failure to start (a model
+    /// that does not load) leaves the file as it was.</summary>
+    public void Repair()
+    {
+        _repair?.Invoke();
+        _repair = null;
     }
 
     private void Rewrite(List<(long Offset, long End)> keep)
@@ -231,6 +243,7 @@ public sealed class BatchOutput : IDisposable
     /// <summary>Appends one encoded record (newline included) with one write.</summary>
     public void Append(byte[] record)
     {
+        if (_repair != null) throw new InvalidOperationException("Repair() first");
         _appended++;
         _hook?.Before(_appended, this, record);
         RandomAccess.Write(_h, record, _end);

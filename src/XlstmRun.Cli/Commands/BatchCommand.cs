@@ -115,14 +115,20 @@ public static class BatchCommand
                 var ri = isResume && outp.Existed ? outp.Resume(inp, retryErrors) : null;
                 var mine = inp.Lines.Where(l => sh.Contains(l.Line)).ToList();
                 var todo = mine.Where(l => ri == null || !ri.Done[l.Line]).ToList();
-                Console.Error.WriteLine($"batch: {inp.Lines.Count} prompt lines in {inPath} ({inp.Lines.Count(l => l.Error != null)} malformed)" +
-                    (sh.Count > 1 ? $"; shard {sh}: {mine.Count} lines" : "") +
-                    (ri != null ? $"; {mine.Count - todo.Count} already done" : "") + $"; {todo.Count} to run -> {outPath}");
-                if (ri != null) ReportResume(ri, outPath);
+                // The header waits until the model has loaded: a model that fails to load gives one error line only.
+                void Header()
+                {
+                    Console.Error.WriteLine($"batch: {inp.Lines.Count} prompt lines in {inPath} ({inp.Lines.Count(l => l.Error != null)} malformed)" +
+                        (sh.Count > 1 ? $"; shard {sh}: {mine.Count} lines" : "") +
+                        (ri != null ? $"; {mine.Count - todo.Count} already done" : "") + $"; {todo.Count} to run -> {outPath}");
+                    if (ri != null) ReportResume(ri, outPath);
+                }
 
                 if (todo.Count == 0)
                 {
                     if (isForce && outp.Existed) outp.Clear();
+                    outp.Repair();
+                    Header();
                     Console.Error.WriteLine("batch: nothing to do");
                     return ExitCodes.Ok;
                 }
@@ -132,6 +138,8 @@ public static class BatchCommand
                     // A run whose lines are all malformed writes their error records without loading the model.
                     if (todo.Any(l => l.Error == null)) s = ModelSession.Open(pr, mo, needTokenizer: true);
                     if (isForce && outp.Existed) outp.Clear();
+                    outp.Repair();
+                    Header();
                     int slots = slotsGiven ?? (s != null ? SequenceEngines.DefaultSlots(s.Backend) : 1);
                     Console.Error.WriteLine($"batch: seed {seed} (a line without \"seed\" uses {seed} + its line number); parallel {slots}" +
                         (slots > 1 ? $" ({SequenceEngines.Note})" : ""));

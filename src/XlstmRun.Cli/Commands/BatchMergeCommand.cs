@@ -94,9 +94,9 @@ public static class BatchMergeCommand
             foreach (var p in incomplete)
                 Console.Error.WriteLine($"batch-merge: {p}: its last record is incomplete (the run was interrupted): rerun that shard with --resume");
             if (missing.Count > 0)
-                Console.Error.WriteLine($"batch-merge: {missing.Count} lines missing: {List(missing.Select(x => x.ToString()))}");
+                Console.Error.WriteLine($"batch-merge: {missing.Count} {(missing.Count == 1 ? "line" : "lines")} missing: {List(missing.Select(x => x.ToString()))}");
             if (dup.Count > 0)
-                Console.Error.WriteLine($"batch-merge: {dup.Count} lines duplicated: {List(dup.Select(x => $"{x} ({string.Join(", ", where[x])})"))}");
+                Console.Error.WriteLine($"batch-merge: {dup.Count} {(dup.Count == 1 ? "line" : "lines")} duplicated: {List(dup.Select(x => $"{x} ({string.Join(", ", where[x])})"))}");
             bool complete = missing.Count == 0 && dup.Count == 0;
             if (!complete && !partial)
             {
