@@ -39,7 +39,7 @@ public static class BatchTestKit
         return d;
     }
 
-    public static string Text(JsonElement r) => r.GetProperty("text").GetString()!;
+    public static string TextOf(JsonElement r) => r.GetProperty("text").GetString()!;
 
     /// <summary>A running xlstm-run with stderr collected; for tests that kill it.</summary>
     public sealed class Running : IDisposable
