@@ -58,9 +58,9 @@ public sealed class BatchDriver
             while (free.Count > 0 && next < todo.Count && !cancel.IsCancellationRequested)
             {
                 var l = todo[next++];
-                if (l.Error != null)
+                if (l.IsError)
                 {
-                    Fail(l, l.Error);
+                    Fail(l, Input.ErrorOf(l, Defaults) ?? "the line cannot be read");
                     continue;
                 }
                 var p = Input.Load(l, Defaults);

@@ -1,22 +1,35 @@
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 using XlstmRun.Formats;
 
 namespace XlstmRun.Cli.Batch;
 
-/// <summary>A prompt line of the input (blank lines have none): where it is, its id, and its error if it is malformed.</summary>
-public sealed class InputLine
+[Flags]
+public enum LineFlags : byte
 {
-    /// <summary>1-based line number in the input file; what records are keyed by.</summary>
-    public required int Line { get; init; }
-    public required long Offset { get; init; }
-    public required int Length { get; init; }
-    public required int Hash { get; init; }
-    /// <summary>The line's id: its "id", else its line number.</summary>
-    public LineId Id { get; set; }
-    /// <summary>Whether the id is the line's own "id" (not its line number).</summary>
-    public bool HasId { get; init; }
-    public string? Error { get; set; }
-    public bool NotObject { get; init; }
+    None = 0,
+    /// <summary>The line has its own valid "id".</summary>
+    HasId = 1,
+    /// <summary>The line itself is wrong (its error is found again by parsing it).</summary>
+    Malformed = 2,
+    /// <summary>Not a JSON object at all (not UTF-8, not JSON, an array...).</summary>
+    NotObject = 4,
+    TooLong = 8,
+}
+
+/// <summary>
+/// A prompt line of the input (blank lines have none): where it is, its id, whether it is an error. Small on purpose
+/// (no text, no message): an input of millions of lines is indexed in tens of bytes per line.
+/// </summary>
+/// <param name="Line">1-based line number in the input file; what records are keyed by.</param>
+/// <param name="Id">The line's id: its "id", else its line number.</param>
+/// <param name="DupOf">The earlier line whose id this line repeats (then this line is an error), or 0.</param>
+public readonly record struct InputLine(int Line, long Offset, int Length, int Hash, LineId Id, LineFlags Flags, int DupOf = 0)
+{
+    public bool HasId => (Flags & LineFlags.HasId) != 0;
+    public bool NotObject => (Flags & LineFlags.NotObject) != 0;
+    /// <summary>The line gets an error record: it is malformed, or its id repeats an earlier line's.</summary>
+    public bool IsError => (Flags & LineFlags.Malformed) != 0 || DupOf != 0;
 }
 
 /// <summary>
@@ -30,6 +43,8 @@ public sealed class BatchInput : IDisposable
     public const int MaxLineBytes = 16 << 20;
     /// <summary>Most bytes read from standard input or a FIFO (they are kept in memory; a file is not).</summary>
     public const long MaxStreamBytes = 256L << 20;
+    /// <summary>Most prompt lines in one file (the index stays under about 1 GiB whatever the lines).</summary>
+    public const int MaxPromptLines = 10_000_000;
 
     private readonly SafeFileHandle? _file;
     private readonly byte[]? _bytes;
@@ -37,7 +52,8 @@ public sealed class BatchInput : IDisposable
 
     public string Path { get; }
     /// <summary>The prompt lines (blank lines skipped), in file order.</summary>
-    public IReadOnlyList<InputLine> Lines { get; }
+    public IReadOnlyList<InputLine> Lines => _lines;
+    private readonly List<InputLine> _lines;
     public int PhysicalLines { get; }
 
     private BatchInput(string path, SafeFileHandle? file, byte[]? bytes, List<InputLine> lines, int physical)
@@ -45,7 +61,7 @@ public sealed class BatchInput : IDisposable
         Path = path;
         _file = file;
         _bytes = bytes;
-        Lines = lines;
+        _lines = lines;
         PhysicalLines = physical;
         _indexByLine = new int[physical + 1];
         Array.Fill(_indexByLine, -1);
@@ -53,7 +69,7 @@ public sealed class BatchInput : IDisposable
     }
 
     /// <summary>The prompt line with this line number, or null (blank or beyond the end).</summary>
-    public InputLine? ByLine(long line) => line >= 1 && line <= PhysicalLines && _indexByLine[line] is int i and >= 0 ? Lines[i] : null;
+    public InputLine? ByLine(long line) => line >= 1 && line <= PhysicalLines && _indexByLine[line] is int i and >= 0 ? _lines[i] : null;
 
     /// <summary>Opens and indexes <paramref name="path"/> ("-" = standard input).</summary>
     public static BatchInput Open(string path, BatchDefaults d)
@@ -91,15 +107,22 @@ public sealed class BatchInput : IDisposable
         try
         {
             var lines = new List<InputLine>();
-            JsonlScanner.LineHandler index = (in ScannedLine l) => Index(l, d, lines);
+            string? firstError = null;
+            JsonlScanner.LineHandler index = (in ScannedLine l) =>
+            {
+                if (lines.Count == MaxPromptLines)
+                    throw new BadInputException($"{path}: more than {MaxPromptLines:N0} prompt lines; split it into several files");
+                if (Index(l, d, lines) is string e) firstError ??= $"line {l.Number}: {e}";
+            };
             int physical = file != null
                 ? JsonlScanner.Scan(file, MaxLineBytes, index)
                 : JsonlScanner.Scan(new MemoryStream(bytes!, false), MaxLineBytes, index);
             if (lines.Count == 0) throw new BadInputException($"{path}: no prompts (expected one JSON object per line)");
             if (lines.All(l => l.NotObject))
-                throw new BadInputException($"{path}: not a JSONL prompt file (no line is a JSON object; line {lines[0].Line}: {Shown.Clean(lines[0].Error!)})");
-            AssignIds(lines);
-            return new BatchInput(path, file, bytes, lines, physical);
+                throw new BadInputException($"{path}: not a JSONL prompt file (no line is a JSON object; {Shown.Clean(firstError ?? "")})");
+            var input = new BatchInput(path, file, bytes, lines, physical);
+            input.AssignIds();
+            return input;
         }
         catch
         {
@@ -108,7 +131,8 @@ public sealed class BatchInput : IDisposable
         }
     }
 
-    private static void Index(in ScannedLine l, BatchDefaults d, List<InputLine> lines)
+    /// <returns>The line's error, if it has one.</returns>
+    private static string? Index(in ScannedLine l, BatchDefaults d, List<InputLine> lines)
     {
         var content = l.Content;
         long offset = l.Offset;
@@ -117,32 +141,51 @@ public sealed class BatchInput : IDisposable
             content = content[3..];
             offset += 3;
         }
-        if (!l.TooLong && content.Span.Trim(" \t\r"u8).IsEmpty) return;
-        ParsedLine p = l.TooLong
-            ? new ParsedLine { Error = $"the line is longer than {MaxLineBytes >> 20} MiB", NotObject = true }
-            : BatchLineParser.Parse(content, l.Number, d);
-        lines.Add(new InputLine
-        {
-            Line = l.Number, Offset = offset, Length = content.Length, Hash = Hash(content.Span),
-            Id = p.Id ?? LineId.OfLine(l.Number), HasId = p.Id != null, Error = p.Error, NotObject = p.NotObject,
-        });
+        if (!l.TooLong && content.Span.Trim(" \t\r"u8).IsEmpty) return null;
+        ParsedLine p = l.TooLong ? new ParsedLine { Error = TooLongError, NotObject = true } : BatchLineParser.Parse(content, l.Number, d);
+        var flags = (p.Id != null ? LineFlags.HasId : 0) | (p.Error != null ? LineFlags.Malformed : 0)
+            | (p.NotObject ? LineFlags.NotObject : 0) | (l.TooLong ? LineFlags.TooLong : 0);
+        lines.Add(new InputLine(l.Number, offset, content.Length, Hash(content.Span), p.Id ?? LineId.OfLine(l.Number), flags));
+        return p.Error;
     }
 
-    /// <summary>Ids must be unique: the later of two lines with the same id gets an error record (a line without "id"
-    /// has its line number as id).</summary>
-    private static void AssignIds(List<InputLine> lines)
+    private static readonly string TooLongError = $"the line is longer than {MaxLineBytes >> 20} MiB";
+
+    /// <summary>
+    /// Ids must be unique: the later of two lines with the same id gets an error record. A line without "id" has its
+    /// line number as id, so it can clash with another line's explicit numeric id.
+    /// </summary>
+    private void AssignIds()
     {
-        var first = new Dictionary<LineId, InputLine>(lines.Count);
-        foreach (var l in lines)
+        var lines = CollectionsMarshal.AsSpan(_lines);
+        var first = new Dictionary<LineId, int>();
+        for (int i = 0; i < lines.Length; i++)
+            if (lines[i].HasId && !first.TryAdd(lines[i].Id, i)) lines[i] = lines[i] with { DupOf = lines[first[lines[i].Id]].Line };
+        for (int i = 0; i < lines.Length; i++)
         {
-            if (first.TryAdd(l.Id, l)) continue;
-            var o = first[l.Id];
-            l.Error ??= l.HasId
-                ? o.HasId
-                    ? $"duplicate id {l.Id.Display} (line {o.Line} has it too); ids must be unique"
-                    : $"duplicate id {l.Id.Display}: line {o.Line} has no \"id\", so its id is its line number; ids must be unique"
-                : $"this line has no \"id\", so its id is its line number, {l.Line}, but line {o.Line} has \"id\": {o.Id.Display}; ids must be unique";
+            ref var l = ref lines[i];
+            if (!l.HasId || l.Id.Text != null || l.Id.Number == l.Line || l.Id.Number < 1 || l.Id.Number > PhysicalLines) continue;
+            int j = _indexByLine[l.Id.Number];
+            if (j < 0 || lines[j].HasId) continue;
+            // line l says "id": N, and line N has no id: the later of the two is the duplicate
+            ref var later = ref (j > i ? ref lines[j] : ref l);
+            int earlier = j > i ? l.Line : lines[j].Line;
+            if (later.DupOf == 0) later = later with { DupOf = earlier };
         }
+    }
+
+    /// <summary>The error record's message for a line, or null if it is not an error.</summary>
+    public string? ErrorOf(InputLine l, BatchDefaults d)
+    {
+        if ((l.Flags & LineFlags.TooLong) != 0) return TooLongError;
+        if ((l.Flags & LineFlags.Malformed) != 0) return Load(l, d).Error ?? "the line cannot be read";
+        if (l.DupOf == 0) return null;
+        var o = ByLine(l.DupOf)!.Value;
+        return l.HasId
+            ? o.HasId
+                ? $"duplicate id {l.Id.Display} (line {o.Line} has it too); ids must be unique"
+                : $"duplicate id {l.Id.Display}: line {o.Line} has no \"id\", so its id is its line number; ids must be unique"
+            : $"this line has no \"id\", so its id is its line number, {l.Line}, but line {o.Line} has \"id\": {o.Id.Display}; ids must be unique";
     }
 
     /// <summary>Reads a prompt line again and parses it; fails if the file changed since it was indexed.</summary>

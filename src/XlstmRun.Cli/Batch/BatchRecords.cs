@@ -83,8 +83,7 @@ public static class BatchRecords
     /// line's id: a malformed line's id may not have been readable when the record was written.</summary>
     public static string? Mismatch(BatchRecord r, BatchInput input)
     {
-        var l = input.ByLine(r.Line);
-        if (l == null)
+        if (input.ByLine(r.Line) is not InputLine l)
             return r.Line > input.PhysicalLines
                 ? $"it is for line {r.Line}, but {input.Path} has {input.PhysicalLines} lines"
                 : $"it is for line {r.Line}, which is blank in {input.Path}";

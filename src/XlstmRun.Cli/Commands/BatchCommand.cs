@@ -118,7 +118,7 @@ public static class BatchCommand
                 // The header waits until the model has loaded: a model that fails to load gives one error line only.
                 void Header()
                 {
-                    Console.Error.WriteLine($"batch: {inp.Lines.Count} prompt lines in {inPath} ({inp.Lines.Count(l => l.Error != null)} malformed)" +
+                    Console.Error.WriteLine($"batch: {inp.Lines.Count} prompt lines in {inPath} ({inp.Lines.Count(l => l.IsError)} malformed)" +
                         (sh.Count > 1 ? $"; shard {sh}: {mine.Count} lines" : "") +
                         (ri != null ? $"; {mine.Count - todo.Count} already done" : "") + $"; {todo.Count} to run -> {outPath}");
                     if (ri != null) ReportResume(ri, outPath);
@@ -136,7 +136,7 @@ public static class BatchCommand
                 try
                 {
                     // A run whose lines are all malformed writes their error records without loading the model.
-                    if (todo.Any(l => l.Error == null)) s = ModelSession.Open(pr, mo, needTokenizer: true);
+                    if (todo.Any(l => !l.IsError)) s = ModelSession.Open(pr, mo, needTokenizer: true);
                     if (isForce && outp.Existed) outp.Clear();
                     outp.Repair();
                     Header();
