@@ -86,20 +86,19 @@ public static class BatchLineParser
                 res.NotObject = true;
                 return res;
             }
-            try
-            {
-                res.Request = ParseObject(root, line, d, res);
-            }
-            catch (BadInputException e)
-            {
-                res.Error = e.Message;
-            }
+            res.Request = ParseObject(root, line, d, res);
         }
         return res;
     }
 
-    private static BatchRequest ParseObject(JsonElement root, int line, BatchDefaults d, ParsedLine res)
+    // Errors are returned, not thrown: a file of millions of malformed lines is indexed at parsing speed.
+    private static BatchRequest? ParseObject(JsonElement root, int line, BatchDefaults d, ParsedLine res)
     {
+        BatchRequest? Fail(string message)
+        {
+            res.Error = message;
+            return null;
+        }
         var f = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
         string? structural = null;
         foreach (var p in root.EnumerateObject())
@@ -119,40 +118,44 @@ public static class BatchLineParser
         }
         // The id first, so that the error record of a line with other faults still carries it.
         if (Present(f, "id", out var idv))
-            res.Id = LineId.From(idv) ?? throw new BadInputException(idv.ValueKind == JsonValueKind.String
-                ? "\"id\" is not valid Unicode text (it has a lone UTF-16 surrogate escape such as \\ud800)"
-                : "\"id\" must be a string or an integer");
-        if (structural != null) throw new BadInputException(structural);
+        {
+            res.Id = LineId.From(idv);
+            if (res.Id == null)
+                return Fail(idv.ValueKind == JsonValueKind.String ? NotUnicode("id") : "\"id\" must be a string or an integer");
+        }
+        if (structural != null) return Fail(structural);
 
-        if (!Present(f, "prompt", out var pv)) throw new BadInputException("missing \"prompt\"");
+        if (!Present(f, "prompt", out var pv)) return Fail("missing \"prompt\"");
         if (pv.ValueKind != JsonValueKind.String)
-            throw new BadInputException("\"prompt\" must be a string" + (pv.ValueKind == JsonValueKind.Array ? " (lists of prompts and token-id prompts are not supported)" : ""));
-        string prompt = Text(pv, "prompt");
+            return Fail("\"prompt\" must be a string" + (pv.ValueKind == JsonValueKind.Array ? " (lists of prompts and token-id prompts are not supported)" : ""));
+        if (Text(pv) is not string prompt) return Fail(NotUnicode("prompt"));
 
+        string? err = null;
         int? Int(string name)
         {
             if (!Present(f, name, out var v)) return null;
-            if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int x)) throw new BadInputException($"\"{name}\" must be an integer");
-            return x;
+            if (v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int x)) return x;
+            err ??= $"\"{name}\" must be an integer";
+            return null;
         }
         float? Float(string name)
         {
             if (!Present(f, name, out var v)) return null;
-            if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out double x)) throw new BadInputException($"\"{name}\" must be a number");
-            return (float)x;
+            if (v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double x)) return (float)x;
+            err ??= $"\"{name}\" must be a number";
+            return null;
         }
 
         int? nPredict = Int("n_predict"), maxTokens = Int("max_tokens");
-        if (nPredict != null && maxTokens != null) throw new BadInputException("give \"n_predict\" or \"max_tokens\", not both");
+        if (err != null) return Fail(err);
+        if (nPredict != null && maxTokens != null) return Fail("give \"n_predict\" or \"max_tokens\", not both");
         string nName = nPredict != null ? "n_predict" : "max_tokens";
         int n = nPredict ?? maxTokens ?? d.MaxTokens;
-        if (n < -1) throw new BadInputException($"\"{nName}\" must be -1 (no limit), 0 or more");
+        if (n < -1) return Fail($"\"{nName}\" must be -1 (no limit), 0 or more");
 
         ulong seed = d.SeedFor(line);
-        if (Present(f, "seed", out var sv))
-        {
-            if (sv.ValueKind != JsonValueKind.Number || !sv.TryGetUInt64(out seed)) throw new BadInputException("\"seed\" must be an integer, 0 or more");
-        }
+        if (Present(f, "seed", out var sv) && (sv.ValueKind != JsonValueKind.Number || !sv.TryGetUInt64(out seed)))
+            return Fail("\"seed\" must be an integer, 0 or more");
         var def = d.Sampling;
         var sampling = def with
         {
@@ -166,30 +169,42 @@ public static class BatchLineParser
             FrequencyPenalty = Float("frequency_penalty") ?? def.FrequencyPenalty,
             Seed = seed,
         };
-        sampling.Validate(x => "\"" + x + "\"");
+        if (err != null) return Fail(err);
+        try
+        {
+            sampling.Validate(x => "\"" + x + "\"");
+        }
+        catch (BadInputException e)
+        {
+            return Fail(e.Message);
+        }
 
         string[] stop = d.Stop;
         if (Present(f, "stop", out var st))
         {
-            if (st.ValueKind == JsonValueKind.String) stop = [Text(st, "stop")];
+            if (st.ValueKind == JsonValueKind.String) stop = [Text(st)!];
             else if (st.ValueKind == JsonValueKind.Array && st.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
-                stop = st.EnumerateArray().Select(e => Text(e, "stop")).ToArray();
-            else throw new BadInputException("\"stop\" must be a string or a list of strings");
+                stop = st.EnumerateArray().Select(Text).ToArray()!;
+            else return Fail("\"stop\" must be a string or a list of strings");
+            if (stop.Any(x => x == null)) return Fail(NotUnicode("stop"));
             stop = stop.Where(x => x.Length > 0).ToArray();
         }
 
         if (n == -1 && d.IgnoreEos)
-            throw new BadInputException((nPredict ?? maxTokens) != null ? $"\"{nName}\" -1 with --ignore-eos would never end" : "-n -1 with --ignore-eos would never end");
+            return Fail((nPredict ?? maxTokens) != null ? $"\"{nName}\" -1 with --ignore-eos would never end" : "-n -1 with --ignore-eos would never end");
         if (d.NoBos && prompt.Length == 0 && n != 0)
-            throw new BadInputException("the prompt is empty and --no-bos is set: there is nothing to continue from");
+            return Fail("the prompt is empty and --no-bos is set: there is nothing to continue from");
         return new BatchRequest { Prompt = prompt, MaxTokens = n, Sampling = sampling, Stop = stop };
     }
+
+    private static string NotUnicode(string name) => $"\"{name}\" is not valid Unicode text (it has a lone UTF-16 surrogate escape such as \\ud800)";
 
     /// <summary>A key that is there and not null (null means "not given", as in OpenAI's API).</summary>
     private static bool Present(Dictionary<string, JsonElement> f, string name, out JsonElement v) =>
         f.TryGetValue(name, out v) && v.ValueKind != JsonValueKind.Null;
 
-    private static string Text(JsonElement e, string name)
+    /// <summary>A JSON string's text; null if it is not valid Unicode (a lone UTF-16 surrogate escape).</summary>
+    private static string? Text(JsonElement e)
     {
         try
         {
@@ -197,7 +212,7 @@ public static class BatchLineParser
         }
         catch (InvalidOperationException)
         {
-            throw new BadInputException($"\"{name}\" is not valid Unicode text (it has a lone UTF-16 surrogate escape such as \\ud800)");
+            return null;
         }
     }
 
