@@ -111,6 +111,33 @@ public class BatchCrashTests(CliModels m) : IClassFixture<CliModels>
         Assert.Equal(refs.OrderBy(x => x.Key), RawByLine(output).OrderBy(x => x.Key));
     }
 
+    [Fact]
+    public void SigtermStopsAfterTheCurrentTokenKeepsWhatIsDoneAndResumeFinishes()
+    {
+        string dir = NewDir(m, "sigterm"), input = Path.Combine(dir, "in.jsonl"), output = Path.Combine(dir, "out.jsonl");
+        File.WriteAllLines(input,
+        [
+            """{"id": "short", "prompt": "Quick", "n_predict": 2, "temperature": 0}""",
+            """{"id": "endless", "prompt": "Go on", "n_predict": 1000000}""",
+            """{"id": "after", "prompt": "Later", "n_predict": 2, "temperature": 0}""",
+        ]);
+        using (var p = new Running(Args(input, output, "--ignore-eos")))
+        {
+            var until = DateTime.UtcNow.AddSeconds(120);
+            while (!p.HasExited && DateTime.UtcNow < until && (!File.Exists(output) || new FileInfo(output).Length == 0)) Thread.Sleep(20);
+            Thread.Sleep(300); // well into the endless line
+            using (var kill = System.Diagnostics.Process.Start("kill", $"-TERM {p.Pid}")) kill.WaitForExit();
+            Assert.Equal(143, p.WaitExit(30_000));
+            Assert.Contains("SIGTERM", p.Stderr);
+            Assert.Contains("2 lines not done", p.Stderr);
+        }
+        Assert.Equal([1], RawByLine(output).Keys); // the endless line was not written, the last not started
+        File.WriteAllLines(input, File.ReadAllLines(input).Select(l => l.Replace("1000000", "3")));
+        var r = Ok(Run(Args(input, output, "--ignore-eos --resume")));
+        Assert.Contains("1 already done", r.Stderr);
+        Assert.Equal([1, 2, 3], RawByLine(output).Keys.Order());
+    }
+
     private static string WriteComplete(string dir, string text)
     {
         string p = Path.Combine(dir, "complete-part.jsonl");

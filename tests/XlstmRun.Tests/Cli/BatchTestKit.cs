@@ -74,6 +74,7 @@ public static class BatchTestKit
 
         public string Stderr { get { lock (_err) return _err.ToString(); } }
         public bool HasExited => _p.HasExited;
+        public int Pid => _p.Id;
 
         /// <summary>Waits for the pause-after hook's message.</summary>
         public void WaitPaused(int ms = 120_000)
