@@ -78,7 +78,7 @@ public sealed class BatchOutput : IDisposable
         if (exists && !resume && !force)
             throw new BadInputException($"{path}: already exists (use --resume to continue it or --force to overwrite it)");
 
-        SafeFileHandle h;
+        SafeFileHandle? h = null;
         bool created = false;
         try
         {
@@ -93,14 +93,9 @@ public sealed class BatchOutput : IDisposable
                 {
                     // created by someone else since the check: it is an existing file now
                     if (!resume && !force) throw new BadInputException($"{path}: already exists (use --resume to continue it or --force to overwrite it)");
-                    h = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
                 }
             }
-            else h = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
-        }
-        catch (IOException e) when (PosixFiles.IsLockConflict(e))
-        {
-            throw Locked(path);
+            h ??= OpenExistingLocked(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -127,6 +122,29 @@ public sealed class BatchOutput : IDisposable
         {
             o.Abandon();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Opens an existing output and locks it. A process killed a moment ago may not have released its lock yet (a
+    /// supervisor can see it dead first), so a lock held elsewhere is tried again for a second before giving up.
+    /// </summary>
+    private static SafeFileHandle OpenExistingLocked(string path)
+    {
+        var waited = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                var h = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+                if (PosixFiles.TryLock(h, exclusive: true) != PosixFiles.LockResult.HeldElsewhere) return h;
+                h.Dispose();
+            }
+            catch (IOException e) when (PosixFiles.IsLockConflict(e))
+            {
+            }
+            if (waited.ElapsedMilliseconds >= 1000) throw Locked(path);
+            Thread.Sleep(50);
         }
     }
 
