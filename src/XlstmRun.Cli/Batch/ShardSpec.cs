@@ -16,9 +16,9 @@ public readonly record struct ShardSpec(int Index, int Count)
     public override string ToString() => $"{Index}/{Count}";
 
     public const string AutoHelp =
-        "--shard auto reads $SLURM_ARRAY_TASK_ID and $SLURM_ARRAY_TASK_COUNT (a Slurm job array; $SLURM_ARRAY_TASK_MIN and " +
-        "$SLURM_ARRAY_TASK_STEP are taken into account), else $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) with the count " +
-        "from --shard-count or $XLSTM_SHARD_COUNT.";
+        "--shard auto reads $SLURM_ARRAY_TASK_ID and $SLURM_ARRAY_TASK_COUNT (a Slurm job array; $SLURM_ARRAY_TASK_MIN\n" +
+        "and $SLURM_ARRAY_TASK_STEP are taken into account), else $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) with\n" +
+        "the count from --shard-count or $XLSTM_SHARD_COUNT.";
 
     /// <summary>Parses "K/N" or "auto" (then <paramref name="env"/> gives the variables and <paramref name="count"/> is
     /// --shard-count).</summary>

@@ -27,7 +27,7 @@ public static class BatchCommand
             Description = "JSONL results, one record per prompt line as it completes: {\"id\", \"line\", \"text\", \"tokens\", \"prompt_tokens\", \"finish_reason\", \"seed\"}, or {\"id\", \"line\", \"error\"} for a malformed line",
             Required = true, HelpName = "FILE",
         };
-        var resume = new Option<bool>("--resume") { Description = "Continue an existing output: lines with a result or an error record are done; an incomplete last record (an interrupted run) is cut off and its line runs again" };
+        var resume = new Option<bool>("--resume") { Description = "Continue an existing output: lines with a result or an error record are done; an incomplete last record (an interrupted run) is cut off and its line runs again. Without an output yet, starts one: the same command line serves the first run and every retry" };
         var retry = new Option<bool>("--retry-errors") { Description = "With --resume: remove the error records and run those lines again" };
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file" };
         var parallel = new Option<int?>("--parallel", "-np")
@@ -54,7 +54,7 @@ public static class BatchCommand
             "locked while a batch writes it: a second batch on the same file stops with an error.\n" +
             "Ctrl-C or SIGTERM stops after the current token; the unfinished line is not written and runs again on --resume.\n" +
             "Scale-out: run N processes with --shard 0/N .. N-1/N (or --shard auto in a Slurm array or Kubernetes Indexed Job),\n" +
-            "each with its own --output, then join them with 'xlstm-run batch-merge'. " + ShardSpec.AutoHelp + "\n" +
+            "each with its own --output, then join them with 'xlstm-run batch-merge' (see docs/scale-out.md).\n" + ShardSpec.AutoHelp + "\n" +
             "Exit codes: 0 when every line of the run has its record (malformed lines included); 2 when the input or the output\n" +
             "is unusable (nothing is written then); 1 on a runtime failure; 130 (Ctrl-C) or 143 (SIGTERM) when interrupted.");
         cmd.Options.Add(input);
