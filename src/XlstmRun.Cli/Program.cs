@@ -36,6 +36,7 @@ public static class Program
         root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(TokenizeCommand.CreateDetokenize());
         root.Subcommands.Add(BatchCommand.Create());
+        root.Subcommands.Add(BatchMergeCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(CheckCommand.Create());
         root.Subcommands.Add(HelpCommand.Create(root));
