@@ -65,22 +65,32 @@ if has opbench; then
 fi
 
 # ---- sweeps ------------------------------------------------------------------------------------------------------------
+opline() { grep '^| ' | grep -v '^| op \|^| ---' | awk -F'|' '{print $7 " |" $6}'; }
 if has sweep; then
   say "sweep"
-  sec "matvec shapes (XLSTM_VK_MATVEC=wg,rows,unroll; µs per call; 4096x4096 and 21888x4096, T=1)"
-  for t in ${SWEEP_TYPES:-q4_0 q8_0 f16}; do
-    for s in ${MATVEC_SHAPES:-128,8,1 128,4,1 64,8,1 256,8,1 128,16,1 128,8,2 64,4,2 32,8,1 128,2,1 64,2,2 256,4,1}; do
+  sec "matvec shapes (XLSTM_VK_MATVEC=wg,rows,unroll; µs per call at 4096x4096 | 21888x4096, T=1)"
+  for t in ${SWEEP_TYPES:-q4_0}; do
+    for s in ${MATVEC_SHAPES:-128,8,1 32,8,4 64,8,2 32,16,2 64,16,2 256,4,1 64,4,4 32,4,4}; do
       [ "$(left)" -gt 60 ] || break
-      r=$(XLSTM_VK_MATVEC=$s timeout 60 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 4096 --cols 4096 --tokens 1 -r 20 2>/dev/null | grep '^| matmul' | awk -F'|' '{print $7}')
-      r2=$(XLSTM_VK_MATVEC=$s timeout 60 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 21888 --cols 4096 --tokens 1 -r 20 2>/dev/null | grep '^| matmul' | awk -F'|' '{print $7}')
+      r=$(XLSTM_VK_MATVEC=$s timeout 60 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 4096 --cols 4096 --tokens 1 -r 20 2>/dev/null | opline)
+      r2=$(XLSTM_VK_MATVEC=$s timeout 60 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 21888 --cols 4096 --tokens 1 -r 20 2>/dev/null | opline)
       echo "| $t | $s | $r | $r2 |" >> "$SUM"
     done
   done
-  sec "GEMM tiles (XLSTM_VK_GEMM=warpsM,warpsN,tm,tn,bkv; µs per call; 4096x4096, T=2048)"
-  for g in ${GEMM_TILES:-2,2,4,4,4 2,2,4,4,2 2,4,4,2,4 4,2,2,4,4 2,2,2,4,4 2,2,4,2,4 1,4,4,4,2 4,1,4,4,2 2,2,2,2,4}; do
+  for t in ${FLOAT_Q_TYPES:-q4_0}; do
+    r=$(XLSTM_VK_INTDOT=0 timeout 60 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 21888 --cols 4096 --tokens 1 -r 20 2>/dev/null | opline)
+    echo "| $t float activations (INTDOT=0) | 128,8,1 | - | $r |" >> "$SUM"
+  done
+  sec "step kernel rows per workgroup (XLSTM_VK_STEP_ROWS; cell, T=1)"
+  for r in ${STEP_ROWS:-8 16 32 64}; do
+    o=$(XLSTM_VK_STEP_ROWS=$r timeout 60 "$BIN" bench --op cell --backend vulkan --tokens 1 -r 20 2>/dev/null | opline)
+    echo "| $r | $o |" >> "$SUM"
+  done
+  sec "GEMM tiles (XLSTM_VK_GEMM=warpsM,warpsN,tm,tn,bkv; µs per call; 4096x4096 f16 and q4_0, T=2048)"
+  for g in ${GEMM_TILES:-2,4,4,2,4 4,2,2,4,4 2,4,4,4,2 4,2,4,4,2 2,4,4,2,2 4,2,2,4,2 2,2,4,4,4 4,4,2,2,2}; do
     [ "$(left)" -gt 40 ] || break
-    r=$(XLSTM_VK_GEMM=$g timeout 60 "$BIN" bench --op matmul --backend vulkan --type f16 --rows 4096 --cols 4096 --tokens 2048 -r 10 2>&1 | grep '^| matmul\|error' )
-    echo "| $g | $r" >> "$SUM"
+    r=$(XLSTM_VK_GEMM=$g timeout 60 "$BIN" bench --op matmul --backend vulkan --type f16,q4_0 --rows 4096 --cols 4096 --tokens 2048 -r 10 2>&1 | opline | tr '\n' ' ')
+    echo "| $g | $r |" >> "$SUM"
   done
 fi
 
@@ -95,11 +105,12 @@ if has model; then
     say "bench $t"
     timeout 150 "$BIN" bench -m "$TMP/7b-$t.gguf" --backend vulkan -p "${PP:-2048}" -n "${TG:-128}" -r "${REPS:-3}" >> "$SUM" 2> "$OUT/logs/bench-$t.err"
   done
-  if [ -f "$TMP/7b-q4_0.gguf" ] && [ "$(left)" -gt 30 ]; then
-    sec "decode profile q4_0 (--profile, 32 steps)"
-    timeout 60 "$BIN" -m "$TMP/7b-q4_0.gguf" --backend vulkan --ids 1,2,3 -n 32 --profile > /dev/null 2> "$OUT/logs/profile-q4_0.txt"
-    grep -A40 "replayed decode" "$OUT/logs/profile-q4_0.txt" | head -45 >> "$SUM"
-  fi
+  for t in ${PROFILE_TYPES:-q4_0 f16}; do
+    [ -f "$TMP/7b-$t.gguf" ] && [ "$(left)" -gt 30 ] || continue
+    sec "decode and prefill profile $t (--profile: 512-token prompt, 32 steps)"
+    timeout 60 "$BIN" -m "$TMP/7b-$t.gguf" --backend vulkan --ids "$(seq -s, 1 512)" -n 32 --profile > /dev/null 2> "$OUT/logs/profile-$t.txt"
+    grep -A40 "GPU profile" "$OUT/logs/profile-$t.txt" | head -60 >> "$SUM"
+  done
   if [ -n "${PP_LONG:-}" ] && [ -f "$TMP/7b-f16.gguf" ] && [ "$(left)" -gt 40 ]; then
     sec "long prompt f16"
     timeout 120 "$BIN" bench -m "$TMP/7b-f16.gguf" --backend vulkan -p "$PP_LONG" -n 128 -r 2 >> "$SUM" 2> "$OUT/logs/bench-long.err"
