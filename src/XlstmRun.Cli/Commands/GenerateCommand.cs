@@ -88,7 +88,7 @@ public static class GenerateCommand
         string[] stops = so.StopStrings(pr);
         if (idsMode && stops.Length > 0) throw new BadInputException("--stop/-r needs a text prompt (it matches text, not ids)");
         string? savePath = pr.GetValue(o.Model.SaveState);
-        if (!string.IsNullOrEmpty(savePath)) OutputPath.Check(savePath, force: true);
+        var saveOut = o.Model.CheckSaveState(pr, stdoutTaken: true, new Formats.IO.InputRole(fileOpt, "prompt file"));
 
         int[]? idsPrompt = idsMode ? global::XlstmRun.Cli.Ids.Parse(idsText!, "--ids") : null;
         string? text = null;
@@ -192,7 +192,7 @@ public static class GenerateCommand
             });
         else if (!endsWithNewline && !Console.IsOutputRedirected) Write(w => w.WriteLine());
         stdout.Dispose();
-        s.SaveStateIfAsked(pr, o.Model);
+        s.SaveStateIfAsked(saveOut);
         if (!idsMode || verbose) PrintStats(loadMs, result, total.Elapsed.TotalMilliseconds);
         if (verbose && !sampling.IsGreedy)
             Console.Error.WriteLine(string.Format(CultureInfo.InvariantCulture, "  sampling time = {0,10:F2} ms / {1,5} runs   ({2,8:F2} ms per token)",

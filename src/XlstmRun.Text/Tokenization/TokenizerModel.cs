@@ -12,6 +12,9 @@ public sealed class TokenizerModel
     /// <summary>GGUF token types (tokenizer.ggml.token_type).</summary>
     public const int TypeNormal = 1, TypeUnknown = 2, TypeControl = 3, TypeUserDefined = 4, TypeUnused = 5, TypeByte = 6;
 
+    /// <summary>Most tokens a vocabulary may have (the largest real ones have ~260k).</summary>
+    public const int MaxTokens = 1 << 22;
+
     private TokenizerModel(string[] tokens, string[] merges, int[] tokenTypes, int bos, int eos, int? pad, bool nfc)
     {
         Tokens = Array.AsReadOnly(tokens);
@@ -258,6 +261,10 @@ public sealed class TokenizerModel
         if (maxId < 0)
         {
             throw new InvalidDataException("tokenizer.json: empty vocabulary");
+        }
+        if (maxId >= MaxTokens || (long)maxId + 1 - byId.Count > Math.Max(65536, byId.Count))
+        {
+            throw new InvalidDataException($"tokenizer.json: token ids go up to {maxId} for only {byId.Count} tokens");
         }
 
         var tokens = new string[maxId + 1];
