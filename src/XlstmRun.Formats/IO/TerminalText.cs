@@ -39,7 +39,18 @@ public static class TerminalText
         return sb.ToString();
     }
 
-    /// <summary>A message on one line: line breaks and tabs become spaces (runs collapse), then <see cref="Escape"/>.</summary>
-    public static string OneLine(string s) =>
-        Escape(string.Join(' ', s.Split(['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
+    /// <summary>Longest message printed: a name from a hostile file can be megabytes long.</summary>
+    public const int MaxLine = 2000;
+
+    /// <summary>
+    /// A message on one line: line breaks and tabs become spaces (runs collapse), then <see cref="Escape"/>; a line
+    /// longer than <see cref="MaxLine"/> keeps its start and end around "[… N characters …]".
+    /// </summary>
+    public static string OneLine(string s)
+    {
+        var line = Escape(string.Join(' ', s.Split(['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
+        if (line.Length <= MaxLine) return line;
+        int keep = MaxLine / 2 - 20;
+        return string.Concat(line.AsSpan(0, keep), $" [… {line.Length - 2 * keep} characters …] ", line.AsSpan(line.Length - keep));
+    }
 }

@@ -110,6 +110,7 @@ public sealed class SafetensorsFile : IDisposable
         var header = new byte[hlen];
         ReadAt(8, header);
         long dataStart = 8 + (long)hlen;
+        if (!System.Text.Unicode.Utf8.IsValid(header)) throw new BadInputException($"{path}: safetensors header is not UTF-8 text");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(header, new JsonDocumentOptions { MaxDepth = 16 }); }
         catch (JsonException e) { throw new BadInputException($"{path}: invalid safetensors header JSON ({FirstLine(e.Message)})"); }
