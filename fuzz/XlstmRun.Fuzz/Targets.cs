@@ -111,7 +111,20 @@ public static class FuzzTargets
     /// <summary>The model the state target loads states for (2 blocks, 2 heads, head dims 4/8).</summary>
     public static readonly ModelConfig StateModel = RandomModel.Shape(16, 2, 2, 64);
 
+    /// <summary>The input as it is, then with its CRC fixed up, so that mutants also reach the checks behind the checksum.</summary>
     public static void State(byte[] data)
+    {
+        if (data.Length >= 4)
+        {
+            var fixedUp = (byte[])data.Clone();
+            BinaryPrimitives.WriteUInt32LittleEndian(fixedUp.AsSpan(fixedUp.Length - 4), Crc32.Update(0, fixedUp.AsSpan(0, fixedUp.Length - 4)));
+            try { LoadState(fixedUp); }
+            catch (BadInputException e) when (!ParseGuard.IsUnexpected(e)) { }
+        }
+        LoadState(data);
+    }
+
+    private static void LoadState(byte[] data)
     {
         var s = StateFile.FromBytes(data, StateModel, "fuzz.state", out long pos);
         if (s.Length != StateModel.StateFloats || pos < 0) throw new InvalidOperationException("state accepted with a wrong size or position");
