@@ -11,7 +11,7 @@ public sealed class MutationStats
 public static class MutationLoop
 {
     /// <summary>A run slower than this, or allocating more than <see cref="AllocLimit"/>, is a finding (hang or blow-up).</summary>
-    public const long SlowMs = 2000;
+    public const long SlowMs = 10_000; // generous: the machines it runs on are shared
     public const long AllocLimit = 512L << 20;
     private const int MaxPool = 256;
 

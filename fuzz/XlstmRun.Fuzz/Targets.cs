@@ -71,7 +71,7 @@ public static class FuzzTargets
         }
         if (TokenizerGguf.Has(f))
         {
-            var tok = new XlstmTokenizer(TokenizerGguf.Read(f));
+            var tok = TokenizerGguf.Build(TokenizerGguf.Read(f), f.Path);
             var ids = tok.Encode(Text);
             _ = tok.Decode(ids);
         }
@@ -133,7 +133,7 @@ public static class FuzzTargets
     public static void Tokenizer(byte[] data)
     {
         var model = TokenizerGguf.FromJsonText(InputFiles_Decode(data), "fuzz-tokenizer.json");
-        var tok = new XlstmTokenizer(model);
+        var tok = TokenizerGguf.Build(model, "fuzz-tokenizer.json");
         var ids = tok.Encode(Text);
         _ = tok.Decode(ids);
     }

@@ -89,7 +89,7 @@ public sealed class ModelSession : IDisposable
         {
             var cfg = ModelConfig.FromGguf(file);
             XlstmTokenizer? tok = null;
-            if (TokenizerGguf.Has(file)) tok = new XlstmTokenizer(TokenizerGguf.Read(file));
+            if (TokenizerGguf.Has(file)) tok = TokenizerGguf.Build(TokenizerGguf.Read(file), path);
             else if (needTokenizer) throw new BadInputException($"{path}: the model has no tokenizer (convert it with a tokenizer.json beside the checkpoint or --tokenizer)");
             bool profile = pr.GetValue(o.Profile);
             var be = BackendFactory.Create(pr.GetValue(o.Backend) ?? "auto", pr.GetValue(o.Device), pr.GetValue(o.Threads), profile);
@@ -215,10 +215,10 @@ public static class TokenizerSource
     public static XlstmTokenizer Load(string? modelPath, string? tokenizerJson)
     {
         if (modelPath != null && tokenizerJson != null) throw new BadInputException("give either --model or --tokenizer, not both");
-        if (tokenizerJson != null) return new XlstmTokenizer(TokenizerGguf.LoadJson(tokenizerJson));
+        if (tokenizerJson != null) return TokenizerGguf.Build(TokenizerGguf.LoadJson(tokenizerJson), tokenizerJson);
         string path = ModelSession.ResolveModelPath(modelPath);
         using var f = GgufFile.Open(path);
         if (!TokenizerGguf.Has(f)) throw new BadInputException($"{path}: the model has no tokenizer (convert it with a tokenizer.json beside the checkpoint or --tokenizer)");
-        return new XlstmTokenizer(TokenizerGguf.Read(f));
+        return TokenizerGguf.Build(TokenizerGguf.Read(f), path);
     }
 }

@@ -37,6 +37,13 @@ public static class TokenizerGguf
         catch (System.Text.Json.JsonException e) { throw new BadInputException($"{name}: invalid JSON ({e.Message.Split('\n')[0]})"); }
     });
 
+    /// <summary>The tokenizer built from <paramref name="model"/>; a model the BPE engine cannot use is bad input of <paramref name="name"/>.</summary>
+    public static XlstmTokenizer Build(TokenizerModel model, string name) => ParseGuard.Run(name, "tokenizer", () =>
+    {
+        try { return new XlstmTokenizer(model); }
+        catch (InvalidDataException e) { throw new BadInputException($"{name}: {e.Message.Split('\n')[0]}"); }
+    });
+
     public static bool Has(GgufFile f) => f.Metadata.Has("tokenizer.ggml.tokens");
 
     public static TokenizerModel Read(GgufFile f) => ParseGuard.Run(f.Path, "tokenizer in GGUF metadata", () => ReadInner(f));

@@ -401,9 +401,14 @@ public sealed class TokenizerModel
                 throw new InvalidDataException($"tokenizer: the vocabulary has no byte-level token for byte 0x{b:X2} ('{s}'); not a byte-level BPE vocabulary");
             }
         }
+        var seen = new HashSet<string>(Merges.Count, StringComparer.Ordinal);
         for (int i = 0; i < Merges.Count; i++)
         {
             string m = Merges[i];
+            if (!seen.Add(m))
+            {
+                throw new InvalidDataException($"tokenizer: merge {i} '{m}' appears twice");
+            }
             int sp = m.IndexOf(' ');
             if (sp <= 0 || sp == m.Length - 1 || m.IndexOf(' ', sp + 1) >= 0)
             {

@@ -234,6 +234,14 @@ public class HostileParserTests
         Refused(() => TokenizerGguf.FromJsonText(json, "t.json"), "token ids go up to 2000000000");
     }
 
+    [Fact]
+    public void TokenizerWithADuplicateMergeIsBadInput()
+    {
+        // found by the fuzzer: the BPE engine threw ArgumentException ("An item with the same key has already been added")
+        string json = CorpusMaker.TokenizerJson(pairs: false).Replace("\"l d\",", "\"l d\",\n\"h e\",");
+        Refused(() => TokenizerGguf.FromJsonText(json, "t.json"), "merge 13 'h e' appears twice");
+    }
+
     // ---- state files
 
     [Fact]

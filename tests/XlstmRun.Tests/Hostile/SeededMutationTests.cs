@@ -7,7 +7,7 @@ namespace XlstmRun.Tests.Hostile;
 /// <summary>
 /// The fuzz harness's mutation loop, seeded and short, in the normal suite: every mutant of the seed corpus
 /// (fuzz/corpus) goes through the real parsers and must be accepted or refused with a clean one-line BadInputException;
-/// any other exception, a run over 2 s or over 512 MiB allocated, fails. The long runs (≥ 1M per parser) are in NOTES.
+/// any other exception, a run over 10 s or over 512 MiB allocated, fails. The long runs (≥ 1M per parser) are in NOTES.
 /// </summary>
 public class SeededMutationTests
 {
