@@ -140,7 +140,7 @@ public sealed record ModelConfig
             string? Str(string key)
             {
                 if (!r.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return null;
-                return v.ValueKind == JsonValueKind.String ? v.GetString() : throw new BadInputException($"{source}: field '{key}' is not a string");
+                return v.ValueKind == JsonValueKind.String ? JsonStrings.Value(v, source) : throw new BadInputException($"{source}: field '{key}' is not a string");
             }
             bool Flag(string a, bool def) => r.TryGetProperty(a, out var v) && (v.ValueKind is JsonValueKind.True or JsonValueKind.False) ? v.GetBoolean() : def;
             string? mt = Str("model_type");

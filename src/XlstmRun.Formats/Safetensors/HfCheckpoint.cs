@@ -47,10 +47,11 @@ public sealed class HfCheckpoint : IDisposable
                     var byFile = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
                     foreach (var p in map.EnumerateObject())
                     {
-                        string shard = p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString()! : throw new BadInputException($"{index}: weight_map entry '{p.Name}' is not a file name");
+                        string tensor = JsonStrings.Name(p, index);
+                        string shard = p.Value.ValueKind == JsonValueKind.String ? JsonStrings.Value(p.Value, index) : throw new BadInputException($"{index}: weight_map entry '{tensor}' is not a file name");
                         if (shard.Length == 0 || shard is "." or ".." || shard.Contains('/') || shard.Contains('\\') || shard.Contains('\0'))
                             throw new BadInputException($"{index}: shard name '{shard}' must be a plain file name");
-                        if (_tensors.ContainsKey(p.Name)) throw new BadInputException($"{index}: tensor '{p.Name}' is listed twice in weight_map");
+                        if (_tensors.ContainsKey(tensor)) throw new BadInputException($"{index}: tensor '{tensor}' is listed twice in weight_map");
                         if (!byFile.TryGetValue(shard, out var f))
                         {
                             f = new SafetensorsFile(System.IO.Path.Combine(dir, shard));
@@ -58,8 +59,8 @@ public sealed class HfCheckpoint : IDisposable
                             _files.Add(f);
                             _inputs.Add(f.Path);
                         }
-                        if (!f.Tensors.TryGetValue(p.Name, out var t)) throw new BadInputException($"{f.Path}: missing tensor '{p.Name}' listed in {index}");
-                        _tensors[p.Name] = t;
+                        if (!f.Tensors.TryGetValue(tensor, out var t)) throw new BadInputException($"{f.Path}: missing tensor '{tensor}' listed in {index}");
+                        _tensors[tensor] = t;
                     }
                 }
             }

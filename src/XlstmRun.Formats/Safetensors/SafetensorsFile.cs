@@ -120,10 +120,11 @@ public sealed class SafetensorsFile : IDisposable
             long count = 0;
             foreach (var p in doc.RootElement.EnumerateObject())
             {
-                if (p.Name == "__metadata__") continue;
+                string name = JsonStrings.Name(p, path);
+                if (name == "__metadata__") continue;
                 if (++count > InputLimits.MaxTensors) throw new BadInputException($"{path}: more than {InputLimits.MaxTensors} tensors");
-                var t = ParseEntry(p, path, dataStart);
-                if (!_tensors.TryAdd(p.Name, t)) throw new BadInputException($"{path}: tensor '{p.Name}' appears twice in the header");
+                var t = ParseEntry(name, p.Value, path, dataStart);
+                if (!_tensors.TryAdd(name, t)) throw new BadInputException($"{path}: tensor '{name}' appears twice in the header");
             }
         }
     }
@@ -131,14 +132,12 @@ public sealed class SafetensorsFile : IDisposable
     private static string FirstLine(string s) => s.Split('\n')[0];
 
     /// <summary>One header entry: {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, checked against the file.</summary>
-    private SafeTensor ParseEntry(JsonProperty p, string path, long dataStart)
+    private SafeTensor ParseEntry(string name, JsonElement e, string path, long dataStart)
     {
-        string name = p.Name;
         BadInputException Bad(string what) => new($"{path}: tensor '{name}' {what}");
-        var e = p.Value;
         if (e.ValueKind != JsonValueKind.Object) throw Bad("has a header entry that is not an object");
         if (!e.TryGetProperty("dtype", out var dtEl) || dtEl.ValueKind != JsonValueKind.String) throw Bad("has no dtype string");
-        string dt = dtEl.GetString()!;
+        string dt = JsonStrings.Value(dtEl, path);
         SafeDType dtype = dt switch
         {
             "F32" => SafeDType.F32,

@@ -138,7 +138,7 @@ public sealed class TokenizerModel
             catch (Exception e) when (e is InvalidOperationException or FormatException or KeyNotFoundException)
             {
                 // wrong JSON value kinds (e.g. a number where a string is expected)
-                throw new InvalidDataException($"tokenizer.json has an unexpected structure: {e.Message}", e);
+                throw new InvalidDataException("tokenizer.json has an unexpected structure (a value of the wrong JSON kind or out of range, or an invalid \\u escape)", e);
             }
         }
     }

@@ -193,6 +193,8 @@ public class HostileParserTests
     [InlineData("offsets reversed", """{"w": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}}""", "data offsets that do not match")]
     [InlineData("duplicate tensor", """{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}""", "appears twice")]
     [InlineData("header an array", """[1, 2]""", "header is not a JSON object")]
+    [InlineData("lone surrogate name", """{"\ud800": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}""", "invalid \\u escape")]
+    [InlineData("lone surrogate dtype", """{"w": {"dtype": "\udfff", "shape": [2], "data_offsets": [0, 8]}}""", "invalid \\u escape")]
     [InlineData("unknown dtype", """{"w": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}}""", "unsupported dtype U8")]
     public void BadSafetensorsHeaderIsRefusedInOurWords(string what, string header, string message)
     {
@@ -210,6 +212,7 @@ public class HostileParserTests
     [InlineData("""{"hidden_size": 8, "num_heads": 2, "num_blocks": 1, "vocab_size": 16, "qk_dim_factor": 1e12}""", "qk_dim")]
     [InlineData("""{"hidden_size": 8, "num_heads": 2, "num_blocks": 1, "vocab_size": 16, "weight_mode": ["fused"]}""", "field 'weight_mode' is not a string")]
     [InlineData("""[1]""", "config is not a JSON object")]
+    [InlineData("""{"model_type": "\ud800"}""", "invalid \\u escape")]
     public void BadConfigJsonIsRefusedInOurWords(string config, string message)
     {
         Refused(() => ModelConfig.FromHfJson(config, "config.json", out _, out _), message);
@@ -232,6 +235,15 @@ public class HostileParserTests
     {
         string json = CorpusMaker.TokenizerJson(pairs: false).Replace("\"id\": 1,", "\"id\": 2000000000,");
         Refused(() => TokenizerGguf.FromJsonText(json, "t.json"), "token ids go up to 2000000000");
+    }
+
+    [Fact]
+    public void TokenizerWithALoneSurrogateIsBadInput()
+    {
+        string json = CorpusMaker.TokenizerJson(pairs: false);
+        Assert.Contains("\"vocab\": {", json);
+        json = json.Replace("\"vocab\": {", "\"vocab\": {\"\\ud800\": 999,");
+        Refused(() => TokenizerGguf.FromJsonText(json, "t.json"), "invalid \\u escape");
     }
 
     [Fact]
