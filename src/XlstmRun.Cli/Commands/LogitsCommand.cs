@@ -31,8 +31,9 @@ public static class LogitsCommand
             using var s = ModelSession.Open(pr, mo);
             Ids.CheckRange(tokens, s.Config.Vocab);
             int vocab = s.Config.Vocab;
-            // Streamed in slices of the runner's batch: memory stays at one slice of logits whatever the number of ids.
-            int slice = s.Runner.MaxBatch;
+            // Streamed in slices (the runner splits each into its own batches): memory stays at one slice of logits
+            // whatever the number of ids.
+            const int slice = 256;
             var logits = new float[(long)slice * vocab];
             outFile.Write(stream =>
             {
