@@ -11,16 +11,19 @@ namespace XlstmRun.Fuzz;
 /// </summary>
 public sealed class Mutator(ulong seed)
 {
-    private ulong _s = seed * 0x9E3779B97F4A7C15UL + 0x632BE59BD9B4E019UL;
+    // The seed is mixed first: with a plain seed·γ start, seeds n and n+1 would give the same stream shifted by one draw
+    // (and runs that consume draws unevenly soon fall into step: two seeds would fuzz the same mutants).
+    private ulong _s = Mix(Mix(seed) ^ 0x632BE59BD9B4E019UL);
 
-    public ulong Next()
+    private static ulong Mix(ulong z)
     {
-        // splitmix64
-        ulong z = _s += 0x9E3779B97F4A7C15UL;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
         return z ^ (z >> 31);
     }
+
+    /// <summary>splitmix64.</summary>
+    public ulong Next() => Mix(_s += 0x9E3779B97F4A7C15UL);
 
     public int Below(int n) => n <= 0 ? 0 : (int)(Next() % (ulong)n);
 
