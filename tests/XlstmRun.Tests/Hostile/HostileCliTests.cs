@@ -106,6 +106,23 @@ public class HostileCliTests(HostileCliFiles f) : IClassFixture<HostileCliFiles>
         Assert.Empty(Directory.EnumerateFileSystemEntries(o));
     }
 
+    [Theory]
+    [InlineData("""{"w": 5}""", "header entry that is not an object")]
+    [InlineData("""{"w": {"shape": [2], "data_offsets": [0, 8]}}""", "has no dtype string")]
+    [InlineData("""{"w": {"dtype": "F32", "shape": [1e30], "data_offsets": [0, 8]}}""", "shape that is not a list of sizes")]
+    [InlineData("""{"\ud800": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}""", "invalid \\u escape")]
+    public void BrokenCheckpointsAreExit2InOurWords(string header, string message)
+    {
+        var d = Path.Combine(f.Dir, "ckpt-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(d);
+        File.Copy(Path.Combine(TestPaths.Fixture("tiny-f32"), "config.json"), Path.Combine(d, "config.json"));
+        var hb = System.Text.Encoding.UTF8.GetBytes(header);
+        File.WriteAllBytes(Path.Combine(d, "model.safetensors"), [.. BitConverter.GetBytes((ulong)hb.Length), .. hb, .. new byte[8]]);
+        var o = f.Out();
+        Assert.Contains(message, OneErrorLine(Run($"convert {Q(d)} -o {Q(Path.Combine(o, "c.gguf"))}", timeoutMs: Quick), header));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(o));
+    }
+
     [Fact]
     public void OutputsNeverReplaceTheModelOrAnotherInput()
     {
@@ -245,6 +262,11 @@ public class HostileCliTests(HostileCliFiles f) : IClassFixture<HostileCliFiles>
         var o = f.Out();
         var blocks = HostileFiles.ModelFile(o, "blocks.gguf", w => w.AddU32("xlstm.block_count", int.MaxValue));
         Assert.Contains("xlstm.block_count", OneErrorLine(Run($"generate -m {Q(blocks)} --ids 1 -n 1", timeoutMs: Quick), "block_count"));
+        var million = HostileFiles.ModelFile(o, "blocks-1m.gguf", w => w.AddU32("xlstm.block_count", 1_000_000));
+        Assert.Contains("xlstm.block_count", OneErrorLine(Run($"generate -m {Q(million)} --ids 1 -n 1", timeoutMs: Quick), "block_count 1M"));
+        var array = new HostileFiles.RawGguf().Add("junk", GgufValueType.Array, w => { w.Write((uint)GgufValueType.U8); w.Write(40_000_000UL); w.Write(new byte[40_000_000]); })
+            .WriteTo(Path.Combine(o, "array.gguf"));
+        Assert.Contains("implausible array length 40000000", OneErrorLine(Run($"info -m {Q(array)}", timeoutMs: Quick), "40M array"));
         var align = new HostileFiles.RawGguf().String("general.alignment", "32").WriteTo(Path.Combine(o, "align.gguf"));
         Assert.Contains("'general.alignment' is not an integer", OneErrorLine(Run($"info -m {Q(align)}", timeoutMs: Quick), "alignment"));
         var big = HostileFiles.ModelFile(o, "u64.gguf", w => w.AddU64("xlstm.vocab_size", ulong.MaxValue));
