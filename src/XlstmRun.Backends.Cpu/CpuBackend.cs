@@ -66,7 +66,8 @@ public sealed unsafe class CpuBackend : IBackend
 
     public IWeight LoadWeight(TensorView t) => new CpuWeight(t);
 
-    public ITensor Alloc(int rows, int cols) => new CpuTensor(GC.AllocateArray<float>(Math.Max(1, rows * cols), pinned: true), 0, rows, cols);
+    public ITensor Alloc(int rows, int cols) => rows >= 0 && cols >= 0 && (long)rows * cols <= Array.MaxLength // 64-bit: rows*cols overflowed int once
+        ? new CpuTensor(GC.AllocateArray<float>((int)Math.Max(1L, (long)rows * cols), pinned: true), 0, rows, cols) : throw new ArgumentOutOfRangeException(nameof(rows), $"a {rows} x {cols} buffer is too large");
 
     private readonly Dictionary<(float[], int, int, int), CpuTensor> _views = new();
 

@@ -99,7 +99,8 @@ public static class Program
         }
     }
 
-    private static string OneLine(string s) => string.Join(' ', s.Split(['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+    /// <summary>One line, with untrusted text (names from input files, file names) escaped for the terminal.</summary>
+    private static string OneLine(string s) => Formats.IO.TerminalText.OneLine(s);
 }
 
 public static class ExitCodes

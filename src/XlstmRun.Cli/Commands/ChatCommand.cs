@@ -57,6 +57,7 @@ public static class ChatCommand
         string? savePath = pr.GetValue(o.Model.SaveState);
         if (!string.IsNullOrEmpty(savePath)) OutputPath.Check(savePath, force: true);
 
+        var saveOut = o.Model.CheckSaveState(pr, stdoutTaken: false);
         var load = Stopwatch.StartNew();
         using var s = ModelSession.Open(pr, o.Model, needTokenizer: true);
         double loadMs = load.Elapsed.TotalMilliseconds;
@@ -75,7 +76,7 @@ public static class ChatCommand
             Console.Error.WriteLine($"sampling: {sampling.Describe()}; up to {(maxTokens < 0 ? "any number of" : maxTokens.ToString(CultureInfo.InvariantCulture))} tokens per reply");
         }
         int rc = chat.Run();
-        s.SaveStateIfAsked(pr, o.Model);
+        s.SaveStateIfAsked(saveOut);
         if (perf && rc != ExitCodes.BrokenPipe) chat.PrintStats(loadMs);
         return rc;
     }

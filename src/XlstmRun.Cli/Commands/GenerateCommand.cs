@@ -146,7 +146,7 @@ public static class GenerateCommand
         string[] stops = so.StopStrings(pr);
         if (idsMode && stops.Length > 0) throw new BadInputException("--stop/-r needs a text prompt (it matches text, not ids)");
         string? savePath = pr.GetValue(o.Model.SaveState);
-        if (!string.IsNullOrEmpty(savePath)) OutputPath.Check(savePath, force: true);
+        var saveOut = o.Model.CheckSaveState(pr, stdoutTaken: true, new Formats.IO.InputRole(fileOpt, "prompt file"));
 
         int[]? idsPrompt = idsMode ? global::XlstmRun.Cli.Ids.Parse(idsText!, "--ids") : null;
         string? text = null;
@@ -249,7 +249,7 @@ public static class GenerateCommand
             });
         else if (!endsWithNewline && !Console.IsOutputRedirected) Write(w => w.WriteLine());
         if (!closed) stdout.Dispose();
-        s.SaveStateIfAsked(pr, o.Model);
+        s.SaveStateIfAsked(saveOut);
         if (closed) return ExitCodes.BrokenPipe;
         if (perf && (!idsMode || verbose)) PrintStats(loadMs, result, total.Elapsed.TotalMilliseconds);
         if (verbose && !sampling.IsGreedy)

@@ -27,7 +27,7 @@ public static class InfoCommand
             long bytes = f.TensorNames.Sum(n => f.Tensor(n).Bytes);
             long parms = f.TensorNames.Sum(n => f.Tensor(n).Elements);
             Console.WriteLine($"file:          {path}");
-            Console.WriteLine($"name:          {f.Metadata.TryGetString("general.name") ?? "-"}");
+            Console.WriteLine($"name:          {Formats.IO.TerminalText.Escape(f.Metadata.TryGetString("general.name") ?? "-")}");
             Console.WriteLine($"architecture:  {ModelConfig.Arch} (GGUF v{f.Version})");
             Console.WriteLine($"shape:         hidden {c.Hidden}, blocks {c.Blocks}, heads {c.Heads} (qk head dim {c.DQk}, v head dim {c.DV}), ffn {c.FfnDim}, vocab {c.Vocab}");
             Console.WriteLine($"constants:     gate soft-cap {c.GateSoftCap}, logit soft-cap {c.LogitSoftCap}, norm eps {c.NormEps}, cell eps {c.CellEps}, chunk {c.ChunkSize}");

@@ -40,12 +40,9 @@ public static class PerplexityCommand
         cmd.SetAction(pr => Program.Run(() =>
         {
             string path = pr.GetValue(file)!;
-            if (!File.Exists(path)) throw new BadInputException($"{path}: file not found");
             int n = pr.GetValue(ctx);
             if (n < 1) throw new BadInputException("--context must be at least 1");
-            string text;
-            try { text = File.ReadAllText(path); }
-            catch (Exception e) { throw new BadInputException($"{path}: cannot read ({e.Message})"); }
+            string text = TextIO.ReadFile(path, Formats.IO.InputKind.PerplexityText);
             using var s = ModelSession.Open(pr, mo, needTokenizer: true, maxBatch: Math.Min(512, n + 1));
             var tokens = s.Tokenizer!.Encode(text);
             if (pr.GetValue(maxTok) is int mt && mt > 0 && tokens.Length > mt) tokens = tokens[..mt];

@@ -96,7 +96,8 @@ public class CliQuantizeTests
     {
         using var f = GgufFile.Open(Convert("f32"));
         var tokens = f.Metadata.TryGetArray("tokenizer.ggml.tokens")!.Items.Cast<string>().ToArray();
-        var types = f.Metadata.TryGetArray("tokenizer.ggml.token_type")!.Items.Select(x => (int)x).ToArray();
+        var tt = f.Metadata.TryGetArray("tokenizer.ggml.token_type")!;
+        var types = Enumerable.Range(0, tt.Count).Select(i => (int)tt.IntAt(i)!.Value).ToArray();
         long vocab = f.Metadata.GetInt("xlstm.vocab_size");
         Assert.Equal(512, vocab);
         Assert.Equal(vocab, tokens.Length);
