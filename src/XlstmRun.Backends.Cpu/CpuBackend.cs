@@ -84,7 +84,8 @@ public sealed unsafe class CpuBackend : IBackend
 
     public ITokenBuffer AllocTokens(int capacity) => new CpuTokens(capacity);
     public IIndexBuffer AllocIndices(int capacity) => new CpuIndices(capacity);
-    public IStateBuffer AllocState(ModelConfig config) => new CpuState(config);
+    public IStateBuffer AllocState(ModelConfig config, int slots = 1) => new CpuState(config, slots);
+    public IStateBuffer StateSlot(IStateBuffer state, int slot) => ((CpuState)state).Slot(slot);
 
     public void WriteTokens(ITokenBuffer dst, ReadOnlySpan<int> ids)
     {
@@ -95,9 +96,9 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void Read(ITensor src, Span<float> dst) => ((CpuTensor)src).Span.CopyTo(dst);
     public void ReadIndices(IIndexBuffer src, Span<int> dst) => ((CpuIndices)src).Values.AsSpan(0, dst.Length).CopyTo(dst);
-    public void ReadState(IStateBuffer src, Span<float> dst) => ((CpuState)src).Data.CopyTo(dst);
-    public void WriteState(IStateBuffer dst, ReadOnlySpan<float> src) => src.CopyTo(((CpuState)dst).Data);
-    public void ResetState(IStateBuffer dst) => Array.Clear(((CpuState)dst).Data);
+    public void ReadState(IStateBuffer src, Span<float> dst) => ((CpuState)src).Span.CopyTo(dst);
+    public void WriteState(IStateBuffer dst, ReadOnlySpan<float> src) => src[..((CpuState)dst).Length].CopyTo(((CpuState)dst).Span);
+    public void ResetState(IStateBuffer dst) => ((CpuState)dst).Span.Clear();
     public void Replay(string key, Action record) => record();
 
     // ---- ops -------------------------------------------------------------------------------------------------------------

@@ -76,13 +76,38 @@ public sealed class CpuIndices : IIndexBuffer
 
 public sealed unsafe class CpuState : IStateBuffer
 {
-    public CpuState(ModelConfig c)
+    /// <summary>The state of <paramref name="slots"/> sequences (zeros), one after the other.</summary>
+    public CpuState(ModelConfig c, int slots = 1)
     {
         Config = c;
-        Data = GC.AllocateArray<float>(checked((int)c.StateFloats), pinned: true);
-        Ptr = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref Data[0]);
+        Slots = slots;
+        Data = GC.AllocateArray<float>(checked((int)(c.StateFloats * slots)), pinned: true);
+        Offset = 0;
+        Length = Data.Length;
     }
+
+    private CpuState(CpuState all, int slot)
+    {
+        Config = all.Config;
+        Slots = 1;
+        Data = all.Data;
+        Offset = checked((int)(slot * all.Config.StateFloats));
+        Length = checked((int)all.Config.StateFloats);
+    }
+
+    /// <summary>Slot <paramref name="slot"/> as a one-sequence state (same storage).</summary>
+    public CpuState Slot(int slot)
+    {
+        if ((uint)slot >= (uint)Slots) throw new ArgumentOutOfRangeException(nameof(slot));
+        return Slots == 1 ? this : new CpuState(this, slot);
+    }
+
     public ModelConfig Config { get; }
+    public int Slots { get; }
+    /// <summary>The storage (shared with the other slots' views); this state is <see cref="Span"/> of it.</summary>
     public float[] Data { get; }
-    public float* Ptr { get; }
+    public int Offset { get; }
+    public int Length { get; }
+    public Span<float> Span => Data.AsSpan(Offset, Length);
+    public float* Ptr => (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref Data[Offset]);
 }

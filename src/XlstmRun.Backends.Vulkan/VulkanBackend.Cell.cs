@@ -40,16 +40,16 @@ public sealed unsafe partial class VulkanBackend
         return (splits, (uint)((c.DQk + splits - 1) / splits));
     }
 
-    private VkBuf StepPartials(ModelConfig c)
+    private VkBuf StepPartials(ModelConfig c, int rows = 1)
     {
-        ulong need = (ulong)c.Heads * StepSplits(c).Splits * (ulong)c.DV * 4;
+        ulong need = (ulong)rows * (ulong)c.Heads * StepSplits(c).Splits * (ulong)c.DV * 4;
         if (_stepPartials == null || _stepPartials.Size < need) _stepPartials = _mem.Create(need, MemKind.Device);
         return _stepPartials;
     }
 
-    private VkBuf StepCounters(ModelConfig c)
+    private VkBuf StepCounters(ModelConfig c, int rows = 1)
     {
-        ulong need = (ulong)c.Heads * 4;
+        ulong need = (ulong)rows * (ulong)c.Heads * 4 + 4;
         if (_stepCounters == null || _stepCounters.Size < need)
         {
             _stepCounters = _mem.Create(Math.Max(need, 256), MemKind.Device);

@@ -213,15 +213,25 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
 
     public IIndexBuffer AllocIndices(int capacity) => new VkIndices(_mem.Create((ulong)capacity * 4, MemKind.Readback), capacity);
 
-    public IStateBuffer AllocState(ModelConfig config)
+    public IStateBuffer AllocState(ModelConfig config, int slots = 1)
     {
+        if (slots < 1) throw new ArgumentOutOfRangeException(nameof(slots));
         ulong stride = VkState.StrideFor(config);
-        var buf = _mem.Create(stride * (ulong)config.Blocks, MemKind.Device);
-        var s = new VkState(config, buf, stride);
+        ulong slotBytes = stride * (ulong)config.Blocks;
+        // as many slots per buffer as the allocation (and one binding) may hold
+        ulong limit = Math.Min(_cx.MaxAllocation, _cx.MaxBinding);
+        int perBuffer = (int)Math.Clamp(limit / slotBytes, 1UL, (ulong)slots);
+        var groups = new List<(VkBuf, int, int)>();
+        for (int first = 0; first < slots; first += perBuffer)
+        {
+            int n = Math.Min(perBuffer, slots - first);
+            groups.Add((_mem.Create(slotBytes * (ulong)n, MemKind.Device), first, n));
+        }
+        var s = new VkState(config, stride, groups.ToArray(), slots);
         ResetState(s);
         // step-kernel scratch now, so that no allocation (or its zero fill) lands inside a replay recording
-        StepCounters(config);
-        StepPartials(config);
+        StepCounters(config, slots);
+        StepPartials(config, slots);
         // The state is the last thing a ModelRunner allocates: finish the uploads and zero fills now, so that loading is
         // complete (and timed) before the first forward pass.
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -231,6 +241,8 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
         _cs.ResetStats();
         return s;
     }
+
+    public IStateBuffer StateSlot(IStateBuffer state, int slot) => ((VkState)state).Slot(slot);
 
     /// <summary>Token ids: through the mapping when nothing is pending on the device (a decode step), else recorded as
     /// a buffer update in the command stream (between the batches of a long prompt: no host round trip).</summary>
@@ -331,8 +343,9 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
         if (dst.Length < c.StateFloats) throw new ArgumentException("destination too small");
         int per = (int)c.StateFloatsPerBlock;
         int strideFloats = (int)(s.BlockStride / 4);
+        if (s.Slots != 1) throw new ArgumentException("read one slot of a multi-sequence state through its view (StateSlot)");
         // blocks are rows of a [Blocks, per] matrix with a padded row stride
-        ReadRows(s.Buf, 0, c.Blocks, per, strideFloats, dst);
+        ReadRows(s.Buf, (long)(s.Base / 4), c.Blocks, per, strideFloats, dst);
     }
 
     public void WriteState(IStateBuffer dst, ReadOnlySpan<float> src)
@@ -340,6 +353,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
         var s = (VkState)dst;
         var c = s.Config;
         if (src.Length < c.StateFloats) throw new ArgumentException("source too small");
+        if (s.Slots != 1) throw new ArgumentException("write one slot of a multi-sequence state through its view (StateSlot)");
         _cs.Flush();
         int per = (int)c.StateFloatsPerBlock;
         fixed (float* sp = src)
@@ -353,7 +367,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
                 {
                     long n = Math.Min(pieceFloats, per - o);
                     float* from = blockSrc + o;
-                    _up.Write(s.Buf, s.BlockStride * (ulong)b + (ulong)o * 4, (ulong)n * 4, d => System.Buffer.MemoryCopy(from, d, n * 4, n * 4));
+                    _up.Write(s.Buf, s.Base + s.BlockStride * (ulong)b + (ulong)o * 4, (ulong)n * 4, d => System.Buffer.MemoryCopy(from, d, n * 4, n * 4));
                 }
             }
             _up.Finish();
@@ -363,9 +377,12 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
     public void ResetState(IStateBuffer dst)
     {
         var s = (VkState)dst;
-        var cb = _cs.BeginOp("reset", [], [s.Buf]);
-        _cx.Vk.CmdFillBuffer(cb, s.Buf.Handle, 0, Vk.WholeSize, 0);
-        _cs.EndOp();
+        foreach (var (buf, _, count) in s.Groups)
+        {
+            var cb = _cs.BeginOp("reset", [], [buf]);
+            _cx.Vk.CmdFillBuffer(cb, buf.Handle, s.Base, s.SlotStride * (ulong)count, 0);
+            _cs.EndOp();
+        }
     }
 
     /// <summary>The device's memory bandwidth (bench): see <see cref="DeviceProbe"/>. Waits for pending work first; the
@@ -441,7 +458,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
 
     private static Binding Whole(VkBuf b) => Binding.Whole(b);
 
-    private Binding StateBlock(VkState s, int block) => new(s.Buf, s.BlockStride * (ulong)block, s.BlockBytes);
+    private Binding StateBlock(VkState s, int block) => new(s.Buf, s.Base + s.BlockStride * (ulong)block, s.BlockBytes);
 
     private static uint Groups(long n, long per) => checked((uint)((n + per - 1) / per));
 

@@ -61,15 +61,51 @@ public sealed class VkIndices : IIndexBuffer
 }
 
 /// <summary>The recurrent state: per block the flat layout C, n, m (as in state files), blocks at a 256-byte aligned stride
-/// so that each block can be bound on its own.</summary>
+/// so that each block can be bound on its own. A multi-sequence state holds <see cref="Slots"/> such states, slot after
+/// slot, in as many buffers as the allocation limit needs (<see cref="Groups"/>); a one-sequence state (or a slot's view)
+/// is the range [<see cref="Base"/>, Base + SlotStride) of <see cref="Buf"/>.</summary>
 public sealed class VkState : IStateBuffer
 {
-    public VkState(ModelConfig c, VkBuf buf, ulong blockStride) { Config = c; Buf = buf; BlockStride = blockStride; }
+    public VkState(ModelConfig c, ulong blockStride, (VkBuf Buf, int First, int Count)[] groups, int slots)
+    {
+        Config = c;
+        BlockStride = blockStride;
+        Groups = groups;
+        Slots = slots;
+        Buf = groups[0].Buf;
+    }
+
+    private VkState(VkState all, VkBuf buf, ulong bas, int slot)
+    {
+        Config = all.Config;
+        BlockStride = all.BlockStride;
+        Slots = 1;
+        Buf = buf;
+        Base = bas;
+        Groups = [(buf, slot, 1)];
+    }
+
     public ModelConfig Config { get; }
-    public VkBuf Buf { get; }
+    public int Slots { get; }
     public ulong BlockStride { get; }
+    public ulong SlotStride => BlockStride * (ulong)Config.Blocks;
     public ulong BlockBytes => (ulong)Config.StateFloatsPerBlock * 4;
+    /// <summary>Buffers holding the slots: slots First .. First + Count − 1 of each, from offset 0.</summary>
+    public (VkBuf Buf, int First, int Count)[] Groups { get; }
+    /// <summary>One sequence (Slots = 1): its buffer and byte offset.</summary>
+    public VkBuf Buf { get; }
+    public ulong Base { get; }
+
     public static ulong StrideFor(ModelConfig c) => ((ulong)c.StateFloatsPerBlock * 4 + 255) & ~255UL;
+
+    public VkState Slot(int slot)
+    {
+        if ((uint)slot >= (uint)Slots) throw new ArgumentOutOfRangeException(nameof(slot));
+        if (Slots == 1) return this;
+        foreach (var g in Groups)
+            if (slot >= g.First && slot < g.First + g.Count) return new VkState(this, g.Buf, (ulong)(slot - g.First) * SlotStride, slot);
+        throw new ArgumentOutOfRangeException(nameof(slot));
+    }
 }
 
 /// <summary>Device layouts of weights and the host-side repacking into them.</summary>

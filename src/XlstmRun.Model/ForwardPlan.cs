@@ -45,6 +45,14 @@ public sealed record MlstmCellOp(ModelConfig Config, ITensor Qkvo, ITensor Gates
     public override IEnumerable<ITensor> Writes => [H];
 }
 
+/// <summary>One decode step of several sequences: row r uses state slot r (see <see cref="IBackend.MlstmStepRows"/>).</summary>
+public sealed record MlstmStepRowsOp(ModelConfig Config, ITensor Qkvo, ITensor Gates, IStateBuffer State, ITensor H, int Block) : PlanOp(Block)
+{
+    public override void RunOn(IBackend be) => be.MlstmStepRows(Config, Qkvo, Gates, State, Block, H);
+    public override IEnumerable<ITensor> Reads => [Qkvo, Gates];
+    public override IEnumerable<ITensor> Writes => [H];
+}
+
 public sealed record HeadNormGateOp(ModelConfig Config, ITensor H, ITensor Qkvo, IWeight W, ITensor Dst, int Block) : PlanOp(Block)
 {
     public override void RunOn(IBackend be) => be.HeadNormGate(Config, H, Qkvo, W, Dst);

@@ -13,9 +13,7 @@ public sealed class ModelRunner : IDisposable
 {
     private readonly IBackend _be;
     private readonly ModelConfig _c;
-    private readonly BlockWeights[] _blocks;
-    private readonly IWeight _embd, _out;
-    private readonly IWeight? _outNorm;
+    private readonly ModelWeights _w;
     private readonly int _maxBatch;
     // Activations: one workspace for single-token steps (kept), one for batches of up to _maxBatch tokens (allocated at
     // the first multi-token feed; released after each feed where the backend asks for it, so that decode memory stays
@@ -24,12 +22,12 @@ public sealed class ModelRunner : IDisposable
     private Workspace? _batch;
     private readonly IIndexBuffer _argmax;
     private readonly Dictionary<string, ForwardPlan> _plans = new();
-
-    private sealed record BlockWeights(IWeight AttnNorm, IWeight Qkvo, IWeight Gates, IWeight GatesBias, IWeight HeadNorm,
-        IWeight Out, IWeight FfnNorm, IWeight GateUp, IWeight Down);
+    // plan keys are replay keys of the backend: unique per runner (several runners may share a backend and its weights)
+    private static int _nextId;
+    private readonly string _id = "r" + Interlocked.Increment(ref _nextId);
 
     /// <summary>Activation buffers for up to <see cref="Capacity"/> tokens; logits rows allocated on first use.</summary>
-    private sealed class Workspace
+    internal sealed class Workspace
     {
         public required int Capacity { get; init; }
         public required ITensor X, A, Qkvo, Gates, H, G, Gu, S;
@@ -46,6 +44,7 @@ public sealed class ModelRunner : IDisposable
 
     public ModelConfig Config => _c;
     public IBackend Backend => _be;
+    public ModelWeights Weights => _w;
     public IStateBuffer State { get; }
     /// <summary>Tokens processed since the state was last reset or loaded.</summary>
     public long Position { get; set; }
@@ -53,34 +52,29 @@ public sealed class ModelRunner : IDisposable
     /// <param name="maxBatch">Tokens per forward pass of a long feed (rounded to whole chunks); default: the backend's
     /// <see cref="IBackend.PreferredBatch"/>.</param>
     public ModelRunner(GgufFile file, IBackend backend, int? maxBatch = null, ModelConfig? config = null)
+        : this(new ModelWeights(file, backend, config), null, maxBatch)
     {
-        _be = backend;
-        _c = config ?? ModelConfig.FromGguf(file);
-        var c = _c;
-        // Round the batch to whole chunks so that a long prompt is split exactly where the chunkwise form splits anyway.
-        int mb = maxBatch ?? backend.PreferredBatch;
-        _maxBatch = Math.Max(c.ChunkSize, mb / c.ChunkSize * c.ChunkSize);
-        var shapes = TensorNames.All(c).ToDictionary(t => t.Name, t => t.Shape);
-        IWeight W(string name) => _be.LoadWeight(file.Tensor(name, shapes[name]));
-        _embd = W(TensorNames.TokenEmbd);
-        _blocks = new BlockWeights[c.Blocks];
-        for (int b = 0; b < c.Blocks; b++)
-        {
-            _blocks[b] = new BlockWeights(W(TensorNames.AttnNorm(b)), W(TensorNames.Qkvo(b)), W(TensorNames.Gates(b)),
-                W(TensorNames.GatesBias(b)), W(TensorNames.HeadNorm(b)), W(TensorNames.Out(b)), W(TensorNames.FfnNorm(b)),
-                W(TensorNames.FfnGateUp(b)), W(TensorNames.FfnDown(b)));
-        }
-        _outNorm = c.AddOutNorm ? W(TensorNames.OutputNorm) : null;
-        _out = W(TensorNames.Output);
-
-        _step = NewWorkspace(1);
-        _argmax = _be.AllocIndices(1);
-        State = _be.AllocState(c);
     }
 
-    private Workspace NewWorkspace(int T)
+    /// <summary>A runner over weights already on the backend, with its own state (a new one, or
+    /// <paramref name="state"/>: e.g. one slot of a multi-sequence state).</summary>
+    public ModelRunner(ModelWeights weights, IStateBuffer? state, int? maxBatch = null)
     {
+        _w = weights;
+        _be = weights.Backend;
+        _c = weights.Config;
         var c = _c;
+        // Round the batch to whole chunks so that a long prompt is split exactly where the chunkwise form splits anyway.
+        int mb = maxBatch ?? _be.PreferredBatch;
+        _maxBatch = Math.Max(c.ChunkSize, mb / c.ChunkSize * c.ChunkSize);
+        _step = NewWorkspace(_be, c, 1);
+        _argmax = _be.AllocIndices(1);
+        State = state ?? _be.AllocState(c);
+    }
+
+    internal static Workspace NewWorkspace(IBackend be, ModelConfig c, int T)
+    {
+        var _be = be;
         return new Workspace
         {
             Capacity = T,
@@ -97,7 +91,7 @@ public sealed class ModelRunner : IDisposable
         _be.FreeTokens(_batch.Tokens);
         _be.ReleaseScratch();
         _batch = null;
-        foreach (var k in _plans.Keys.Where(k => k.StartsWith("batch", StringComparison.Ordinal)).ToList()) _plans.Remove(k);
+        foreach (var k in _plans.Keys.Where(k => k.StartsWith(_id + "-batch", StringComparison.Ordinal)).ToList()) _plans.Remove(k);
     }
 
     public void ResetState()
@@ -174,7 +168,7 @@ public sealed class ModelRunner : IDisposable
         }
         else
         {
-            ws = _batch ??= NewWorkspace(_maxBatch);
+            ws = _batch ??= NewWorkspace(_be, _c, _maxBatch);
             _be.WriteTokens(ws.Tokens, ids);
             plan = Plan(ws, n, mode, 0);
             _be.Run(plan);
@@ -187,7 +181,7 @@ public sealed class ModelRunner : IDisposable
     /// <paramref name="argmaxVocab"/> &gt; 0 it ends with the greedy argmax of the last logits row.</summary>
     private ForwardPlan Plan(Workspace ws, int n, LogitsMode mode, int argmaxVocab)
     {
-        string key = $"{(ws == _step ? "step" : "batch")}-{n}-{mode}-{argmaxVocab}";
+        string key = $"{_id}-{(ws == _step ? "step" : "batch")}-{n}-{mode}-{argmaxVocab}";
         if (_plans.TryGetValue(key, out var p)) return p;
         int headRows = mode switch { LogitsMode.All => ws.Capacity, LogitsMode.Last => 1, _ => 0 };
         if (headRows > 0 && (ws.Logits == null || ws.Logits.Rows < headRows))
@@ -197,7 +191,7 @@ public sealed class ModelRunner : IDisposable
                 _be.Free(ws.Logits);
                 _be.Free(ws.Xf!);
                 // cached plans of this workspace name the old buffers
-                string prefix = ws == _step ? "step" : "batch";
+                string prefix = $"{_id}-{(ws == _step ? "step" : "batch")}";
                 foreach (var k in _plans.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal)).ToList()) _plans.Remove(k);
             }
             ws.Logits = _be.Alloc(headRows, _c.Vocab);
@@ -209,22 +203,31 @@ public sealed class ModelRunner : IDisposable
     }
 
     /// <summary>The forward pass of <paramref name="n"/> tokens (already in the workspace's token buffer), as ops.</summary>
-    private List<PlanOp> BuildPlan(Workspace ws, int n, LogitsMode mode, int argmaxVocab)
+    private List<PlanOp> BuildPlan(Workspace ws, int n, LogitsMode mode, int argmaxVocab) =>
+        BuildPlan(_w, ws, n, mode, State, multiSequence: false, argmaxVocab > 0 ? (_argmax, argmaxVocab) : null);
+
+    /// <summary>
+    /// The model as a list of ops: <paramref name="n"/> tokens of one sequence carrying <paramref name="state"/>, or
+    /// (<paramref name="multiSequence"/>) one token of each of n sequences, row r stepping slot r of the state. Logits
+    /// rows per <paramref name="mode"/>; with <paramref name="argmax"/>, the greedy ids of those rows too.
+    /// </summary>
+    internal static List<PlanOp> BuildPlan(ModelWeights wt, Workspace ws, int n, LogitsMode mode, IStateBuffer state, bool multiSequence,
+        (IIndexBuffer Dst, int Vocab)? argmax)
     {
-        var be = _be;
-        var c = _c;
+        var be = wt.Backend;
+        var c = wt.Config;
         var ops = new List<PlanOp>(c.Blocks * 10 + 5);
         ITensor x = be.Rows(ws.X, 0, n), a = be.Rows(ws.A, 0, n), qkvo = be.Rows(ws.Qkvo, 0, n), gates = be.Rows(ws.Gates, 0, n);
         ITensor h = be.Rows(ws.H, 0, n), g = be.Rows(ws.G, 0, n), gu = be.Rows(ws.Gu, 0, n), s = be.Rows(ws.S, 0, n);
-        ops.Add(new EmbedOp(_embd, ws.Tokens, x));
+        ops.Add(new EmbedOp(wt.Embedding, ws.Tokens, x));
         for (int b = 0; b < c.Blocks; b++)
         {
-            var w = _blocks[b];
+            var w = wt.Blocks[b];
             // mLSTM sub-block: x += W_out · (sigmoid(o) ⊙ MultiHeadLayerNorm(cell(q, k, v, i, f)))
             ops.Add(new RmsNormOp(x, w.AttnNorm, a, c.NormEps, b));
             ops.Add(new MatMulOp(w.Qkvo, a, qkvo, null, false, b));
             ops.Add(new MatMulOp(w.Gates, a, gates, w.GatesBias, false, b));
-            ops.Add(new MlstmCellOp(c, qkvo, gates, State, h, b));
+            ops.Add(multiSequence ? new MlstmStepRowsOp(c, qkvo, gates, state, h, b) : new MlstmCellOp(c, qkvo, gates, state, h, b));
             ops.Add(new HeadNormGateOp(c, h, qkvo, w.HeadNorm, g, b));
             ops.Add(new MatMulOp(w.Out, g, x, null, true, b));
             // FFN sub-block: x += W_down · (silu(W_gate · c) ⊙ W_up · c)
@@ -238,14 +241,14 @@ public sealed class ModelRunner : IDisposable
         var xr = be.Rows(ws.X, r0, rn);
         var logits = be.Rows(ws.Logits!, 0, rn);
         var xf = xr;
-        if (_outNorm != null)
+        if (wt.OutNorm != null)
         {
             xf = be.Rows(ws.Xf!, 0, rn);
-            ops.Add(new RmsNormOp(xr, _outNorm, xf, c.NormEps, -1));
+            ops.Add(new RmsNormOp(xr, wt.OutNorm, xf, c.NormEps, -1));
         }
-        ops.Add(new MatMulOp(_out, xf, logits, null, false, -1));
+        ops.Add(new MatMulOp(wt.Output, xf, logits, null, false, -1));
         ops.Add(new SoftCapOp(logits, c.LogitSoftCap));
-        if (argmaxVocab > 0) ops.Add(new ArgmaxOp(logits, argmaxVocab, _argmax));
+        if (argmax is var (dst, vocab)) ops.Add(new ArgmaxOp(logits, vocab, dst));
         return ops;
     }
 

@@ -32,7 +32,7 @@ public static class BatchCommand
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file" };
         var parallel = new Option<int?>("--parallel", "-np")
         {
-            Description = "Lines in flight at once [default: 1]. The current engine runs one sequence at a time whatever B is; a batched engine (B sequences per step) is planned",
+            Description = "Sequences generated together [default: 16 on a GPU, 4 on the CPU, 1 with OpenCL]: up to B lines in flight, one forward pass per token for all of them (the weights are read once per step), a finished line's slot taking the next line at once. Greedy results are those of B = 1 up to float rounding (products over B rows sum in another order)",
             HelpName = "B",
         };
         var shard = new Option<string?>("--shard") { Description = "Run only the lines whose index (line number - 1) is K mod N, so that N processes cover the file once; \"auto\" reads Slurm or Kubernetes variables (see notes)", HelpName = "K/N|auto" };
@@ -141,9 +141,10 @@ public static class BatchCommand
                     outp.Repair();
                     Header();
                     int slots = slotsGiven ?? (s != null ? SequenceEngines.DefaultSlots(s.Backend) : 1);
-                    Console.Error.WriteLine($"batch: seed {seed} (a line without \"seed\" uses {seed} + its line number); parallel {slots}" +
-                        (slots > 1 ? $" ({SequenceEngines.Note})" : ""));
                     var engine = s != null ? SequenceEngines.Create(s, slots) : new NoEngine(slots);
+                    using var engineLife = engine as IDisposable;
+                    Console.Error.WriteLine($"batch: seed {seed} (a line without \"seed\" uses {seed} + its line number); parallel {slots}" +
+                        (slots > 1 ? $" ({SequenceEngines.Note(engine)})" : ""));
                     return RunWithSignals(cancel =>
                     {
                         var sum = new BatchDriver
