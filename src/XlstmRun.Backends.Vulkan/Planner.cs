@@ -29,9 +29,9 @@ public static class Planner
     /// SwiGLU (writing the gate|up rows only when <see cref="WriteGateUp"/>) or soft-cap epilogue.</summary>
     public sealed record MatVec(MatMulOp Main, RmsNormOp? Norm, bool WriteNorm, MatMulOp? Aux, SwiGluOp? SwiGlu, bool WriteGateUp, SoftCapOp? Cap) : Step;
 
-    /// <summary>The one-token cell with the head norm and output gate applied by the step kernel; h written only when
-    /// <see cref="WriteH"/>.</summary>
-    public sealed record Cell(MlstmCellOp Op, HeadNormGateOp Norm, bool WriteH) : Step;
+    /// <summary>The step-form cell (one token of one sequence, or one token of each of several: <see cref="MlstmStepRowsOp"/>)
+    /// with the head norm and output gate applied by the step kernel; h written only when <see cref="WriteH"/>.</summary>
+    public sealed record Cell(PlanOp Op, HeadNormGateOp Norm, bool WriteH) : Step;
 
     /// <summary>What the planner needs to know about tensors and weights.</summary>
     public interface IFacts
@@ -81,11 +81,17 @@ public static class Planner
                     continue;
                 }
             }
-            if (fusion && op is MlstmCellOp c && c.Qkvo.Rows == 1 && i + 1 < ops.Count && ops[i + 1] is HeadNormGateOp hn
-                && f.Same(hn.H, c.H) && f.Same(hn.Qkvo, c.Qkvo) && f.Fusable(hn.W) && hn.Config.DV <= 1024
-                && !f.Overlaps(hn.Dst, c.Qkvo) && !f.Overlaps(hn.Dst, c.H) && !f.Overlaps(hn.Dst, c.Gates))
+            var cell = op switch
             {
-                steps.Add(new Cell(c, hn, ReadLater(c.H, i + 1)));
+                MlstmCellOp c when c.Qkvo.Rows == 1 => (c.Qkvo, c.Gates, c.H),
+                MlstmStepRowsOp r => (r.Qkvo, r.Gates, r.H),
+                _ => default((ITensor Qkvo, ITensor Gates, ITensor H)?),
+            };
+            if (fusion && cell is var (cq, cg, ch) && i + 1 < ops.Count && ops[i + 1] is HeadNormGateOp hn
+                && f.Same(hn.H, ch) && f.Same(hn.Qkvo, cq) && f.Fusable(hn.W) && hn.Config.DV <= 1024
+                && !f.Overlaps(hn.Dst, cq) && !f.Overlaps(hn.Dst, ch) && !f.Overlaps(hn.Dst, cg))
+            {
+                steps.Add(new Cell(op, hn, ReadLater(ch, i + 1)));
                 i++;
                 continue;
             }
@@ -120,7 +126,7 @@ public static class Planner
         int n = 0;
         foreach (var s in steps)
         {
-            var op = s switch { Single x => x.Op, MatVec x => x.Main, Cell x => x.Op, _ => null };
+            PlanOp? op = s switch { Single x => x.Op, MatVec x => x.Main, Cell x => x.Op, _ => null };
             if (op != null && op.Block >= 0) n++;
         }
         return n / (double)Math.Max(1, blocks);

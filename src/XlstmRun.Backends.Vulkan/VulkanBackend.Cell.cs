@@ -17,6 +17,7 @@ public sealed unsafe partial class VulkanBackend
         public uint Fuse, OOff, GdOff;
         public float NormEps;
         public uint WriteH;
+        public uint QStride, GStride, HStride, GdStride, SlotStride;
     }
     [StructLayout(LayoutKind.Sequential)]
     internal struct ChunkPrepPush { public uint QOff, KOff, RowStride, GOff, GStride, T, L, NH, Dqk, RecOff, SOff; public float Cap; }
@@ -97,10 +98,9 @@ public sealed unsafe partial class VulkanBackend
         int T = Q.Rows, NH = c.Heads, dqk = c.DQk, dv = c.DV;
         if (Q.Cols != c.QkvoDim || G.Cols != 2 * NH || H.Cols != c.VDim || G.Rows != T || H.Rows != T) throw new ArgumentException("mlstm: shape mismatch");
         if ((uint)block >= (uint)c.Blocks) throw new ArgumentOutOfRangeException(nameof(block));
-        var op = new MlstmCellOp(c, qkvo, gates, state, h, block);
         if (T == 1)
         {
-            DispatchStep(op, null, true);
+            DispatchStep(c, qkvo, gates, state, block, h, null, true);
             return;
         }
         if (dqk > 256) throw new InvalidOperationException($"the chunk kernels take head sizes up to 256 (dqk = {dqk})");
@@ -153,24 +153,32 @@ public sealed unsafe partial class VulkanBackend
         _cs.EndOp();
     }
 
-    /// <summary>The one-token step kernel; with <paramref name="norm"/> it also applies HeadNormGate (its last workgroup
-    /// per head); h is written when <paramref name="writeH"/>.</summary>
-    private void DispatchStep(MlstmCellOp op, HeadNormGateOp? norm, bool writeH)
+    public void MlstmStepRows(ModelConfig c, ITensor qkvo, ITensor gates, IStateBuffer state, int block, ITensor h)
     {
-        var c = op.Config;
-        var Q = (VkTensor)op.Qkvo;
-        var G = (VkTensor)op.Gates;
-        var H = (VkTensor)op.H;
-        var S = (VkState)op.State;
-        int NH = c.Heads, dqk = c.DQk, dv = c.DV;
+        var Q = (VkTensor)qkvo;
+        if (Q.Rows > state.Slots) throw new ArgumentException("more rows than state slots");
+        DispatchStep(c, qkvo, gates, state, block, h, null, true);
+    }
+
+    /// <summary>
+    /// The step kernel: one token of one sequence, or (a multi-sequence state) row r of qkvo/gates/h stepping slot r,
+    /// one dispatch per buffer of slots. With <paramref name="norm"/> it also applies HeadNormGate (its last workgroup per
+    /// head and row); h is written when <paramref name="writeH"/>.
+    /// </summary>
+    private void DispatchStep(ModelConfig c, ITensor qkvo, ITensor gates, IStateBuffer state, int block, ITensor h, HeadNormGateOp? norm, bool writeH)
+    {
+        var Q = (VkTensor)qkvo;
+        var G = (VkTensor)gates;
+        var H = (VkTensor)h;
+        var S = (VkState)state;
+        int NH = c.Heads, dqk = c.DQk, dv = c.DV, rows = Q.Rows;
         var (qb, qo) = Act(Q);
         var (gb, go) = Act(G);
         var (hb, ho) = Act(H);
-        var sb = StateBlock(S, op.Block);
         uint nOff = (uint)(NH * dqk * dv), mOff = nOff + (uint)(NH * dqk);
-        var cnt = StepCounters(c);
+        var cnt = StepCounters(c, rows);
         var (splits, rowsPerSplit) = StepSplits(c);
-        var part = StepPartials(c);
+        var part = StepPartials(c, rows);
         var nw = (VkWeight?)norm?.W;
         var gd = (VkTensor?)norm?.Dst;
         Binding nwb = Whole(_dummy), gdb = Whole(_dummy);
@@ -181,14 +189,28 @@ public sealed unsafe partial class VulkanBackend
             (gdb, gdOff) = Act(gd!);
             FusedDispatches++;
         }
-        _cs.BeginOp(norm != null ? "mlstm.step+headnorm" : "mlstm.step", [Q.Buf, G.Buf, S.Buf, cnt, nw?.Parts[0].Buf], [S.Buf, writeH ? H.Buf : null, cnt, part, gd?.Buf]);
-        var pc = new StepPush
+        var groups = S.Slots == 1 ? [(S.Buf, 0, 1)] : S.Groups;
+        foreach (var (buf, first, count) in groups)
         {
-            QOff = qo, KOff = qo + (uint)c.QkDim, VOff = qo + 2u * (uint)c.QkDim, GOff = go, HOff = ho, NH = (uint)NH, Dqk = (uint)dqk, Dv = (uint)dv,
-            NOff = nOff, MOff = mOff, CntOff = 0, Splits = splits, RowsPerSplit = rowsPerSplit, Cap = c.GateSoftCap, Eps = c.CellEps,
-            Fuse = norm != null ? 1u : 0u, OOff = qo + (uint)c.OOffset, GdOff = gdOff, NormEps = norm?.Config.NormEps ?? 0f, WriteH = writeH ? 1u : 0u,
-        };
-        Run(_step, _step.Pipeline([]), [qb, gb, sb, hb, Whole(cnt), Whole(part), nwb, gdb], &pc, Groups(dv, 256), splits, (uint)NH);
-        _cs.EndOp();
+            int n = Math.Min(count, rows - first);
+            if (n <= 0) break;
+            // the state from this block of the group's first slot on (one sequence: its block)
+            ulong start = (S.Slots == 1 ? S.Base : 0) + S.BlockStride * (ulong)block;
+            var sb = S.Slots == 1 ? StateBlock(S, block) : new Binding(buf, start, (ulong)(n - 1) * S.SlotStride + S.BlockBytes);
+            _cs.BeginOp(norm != null ? "mlstm.step+headnorm" : "mlstm.step", [Q.Buf, G.Buf, buf, cnt, nw?.Parts[0].Buf],
+                [buf, writeH ? H.Buf : null, cnt, part, gd?.Buf]);
+            var pc = new StepPush
+            {
+                QOff = qo + (uint)(first * Q.Stride), KOff = qo + (uint)(first * Q.Stride) + (uint)c.QkDim, VOff = qo + (uint)(first * Q.Stride) + 2u * (uint)c.QkDim,
+                GOff = go + (uint)(first * G.Stride), HOff = ho + (uint)(first * H.Stride), NH = (uint)NH, Dqk = (uint)dqk, Dv = (uint)dv,
+                NOff = nOff, MOff = mOff, CntOff = (uint)(first * NH), Splits = splits, RowsPerSplit = rowsPerSplit, Cap = c.GateSoftCap, Eps = c.CellEps,
+                Fuse = norm != null ? 1u : 0u, OOff = qo + (uint)(first * Q.Stride) + (uint)c.OOffset, GdOff = gdOff + (uint)(first * (gd?.Stride ?? 0)),
+                NormEps = norm?.Config.NormEps ?? 0f, WriteH = writeH ? 1u : 0u,
+                QStride = (uint)Q.Stride, GStride = (uint)G.Stride, HStride = (uint)H.Stride, GdStride = (uint)(gd?.Stride ?? 0),
+                SlotStride = (uint)(S.SlotStride / 4),
+            };
+            Run(_step, _step.Pipeline([]), [qb, gb, sb, hb, Whole(cnt), Whole(part), nwb, gdb], &pc, Groups(dv, 256), splits, (uint)(n * NH));
+            _cs.EndOp();
+        }
     }
 }

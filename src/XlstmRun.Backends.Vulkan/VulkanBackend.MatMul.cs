@@ -58,7 +58,7 @@ public sealed unsafe partial class VulkanBackend
             {
                 _gemmCm = K("matmul_coopmat", 5, (uint)sizeof(GemmPush));
                 // build one pipeline now: a driver that rejects the module leaves the fp32 GEMM in place
-                GemmPipeline(_gemmCm, WeightLayout.WType(GgmlType.F16));
+                GemmPipeline(_gemmCm, WeightLayout.WType(GgmlType.F16), _gemmTile);
             }
             catch (Exception e) when (e is InvalidOperationException or VulkanUnavailableException)
             {
@@ -92,10 +92,16 @@ public sealed unsafe partial class VulkanBackend
         return WeightLayout.IsQuant(w.DevType) ? new MatVecShape(128, 8, 1) : new MatVecShape(128, 2, 1);
     }
 
-    private Pipeline GemmPipeline(Kernel k, uint wtype)
+    private static Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t) =>
+        k.Pipeline([t.Threads, t.WarpsM, wtype, t.WarpsN, t.TM, t.TN, t.Bkv]);
+
+    /// <summary>The GEMM tile for <paramref name="tokens"/> rows: the prefill tile, or for a few rows (the
+    /// multi-sequence decode step) a tile of 16–64 tokens × 64 weight rows, so that the weights are still read once and
+    /// the matrix units are not mostly multiplying padding.</summary>
+    private GemmTile GemmTileFor(int tokens)
     {
-        var t = _gemmTile;
-        return k.Pipeline([t.Threads, t.WarpsM, wtype, t.WarpsN, t.TM, t.TN, t.Bkv]);
+        if (Options.Gemm != null || Options.EmulateCoopMat != null || tokens > 64) return _gemmTile;
+        return tokens <= 16 ? new GemmTile(1, 4, 1, 1, 4) : tokens <= 32 ? new GemmTile(1, 4, 2, 1, 4) : new GemmTile(2, 4, 2, 1, 4);
     }
 
     // ---- dispatch ------------------------------------------------------------------------------------------------------
@@ -126,7 +132,8 @@ public sealed unsafe partial class VulkanBackend
         reads[^2] = B?.Parts[0].Buf;
         reads[^1] = accumulate ? D.Buf : null;
         _cs.BeginOp((half ? "gemm.f16." : "gemm.f32.") + GgmlTypes.Name(W.DevType), reads, [D.Buf]);
-        var pipe = half ? GemmPipeline(kernel, W.WType) : kernel.Pipeline([0, 0, W.WType]);
+        var tile = GemmTileFor(T);
+        var pipe = half ? GemmPipeline(kernel, W.WType, tile) : kernel.Pipeline([0, 0, W.WType]);
         var bb = B != null ? Whole(B.Parts[0].Buf) : Whole(_dummy);
         foreach (var p in W.Parts)
         {
@@ -136,7 +143,7 @@ public sealed unsafe partial class VulkanBackend
                 XOff = xo, XStride = (uint)X.Stride, DOff = dOff + (uint)p.RowStart, DStride = (uint)D.Stride,
                 BOff = (uint)p.RowStart, Flags = (accumulate ? 1u : 0u) | (B != null ? 2u : 0u), NTok = (uint)T,
             };
-            if (half) Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb], &pc, Groups(p.RowCount, _gemmTile.BN), Groups(T, _gemmTile.BM));
+            if (half) Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb], &pc, Groups(p.RowCount, tile.BN), Groups(T, tile.BM));
             else Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb], &pc, Groups(p.RowCount, 64), Groups(T, 64));
         }
         _cs.EndOp();

@@ -410,8 +410,11 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
                 case Planner.MatVec mv:
                     DispatchMatVec(mv);
                     break;
-                case Planner.Cell c:
-                    DispatchStep(c.Op, c.Norm, c.WriteH);
+                case Planner.Cell { Op: MlstmCellOp one } c:
+                    DispatchStep(one.Config, one.Qkvo, one.Gates, one.State, one.Block, one.H, c.Norm, c.WriteH);
+                    break;
+                case Planner.Cell { Op: MlstmStepRowsOp rows } c:
+                    DispatchStep(rows.Config, rows.Qkvo, rows.Gates, rows.State, rows.Block, rows.H, c.Norm, c.WriteH);
                     break;
                 case Planner.Single s:
                     s.Op.RunOn(this);

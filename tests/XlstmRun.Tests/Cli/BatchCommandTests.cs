@@ -201,7 +201,7 @@ public class BatchCommandTests(CliModels m) : IClassFixture<CliModels>
         Assert.Contains("another input file", r.Stderr);
         Assert.Equal(kept, File.ReadAllText(output));
         // nor a file with a line that is not a record
-        File.WriteAllText(output, kept.Replace("\n{\"id\":\"c\"", "\ngarbage\n{\"id\":\"c\""));
+        File.WriteAllText(output, "garbage\n" + kept);
         r = Run($"batch -m {M} -i {Q(input)} -o {Q(output)} --resume");
         Assert.Equal(2, r.ExitCode);
         Assert.Contains("is not a batch record", r.Stderr);
