@@ -117,6 +117,48 @@ if has model; then
   fi
 fi
 
+# ---- batch throughput --------------------------------------------------------------------------------------------------
+if has batch; then
+  say "batch"
+  sec "batch throughput (--parallel B, --ignore-eos, 64 tokens per line; synthetic 7B with the GPT-NeoX tokenizer)"
+  python3 - "$TMP/prompts.jsonl" <<'PY'
+import json, sys
+words = "the of and to in is was for on with as by at from that this which be are or an it not but have".split()
+with open(sys.argv[1], "w") as f:
+    for i in range(256):
+        n = 8 + (i * 7) % 40
+        f.write(json.dumps({"id": f"p{i}", "prompt": " ".join(words[(i * 3 + j) % len(words)] for j in range(n)), "n_predict": 64, "temperature": 0}) + "\n")
+PY
+  for t in ${BATCH_TYPES:-q4_0 f16}; do
+    m="$TMP/7b-$t-tok.gguf"
+    [ -f "$m" ] || "$BIN" init --preset 7b --type "$t" --tokenizer tests/data/tokenizers/gpt-neox-20b.tokenizer.json -o "$m" -q > /dev/null 2>&1
+    for B in ${BATCH_SIZES:-1 4 16 64}; do
+      [ "$(left)" -gt 30 ] || break
+      n=$(( B == 1 ? 24 : (B == 4 ? 48 : (B == 16 ? 128 : 256)) ))
+      head -n "$n" "$TMP/prompts.jsonl" > "$TMP/p$n.jsonl"
+      timeout 120 "$BIN" batch -m "$m" --backend vulkan -i "$TMP/p$n.jsonl" -o "$TMP/out-$t-$B.jsonl" --parallel "$B" --ignore-eos --force 2> "$OUT/logs/batch-$t-$B.txt" > /dev/null
+      echo "| $t | B=$B | $n lines | $(grep -E 'tokens/s|device memory' "$OUT/logs/batch-$t-$B.txt" | sed 's/^batch: //' | tr '\n' ' ') |" >> "$SUM"
+    done
+    # greedy equality: each B against B=1 on the lines both ran
+    python3 - "$TMP" "$t" >> "$SUM" <<'PY'
+import json, sys, os
+tmp, t = sys.argv[1], sys.argv[2]
+def load(p):
+    d = {}
+    if os.path.exists(p):
+        for l in open(p):
+            r = json.loads(l); d[r["id"]] = r.get("text")
+    return d
+one = load(f"{tmp}/out-{t}-1.jsonl")
+for B in (4, 16, 64):
+    other = load(f"{tmp}/out-{t}-{B}.jsonl")
+    common = [k for k in one if k in other]
+    same = sum(one[k] == other[k] for k in common)
+    print(f"| {t} | greedy B={B} vs B=1 | {same} of {len(common)} lines identical |")
+PY
+  done
+fi
+
 # ---- anchor ------------------------------------------------------------------------------------------------------------
 if has anchor && [ -f .scratch/hf_xlstm7b_bench.py ]; then
   say "anchor"

@@ -157,6 +157,9 @@ public static class BatchCommand
                             sum.Interrupted + sum.NotStarted > 0 ? "stopped" : "done", sum.Generated, sum.Errors, sum.Tokens, sec, sec > 0 ? sum.Tokens / sec : 0));
                         if (sum.Interrupted + sum.NotStarted > 0)
                             Console.Error.WriteLine($"batch: {sum.Interrupted + sum.NotStarted} lines not done; rerun with --resume to finish them");
+                        if (s?.Backend is XlstmRun.Model.IDeviceMemory dm)
+                            Console.Error.WriteLine(string.Format(CultureInfo.InvariantCulture, "batch: device memory peak {0:F1} MiB (weights {1:F1} MiB)",
+                                dm.PeakDeviceBytes / 1048576.0, dm.WeightBytes / 1048576.0));
                     });
                 }
                 finally
