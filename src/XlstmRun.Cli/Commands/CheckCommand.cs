@@ -34,10 +34,11 @@ public static class CheckCommand
         var threads = new Option<int>("--threads", "-t") { Description = "CPU threads (0 = all cores)", DefaultValueFactory = _ => 0, HelpName = "N" };
         var json = new Option<string?>("--json") { Description = "Also write the results as JSON to FILE ('-': JSON on stdout, the table on stderr)", HelpName = "FILE" };
         var force = new Option<bool>("--force") { Description = "Overwrite an existing --json file" };
+        var stepTokens = new Option<int>("--step-tokens") { Description = "Feed at most N prompt tokens one per call for the step logits (0 = the whole prompt; for slow devices)", DefaultValueFactory = _ => 0, HelpName = "N" };
         var failures = new Option<bool>("--failures") { Description = "Print only the failed checks (the summary line always)" };
         var cmd = new Command("check", "Run the conformance checks (reference fixtures, every backend, device and weight type) and print one table.")
         {
-            fixtures, only, backends, devices, types, variants, threads, json, force, failures,
+            fixtures, only, backends, devices, types, variants, threads, stepTokens, json, force, failures,
         };
         HelpNotes.Add(cmd, Notes);
         cmd.SetAction(pr => Program.Run(() =>
@@ -45,6 +46,8 @@ public static class CheckCommand
             var sw = Stopwatch.StartNew();
             int nThreads = pr.GetValue(threads);
             if (nThreads < 0) throw new BadInputException("-t must be at least 0");
+            int nSteps = pr.GetValue(stepTokens);
+            if (nSteps < 0) throw new BadInputException("--step-tokens must be at least 0");
             string? jsonPath = pr.GetValue(json);
             if (jsonPath != null && jsonPath != "-") OutputPath.Check(jsonPath, pr.GetValue(force));
 
@@ -84,7 +87,7 @@ public static class CheckCommand
 
                 var progressLock = new object();
                 List<CheckRow> rows;
-                using (var session = new ConformanceSession(perBackend))
+                using (var session = new ConformanceSession(perBackend) { StepLimit = nSteps > 0 ? (_, _, _) => nSteps : null })
                     rows = session.RunAll(all, typeList, devs, parallel, line => { lock (progressLock) Console.Error.WriteLine("check: " + line); });
                 // device lines as the backends describe themselves once created
                 outW.WriteLine($"xlstm-run check, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {sw.Elapsed.TotalSeconds:F1} s");
