@@ -15,7 +15,7 @@ layout(push_constant) uniform PC
     float cap, eps;
 } pc;
 
-shared float sIg[CL], sLf[CL], sB[CL], sA[CL], sM[CL], sQs[CL], sW[CL];
+shared float sIg[CL], sLf[CL], sB[CL], sBlo[CL], sA[CL], sM[CL], sQs[CL], sW[CL];
 shared float sMPrev, sMNew, sDecay;
 shared float Qs[CL][17], Ks[CL][17];
 shared float Ms[CL][CL + 1u];
@@ -36,13 +36,21 @@ void main()
     barrier();
     if (tid == 0u)
     {
-        // b_j = Σ_{r<=j} lf_r ; a_j = Σ_{r>j} lf_r + i_j (reverse running sum, no cancellation)
-        float acc = 0.0;
-        for (uint j = 0u; j < len; j++) { acc += sLf[j]; sB[j] = acc; }
+        // b_j = Σ_{r<=j} lf_r as a compensated pair sB + sBlo (it reaches hundreds when forget gates close, and the
+        // weights need b_i − b_j); a_j = Σ_{r>j} lf_r + i_j (reverse running sum, no cancellation)
+        precise float hi = 0.0, lo = 0.0;
+        for (uint j = 0u; j < len; j++)
+        {
+            precise float x = sLf[j], t = hi + x;
+            lo += abs(hi) >= abs(x) ? (hi - t) + x : (x - t) + hi;
+            hi = t;
+            sB[j] = hi;
+            sBlo[j] = lo;
+        }
         float rev = 0.0, amax = -1.0 / 0.0;
         for (uint j = len; j-- > 0u; ) { sA[j] = rev + sIg[j]; rev += sLf[j]; amax = max(amax, sA[j]); }
         float mPrev = S[pc.mOff + h];
-        float g = sB[len - 1u];
+        float g = sB[len - 1u] + sBlo[len - 1u];
         float mNew = max(g + mPrev, amax);
         sMPrev = mPrev;
         sMNew = mNew;
@@ -53,8 +61,8 @@ void main()
     {
         uint i = tid;
         float mIntra = -1.0 / 0.0;
-        for (uint j = 0u; j <= i; j++) mIntra = max(mIntra, sB[i] - sB[j] + sIg[j]);
-        float mInter = sB[i] + sMPrev;
+        for (uint j = 0u; j <= i; j++) mIntra = max(mIntra, ((sB[i] - sB[j]) + (sBlo[i] - sBlo[j])) + sIg[j]);
+        float mInter = (sB[i] + sBlo[i]) + sMPrev;
         float mi = max(mInter, mIntra);
         sM[i] = mi;
         sQs[i] = exp(mInter - mi) * scale;
@@ -96,7 +104,7 @@ void main()
         {
             uint i = ty + 16u * a, j = tx + 16u * b;
             float m = 0.0;
-            if (i < len && j <= i) m = acc[a][b] * scale * exp(sB[i] - sB[j] + sIg[j] - sM[i]);
+            if (i < len && j <= i) m = acc[a][b] * scale * exp(((sB[i] - sB[j]) + (sBlo[i] - sBlo[j])) + sIg[j] - sM[i]);
             Ms[i][j] = m;
             SCR[scr + i * CL + j] = m;
         }

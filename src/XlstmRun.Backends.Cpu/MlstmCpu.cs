@@ -43,7 +43,7 @@ public static class MlstmCpu<T> where T : unmanaged, IFloatingPointIeee754<T>
         for (int j = 0; j < dv; j++) h[j] *= inv;
     }
 
-    /// <summary>Scratch elements <see cref="Chunk"/> needs for chunks of up to L tokens.</summary>
+    /// <summary>Scratch elements <see cref="Chunk"/> needs for chunks of up to L tokens (the layout keeps the float version's size).</summary>
     public static int ChunkScratch(int L) => 2 * L + L * L;
 
     /// <summary>
@@ -54,28 +54,31 @@ public static class MlstmCpu<T> where T : unmanaged, IFloatingPointIeee754<T>
         ReadOnlySpan<T> Q, ReadOnlySpan<T> K, ReadOnlySpan<T> V,
         ReadOnlySpan<T> ig, ReadOnlySpan<T> fg, T eps, Span<T> H, Span<T> scratch)
     {
-        // scratch layout: b[L], a[L], logD/M [L·L]
-        var b = scratch.Slice(0, L);
-        var av = scratch.Slice(L, L);
+        // scratch layout: M [L·L] (b and a are kept in double below, whatever T is)
         var M = scratch.Slice(2 * L, L * L);
-        T acc = T.Zero;
-        for (int j = 0; j < L; j++) { acc += LogSigmoid(fg[j]); b[j] = acc; }
-        T g = b[L - 1];
+        // The log-gate bookkeeping (cumulative log-forget b, reverse sums a, stabilizers and every exponent argument) is
+        // in double for every T: b reaches hundreds over a chunk when forget gates close, and the weights need the
+        // difference b_i − b_j of two such sums (in float its rounding reached 1e-4 relative on the weights).
+        Span<double> b = L <= 256 ? stackalloc double[L] : new double[L];
+        Span<double> av = L <= 256 ? stackalloc double[L] : new double[L];
+        double acc = 0;
+        for (int j = 0; j < L; j++) { acc += double.CreateChecked(LogSigmoid(fg[j])); b[j] = acc; }
+        double g = b[L - 1];
         // a_j = Σ_{r>j} lf_r + i_j, computed as a reverse running sum (no cancellation)
-        T rev = T.Zero;
-        for (int j = L - 1; j >= 0; j--) { av[j] = rev + ig[j]; rev += LogSigmoid(fg[j]); }
+        double rev = 0;
+        for (int j = L - 1; j >= 0; j--) { av[j] = rev + double.CreateChecked(ig[j]); rev += double.CreateChecked(LogSigmoid(fg[j])); }
         T scale = T.One / T.Sqrt(T.CreateChecked(dqk));
-        T mPrev = m;
+        double mPrev = double.CreateChecked(m);
         for (int i = 0; i < L; i++)
         {
             var qi = Q.Slice(i * dqk, dqk);
-            T mInter = b[i] + mPrev;
-            T mIntra = T.NegativeInfinity;
-            for (int j = 0; j <= i; j++) mIntra = T.Max(mIntra, b[i] - b[j] + ig[j]);
-            T mi = T.Max(mInter, mIntra);
+            double mInter = b[i] + mPrev;
+            double mIntra = double.NegativeInfinity;
+            for (int j = 0; j <= i; j++) mIntra = Math.Max(mIntra, b[i] - b[j] + double.CreateChecked(ig[j]));
+            double mi = Math.Max(mInter, mIntra);
             var h = H.Slice(i * dv, dv);
             // inter-chunk part: qbar^T C_prev, qbar·n_prev
-            T qs = T.Exp(mInter - mi) * scale;
+            T qs = T.Exp(T.CreateChecked(mInter - mi)) * scale;
             h.Clear();
             T den = T.Zero;
             for (int a = 0; a < dqk; a++)
@@ -92,20 +95,20 @@ public static class MlstmCpu<T> where T : unmanaged, IFloatingPointIeee754<T>
                 var kj = K.Slice(j * dqk, dqk);
                 T s = T.Zero;
                 for (int a = 0; a < dqk; a++) s += qi[a] * kj[a];
-                T mij = s * scale * T.Exp(b[i] - b[j] + ig[j] - mi);
+                T mij = s * scale * T.Exp(T.CreateChecked(b[i] - b[j] + double.CreateChecked(ig[j]) - mi));
                 M[i * L + j] = mij;
                 den += mij;
                 var vj = V.Slice(j * dv, dv);
                 for (int jj = 0; jj < dv; jj++) h[jj] += mij * vj[jj];
             }
-            T inv = T.One / (T.Max(T.Abs(den), T.Exp(-mi)) + eps);
+            T inv = T.One / (T.Max(T.Abs(den), T.Exp(-T.CreateChecked(mi))) + eps);
             for (int jj = 0; jj < dv; jj++) h[jj] *= inv;
         }
         // state update
-        T amax = T.NegativeInfinity;
-        for (int j = 0; j < L; j++) amax = T.Max(amax, av[j]);
-        T mNew = T.Max(g + mPrev, amax);
-        T decay = T.Exp(g + mPrev - mNew);
+        double amax = double.NegativeInfinity;
+        for (int j = 0; j < L; j++) amax = Math.Max(amax, av[j]);
+        double mNew = Math.Max(g + mPrev, amax);
+        T decay = T.Exp(T.CreateChecked(g + mPrev - mNew));
         for (int a = 0; a < dqk; a++)
         {
             var row = C.Slice(a * dv, dv);
@@ -114,7 +117,7 @@ public static class MlstmCpu<T> where T : unmanaged, IFloatingPointIeee754<T>
         }
         for (int j = 0; j < L; j++)
         {
-            T w = T.Exp(av[j] - mNew);
+            T w = T.Exp(T.CreateChecked(av[j] - mNew));
             var kj = K.Slice(j * dqk, dqk);
             var vj = V.Slice(j * dv, dv);
             for (int a = 0; a < dqk; a++)
@@ -126,7 +129,7 @@ public static class MlstmCpu<T> where T : unmanaged, IFloatingPointIeee754<T>
                 n[a] += ka;
             }
         }
-        m = mNew;
+        m = T.CreateChecked(mNew);
     }
 }
 
