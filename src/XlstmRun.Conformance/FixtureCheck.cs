@@ -14,6 +14,7 @@ public sealed record CheckRow(string Fixture, string Device, string Type, string
     string Note = "")
 {
     public bool IsCount => Quantity.StartsWith("greedy ids", StringComparison.Ordinal);
+    public bool IsLongRun => Quantity.StartsWith("long run", StringComparison.Ordinal);
     public bool IsKl => Quantity.EndsWith("KL", StringComparison.Ordinal);
 }
 
@@ -123,13 +124,34 @@ public sealed class ConformanceSession : IDisposable
     }
 
     /// <summary>
+    /// <see cref="LongRun"/> on <paramref name="fixture"/> at <paramref name="type"/>: <paramref name="tokens"/> generated tokens,
+    /// 20 check points. One row: the largest |C| or |n| seen (bound <see cref="LongRun.MaxState"/>), the rest in the note.
+    /// </summary>
+    public CheckRow LongRunRow(Fixture fixture, ConformanceDevice device, GgmlType type, long tokens)
+    {
+        string tn = GgmlTypes.Name(type), q = $"long run ({tokens} tokens)";
+        try
+        {
+            using var file = GgufFile.Open(Models.Get(fixture, type));
+            using var be = device.Create();
+            var r = LongRun.Run(file, be, tokens, (int)Math.Max(1, tokens / 20));
+            string note = $"m in [{r.MinM:F2}, {r.MaxM:F2}], max |logit| {r.MaxAbsLogit:F2}, min rms(logits) {r.MinLogitRms:F3}" + (r.Problem != null ? "; " + r.Problem : "");
+            return new CheckRow(fixture.Name, device.Id, tn, q, "finite, bounded", Math.Max(r.MaxAbsC, r.MaxAbsN), LongRun.MaxState, r.Pass, note);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return new CheckRow(fixture.Name, device.Id, tn, q, "finite, bounded", double.NaN, LongRun.MaxState, false, "error: " + e.Message.Split('\n')[0]);
+        }
+    }
+
+    /// <summary>
     /// Every check of every (fixture, type, device), rows in that order. The CPU baselines are computed first,
     /// <paramref name="parallel"/> at a time; then the CPU devices' checks run <paramref name="parallel"/> at a time beside
     /// the other devices' checks, which run one after the other (one GPU queue each). <paramref name="progress"/> gets a
     /// line per finished check (from several threads).
     /// </summary>
     public List<CheckRow> RunAll(IReadOnlyList<Fixture> fixtures, IReadOnlyList<GgmlType> types, IReadOnlyList<ConformanceDevice> devices,
-        int parallel, Action<string>? progress = null)
+        int parallel, Action<string>? progress = null, long longRunTokens = 0)
     {
         var jobs = new List<(Fixture F, GgmlType T, ConformanceDevice D)>();
         foreach (var f in fixtures)
@@ -160,7 +182,21 @@ public sealed class ConformanceSession : IDisposable
         for (int i = 0; i < jobs.Count; i++)
             if (jobs[i].D.Backend != "cpu") Do(i);
         cpuTask.GetAwaiter().GetResult();
-        return results.SelectMany(r => r).ToList();
+        var rows = results.SelectMany(r => r).ToList();
+        if (longRunTokens > 0 && fixtures.Count > 0)
+        {
+            // on the first fixture (the smallest model), every device and type
+            foreach (var t in types)
+                foreach (var d in devices)
+                {
+                    if (!d.Checks(t)) continue;
+                    var sw = Stopwatch.StartNew();
+                    var row = LongRunRow(fixtures[0], d, t, longRunTokens);
+                    rows.Add(row);
+                    progress?.Invoke($"{fixtures[0].Name} {d.Id} {GgmlTypes.Name(t)}: long run of {longRunTokens} tokens {(row.Pass ? "sane" : "FAILED")} ({sw.Elapsed.TotalSeconds:F1} s)");
+                }
+        }
+        return rows;
     }
 
     /// <summary>Continuation logits after loading a saved state (through a state file) into a fresh runner on <paramref name="be"/>.</summary>

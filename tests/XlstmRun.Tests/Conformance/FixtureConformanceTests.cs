@@ -22,13 +22,14 @@ public class FixtureConformanceTests
     /// <summary>
     /// Which (fixture, device, type) run in CI. Everything on the CPU engine and OpenCL; the OpenCL work-group kernels at F32
     /// on the short fixtures; Vulkan at every type on the short fixtures and at F32 on tiny-long (lavapipe is slow); the
-    /// Vulkan shader variants without subgroup operations at F32 on tiny-fused.
+    /// Vulkan shader variants without subgroup operations at F32 on tiny-fused, other Vulkan variants on tiny-fused.
     /// </summary>
     public static bool InSuite(string fixture, ConformanceDevice d, GgmlType t)
     {
         if (!d.Checks(t)) return false;
         if (d.Id.EndsWith(":wg", StringComparison.Ordinal)) return t == GgmlType.F32 && fixture != "tiny-long";
         if (d.Id.EndsWith(":nosubgroups", StringComparison.Ordinal)) return t == GgmlType.F32 && fixture == "tiny-fused";
+        if (!Shared.IsBase(d)) return fixture == "tiny-fused";
         if (d.Backend == "vulkan" && fixture == "tiny-long") return t == GgmlType.F32;
         return true;
     }

@@ -22,7 +22,7 @@ public class LongRunTests
     {
         var d = new TheoryData<string, GgmlType, int>();
         foreach (var t in Shared.AllTypes) d.Add("cpu-default", t, 100_000);
-        foreach (var dev in Shared.Devices.Where(x => x.Backend == "vulkan" && !x.Id.Contains(":nosubgroups")))
+        foreach (var dev in Shared.Devices.Where(x => x.Backend == "vulkan" && Shared.IsBase(x)))
         {
             d.Add(dev.Id, GgmlType.F32, 2_000);
             d.Add(dev.Id, GgmlType.Q4_0, 2_000);

@@ -19,6 +19,8 @@ public static class Shared
     public static IReadOnlyList<ConformanceDevice> Devices => Listing.Value.Devices;
     public static IReadOnlyList<string> Missing => Listing.Value.Missing;
     public static ConformanceDevice Device(string id) => Devices.First(d => d.Id == id);
+    /// <summary>A device with its default settings (cpu, cpu-int8, vulkan:N, opencl:N), not a kernel variant (vulkan:N:…, opencl:N:wg).</summary>
+    public static bool IsBase(ConformanceDevice d) => d.Id.Count(c => c == ':') <= 1;
 
     private static readonly Dictionary<string, Fixture> FixtureByName = TestPaths.FixtureNames.ToDictionary(n => n, n => new Fixture(TestPaths.Fixture(n)));
     public static Fixture Fixture(string name) => FixtureByName[name];
