@@ -15,16 +15,19 @@
 // handled by the same code (the references loop the step form there: mathematically identical).
 //
 // Scratch (floats), per (chunk c, head h), index ch = c·NH + h:
-//   REC  [ch·256 ...]      b[0..63], ig[64..127], w[128..191], g @192, mloc @193, mEnter @194; record nc·NH + h holds
-//                          the final m (written by the scan, copied to the state by the out kernel)
+//   REC  [ch·320 ...]      b[0..63], ig[64..127], w[128..191], g @192, mloc @193, mEnter @194, b_lo[256..319] (b is a
+//                          compensated pair b + b_lo: it reaches hundreds when forget gates close and the weights need
+//                          b_i − b_j); record nc·NH + h holds the final m (written by the scan, copied to the state by
+//                          the out kernel)
 //   S    [ch·4096 ...]     raw scores q_i · k_j (unscaled), 64 × 64 row-major
 //   N    [ch·dqk ...]      Δn_c, then (after the scan) n entering chunk c
 //   C    [ch·dqk·dv ...]   ΔC_c, then (after the scan) C entering chunk c
 #define CL 64u
-#define REC_SIZE 256u
+#define REC_SIZE 320u
 #define REC_B 0u
 #define REC_IG 64u
 #define REC_W 128u
 #define REC_G 192u
 #define REC_MLOC 193u
 #define REC_MENTER 194u
+#define REC_BLO 256u

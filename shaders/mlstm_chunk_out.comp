@@ -17,7 +17,7 @@ layout(push_constant) uniform PC
     float eps;
 } pc;
 
-shared float sB[CL], sIg[CL], sM[CL], sQs[CL], sInv[CL];
+shared float sB[CL], sBlo[CL], sIg[CL], sM[CL], sQs[CL], sInv[CL];
 shared float Ms[CL][CL + 1u];
 shared float As[CL][17];
 shared float Bs[16][64];
@@ -34,14 +34,14 @@ void main()
     uint qo = pc.qOff + t0 * pc.rowStride + h * pc.dqk, vo = pc.vOff + t0 * pc.rowStride + h * pc.dv;
     float mEnter = SCR[rec + REC_MENTER];
 
-    if (tid < len) { sB[tid] = SCR[rec + REC_B + tid]; sIg[tid] = SCR[rec + REC_IG + tid]; }
+    if (tid < len) { sB[tid] = SCR[rec + REC_B + tid]; sBlo[tid] = SCR[rec + REC_BLO + tid]; sIg[tid] = SCR[rec + REC_IG + tid]; }
     barrier();
     if (tid < len)
     {
         uint i = tid;
         float mIntra = -1.0 / 0.0;
-        for (uint j = 0u; j <= i; j++) mIntra = max(mIntra, sB[i] - sB[j] + sIg[j]);
-        float mInter = sB[i] + mEnter;
+        for (uint j = 0u; j <= i; j++) mIntra = max(mIntra, ((sB[i] - sB[j]) + (sBlo[i] - sBlo[j])) + sIg[j]);
+        float mInter = (sB[i] + sBlo[i]) + mEnter;
         float mi = max(mInter, mIntra);
         sM[i] = mi;
         sQs[i] = exp(mInter - mi) * scale;
@@ -53,7 +53,7 @@ void main()
     {
         uint i = idx >> 6, j = idx & 63u;
         float mv = 0.0;
-        if (i < len && j <= i) mv = SCR[so + idx] * scale * exp(sB[i] - sB[j] + sIg[j] - sM[i]);
+        if (i < len && j <= i) mv = SCR[so + idx] * scale * exp(((sB[i] - sB[j]) + (sBlo[i] - sBlo[j])) + sIg[j] - sM[i]);
         Ms[i][j] = mv;
     }
     barrier();

@@ -35,13 +35,22 @@ void main()
     barrier();
     if (tid == 0u)
     {
-        // b_j = Σ_{r<=j} lf_r ; a_j = Σ_{r>j} lf_r + i_j (reverse running sum, no cancellation)
-        float acc = 0.0;
-        for (uint j = 0u; j < len; j++) { acc += sLf[j]; SCR[rec + REC_B + j] = acc; SCR[rec + REC_IG + j] = sIg[j]; }
+        // b_j = Σ_{r<=j} lf_r as a compensated pair (hi, lo) (Neumaier); a_j = Σ_{r>j} lf_r + i_j (reverse running
+        // sum, no cancellation)
+        precise float acc = 0.0, lo = 0.0;
+        for (uint j = 0u; j < len; j++)
+        {
+            precise float x = sLf[j], t = acc + x;
+            lo += abs(acc) >= abs(x) ? (acc - t) + x : (x - t) + acc;
+            acc = t;
+            SCR[rec + REC_B + j] = acc;
+            SCR[rec + REC_BLO + j] = lo;
+            SCR[rec + REC_IG + j] = sIg[j];
+        }
         float rev = 0.0, amax = -1.0 / 0.0;
         for (uint j = len; j-- > 0u; ) { float a = rev + sIg[j]; SCR[rec + REC_W + j] = a; rev += sLf[j]; amax = max(amax, a); }
         for (uint j = 0u; j < len; j++) SCR[rec + REC_W + j] = exp(SCR[rec + REC_W + j] - amax);
-        SCR[rec + REC_G] = acc;
+        SCR[rec + REC_G] = acc + lo;
         SCR[rec + REC_MLOC] = amax;
     }
 

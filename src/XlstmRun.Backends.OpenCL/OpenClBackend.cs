@@ -408,7 +408,7 @@ public sealed unsafe class OpenClBackend : IBackend
             Launch("mlstm_step_post", [NH], default, Q.Buffer, Q.Offset, c.QkDim, G.Buffer, G.Offset, S.Buffer, soff, NH, dqk, dv, cap);
             return;
         }
-        long need = (long)NH * (5L * L + (long)L * L + 4);
+        long need = (long)NH * (6L * L + (long)L * L + 4); // SCR_HEAD(L) in 3_mlstm.cl
         if (need > _scratchFloats)
         {
             _scratch = ZeroBuffer(need * 4);

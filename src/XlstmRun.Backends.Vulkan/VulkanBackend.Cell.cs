@@ -61,12 +61,15 @@ public sealed unsafe partial class VulkanBackend
         return _stepCounters;
     }
 
+    /// <summary>Floats per (chunk, head) record of the chunk kernels (REC_SIZE in mlstm_chunk.glsl).</summary>
+    private const ulong RecordFloats = 320;
+
     /// <summary>Scratch layout of the chunk kernels for <paramref name="nc"/> chunks (floats; see mlstm_chunk.glsl).</summary>
     private static (ulong Rec, ulong S, ulong N, ulong C, ulong Total) ChunkLayout(ModelConfig c, int nc)
     {
         ulong nh = (ulong)c.Heads, n = (ulong)nc;
         // every region starts on a 16-byte boundary (the scan kernel moves C in vec4s)
-        ulong rec = 0, s = rec + (n + 1) * nh * 256, nn = s + n * nh * 64 * 64, cc = (nn + n * nh * (ulong)c.DQk + 3) & ~3UL;
+        ulong rec = 0, s = rec + (n + 1) * nh * RecordFloats, nn = s + n * nh * 64 * 64, cc = (nn + n * nh * (ulong)c.DQk + 3) & ~3UL;
         ulong total = cc + n * nh * (ulong)c.DQk * (ulong)c.DV;
         return (rec, s, nn, cc, total);
     }

@@ -24,20 +24,22 @@ public static class Bounds
     /// <summary>
     /// Same file, against the CPU engine with float activations. Columns: backends that keep float32 activations, backends
     /// with 16-bit activations inside matrix products, the CPU engine's 8-bit activations (Q8_0/Q4_0 only).
-    /// <para>float32: the same dequantized weights and float32 arithmetic: only the summation order differs, so the F32 bound
-    /// applies (measured on CPU/lavapipe/PoCL 2026-11-30, docs/NOTES.md).</para>
+    /// <para>float32: the same dequantized weights and float32 arithmetic on both sides, each within the F32 bound of the exact
+    /// result, so within twice that of each other (the largest measured on CPU/lavapipe/PoCL, 2026-11-30: 3.3e-5, tiny-bf16
+    /// Q4_0 on PoCL, one ill-conditioned prompt position; docs/NOTES.md).</para>
     /// <para>16-bit: PROVISIONAL guesses until measured on the H200 (f16 rounding of activations is ~2.4e-4 per element,
     /// amplified 4-8× by the random fixtures): F16/BF16 3e-3 and KL 1e-4; Q8_0/Q4_0 2× the emulated cooperative-matrix
     /// prefill bound of the Vulkan tests (1e-2).</para>
-    /// <para>8-bit: about 2× the largest error measured on the fixtures (docs/NOTES.md).</para>
+    /// <para>8-bit: about 2× the largest error measured on the fixtures (0.13 relative, KL 8.6e-3: tiny-long's step logits,
+    /// 2-core dev box 2026-11-30; the random fixtures amplify activation rounding as they do weight rounding).</para>
     /// </summary>
     private static readonly (GgmlType Type, Bound Float32, Bound Half16, Bound? Int8)[] SameFileTable =
     [
         //  type          float32 activations     16-bit activations      8-bit activations (CPU)
-        (GgmlType.F16,  new(3e-5, 1e-8),        new(3e-3, 1e-4),        null),
-        (GgmlType.BF16, new(3e-5, 1e-8),        new(3e-3, 1e-4),        null),
-        (GgmlType.Q8_0, new(3e-5, 1e-8),        new(2e-2, 4e-4),        new(0.1, 4e-3)),
-        (GgmlType.Q4_0, new(3e-5, 1e-8),        new(2e-2, 4e-4),        new(0.1, 4e-3)),
+        (GgmlType.F16,  new(6e-5, 1e-8),        new(3e-3, 1e-4),        null),
+        (GgmlType.BF16, new(6e-5, 1e-8),        new(3e-3, 1e-4),        null),
+        (GgmlType.Q8_0, new(6e-5, 1e-8),        new(2e-2, 4e-4),        new(0.25, 0.02)),
+        (GgmlType.Q4_0, new(6e-5, 1e-8),        new(2e-2, 4e-4),        new(0.25, 0.02)),
     ];
 
     public static Bound SameFile(GgmlType type, ActivationPrecision p)

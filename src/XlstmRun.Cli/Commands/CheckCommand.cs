@@ -20,7 +20,9 @@ public static class CheckCommand
         "on the CPU itself they are compared with the float64 reference (the rounding error of each weight type).\n" +
         "Quantities: prompt logits (+ mean KL), step logits (the prompt fed one token per call), state C/n/m after the prompt,\n" +
         "greedy ids (argmax op and logits), greedy logits, continuation logits, and the state saved on the device and\n" +
-        "loaded on the CPU (and back) through a state file.\n" +
+        "loaded on the CPU (and back) through a state file. The error column is a relative error, a mean KL (KL rows),\n" +
+        "a count of differing ids (greedy ids: 'near tie' where a 16- or 8-bit backend parts at a near tie), or the largest\n" +
+        "|C| or |n| seen (long runs, --long-tokens).\n" +
         "Exit code: 0 when every check passes, 1 when one fails, 2 for bad usage.";
 
     public static Command Create()
@@ -34,10 +36,12 @@ public static class CheckCommand
         var threads = new Option<int>("--threads", "-t") { Description = "CPU threads (0 = all cores)", DefaultValueFactory = _ => 0, HelpName = "N" };
         var json = new Option<string?>("--json") { Description = "Also write the results as JSON to FILE ('-': JSON on stdout, the table on stderr)", HelpName = "FILE" };
         var force = new Option<bool>("--force") { Description = "Overwrite an existing --json file" };
+        var stepTokens = new Option<int>("--step-tokens") { Description = "Feed at most N prompt tokens one per call for the step logits (0 = the whole prompt; for slow devices)", DefaultValueFactory = _ => 0, HelpName = "N" };
+        var longTokens = new Option<long>("--long-tokens") { Description = "Also generate N tokens on the first fixture at every device and type, checking that the state stays finite and the logits bounded (0 = skip)", DefaultValueFactory = _ => 0, HelpName = "N" };
         var failures = new Option<bool>("--failures") { Description = "Print only the failed checks (the summary line always)" };
         var cmd = new Command("check", "Run the conformance checks (reference fixtures, every backend, device and weight type) and print one table.")
         {
-            fixtures, only, backends, devices, types, variants, threads, json, force, failures,
+            fixtures, only, backends, devices, types, variants, threads, stepTokens, longTokens, json, force, failures,
         };
         HelpNotes.Add(cmd, Notes);
         cmd.SetAction(pr => Program.Run(() =>
@@ -45,6 +49,10 @@ public static class CheckCommand
             var sw = Stopwatch.StartNew();
             int nThreads = pr.GetValue(threads);
             if (nThreads < 0) throw new BadInputException("-t must be at least 0");
+            int nSteps = pr.GetValue(stepTokens);
+            if (nSteps < 0) throw new BadInputException("--step-tokens must be at least 0");
+            long nLong = pr.GetValue(longTokens);
+            if (nLong < 0) throw new BadInputException("--long-tokens must be at least 0");
             string? jsonPath = pr.GetValue(json);
             if (jsonPath != null && jsonPath != "-") OutputPath.Check(jsonPath, pr.GetValue(force));
 
@@ -84,8 +92,8 @@ public static class CheckCommand
 
                 var progressLock = new object();
                 List<CheckRow> rows;
-                using (var session = new ConformanceSession(perBackend))
-                    rows = session.RunAll(all, typeList, devs, parallel, line => { lock (progressLock) Console.Error.WriteLine("check: " + line); });
+                using (var session = new ConformanceSession(perBackend) { StepLimit = nSteps > 0 ? (_, _, _) => nSteps : null })
+                    rows = session.RunAll(all, typeList, devs, parallel, line => { lock (progressLock) Console.Error.WriteLine("check: " + line); }, nLong);
                 // device lines as the backends describe themselves once created
                 outW.WriteLine($"xlstm-run check, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {sw.Elapsed.TotalSeconds:F1} s");
                 foreach (var d in devs) outW.WriteLine($"- {d.Id}: {d.Description}");
