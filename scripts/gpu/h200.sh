@@ -6,8 +6,11 @@
 #   sweep    matvec launch shapes (XLSTM_VK_MATVEC) and GEMM tiles (XLSTM_VK_GEMM) through bench --op matmul
 #   model    synthetic 7B models (init --preset 7b, in the background from the start): bench pp/tg per type, decode
 #            profile, device memory
+#   batch    batch --parallel 1/4/16/64 on synthetic 7B models with a tokenizer: aggregate tokens/s, device memory,
+#            greedy outputs of every B against B=1
 #   anchor   Hugging Face transformers' xLSTM on a 7B-shape model (.scratch/hf_xlstm7b_bench.py, copied from the
-#            team's shared bench folder), in the same call
+#            team's shared bench folder), in the same call; then cublas
+#   cublas   cuBLAS GEMMs at our prefill shapes through torch (scripts/gpu/torch_gemm.py): the ceiling for our GEMM
 # Usage (from the repository root, build/xlstm-run carried): PHASES="setup check opbench model" bash scripts/gpu/h200.sh
 # Writes tables and logs under $OUT (the device tool brings back at most 8 files: logs go into one tarball).
 set -uo pipefail
@@ -42,9 +45,10 @@ sec "devices ($(date -u +%Y-%m-%dT%H:%MZ))"
 { nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader; "$BIN" info --devices; } >> "$SUM" 2>&1
 has_gpu || { say "NO VULKAN GPU"; VK_LOADER_DEBUG=error,warn,driver "$BIN" info --devices > "$OUT/logs/loader.txt" 2>&1; }
 
-# synthetic 7B models, made in the background while the GPU checks run
-if has model; then
-  ( for t in $TYPES; do [ -f "$TMP/7b-$t.gguf" ] || "$BIN" init --preset 7b --type "$t" -o "$TMP/7b-$t.gguf" > "$OUT/logs/init-$t.txt" 2>&1; done; touch "$TMP/models.done" ) &
+# synthetic 7B models (with the GPT-NeoX tokenizer, for batch), made in the background while the GPU checks run
+TOKENIZER=tests/data/tokenizers/gpt-neox-20b.tokenizer.json
+if has model || has batch; then
+  ( for t in $TYPES; do [ -f "$TMP/7b-$t.gguf" ] || "$BIN" init --preset 7b --type "$t" --tokenizer "$TOKENIZER" -o "$TMP/7b-$t.gguf" > "$OUT/logs/init-$t.txt" 2>&1; done; touch "$TMP/models.done" ) &
 fi
 
 # ---- check -------------------------------------------------------------------------------------------------------------
@@ -130,8 +134,9 @@ with open(sys.argv[1], "w") as f:
         f.write(json.dumps({"id": f"p{i}", "prompt": " ".join(words[(i * 3 + j) % len(words)] for j in range(n)), "n_predict": 64, "temperature": 0}) + "\n")
 PY
   for t in ${BATCH_TYPES:-q4_0 f16}; do
-    m="$TMP/7b-$t-tok.gguf"
-    [ -f "$m" ] || "$BIN" init --preset 7b --type "$t" --tokenizer tests/data/tokenizers/gpt-neox-20b.tokenizer.json -o "$m" -q > /dev/null 2>&1
+    for i in $(seq 1 240); do [ -f "$TMP/models.done" ] && break; sleep 1; done
+    m="$TMP/7b-$t.gguf"
+    [ -f "$m" ] || "$BIN" init --preset 7b --type "$t" --tokenizer "$TOKENIZER" -o "$m" -q > /dev/null 2>&1
     for B in ${BATCH_SIZES:-1 4 16 64}; do
       [ "$(left)" -gt 30 ] || break
       n=$(( B == 1 ? 24 : (B == 4 ? 48 : (B == 16 ? 128 : 256)) ))
@@ -165,6 +170,12 @@ if has anchor && [ -f .scratch/hf_xlstm7b_bench.py ]; then
   sec "anchor: transformers xLSTM, bf16, same card"
   PYTHONUNBUFFERED=1 timeout 180 python3 .scratch/hf_xlstm7b_bench.py "$OUT/logs/hf.json" > "$OUT/logs/hf.txt" 2>&1
   cat "$OUT/logs/hf.json" >> "$SUM" 2>/dev/null || tail -5 "$OUT/logs/hf.txt" >> "$SUM"
+fi
+
+if has anchor || has cublas; then
+  sec "cuBLAS through torch (scripts/gpu/torch_gemm.py): the ceiling for our GEMM shapes"
+  timeout 60 python3 scripts/gpu/torch_gemm.py >> "$SUM" 2> "$OUT/logs/torch_gemm.err"
+  { command -v ncu nsys nv-nsight-cu-cli; nvidia-smi -q -d CLOCK | grep -A3 -i "max clocks"; } > "$OUT/logs/tools.txt" 2>&1
 fi
 
 say "done"
