@@ -1,5 +1,8 @@
-// Matrix × vector for a few tokens (decode): dst[t, row] (+)= W[row] · x[t] (+ bias[row]), token t = workgroup z.
-// A workgroup of WG invocations computes NUM_ROWS rows. Invocations stride over 16-byte weight chunks (8 elements of
+// Matrix × vector for a few tokens (decode, and the multi-sequence decode step): dst[t, row] (+)= W[row] · x[t]
+// (+ bias[row]). A workgroup of WG invocations computes NUM_ROWS rows for NTOK tokens (workgroup z = group of NTOK
+// tokens): each weight load serves the NTOK tokens. Every token's sums are formed in the same order whatever NTOK and
+// NUM_ROWS are (invocation tid takes chunks tid, tid + WG, ...; the same reduction), so a token's result does not
+// depend on how many tokens share the workgroup: the multi-sequence step equals the one-sequence step bit for bit. Invocations stride over 16-byte weight chunks (8 elements of
 // F32/F16/BF16, or one 32-element block of Q8_0/Q4_0), UNROLL chunks per iteration with every weight load of the
 // iteration issued before any arithmetic; the workgroup reduces with subgroupAdd (+ shared memory across subgroups).
 //
@@ -35,6 +38,8 @@ layout(constant_id = 1) const uint NUM_ROWS = 2u;
 layout(constant_id = 2) const uint WTYPE = 0u;
 layout(constant_id = 3) const uint MODE = 0u;
 layout(constant_id = 4) const uint UNROLL = 1u;
+layout(constant_id = 5) const uint NTOK = 1u;     // tokens per workgroup, at most MAX_NTOK
+#define MAX_NTOK 8u
 #define M_NORM 1u
 #define M_SWIGLU 2u
 #define M_SOFTCAP 4u
@@ -57,7 +62,7 @@ layout(push_constant) uniform PC
     uint rows, cols, wStride, scaleBase, xOff, xStride, dOff, dStride, bOff, flags;
     uint aOff, aStride, sOff, sStride, half_;
     float eps, cap;
-    uint auxRows, auxOff, auxStride, mainGroups;
+    uint auxRows, auxOff, auxStride, mainGroups, nTok;
 } pc;
 
 #include "weights.glsl"
@@ -75,7 +80,7 @@ shared float red[32 * 17];
 #else
 shared float red[256 * 17];
 #endif
-shared float tot[17];
+shared float tot[17u * MAX_NTOK];   // token j's row sums at j·NV, its Σx² at j·NV + NUM_ROWS
 
 #if !INT_DOT
 // Q4_0, float activations: one uint holds the low nibbles of 4 bytes (elements e..e+3, xl) and their high nibbles
@@ -193,8 +198,8 @@ void load_x8(uint xOff, uint g, out vec4 x0, out vec4 x1, inout float ss)
     }
 }
 
-// Reduce NUM_ROWS row sums and ss over the workgroup into tot[].
-void reduce_rows(float acc[NUM_ROWS], float ss)
+// Reduce NUM_ROWS row sums and ss over the workgroup into tot[o ..].
+void reduce_rows(float acc[NUM_ROWS], float ss, uint o)
 {
     const uint WG = gl_WorkGroupSize.x;
     uint tid = gl_LocalInvocationID.x;
@@ -205,8 +210,8 @@ void reduce_rows(float acc[NUM_ROWS], float ss)
     {
         if (subgroupElect())
         {
-            [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) tot[r] = acc[r];
-            tot[NUM_ROWS] = ss;
+            [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) tot[o + r] = acc[r];
+            tot[o + NUM_ROWS] = ss;
         }
     }
     else
@@ -221,7 +226,7 @@ void reduce_rows(float acc[NUM_ROWS], float ss)
         {
             float s = 0.0;
             for (uint i = 0u; i < gl_NumSubgroups; i++) s += red[i * NV + tid];
-            tot[tid] = s;
+            tot[o + tid] = s;
         }
     }
 #else
@@ -234,7 +239,7 @@ void reduce_rows(float acc[NUM_ROWS], float ss)
             [[unroll]] for (uint r = 0u; r < NV; r++) red[r * WG + tid] += red[r * WG + tid + s];
         barrier();
     }
-    if (tid < NV) tot[tid] = red[tid * WG];
+    if (tid < NV) tot[o + tid] = red[tid * WG];
 #endif
     barrier();
 }
@@ -259,7 +264,7 @@ void aux_rows(uint awg, uint xOff, uint t)
             acc[r] += dot(AW4[row * aStride4 + 2u * g], x0) + dot(AW4[row * aStride4 + 2u * g + 1u], x1);
         }
     }
-    reduce_rows(acc, ss);
+    reduce_rows(acc, ss, 0u);
     float inv = (MODE & M_NORM) != 0u ? 1.0 / sqrt(tot[NUM_ROWS] / float(pc.cols) + pc.eps) : 1.0;
     uint row = awg * NUM_ROWS + tid;
     if (tid < NUM_ROWS && row < pc.auxRows) AD[pc.auxOff + t * pc.auxStride + row] = tot[tid] * inv + ((pc.flags & 16u) != 0u ? AB[row] : 0.0);
@@ -271,17 +276,24 @@ void main()
     const bool NORM = (MODE & M_NORM) != 0u;
     uint tid = gl_LocalInvocationID.x;
     uint wgi = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
-    uint t = gl_WorkGroupID.z;
-    uint xOff = pc.xOff + t * pc.xStride;
+    uint t0 = gl_WorkGroupID.z * NTOK;
+    uint ntok = min(NTOK, pc.nTok - t0);   // tokens of this workgroup (uniform)
     if ((MODE & M_AUX) != 0u && wgi >= pc.mainGroups)
     {
-        aux_rows(wgi - pc.mainGroups, xOff, t);
+        for (uint j = 0u; j < ntok; j++)
+        {
+            barrier();   // the previous token's results are read from tot[] before it is reused
+            aux_rows(wgi - pc.mainGroups, pc.xOff + (t0 + j) * pc.xStride, t0 + j);
+        }
         return;
     }
-    uint dOff = pc.dOff + t * pc.dStride;
-    float acc[NUM_ROWS];
-    [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[r] = 0.0;
-    float ss = 0.0;
+    float acc[NTOK][NUM_ROWS];
+    float ss[NTOK];
+    [[unroll]] for (uint j = 0u; j < NTOK; j++)
+    {
+        [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[j][r] = 0.0;
+        ss[j] = 0.0;
+    }
     uint rowBase[NUM_ROWS];
     [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) rowBase[r] = row_of(wgi, r);
 
@@ -308,45 +320,49 @@ void main()
             {
                 uint c = c0 + u * WG;
                 if (c >= nb) break;
-                uint xb = (xOff >> 2) + 8u * c;
-                vec4 x[8];
-                [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = X4[xb + i];
-                if (NORM)
-                    [[unroll]] for (uint i = 0u; i < 8u; i++)
-                    {
-                        ss += dot(x[i], x[i]);
-                        x[i] *= NW4[8u * c + i];
-                    }
-#if INT_DOT
+                [[unroll]] for (uint j = 0u; j < NTOK; j++)
                 {
-                    vec4 m4 = max(abs(x[0]), abs(x[1]));
-                    [[unroll]] for (uint i = 2u; i < 8u; i++) m4 = max(m4, abs(x[i]));
-                    float amax = max(max(m4.x, m4.y), max(m4.z, m4.w));
-                    // as the CPU engine: d = max|x| / 127, q = round-to-nearest-even(x · (1 / d))
-                    float dx = amax / 127.0;
-                    float rinv = dx != 0.0 ? 1.0 / dx : 0.0;
-                    uint xq[8];
-                    [[unroll]] for (uint i = 0u; i < 8u; i++)
+                    if (j >= ntok) break;
+                    uint xb = ((pc.xOff + (t0 + j) * pc.xStride) >> 2) + 8u * c;
+                    vec4 x[8];
+                    [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = X4[xb + i];
+                    if (NORM)
+                        [[unroll]] for (uint i = 0u; i < 8u; i++)
+                        {
+                            ss[j] += dot(x[i], x[i]);
+                            x[i] *= NW4[8u * c + i];
+                        }
+#if INT_DOT
                     {
-                        uvec4 b = uvec4(ivec4(roundEven(x[i] * rinv))) & 0xFFu;
-                        xq[i] = b.x | (b.y << 8) | (b.z << 16) | (b.w << 24);
+                        vec4 m4 = max(abs(x[0]), abs(x[1]));
+                        [[unroll]] for (uint i = 2u; i < 8u; i++) m4 = max(m4, abs(x[i]));
+                        float amax = max(max(m4.x, m4.y), max(m4.z, m4.w));
+                        // as the CPU engine: d = max|x| / 127, q = round-to-nearest-even(x · (1 / d))
+                        float dx = amax / 127.0;
+                        float rinv = dx != 0.0 ? 1.0 / dx : 0.0;
+                        uint xq[8];
+                        [[unroll]] for (uint i = 0u; i < 8u; i++)
+                        {
+                            uvec4 b = uvec4(ivec4(roundEven(x[i] * rinv))) & 0xFFu;
+                            xq[i] = b.x | (b.y << 8) | (b.z << 16) | (b.w << 24);
+                        }
+                        int xs = 0;
+                        if (WTYPE == WT_Q4_0)
+                            [[unroll]] for (uint i = 0u; i < 8u; i++) xs += DOT4(xq[i], 0x01010101u);
+                        [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
+                        {
+                            int s = WTYPE == WT_Q8_0 ? q8_idot(wu[u][r], wv[u][r], xq) : q4_idot(wu[u][r], xq) - 8 * xs;
+                            acc[j][r] += float(s) * (wd[u][r] * dx);
+                        }
                     }
-                    int xs = 0;
-                    if (WTYPE == WT_Q4_0)
-                        [[unroll]] for (uint i = 0u; i < 8u; i++) xs += DOT4(xq[i], 0x01010101u);
+#else
                     [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
                     {
-                        int s = WTYPE == WT_Q8_0 ? q8_idot(wu[u][r], wv[u][r], xq) : q4_idot(wu[u][r], xq) - 8 * xs;
-                        acc[r] += float(s) * (wd[u][r] * dx);
+                        float s = WTYPE == WT_Q8_0 ? q8_block(wu[u][r], wv[u][r], x) : q4_block(wu[u][r], x);
+                        acc[j][r] += s * wd[u][r];
                     }
-                }
-#else
-                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
-                {
-                    float s = WTYPE == WT_Q8_0 ? q8_block(wu[u][r], wv[u][r], x) : q4_block(wu[u][r], x);
-                    acc[r] += s * wd[u][r];
-                }
 #endif
+                }
             }
         }
     }
@@ -365,48 +381,58 @@ void main()
             {
                 uint g = g0 + u * WG;
                 if (g >= ng) break;
-                vec4 x0, x1;
-                load_x8(xOff, g, x0, x1, ss);
-                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[r] += dot(lo[u][r], x0) + dot(hi[u][r], x1);
+                [[unroll]] for (uint j = 0u; j < NTOK; j++)
+                {
+                    if (j >= ntok) break;
+                    vec4 x0, x1;
+                    load_x8(pc.xOff + (t0 + j) * pc.xStride, g, x0, x1, ss[j]);
+                    [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[j][r] += dot(lo[u][r], x0) + dot(hi[u][r], x1);
+                }
             }
         }
     }
 
-    reduce_rows(acc, ss);
+    for (uint j = 0u; j < ntok; j++) reduce_rows(acc[j], ss[j], j * NV);
 
-    float inv = NORM ? 1.0 / sqrt(tot[NUM_ROWS] / float(pc.cols) + pc.eps) : 1.0;
-    if ((MODE & M_SWIGLU) != 0u)
+    for (uint j = 0u; j < ntok; j++)
     {
-        const uint HALF = NUM_ROWS / 2u;
-        uint j = wgi * HALF + tid;
-        if (tid < HALF && j < pc.half_)
+        uint t = t0 + j;
+        uint dOff = pc.dOff + t * pc.dStride;
+        float inv = NORM ? 1.0 / sqrt(tot[j * NV + NUM_ROWS] / float(pc.cols) + pc.eps) : 1.0;
+        if ((MODE & M_SWIGLU) != 0u)
         {
-            float g = tot[tid] * inv, u = tot[tid + HALF] * inv;
-            if ((pc.flags & 8u) != 0u)
+            const uint HALF = NUM_ROWS / 2u;
+            uint jr = wgi * HALF + tid;
+            if (tid < HALF && jr < pc.half_)
             {
-                D[dOff + j] = g;
-                D[dOff + pc.half_ + j] = u;
+                float g = tot[j * NV + tid] * inv, u = tot[j * NV + tid + HALF] * inv;
+                if ((pc.flags & 8u) != 0u)
+                {
+                    D[dOff + jr] = g;
+                    D[dOff + pc.half_ + jr] = u;
+                }
+                S[pc.sOff + t * pc.sStride + jr] = g / (1.0 + exp(-g)) * u;
             }
-            S[pc.sOff + t * pc.sStride + j] = g / (1.0 + exp(-g)) * u;
         }
-    }
-    else if (tid < NUM_ROWS && wgi * NUM_ROWS + tid < pc.rows)
-    {
-        uint row = wgi * NUM_ROWS + tid;
-        float v = tot[tid] * inv;
-        if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];
-        uint o = dOff + row;
-        if ((pc.flags & 1u) != 0u) v += D[o];
-        if ((MODE & M_SOFTCAP) != 0u) v = soft_cap(v, pc.cap);
-        D[o] = v;
-    }
-    if (NORM && (pc.flags & 4u) != 0u && wgi == 0u)
-    {
-        uint ao = pc.aOff + t * pc.aStride;
-        for (uint k = tid; k < pc.cols; k += WG)
+        else if (tid < NUM_ROWS && wgi * NUM_ROWS + tid < pc.rows)
         {
-            uint e = xOff + k;
-            A[ao + k] = X4[e >> 2][e & 3u] * inv * NW4[k >> 2][k & 3u];
+            uint row = wgi * NUM_ROWS + tid;
+            float v = tot[j * NV + tid] * inv;
+            if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];
+            uint o = dOff + row;
+            if ((pc.flags & 1u) != 0u) v += D[o];
+            if ((MODE & M_SOFTCAP) != 0u) v = soft_cap(v, pc.cap);
+            D[o] = v;
+        }
+        if (NORM && (pc.flags & 4u) != 0u && wgi == 0u)
+        {
+            uint xOff = pc.xOff + t * pc.xStride;
+            uint ao = pc.aOff + t * pc.aStride;
+            for (uint k = tid; k < pc.cols; k += WG)
+            {
+                uint e = xOff + k;
+                A[ao + k] = X4[e >> 2][e & 3u] * inv * NW4[k >> 2][k & 3u];
+            }
         }
     }
 }

@@ -76,7 +76,7 @@ public sealed unsafe partial class VulkanBackend
         public uint Rows, Cols, WStride, ScaleBase, XOff, XStride, DOff, DStride, BOff, Flags;
         public uint AOff, AStride, SOff, SStride, Half;
         public float Eps, Cap;
-        public uint AuxRows, AuxOff, AuxStride, MainGroups;
+        public uint AuxRows, AuxOff, AuxStride, MainGroups, NTok;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -191,7 +191,8 @@ public sealed unsafe partial class VulkanBackend
                       (S != null ? "+swiglu" : "") + (mv.Cap != null ? "+softcap" : "");
         _cs.BeginOp(name, reads.ToArray(), writes);
         if (mode != 0) FusedDispatches++;
-        var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll]);
+        uint group = (uint)Math.Min(T, Options.VecGroup);   // tokens per workgroup
+        var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group]);
 
         Binding nwb = NW != null ? Whole(NW.Parts[0].Buf) : Whole(_dummy);
         Binding ab = Whole(_dummy), sb = Whole(_dummy), awb = Whole(_dummy), adb = Whole(_dummy), abb = Whole(_dummy);
@@ -220,10 +221,11 @@ public sealed unsafe partial class VulkanBackend
                 AOff = aOff, AStride = aStride, SOff = sOff, SStride = sStride, Half = (uint)(W.Rows / 2),
                 Eps = norm?.Eps ?? 0f, Cap = mv.Cap?.Cap ?? 0f,
                 AuxRows = aux != null ? (uint)AW!.Rows : 0, AuxOff = auxOff, AuxStride = auxStride, MainGroups = mainGroups,
+                NTok = (uint)T,
             };
             firstPart = false;
             var (gx, gy) = Grid2(mainGroups + auxGroups);
-            Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb], &pc, gx, gy, (uint)T);
+            Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb], &pc, gx, gy, Groups(T, group));
         }
         _cs.EndOp();
     }

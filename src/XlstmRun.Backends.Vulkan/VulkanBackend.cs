@@ -72,9 +72,10 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
 
     // ---- precision policy ----------------------------------------------------------------------------------------
 
-    /// <summary>The product runs as a matvec: one token, or a weight with few rows (the 2·NH gate rows), one
-    /// workgroup row set per token (a GEMM would run on one or two workgroups).</summary>
-    private static bool IsVec(VkWeight w, int tokens) => tokens == 1 || (w.Rows < 128 && tokens <= 65535);
+    /// <summary>The product runs as a matvec: up to <see cref="VulkanOptions.VecTokens"/> tokens (the decode step of
+    /// one or several sequences: each weight load serves a group of tokens, and a token's sums do not depend on the
+    /// group), or a weight with few rows (the 2·NH gate rows; a GEMM would run on one or two workgroups).</summary>
+    private bool IsVec(VkWeight w, int tokens) => tokens <= Options.VecTokens || (w.Rows < 128 && tokens <= 65535);
 
     /// <summary>The tensor-core GEMM (f16 operands) may take this weight: never F32 weights, never values outside f16's
     /// range (<see cref="VkWeight.F16Safe"/>), not under --precision f32.</summary>
@@ -86,7 +87,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
     public ActivationPrecision MatMulActivations(GgmlType weightType, int tokens)
     {
         if (Options.Float32 || weightType == GgmlType.F32) return ActivationPrecision.Float32;
-        if (tokens == 1) return _intDot && WeightLayout.IsQuant(weightType) ? ActivationPrecision.Int8 : ActivationPrecision.Float32;
+        if (tokens <= Options.VecTokens) return _intDot && WeightLayout.IsQuant(weightType) ? ActivationPrecision.Int8 : ActivationPrecision.Float32;
         return _gemmCm != null ? ActivationPrecision.Float16 : ActivationPrecision.Float32;
     }
 
@@ -403,7 +404,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
 
     public void Run(ForwardPlan plan)
     {
-        foreach (var step in Planner.Fuse(plan, _facts, Options.Fusion))
+        foreach (var step in Planner.Fuse(plan, PlanFacts, Options.Fusion))
         {
             switch (step)
             {
@@ -423,11 +424,12 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
         }
     }
 
-    private readonly Facts _facts = new();
+    private Facts? _facts;
+    private Facts PlanFacts => _facts ??= new Facts(this);
 
-    private sealed class Facts : Planner.IFacts
+    private sealed class Facts(VulkanBackend be) : Planner.IFacts
     {
-        public bool IsMatVec(MatMulOp m) => IsVec((VkWeight)m.W, m.X.Rows);
+        public bool IsMatVec(MatMulOp m) => be.IsVec((VkWeight)m.W, m.X.Rows);
         public bool CanBeAux(IWeight w) => w is VkWeight v && v.DevType == GgmlType.F32 && v.Rows <= 64 && v.Parts.Length == 1;
         public bool Fusable(IWeight w) => ((VkWeight)w).Parts.Length == 1;
         public bool Overlaps(ITensor a, ITensor b)

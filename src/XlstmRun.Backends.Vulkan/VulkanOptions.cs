@@ -46,6 +46,11 @@ public sealed record VulkanOptions
     public MatVecShape? MatVec { get; init; }
     /// <summary>Cooperative-matrix GEMM tile (XLSTM_VK_GEMM=warpsM,warpsN,tm,tn,bkv); null = default for the device.</summary>
     public GemmTile? Gemm { get; init; }
+    /// <summary>Products with at most this many tokens run as matvecs (XLSTM_VK_VEC_TOKENS, 1..1024): the multi-sequence
+    /// decode step and short feeds, with each weight load serving <see cref="VecGroup"/> tokens; larger ones run as GEMMs.</summary>
+    public int VecTokens { get; init; } = 64;
+    /// <summary>Tokens per matvec workgroup (XLSTM_VK_VEC_GROUP, 1..8).</summary>
+    public int VecGroup { get; init; } = 8;
     /// <summary>Rows of C per step-kernel workgroup (XLSTM_VK_STEP_ROWS, 4..256).</summary>
     public int StepRows { get; init; } = 32;
     /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
@@ -91,6 +96,18 @@ public sealed record VulkanOptions
             if (!int.TryParse(sr, NumberStyles.None, CultureInfo.InvariantCulture, out var r) || r < 4 || r > 256)
                 throw new ArgumentException($"XLSTM_VK_STEP_ROWS={sr}: expected 4..256");
             o = o with { StepRows = r };
+        }
+        if (Env("XLSTM_VK_VEC_TOKENS") is { } vt)
+        {
+            if (!int.TryParse(vt, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < 1 || n > 1024)
+                throw new ArgumentException($"XLSTM_VK_VEC_TOKENS={vt}: expected 1..1024");
+            o = o with { VecTokens = n };
+        }
+        if (Env("XLSTM_VK_VEC_GROUP") is { } vg)
+        {
+            if (!int.TryParse(vg, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < 1 || n > 8)
+                throw new ArgumentException($"XLSTM_VK_VEC_GROUP={vg}: expected 1..8");
+            o = o with { VecGroup = n };
         }
         if (Env("XLSTM_VK_BATCH") is { } b)
         {

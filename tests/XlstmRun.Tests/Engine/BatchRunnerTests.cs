@@ -12,7 +12,8 @@ namespace XlstmRun.Tests.Engine;
 /// <summary>
 /// The multi-sequence engine against one sequence at a time: sequences with prompts of different lengths (one token,
 /// a partial chunk, more than one chunk) step together; one ends and its slot takes a new sequence mid-run, while the
-/// others keep their state. Every slot's logits at every step must be the single-sequence logits of its sequence.
+/// others keep their state. Every slot's logits at every step must be the single-sequence logits of its sequence (on
+/// Vulkan bit for bit).
 /// </summary>
 [Collection("vulkan")]
 public class BatchRunnerTests
@@ -66,11 +67,15 @@ public class BatchRunnerTests
         var argmax = new int[3];
         var logits = new float[3 * V];
         double worst = 0;
+        // Vulkan: a token's matvec sums do not depend on how many tokens share the workgroup, and the multi-row step
+        // kernel does each row's arithmetic as the one-row kernel: the logits must be the same bits (greedy outputs of
+        // `batch --parallel B` equal B = 1). The CPU's multi-token products are GEMMs (another summation order).
+        double bound = backend == "vulkan" ? 0 : 3e-5;
         void Check(int seq, int step, ReadOnlySpan<float> got)
         {
             double e = Reference.RelErr(got.ToArray(), want[seq][step]);
             worst = Math.Max(worst, e);
-            Assert.True(e <= 3e-5, $"sequence {seq} step {step}: rel err {e:E2}");
+            Assert.True(e <= bound, $"sequence {seq} step {step}: rel err {e:E2} (bound {bound:E0})");
         }
         // prefill the three slots
         int[] slotSeq = [0, 1, 2];
