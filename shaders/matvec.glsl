@@ -322,7 +322,9 @@ void main()
                 if (c >= nb) break;
                 [[unroll]] for (uint j = 0u; j < NTOK; j++)
                 {
-                    if (j >= ntok) break;
+                    // j is a constant after unrolling: acc[j] stays in registers (a runtime index would put the
+                    // accumulators in local memory: 28x slower, measured on the H200)
+                    if (j >= ntok) continue;
                     uint xb = ((pc.xOff + (t0 + j) * pc.xStride) >> 2) + 8u * c;
                     vec4 x[8];
                     [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = X4[xb + i];
@@ -383,7 +385,7 @@ void main()
                 if (g >= ng) break;
                 [[unroll]] for (uint j = 0u; j < NTOK; j++)
                 {
-                    if (j >= ntok) break;
+                    if (j >= ntok) continue;
                     vec4 x0, x1;
                     load_x8(pc.xOff + (t0 + j) * pc.xStride, g, x0, x1, ss[j]);
                     [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[j][r] += dot(lo[u][r], x0) + dot(hi[u][r], x1);
@@ -392,7 +394,8 @@ void main()
         }
     }
 
-    for (uint j = 0u; j < ntok; j++) reduce_rows(acc[j], ss[j], j * NV);
+    [[unroll]] for (uint j = 0u; j < NTOK; j++)
+        if (j < ntok) reduce_rows(acc[j], ss[j], j * NV);   // ntok is uniform: the barriers inside are reached by all
 
     for (uint j = 0u; j < ntok; j++)
     {

@@ -142,7 +142,7 @@ PY
       n=$(( B == 1 ? 24 : (B == 4 ? 48 : (B == 16 ? 128 : 256)) ))
       head -n "$n" "$TMP/prompts.jsonl" > "$TMP/p$n.jsonl"
       timeout 120 "$BIN" batch -m "$m" --backend vulkan -i "$TMP/p$n.jsonl" -o "$TMP/out-$t-$B.jsonl" --parallel "$B" --ignore-eos --force 2> "$OUT/logs/batch-$t-$B.txt" > /dev/null
-      echo "| $t | B=$B | $n lines | $(grep -E 'tokens/s|device memory' "$OUT/logs/batch-$t-$B.txt" | sed 's/^batch: //' | tr '\n' ' ') |" >> "$SUM"
+      echo "| $t | B=$B | $n lines | $(grep -E 'done:|device memory' "$OUT/logs/batch-$t-$B.txt" | sed 's/^batch: //' | tr '\n' ' ') |" >> "$SUM"
     done
     # greedy equality: each B against B=1 on the lines both ran
     python3 - "$TMP" "$t" >> "$SUM" <<'PY'

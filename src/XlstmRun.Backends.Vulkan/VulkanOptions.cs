@@ -55,8 +55,8 @@ public sealed record VulkanOptions
     public int StepRows { get; init; } = 32;
     /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
     public int? Batch { get; init; }
-    /// <summary>Tests only: run the prefill GEMM through matmul_coopmat_emu (emulated matrix operations) on a device
-    /// without cooperative matrices, with this tile.</summary>
+    /// <summary>Tests and diagnosis (XLSTM_VK_EMULATE_COOPMAT=warpsM,warpsN,tm,tn,bkv): run the prefill GEMM through
+    /// matmul_coopmat_emu (emulated matrix operations) on any device, with this tile.</summary>
     public GemmTile? EmulateCoopMat { get; init; }
 
     /// <summary>Defaults with the XLSTM_VK_* environment overrides applied; a malformed value is an error naming it.</summary>
@@ -90,6 +90,14 @@ public sealed record VulkanOptions
             var t = new GemmTile(n[0], n[1], n[2], n[3], n[4]);
             if (!t.Valid) throw new ArgumentException($"XLSTM_VK_GEMM={gm}: warps 1..4 each way, tiles 1..8 each way, bkv 2 or 4");
             o = o with { Gemm = t };
+        }
+        if (Env("XLSTM_VK_EMULATE_COOPMAT") is { } em)
+        {
+            // diagnosis: the cooperative-matrix GEMM's tiling with emulated matrix operations, on any device
+            var n = Nums("XLSTM_VK_EMULATE_COOPMAT", em, 5, 5);
+            var t = new GemmTile(n[0], n[1], n[2], n[3], n[4]);
+            if (!t.Valid) throw new ArgumentException($"XLSTM_VK_EMULATE_COOPMAT={em}: warps 1..4 each way, tiles 1..8 each way, bkv 2 or 4");
+            o = o with { EmulateCoopMat = t };
         }
         if (Env("XLSTM_VK_STEP_ROWS") is { } sr)
         {
