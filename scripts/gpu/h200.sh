@@ -3,6 +3,7 @@
 #   setup    unpack the carried Vulkan/OpenCL loaders (.gl/*.deb), find the NVIDIA driver files, list devices
 #   check    the conformance checks on every backend and device (xlstm-run check): one table
 #   opbench  op-level benchmark at 7B shapes (bench --op 7b): decode matvecs and prefill GEMMs per type, cell kernels
+#   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
 #   sweep    matvec launch shapes (XLSTM_VK_MATVEC) and GEMM tiles (XLSTM_VK_GEMM) through bench --op matmul
 #   model    synthetic 7B models (init --preset 7b, in the background from the start): bench pp/tg per type, decode
 #            profile, device memory
@@ -66,6 +67,15 @@ if has opbench; then
   say "opbench"
   sec "op bench, 7B shapes (bench --op 7b)"
   timeout 200 "$BIN" bench --op 7b --backend vulkan --type "${OPTYPES:-f16,q8_0,q4_0}" --tokens "${OPTOKENS:-1,2048}" -r "${OPREPS:-10}" >> "$SUM" 2> "$OUT/logs/opbench.err"
+fi
+
+# ---- matvec vs GEMM for a few tokens (the multi-sequence decode step) ---------------------------------------------------
+if has vecgemm; then
+  say "vecgemm"
+  for v in 64 1; do
+    sec "few-token products with XLSTM_VK_VEC_TOKENS=$v (64: matvecs up to 64 tokens, the default; 1: GEMMs from 2 tokens)"
+    XLSTM_VK_VEC_TOKENS=$v timeout 120 "$BIN" bench --op 7b --backend vulkan --type "${VG_TYPES:-q4_0,f16}" --tokens "${VG_TOKENS:-8,16,64}" -r 5 2>> "$OUT/logs/vecgemm.err" | grep -E '^\| (matmul|fused)|^\| op|^\| ---' >> "$SUM"
+  done
 fi
 
 # ---- sweeps ------------------------------------------------------------------------------------------------------------
