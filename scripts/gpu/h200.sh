@@ -4,6 +4,7 @@
 #   check    the conformance checks on every backend and device (xlstm-run check): one table
 #   opbench  op-level benchmark at 7B shapes (bench --op 7b): decode matvecs and prefill GEMMs per type, cell kernels
 #   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
+#   vecsweep few-token matvec shapes (tokens per workgroup x rows per workgroup)
 #   sweep    matvec launch shapes (XLSTM_VK_MATVEC) and GEMM tiles (XLSTM_VK_GEMM) through bench --op matmul
 #   model    synthetic 7B models (init --preset 7b, in the background from the start): bench pp/tg per type, decode
 #            profile, device memory
@@ -30,6 +31,7 @@ say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/logs/progress.txt"; 
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 sec() { echo; echo "## $*"; } >> "$SUM"
+opline() { grep '^| ' | grep -v '^| op \|^| ---' | awk -F'|' '{print $7 " |" $6}'; }
 
 # ---- setup -------------------------------------------------------------------------------------------------------------
 if [ -d .gl ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
@@ -78,8 +80,18 @@ if has vecgemm; then
   done
 fi
 
+if has vecsweep; then
+  say "vecsweep"
+  sec "few-token matvec shapes (XLSTM_VK_VEC_GROUP tokens per workgroup, XLSTM_VK_VEC_MATVEC=128,rows; µs per call, 21888x4096 | 4096x10944)"
+  for t in ${VS_TYPES:-q4_0 f16}; do for T in ${VS_TOKENS:-16 64}; do for g in ${VS_GROUPS:-2 4 8}; do for r in ${VS_ROWS:-1 2 4 8}; do
+    [ "$(left)" -gt 20 ] || break
+    a=$(XLSTM_VK_VEC_GROUP=$g XLSTM_VK_VEC_MATVEC=128,$r timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 21888 --cols 4096 --tokens "$T" -r 5 2>/dev/null | opline)
+    b=$(XLSTM_VK_VEC_GROUP=$g XLSTM_VK_VEC_MATVEC=128,$r timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 4096 --cols 10944 --tokens "$T" -r 5 2>/dev/null | opline)
+    echo "| $t | T=$T | group $g | rows $r | $a | $b |" >> "$SUM"
+  done; done; done; done
+fi
+
 # ---- sweeps ------------------------------------------------------------------------------------------------------------
-opline() { grep '^| ' | grep -v '^| op \|^| ---' | awk -F'|' '{print $7 " |" $6}'; }
 if has sweep; then
   say "sweep"
   sec "matvec shapes (XLSTM_VK_MATVEC=wg,rows,unroll; µs per call at 4096x4096 | 21888x4096, T=1)"

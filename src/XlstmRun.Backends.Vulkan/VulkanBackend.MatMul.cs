@@ -86,9 +86,12 @@ public sealed unsafe partial class VulkanBackend
 
     /// <summary>Decode matvec shape per weight type (XLSTM_VK_MATVEC overrides): rows per workgroup chosen so that
     /// 4096-column rows keep every invocation busy with one 16-byte load per row.</summary>
-    private MatVecShape MatVecShapeFor(VkWeight w)
+    private MatVecShape MatVecShapeFor(VkWeight w, int tokens)
     {
+        if (tokens > 1 && Options.VecMatVec is { } v) return v;
         if (Options.MatVec is { } s) return s;
+        // several tokens per workgroup: fewer rows, so that the accumulators (tokens × rows) stay in registers
+        if (tokens > 1) return WeightLayout.IsQuant(w.DevType) ? new MatVecShape(128, 2, 1) : new MatVecShape(128, 1, 1);
         return WeightLayout.IsQuant(w.DevType) ? new MatVecShape(128, 8, 1) : new MatVecShape(128, 2, 1);
     }
 
@@ -168,7 +171,7 @@ public sealed unsafe partial class VulkanBackend
         int T = XIn.Rows;
         bool idot = IntDotVec(W);
         var kernel = idot ? _matvecIdot : _matvec;
-        var shape = MatVecShapeFor(W);
+        var shape = MatVecShapeFor(W, T);
         uint nr = shape.Rows;
         if (S != null && nr % 2 != 0) nr = Math.Max(2, nr + 1);
         if (aux != null && AW!.Rows > 64) throw new InvalidOperationException("auxiliary matvec rows exceed 64");

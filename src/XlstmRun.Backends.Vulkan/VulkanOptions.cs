@@ -51,6 +51,9 @@ public sealed record VulkanOptions
     public int VecTokens { get; init; } = 64;
     /// <summary>Tokens per matvec workgroup (XLSTM_VK_VEC_GROUP, 1..8).</summary>
     public int VecGroup { get; init; } = 8;
+    /// <summary>Launch shape of matvecs over several tokens (XLSTM_VK_VEC_MATVEC=128,rows[,unroll]; the workgroup size
+    /// must stay the one-token one, 128, for the results to be the same bits); null = per-type defaults.</summary>
+    public MatVecShape? VecMatVec { get; init; }
     /// <summary>Rows of C per step-kernel workgroup (XLSTM_VK_STEP_ROWS, 4..256).</summary>
     public int StepRows { get; init; } = 32;
     /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
@@ -83,6 +86,13 @@ public sealed record VulkanOptions
             var s = new MatVecShape(n[0], n[1], n.Length > 2 ? n[2] : 1);
             if (!s.Valid) throw new ArgumentException($"XLSTM_VK_MATVEC={mv}: workgroup a power of two in 32..256, rows 1..16, unroll 1..4");
             o = o with { MatVec = s };
+        }
+        if (Env("XLSTM_VK_VEC_MATVEC") is { } vm)
+        {
+            var n = Nums("XLSTM_VK_VEC_MATVEC", vm, 2, 3);
+            var s = new MatVecShape(n[0], n[1], n.Length > 2 ? n[2] : 1);
+            if (!s.Valid) throw new ArgumentException($"XLSTM_VK_VEC_MATVEC={vm}: workgroup a power of two in 32..256, rows 1..16, unroll 1..4");
+            o = o with { VecMatVec = s };
         }
         if (Env("XLSTM_VK_GEMM") is { } gm)
         {
