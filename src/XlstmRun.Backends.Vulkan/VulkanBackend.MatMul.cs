@@ -90,8 +90,9 @@ public sealed unsafe partial class VulkanBackend
     {
         if (tokens > 1 && Options.VecMatVec is { } v) return v;
         if (Options.MatVec is { } s) return s;
-        // several tokens per workgroup: fewer rows, so that the accumulators (tokens × rows) stay in registers
-        if (tokens > 1) return WeightLayout.IsQuant(w.DevType) ? new MatVecShape(128, 2, 1) : new MatVecShape(128, 1, 1);
+        // several tokens per workgroup (H200 sweep, 4 tokens per workgroup: Q4_0 best with 8 rows, which share the
+        // per-token activation quantization; F16 with 4)
+        if (tokens > 1) return WeightLayout.IsQuant(w.DevType) ? new MatVecShape(128, 8, 1) : new MatVecShape(128, 4, 1);
         return WeightLayout.IsQuant(w.DevType) ? new MatVecShape(128, 8, 1) : new MatVecShape(128, 2, 1);
     }
 

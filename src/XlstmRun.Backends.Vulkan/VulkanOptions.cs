@@ -49,8 +49,8 @@ public sealed record VulkanOptions
     /// <summary>Products with at most this many tokens run as matvecs (XLSTM_VK_VEC_TOKENS, 1..1024): the multi-sequence
     /// decode step and short feeds, with each weight load serving <see cref="VecGroup"/> tokens; larger ones run as GEMMs.</summary>
     public int VecTokens { get; init; } = 64;
-    /// <summary>Tokens per matvec workgroup (XLSTM_VK_VEC_GROUP, 1..8).</summary>
-    public int VecGroup { get; init; } = 8;
+    /// <summary>Tokens per matvec workgroup (XLSTM_VK_VEC_GROUP, 1..8; 4 was best in the H200 sweep, docs/NOTES.md).</summary>
+    public int VecGroup { get; init; } = 4;
     /// <summary>Launch shape of matvecs over several tokens (XLSTM_VK_VEC_MATVEC=128,rows[,unroll]; the workgroup size
     /// must stay the one-token one, 128, for the results to be the same bits); null = per-type defaults.</summary>
     public MatVecShape? VecMatVec { get; init; }
