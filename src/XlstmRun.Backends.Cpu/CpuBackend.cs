@@ -7,11 +7,13 @@ using XlstmRun.Model;
 namespace XlstmRun.Backends.Cpu;
 
 /// <summary>
-/// The CPU backend: float32 activations and state, weights read in place from the mapped file. Decode (one token) runs
-/// matrix-vector kernels (8-bit activations × Q8_0/Q4_0 with integer dot products; float kernels for F32/F16/BF16);
-/// prefill runs panel-blocked matrix products and the chunkwise mLSTM form. Ops run on a persistent worker pool
-/// (the calling thread plus Threads−1 dedicated threads), split by rows, heads or tokens; nothing is allocated per token
-/// once the buffers are warm.
+/// The CPU backend: float32 activations and state. Decode (one token) runs matrix-vector kernels (8-bit activations ×
+/// Q8_0/Q4_0 with integer dot products; float kernels for F32/F16/BF16); prefill runs panel-blocked matrix products and
+/// the chunkwise mLSTM form. Float weights are read in place from the mapped file (paged in at load where memory
+/// allows); on AVX2 CPUs without AVX-VNNI, Q8_0/Q4_0 matrices are repacked at load into an 8-row interleaved copy
+/// (<see cref="PackedRef"/>, 2 MB pages) that both the decode and the prefill integer kernels stream. Ops run on a
+/// persistent worker pool (the calling thread plus Threads−1 dedicated threads), split by rows, heads or tokens;
+/// nothing is allocated per token once the buffers are warm.
 /// </summary>
 public sealed unsafe class CpuBackend : IBackend
 {
@@ -19,16 +21,23 @@ public sealed unsafe class CpuBackend : IBackend
     private readonly QuantAct _qa = new();
     private readonly Scratch[] _scratch;
     private readonly MatVecJob _matvec;
+    private readonly PackedMatVecJob _pmatvec;
     private readonly GemmJob _gemm;
+    private readonly PackedGemmJob _pgemm;
+    private readonly PackJob _pack;
     private readonly QuantizeJob _quant;
     private readonly CellJob _cell;
     private readonly RowsJob _rows;
+    private readonly List<CpuWeight> _weights = new();
+    private readonly CpuProfiler? _prof;
+    private long _populated;
 
     /// <param name="threads">Worker threads including the caller (0 = all cores).</param>
     /// <param name="int8Activations">Quantize activations to 8 bits for Q8_0/Q4_0 weights (integer dot products); false = float activations.</param>
     /// <param name="level">Float vector width (default: the widest accelerated one); for tests.</param>
     /// <param name="int8Path">8-bit kernel path (default: the best supported); for tests.</param>
-    public CpuBackend(int threads = 0, bool int8Activations = true, SimdLevel? level = null, Int8Path? int8Path = null)
+    /// <param name="profile">Time every op by class (<see cref="ProfileReport"/>).</param>
+    public CpuBackend(int threads = 0, bool int8Activations = true, SimdLevel? level = null, Int8Path? int8Path = null, bool profile = false)
     {
         Threads = threads > 0 ? threads : Environment.ProcessorCount;
         Level = level ?? CpuCaps.Best;
@@ -39,18 +48,27 @@ public sealed unsafe class CpuBackend : IBackend
         _scratch = new Scratch[Threads];
         for (int i = 0; i < Threads; i++) _scratch[i] = new Scratch();
         _matvec = new MatVecJob(this);
+        _pmatvec = new PackedMatVecJob();
         _gemm = new GemmJob(this);
+        _pgemm = new PackedGemmJob();
+        _pack = new PackJob();
         _quant = new QuantizeJob();
         _cell = new CellJob(this);
         _rows = new RowsJob(this);
+        if (profile) _prof = new CpuProfiler();
     }
 
     public int Threads { get; }
     public SimdLevel Level { get; }
     public Int8Path Int8 { get; }
     public bool Int8Activations { get; }
+    /// <summary>Q8_0/Q4_0 matrices are repacked at load for the AVX2 integer kernels (8-bit activations, AVX2 path).</summary>
+    public bool PacksWeights => Int8Activations && Int8 == Int8Path.Avx2;
     public string Name => "cpu";
     public string Device => $"CPU ({Environment.ProcessorCount} logical cores, {Threads} threads, {CpuCaps.Describe()})";
+
+    /// <summary>Per-op-class timings so far (empty unless constructed with profile: true).</summary>
+    public string ProfileReport() => _prof?.Report(Threads) ?? "";
 
     private WorkerPool Pool => _pool ??= new WorkerPool(Threads);
 
@@ -62,7 +80,38 @@ public sealed unsafe class CpuBackend : IBackend
 
     // ---- storage ---------------------------------------------------------------------------------------------------------
 
-    public IWeight LoadWeight(TensorView t) => new CpuWeight(t);
+    public IWeight LoadWeight(TensorView t)
+    {
+        var w = new CpuWeight(t);
+        _weights.Add(w);
+        // The embedding table is only looked up row by row: it stays in the mapped file, untouched until used.
+        bool matrix = w.Rows > 1 && t.Name != TensorNames.TokenEmbd;
+        if (matrix && PacksWeights && w.Ref.IsQuant && w.Cols % 32 == 0) Pack(w);
+        else if (matrix)
+        {
+            // Fault the mapped rows in now rather than during the first token, while memory allows (they are page cache:
+            // the kernel may still evict them under pressure, and then they fault in again on use).
+            long avail = NativePages.AvailableBytes();
+            if (avail < 0 || _populated + w.Bytes < avail - (1L << 30))
+            {
+                NativePages.Populate(w.Data, w.Bytes);
+                _populated += w.Bytes;
+            }
+        }
+        return w;
+    }
+
+    private void Pack(CpuWeight w)
+    {
+        long bytes = PackedRef.SizeOf(w.Type, w.Rows, w.Cols);
+        byte* mem = NativePages.AllocHuge(bytes);
+        w.SetPacked(mem, bytes);
+        _pack.Set(w.Ref, w.Packed);
+        Run(_pack, _pack.Items);
+        // The packed copy is what gets read from now on: unmap the file's pages from this process (the page cache keeps
+        // them, reclaimable), so resident memory counts the weights once.
+        NativePages.Drop(w.Data, w.Bytes);
+    }
 
     public ITensor Alloc(int rows, int cols) => new CpuTensor(GC.AllocateArray<float>(Math.Max(1, rows * cols), pinned: true), 0, rows, cols);
 
@@ -104,20 +153,25 @@ public sealed unsafe class CpuBackend : IBackend
         var w = (CpuWeight)table;
         var t = (CpuTokens)ids;
         var d = (CpuTensor)dst;
+        long t0 = CpuProfiler.Now();
+        _prof?.BeginPass(d.Rows, t0);
         for (int r = 0; r < d.Rows; r++)
         {
             int id = t.Ids[r];
             if ((uint)id >= (uint)w.Rows) throw new BadInputException($"token id {id} is out of range (vocabulary size {w.Rows})");
             Dequant.Row(w.Type, w.Ref.Row(id), 0, w.Cols, d.RowPtr(r));
         }
+        _prof?.End("embed", t0);
     }
 
     public void RmsNorm(ITensor x, IWeight w, ITensor dst, float eps)
     {
         var xs = (CpuTensor)x;
         var ds = (CpuTensor)dst;
+        long t0 = CpuProfiler.Now();
         _rows.Set(RowOp.RmsNorm, xs, null, ds, (CpuWeight)w, eps, 0);
         Run(_rows, _rows.Items);
+        _prof?.End("rms_norm", t0);
     }
 
     public void MatMul(IWeight w, ITensor x, ITensor dst, IWeight? bias = null, bool accumulate = false)
@@ -131,65 +185,91 @@ public sealed unsafe class CpuBackend : IBackend
         int T = X.Rows;
         if (T == 0) return;
         bool int8 = Int8Activations && W.Ref.IsQuant;
-        if (T == 1)
-        {
-            if (int8)
-            {
-                _qa.Ensure(1, X.Cols);
-                _qa.QuantizeRow(0, X.Ptr);
-            }
-            else if (W.Ref.IsQuant) EnsureScratch(W.Cols * 4L);
-            _matvec.Set(W.Ref, X.Ptr, int8 ? _qa : null, new Epilogue(D.Ptr, b, accumulate), Threads);
-            Run(_matvec, _matvec.Items);
-            return;
-        }
-        if (int8 && Int8 == Int8Path.AvxVnni)
+        bool int8Gemm = W.IsPacked || (int8 && Int8 == Int8Path.AvxVnni);
+        long t0 = CpuProfiler.Now();
+        if (T == 1 ? int8 : int8Gemm)
         {
             _qa.Ensure(T, X.Cols);
-            _quant.Set(_qa, X);
-            Run(_quant, T);
+            if (T == 1) _qa.QuantizeRow(0, X.Ptr);
+            else
+            {
+                _quant.Set(_qa, X);
+                Run(_quant, T);
+            }
+            if (_prof != null) { _prof.End("quantize activations", t0); t0 = CpuProfiler.Now(); }
+        }
+        if (T == 1)
+        {
+            if (W.IsPacked) { _pmatvec.Set(W.Packed, _qa, new Epilogue(D.Ptr, b, accumulate), Threads); Run(_pmatvec, _pmatvec.Items); }
+            else
+            {
+                if (!int8 && W.Ref.IsQuant) EnsureScratch(W.Cols * 4L);
+                _matvec.Set(W.Ref, X.Ptr, int8 ? _qa : null, new Epilogue(D.Ptr, b, accumulate), Threads);
+                Run(_matvec, _matvec.Items);
+            }
+            _prof?.End(W.ProfileMatVec, t0, W.Bytes);
+            return;
+        }
+        if (W.IsPacked)
+        {
+            _pgemm.Set(W.Packed, _qa, T, new Epilogue2D(D.Ptr, D.Cols, b, accumulate));
+            Run(_pgemm, _pgemm.Items);
+        }
+        else if (int8Gemm)
+        {
             EnsureScratch(ProjGemm.Int8Scratch(W.Cols));
             _gemm.Set(W.Ref, X, _qa, new Epilogue2D(D.Ptr, D.Cols, b, accumulate), true, ProjGemm.ItemRowsInt8);
+            Run(_gemm, _gemm.Items);
         }
         else
         {
             EnsureScratch(ProjGemm.FloatScratch(Level, T) * 4);
             _gemm.Set(W.Ref, X, null, new Epilogue2D(D.Ptr, D.Cols, b, accumulate), false, ProjGemm.ItemRowsFloat(Level));
+            Run(_gemm, _gemm.Items);
         }
-        Run(_gemm, _gemm.Items);
+        _prof?.End(W.ProfileMatMul, t0, W.Bytes);
     }
 
     public void MlstmCell(ModelConfig c, ITensor qkvo, ITensor gates, IStateBuffer state, int block, ITensor h)
     {
         var X = (CpuTensor)qkvo;
         if (X.Rows > 1) EnsureScratch(MlstmKernels.ChunkScratch(Math.Min(c.ChunkSize, X.Rows), c.DQk) * 4);
+        long t0 = CpuProfiler.Now();
         _cell.Set(c, X, (CpuTensor)gates, (CpuState)state, block, (CpuTensor)h);
         Run(_cell, c.Heads);
+        _prof?.End("mlstm cell", t0);
     }
 
     public void HeadNormGate(ModelConfig c, ITensor h, ITensor qkvo, IWeight w, ITensor dst)
     {
+        long t0 = CpuProfiler.Now();
         _rows.Set(RowOp.HeadNormGate, (CpuTensor)h, (CpuTensor)qkvo, (CpuTensor)dst, (CpuWeight)w, c.NormEps, c.OOffset, c.Heads);
         Run(_rows, _rows.Items);
+        _prof?.End("head norm · sigmoid(o)", t0);
     }
 
     public void SwiGlu(ITensor gateUp, ITensor dst)
     {
+        long t0 = CpuProfiler.Now();
         _rows.Set(RowOp.SwiGlu, (CpuTensor)gateUp, null, (CpuTensor)dst, null, 0, 0);
         Run(_rows, _rows.Items);
+        _prof?.End("swiglu", t0);
     }
 
     public void SoftCap(ITensor x, float cap)
     {
         var t = (CpuTensor)x;
+        long t0 = CpuProfiler.Now();
         _rows.Set(RowOp.SoftCap, t, null, t, null, cap, 0);
         Run(_rows, _rows.Items);
+        _prof?.End("logit soft-cap", t0);
     }
 
     public void Argmax(ITensor x, int validCols, IIndexBuffer dst)
     {
         var X = (CpuTensor)x;
         var D = (CpuIndices)dst;
+        long t0 = CpuProfiler.Now();
         for (int t = 0; t < X.Rows; t++)
         {
             float* r = X.RowPtr(t);
@@ -197,6 +277,7 @@ public sealed unsafe class CpuBackend : IBackend
             for (int j = 1; j < validCols; j++) if (r[j] > r[best]) best = j;
             D.Values[t] = best;
         }
+        _prof?.End("argmax", t0);
     }
 
     public void Dispose()
@@ -205,6 +286,8 @@ public sealed unsafe class CpuBackend : IBackend
         _pool = null;
         _qa.Dispose();
         foreach (var s in _scratch) s.Dispose();
+        foreach (var w in _weights) w.FreePacked();
+        _weights.Clear();
     }
 
     // ---- per-worker scratch ------------------------------------------------------------------------------------------------
@@ -261,6 +344,71 @@ public sealed unsafe class CpuBackend : IBackend
             if (_qa != null) MatVec.Int8(be.Int8, _w, _qa, 0, r0, r1, _epi);
             else MatVec.Float(be.Level, _w, _x, r0, r1, _epi, (float*)be._scratch[worker].Ptr);
         }
+    }
+
+    /// <summary>Decode over packed weights: items are runs of whole 8-row groups.</summary>
+    private sealed class PackedMatVecJob : IParallelWork
+    {
+        private PackedRef _w;
+        private QuantAct _qa = null!;
+        private Epilogue _epi;
+        private int _per;
+        public int Items;
+
+        public void Set(in PackedRef w, QuantAct qa, in Epilogue epi, int threads)
+        {
+            _w = w; _qa = qa; _epi = epi;
+            // as for MatVecJob: enough items for balance, each a few hundred KB
+            int items = w.GroupBytes * w.Groups < (256 << 10) ? 1 : Math.Min(threads * 16, w.Groups);
+            _per = (w.Groups + items - 1) / items;
+            Items = (w.Groups + _per - 1) / _per;
+        }
+
+        public void Execute(int item, int worker)
+        {
+            int g0 = item * _per;
+            PackedMatVec.Run(_w, _qa, 0, g0, Math.Min(_w.Groups, g0 + _per), _epi);
+        }
+    }
+
+    /// <summary>Prefill over packed weights: items of <see cref="GroupsPerItem"/> groups, all tokens each.</summary>
+    private sealed class PackedGemmJob : IParallelWork
+    {
+        public const int GroupsPerItem = 2;
+        private PackedRef _w;
+        private QuantAct _qa = null!;
+        private Epilogue2D _epi;
+        private int _T;
+        public int Items;
+
+        public void Set(in PackedRef w, QuantAct qa, int T, in Epilogue2D epi)
+        {
+            _w = w; _qa = qa; _T = T; _epi = epi;
+            Items = (w.Groups + GroupsPerItem - 1) / GroupsPerItem;
+        }
+
+        public void Execute(int item, int worker)
+        {
+            int g0 = item * GroupsPerItem;
+            PackedGemm.Run(_w, _qa, _T, g0, Math.Min(_w.Groups, g0 + GroupsPerItem), _epi);
+        }
+    }
+
+    /// <summary>Repacking at load, in parallel: items of 64 groups.</summary>
+    private sealed class PackJob : IParallelWork
+    {
+        private const int Per = 64;
+        private WeightRef _src;
+        private PackedRef _dst;
+        public int Items;
+
+        public void Set(in WeightRef src, in PackedRef dst)
+        {
+            _src = src; _dst = dst;
+            Items = (dst.Groups + Per - 1) / Per;
+        }
+
+        public void Execute(int item, int worker) => Packing.Pack(_src, _dst, item * Per, Math.Min(_dst.Groups, (item + 1) * Per));
     }
 
     private sealed class GemmJob(CpuBackend be) : IParallelWork

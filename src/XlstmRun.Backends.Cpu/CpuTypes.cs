@@ -35,7 +35,11 @@ public sealed unsafe class CpuWeight : IWeight
         Cols = (int)view.Cols;
         RowBytes = (int)view.RowBytes;
         Ref = new WeightRef(view.Data, view.Type, Rows, Cols);
-        // Vectors (norm weights, biases) are decoded once to float; matrices are only ever read in place.
+        string role = view.Name.StartsWith("blk.", StringComparison.Ordinal) && view.Name.IndexOf('.', 4) is int dot and > 0 ? view.Name[(dot + 1)..] : view.Name;
+        if (role.EndsWith(".weight", StringComparison.Ordinal)) role = role[..^7];
+        ProfileMatVec = $"matvec {role} {GgmlTypes.Name(view.Type)}";
+        ProfileMatMul = $"matmul {role} {GgmlTypes.Name(view.Type)}";
+        // Vectors (norm weights, biases) are decoded once to float; matrices are read in place or from a packed copy.
         if (Rows == 1)
         {
             Floats = GC.AllocateArray<float>(Cols, pinned: true);
@@ -57,6 +61,33 @@ public sealed unsafe class CpuWeight : IWeight
     public float* FloatPtr { get; }
     public long Bytes => (long)RowBytes * Rows;
     public ReadOnlySpan<byte> RowSpan(int r) => new(View.Data + (long)r * RowBytes, RowBytes);
+
+    /// <summary>Matrix products read this copy (8-row interleaved, <see cref="PackedRef"/>) instead of the mapped rows, when set.</summary>
+    public PackedRef Packed { get; private set; }
+    public bool IsPacked { get; private set; }
+    private byte* _packedMem;
+    private long _packedBytes;
+
+    /// <summary>Profile classes of this weight's products, e.g. "matvec ffn_down q4_0" (one token) and "matmul ffn_down q4_0".</summary>
+    public string ProfileMatVec { get; } = "";
+    public string ProfileMatMul { get; } = "";
+
+    internal void SetPacked(byte* mem, long bytes)
+    {
+        _packedMem = mem;
+        _packedBytes = bytes;
+        Packed = new PackedRef(mem, Type, Rows, Cols);
+        IsPacked = true;
+    }
+
+    internal void FreePacked()
+    {
+        if (!IsPacked) return;
+        IsPacked = false;
+        Packed = default;
+        NativePages.Free(_packedMem, _packedBytes);
+        _packedMem = null;
+    }
 }
 
 public sealed class CpuTokens : ITokenBuffer

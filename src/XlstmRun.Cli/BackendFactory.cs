@@ -14,14 +14,14 @@ public static class BackendFactory
     /// vulkan: the Vulkan device <paramref name="device"/> (default: the best one, a software device
     /// such as lavapipe included); a missing loader, driver or device is a one-line error. auto: a hardware Vulkan GPU
     /// (discrete or integrated) when there is one, else the CPU engine, silently (XLSTM_DEBUG=1 tells why).
-    /// <paramref name="profile"/> turns on per-op GPU timing (Vulkan).
+    /// <paramref name="profile"/> turns on per-op timing (Vulkan: GPU timestamps; CPU: wall time per op class).
     /// </summary>
     public static IBackend Create(string name, int device, int threads, bool profile = false)
     {
         switch (name)
         {
             case "cpu":
-                return new CpuBackend(threads);
+                return new CpuBackend(threads, profile: profile);
             case "auto":
                 try
                 {
@@ -30,7 +30,7 @@ public static class BackendFactory
                 catch (Exception e) when (e is VulkanUnavailableException or InvalidOperationException or InsufficientMemoryException)
                 {
                     if (Environment.GetEnvironmentVariable("XLSTM_DEBUG") == "1") Console.Error.WriteLine($"auto: using the CPU ({e.Message})");
-                    return new CpuBackend(threads);
+                    return new CpuBackend(threads, profile: profile);
                 }
             case "vulkan":
                 try

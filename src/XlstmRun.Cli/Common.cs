@@ -21,7 +21,7 @@ public sealed class ModelOptions
     public Option<string?> LoadState { get; } = new("--load-state") { Description = "Start from a saved recurrent state instead of a fresh one (continues a conversation: no BOS, no re-reading)", HelpName = "FILE" };
     public Option<string?> SaveState { get; } = new("--save-state") { Description = "Save the recurrent state at the end (after the prompt and everything generated, EOS excluded)", HelpName = "FILE" };
 
-    public Option<bool> Profile { get; } = new("--profile") { Description = "Print the GPU time of each op (Vulkan timestamp queries) and wall-clock figures on stderr at the end" };
+    public Option<bool> Profile { get; } = new("--profile") { Description = "Print the time of each op on stderr at the end (Vulkan: GPU timestamp queries and wall-clock figures; CPU: wall time per op class and GB/s of the matrix products)" };
 
     public ModelOptions()
     {
@@ -67,6 +67,8 @@ public sealed class ModelSession : IDisposable
         throw new BadInputException("no model given: pass -m MODEL.gguf, set XLSTM_MODEL, or install the default model (see README)");
     }
 
+    private static bool _warnedThreads;
+
     public static ModelSession Open(ParseResult pr, ModelOptions o, bool needTokenizer = false, int maxBatch = 256)
     {
         string path = ResolveModelPath(pr.GetValue(o.Model));
@@ -78,7 +80,15 @@ public sealed class ModelSession : IDisposable
             if (TokenizerGguf.Has(file)) tok = new XlstmTokenizer(TokenizerGguf.Read(file));
             else if (needTokenizer) throw new BadInputException($"{path}: the model has no tokenizer (convert it with a tokenizer.json beside the checkpoint or --tokenizer)");
             bool profile = pr.GetValue(o.Profile);
-            var be = BackendFactory.Create(pr.GetValue(o.Backend) ?? "auto", pr.GetValue(o.Device), pr.GetValue(o.Threads), profile);
+            int threads = pr.GetValue(o.Threads);
+            if (threads < 0) throw new BadInputException("-t must be at least 0 (0 = all cores)");
+            if (threads > Environment.ProcessorCount && !_warnedThreads)
+            {
+                // More threads than cores make the workers wait for each other's time slices (decode can drop 50×).
+                _warnedThreads = true;
+                Console.Error.WriteLine($"warning: -t {threads} is more than the {Environment.ProcessorCount} cores of this machine; CPU decode will be much slower than with -t {Environment.ProcessorCount} or -t 0");
+            }
+            var be = BackendFactory.Create(pr.GetValue(o.Backend) ?? "auto", pr.GetValue(o.Device), threads, profile);
             var runner = new ModelRunner(file, be, maxBatch, cfg);
             var s = new ModelSession { File = file, Config = cfg, Backend = be, Runner = runner, Tokenizer = tok, Profile = profile };
             var ls = pr.GetValue(o.LoadState);
@@ -105,9 +115,12 @@ public sealed class ModelSession : IDisposable
     public void Dispose()
     {
         if (Profile)
-            Console.Error.Write(Backend is Backends.Vulkan.VulkanBackend vb
-                ? vb.ProfileReport()
-                : $"profile: the {Backend.Name} backend has no per-op GPU timing (--profile works with --backend vulkan)\n");
+            Console.Error.Write(Backend switch
+            {
+                Backends.Vulkan.VulkanBackend vb => vb.ProfileReport(),
+                CpuBackend cb => cb.ProfileReport(),
+                _ => $"profile: the {Backend.Name} backend has no per-op timing (--profile works with --backend vulkan and cpu)\n",
+            });
         Runner.Dispose();
         Backend.Dispose();
         File.Dispose();
