@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using XlstmRun.Backends.Cpu.Kernels;
 using XlstmRun.Formats;
 using XlstmRun.Formats.Gguf;
@@ -204,7 +205,8 @@ public sealed unsafe class CpuBackend : IBackend
             else
             {
                 if (!int8 && W.Ref.IsQuant) EnsureScratch(W.Cols * 4L);
-                _matvec.Set(W.Ref, X.Ptr, int8 ? _qa : null, new Epilogue(D.Ptr, b, accumulate), Threads);
+                float* xs = W.Type == GgmlType.F16 ? ScaleForF16(X.Ptr, X.Cols) : null;
+                _matvec.Set(W.Ref, X.Ptr, xs, int8 ? _qa : null, new Epilogue(D.Ptr, b, accumulate), Threads);
                 Run(_matvec, _matvec.Items);
             }
             _prof?.End(W.ProfileMatVec, t0, W.Bytes);
@@ -228,6 +230,35 @@ public sealed unsafe class CpuBackend : IBackend
             Run(_gemm, _gemm.Items);
         }
         _prof?.End(W.ProfileMatMul, t0, W.Bytes);
+    }
+
+    private float[] _xsBuf = [];
+    private float* _xs;
+
+    /// <summary>x · 2^112 for the F16 matrix-vector kernel, or null if some |x| is too large for that (then the plain kernel runs).</summary>
+    private float* ScaleForF16(float* x, int n)
+    {
+        if (_xsBuf.Length < n)
+        {
+            _xsBuf = GC.AllocateArray<float>(n, pinned: true);
+            _xs = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _xsBuf[0]);
+        }
+        var lim = Vector256.Create(MatVec.ScaledF16Limit);
+        var sc = Vector256.Create(HalfBits.Scale);
+        bool ok = true;
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+        {
+            var v = Vector256.Load(x + i);
+            ok &= Vector256.LessThanOrEqualAll(Vector256.Abs(v), lim);   // false for NaN too
+            (v * sc).Store(_xs + i);
+        }
+        for (; i < n; i++)
+        {
+            ok &= MathF.Abs(x[i]) <= MatVec.ScaledF16Limit;
+            _xs[i] = x[i] * HalfBits.Scale;
+        }
+        return ok ? _xs : null;
     }
 
     public void MlstmCell(ModelConfig c, ITensor qkvo, ITensor gates, IStateBuffer state, int block, ITensor h)
@@ -321,15 +352,16 @@ public sealed unsafe class CpuBackend : IBackend
     private sealed class MatVecJob(CpuBackend be) : IParallelWork
     {
         private WeightRef _w;
-        private float* _x;
+        private float* _x, _xs;
         private QuantAct? _qa;
         private Epilogue _epi;
         private int _rowsPer;
         public int Items;
 
-        public void Set(in WeightRef w, float* x, QuantAct? qa, in Epilogue epi, int threads)
+        /// <param name="xs">x · 2^112 for F16 weights (null: the plain float kernel).</param>
+        public void Set(in WeightRef w, float* x, float* xs, QuantAct? qa, in Epilogue epi, int threads)
         {
-            _w = w; _x = x; _qa = qa; _epi = epi;
+            _w = w; _x = x; _xs = xs; _qa = qa; _epi = epi;
             // Enough items for balance (a preempted thread leaves its share to the others), each a few hundred KB.
             long bytes = w.RowBytes * w.Rows;
             int items = bytes < (256 << 10) ? 1 : Math.Min(threads * 16, (w.Rows + 3) / 4);
@@ -342,6 +374,7 @@ public sealed unsafe class CpuBackend : IBackend
         {
             int r0 = item * _rowsPer, r1 = Math.Min(_w.Rows, r0 + _rowsPer);
             if (_qa != null) MatVec.Int8(be.Int8, _w, _qa, 0, r0, r1, _epi);
+            else if (_xs != null) MatVec.F16Scaled(be.Level, _w, _xs, r0, r1, _epi);
             else MatVec.Float(be.Level, _w, _x, r0, r1, _epi, (float*)be._scratch[worker].Ptr);
         }
     }

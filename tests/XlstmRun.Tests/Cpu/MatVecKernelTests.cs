@@ -53,6 +53,33 @@ public unsafe class MatVecKernelTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>F16 with activations pre-scaled by 2^112 gives bit for bit the plain F16 kernel's results (power-of-two scaling).</summary>
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(5, 37)]
+    [InlineData(9, 96)]
+    [InlineData(7, 10944)]
+    [InlineData(67, 4096)]
+    public void ScaledF16KernelEqualsThePlainOneExactly(int rows, int cols)
+    {
+        using var w = new TestMatrix(GgmlType.F16, rows, cols, seed: rows + 17 * cols, scale: 3f);
+        // include subnormal halves (|w| < 2^-14) and large activations up to the limit
+        for (int k = 0; k < Math.Min(cols, 40); k++) ((ushort*)w.Data)[k] = (ushort)(k % 2 == 0 ? 0x0001 + k : 0x83FF - k);
+        var x = Buf.Random(cols, 18, 2f);
+        x[0] = MatVec.ScaledF16Limit; if (cols > 1) x[1] = -1e-30f;
+        var xs = Buf.Zeros(cols);
+        for (int k = 0; k < cols; k++) xs[k] = x[k] * HalfBits.Scale;
+        var bias = Buf.Random(rows, 19);
+        var scratch = Buf.Zeros(cols);
+        foreach (var level in Levels.Float)
+        {
+            var y1 = Buf.Random(rows, 20); var y2 = (float[])y1.Clone();
+            MatVec.Float(level, w.Ref, Buf.Ptr(x), 0, rows, new Epilogue(Buf.Ptr(y1), Buf.Ptr(bias), true), Buf.Ptr(scratch));
+            MatVec.F16Scaled(level, w.Ref, Buf.Ptr(xs), 0, rows, new Epilogue(Buf.Ptr(y2), Buf.Ptr(bias), true));
+            Assert.Equal(y1, y2);
+        }
+    }
+
     public static TheoryData<GgmlType, int, int> QuantShapes()
     {
         var d = new TheoryData<GgmlType, int, int>();
