@@ -407,7 +407,7 @@ public sealed unsafe class CpuBackend : IBackend
     /// <summary>Prefill over packed weights: items of <see cref="GroupsPerItem"/> groups, all tokens each.</summary>
     private sealed class PackedGemmJob : IParallelWork
     {
-        public const int GroupsPerItem = 2;
+        public const int GroupsPerItem = 4;
         private PackedRef _w;
         private QuantAct _qa = null!;
         private Epilogue2D _epi;

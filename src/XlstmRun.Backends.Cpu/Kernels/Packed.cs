@@ -240,8 +240,8 @@ public static unsafe class PackedMatVec
 }
 
 /// <summary>
-/// Prefill products over packed Q8_0/Q4_0 weights (AVX2, 8-bit activations): for each group of eight rows, tiles of
-/// four tokens; each block's quants are unpacked once per tile into registers and multiplied by every token's
+/// Prefill products over packed Q8_0/Q4_0 weights (AVX2, 8-bit activations): tiles of four tokens times groups of
+/// eight rows; each block's quants are unpacked once per tile into registers and multiplied by every token's
 /// broadcast activations (`vpmaddubsw`), int16 partial sums widened once per block.
 /// </summary>
 public static unsafe class PackedGemm
@@ -254,25 +254,26 @@ public static unsafe class PackedGemm
     {
         if (xa.Cols != w.Cols) throw new ArgumentException("activation width differs from the weight's");
         bool huge = false;
-        for (int t = 0; t < T; t++) huge |= xa.Huge[t] != 0;
+        for (int u = 0; u < T; u++) huge |= xa.Huge[u] != 0;
         if (huge || !CpuCaps.Avx2)
         {
             // rare (|x| above ~8·10^6) or no AVX2: token by token through the exact scalar form
-            for (int t = 0; t < T; t++)
+            for (int u = 0; u < T; u++)
             {
-                var x = new MatVec.QRow(xa.RowQ(t), xa.RowD(t), xa.RowDS(t), xa.RowSum(t), xa.RowInit4(t), w.Blocks);
-                PackedMatVec.Scalar(w, x, g0, g1, new Epilogue(epi.Dst + t * epi.Ldd, epi.Bias, epi.Accumulate));
+                var x = new MatVec.QRow(xa.RowQ(u), xa.RowD(u), xa.RowDS(u), xa.RowSum(u), xa.RowInit4(u), w.Blocks);
+                PackedMatVec.Scalar(w, x, g0, g1, new Epilogue(epi.Dst + u * epi.Ldd, epi.Bias, epi.Accumulate));
             }
             return;
         }
-        for (int g = g0; g < g1; g++)
-        {
-            int t = 0;
-            for (; t + Tile <= T; t += Tile)
-                if (w.Type == GgmlType.Q4_0) Q4Tile4(w, g, xa, t, epi); else Q8Tile4(w, g, xa, t, epi);
-            for (; t < T; t++)
-                if (w.Type == GgmlType.Q4_0) Q4Tile1(w, g, xa, t, epi); else Q8Tile1(w, g, xa, t, epi);
-        }
+        // Tokens outside, groups inside: a few groups' weights stay in L2 while the token tile's activations stay in L1.
+        bool q4 = w.Type == GgmlType.Q4_0;
+        int t = 0;
+        for (; t + Tile <= T; t += Tile)
+            for (int g = g0; g < g1; g++)
+                if (q4) Q4Tile4(w, g, xa, t, epi); else Q8Tile4(w, g, xa, t, epi);
+        for (; t < T; t++)
+            for (int g = g0; g < g1; g++)
+                if (q4) Q4Tile1(w, g, xa, t, epi); else Q8Tile1(w, g, xa, t, epi);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
