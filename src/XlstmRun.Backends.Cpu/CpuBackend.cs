@@ -201,7 +201,11 @@ public sealed unsafe class CpuBackend : IBackend
         }
         if (T == 1)
         {
-            if (W.IsPacked) { _pmatvec.Set(W.Packed, _qa, new Epilogue(D.Ptr, b, accumulate), Threads); Run(_pmatvec, _pmatvec.Items); }
+            if (W.IsPacked)
+            {
+                _pmatvec.Set(W.Packed, _qa, _qa.Broadcast4(0), new Epilogue(D.Ptr, b, accumulate), Threads);
+                Run(_pmatvec, _pmatvec.Items);
+            }
             else
             {
                 if (!int8 && W.Ref.IsQuant) EnsureScratch(W.Cols * 4L);
@@ -384,13 +388,14 @@ public sealed unsafe class CpuBackend : IBackend
     {
         private PackedRef _w;
         private QuantAct _qa = null!;
+        private sbyte* _x4;
         private Epilogue _epi;
         private int _per;
         public int Items;
 
-        public void Set(in PackedRef w, QuantAct qa, in Epilogue epi, int threads)
+        public void Set(in PackedRef w, QuantAct qa, sbyte* x4, in Epilogue epi, int threads)
         {
-            _w = w; _qa = qa; _epi = epi;
+            _w = w; _qa = qa; _x4 = x4; _epi = epi;
             // as for MatVecJob: enough items for balance, each a few hundred KB
             int items = w.GroupBytes * w.Groups < (256 << 10) ? 1 : Math.Min(threads * 16, w.Groups);
             _per = (w.Groups + items - 1) / items;
@@ -400,7 +405,7 @@ public sealed unsafe class CpuBackend : IBackend
         public void Execute(int item, int worker)
         {
             int g0 = item * _per;
-            PackedMatVec.Run(_w, _qa, 0, g0, Math.Min(_w.Groups, g0 + _per), _epi);
+            PackedMatVec.Run(_w, _qa, 0, _x4, g0, Math.Min(_w.Groups, g0 + _per), _epi);
         }
     }
 

@@ -90,7 +90,7 @@ public unsafe class PackedKernelTests
             // groups in two calls (as the work items split them)
             int cut = p.Ref.Groups / 3;
             if (scalar) { PackedMatVec.Scalar(p.Ref, xr, 0, cut, epi); PackedMatVec.Scalar(p.Ref, xr, cut, p.Ref.Groups, epi); }
-            else { PackedMatVec.Run(p.Ref, qa, 0, 0, cut, epi); PackedMatVec.Run(p.Ref, qa, 0, cut, p.Ref.Groups, epi); }
+            else { PackedMatVec.Run(p.Ref, qa, 0, qa.Broadcast4(0), 0, cut, epi); PackedMatVec.Run(p.Ref, qa, 0, qa.Broadcast4(0), cut, p.Ref.Groups, epi); }
             for (int r = 0; r < rows; r++)
             {
                 var (dot, abs) = m.Exact(r, dq);
@@ -156,7 +156,7 @@ public unsafe class PackedKernelTests
         var D = Buf.Zeros(T * rows);
         PackedGemm.Run(p.Ref, qa, T, 0, p.Ref.Groups, new Epilogue2D(Buf.Ptr(D), rows, null, false));
         var y = Buf.Zeros(rows);
-        PackedMatVec.Run(p.Ref, qa, 2, 0, p.Ref.Groups, new Epilogue(Buf.Ptr(y), null, false));
+        PackedMatVec.Run(p.Ref, qa, 2, qa.Broadcast4(2), 0, p.Ref.Groups, new Epilogue(Buf.Ptr(y), null, false));
         for (int t = 0; t < T; t++)
         {
             var dq = Dequantized(qa, t, cols);
