@@ -113,7 +113,7 @@ public static unsafe class Packing
 public static unsafe class PackedMatVec
 {
     /// <summary>Prefetch distance in bytes along a group's stream.</summary>
-    public const int PrefetchAhead = 1024;
+    public const int PrefetchAhead = 3072;
 
     /// <summary>
     /// dot(W_r, x) for the rows of groups [g0, g1), x row <paramref name="xr"/> of <paramref name="a"/>;
