@@ -30,6 +30,7 @@ public sealed unsafe class CpuBackend : IBackend
     private readonly CellJob _cell;
     private readonly RowsJob _rows;
     private readonly List<CpuWeight> _weights = new();
+    private readonly List<CpuState> _states = new();
     private readonly CpuProfiler? _prof;
     private long _populated;
 
@@ -131,7 +132,12 @@ public sealed unsafe class CpuBackend : IBackend
 
     public ITokenBuffer AllocTokens(int capacity) => new CpuTokens(capacity);
     public IIndexBuffer AllocIndices(int capacity) => new CpuIndices(capacity);
-    public IStateBuffer AllocState(ModelConfig config) => new CpuState(config);
+    public IStateBuffer AllocState(ModelConfig config)
+    {
+        var st = new CpuState(config);
+        _states.Add(st);
+        return st;
+    }
 
     public void WriteTokens(ITokenBuffer dst, ReadOnlySpan<int> ids)
     {
@@ -142,9 +148,9 @@ public sealed unsafe class CpuBackend : IBackend
 
     public void Read(ITensor src, Span<float> dst) => ((CpuTensor)src).Span.CopyTo(dst);
     public void ReadIndices(IIndexBuffer src, Span<int> dst) => ((CpuIndices)src).Values.AsSpan(0, dst.Length).CopyTo(dst);
-    public void ReadState(IStateBuffer src, Span<float> dst) => ((CpuState)src).Data.CopyTo(dst);
-    public void WriteState(IStateBuffer dst, ReadOnlySpan<float> src) => src.CopyTo(((CpuState)dst).Data);
-    public void ResetState(IStateBuffer dst) => Array.Clear(((CpuState)dst).Data);
+    public void ReadState(IStateBuffer src, Span<float> dst) => ((CpuState)src).Span.CopyTo(dst);
+    public void WriteState(IStateBuffer dst, ReadOnlySpan<float> src) => src.CopyTo(((CpuState)dst).Span);
+    public void ResetState(IStateBuffer dst) => ((CpuState)dst).Span.Clear();
     public void Replay(string key, Action record) => record();
 
     // ---- ops -------------------------------------------------------------------------------------------------------------
@@ -323,6 +329,8 @@ public sealed unsafe class CpuBackend : IBackend
         foreach (var s in _scratch) s.Dispose();
         foreach (var w in _weights) w.FreePacked();
         _weights.Clear();
+        foreach (var st in _states) st.Dispose();
+        _states.Clear();
     }
 
     // ---- per-worker scratch ------------------------------------------------------------------------------------------------

@@ -105,15 +105,31 @@ public sealed class CpuIndices : IIndexBuffer
     public int Capacity => Values.Length;
 }
 
-public sealed unsafe class CpuState : IStateBuffer
+/// <summary>
+/// The recurrent state in native memory on 2 MB pages where the kernel allows (the decode step reads and writes all of
+/// it every token: 128 MiB for 7B). Freed by <see cref="Dispose"/> (the backend disposes the states it made).
+/// </summary>
+public sealed unsafe class CpuState : IStateBuffer, IDisposable
 {
+    private readonly long _bytes;
+
     public CpuState(ModelConfig c)
     {
         Config = c;
-        Data = GC.AllocateArray<float>(checked((int)c.StateFloats), pinned: true);
-        Ptr = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref Data[0]);
+        Length = checked((int)c.StateFloats);
+        _bytes = (long)Length * 4;
+        Ptr = (float*)NativePages.AllocHuge(_bytes);
+        Span.Clear();
     }
+
     public ModelConfig Config { get; }
-    public float[] Data { get; }
-    public float* Ptr { get; }
+    public int Length { get; }
+    public float* Ptr { get; private set; }
+    public Span<float> Span => Ptr == null ? throw new ObjectDisposedException(nameof(CpuState)) : new(Ptr, Length);
+
+    public void Dispose()
+    {
+        NativePages.Free((byte*)Ptr, _bytes);
+        Ptr = null;
+    }
 }
