@@ -360,6 +360,18 @@ public static unsafe class PackedGemm
     private static Vector256<int> Dot8(Vector256<sbyte> wv, Vector256<byte> aw, sbyte* q, Vector256<short> ones) =>
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(B4(q), wv)), ones);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q8Group4(byte* pw, sbyte* a0, sbyte* a1, sbyte* a2, sbyte* a3, Vector256<short> ones,
+        ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
+    {
+        var wv = Vector256.Load((sbyte*)pw);
+        var aw = Avx2.Abs(wv);
+        s0 += Dot8(wv, aw, a0, ones);
+        s1 += Dot8(wv, aw, a1, ones);
+        s2 += Dot8(wv, aw, a2, ones);
+        s3 += Dot8(wv, aw, a3, ones);
+    }
+
     private static void Q8Tile4(in PackedRef w, int g, QuantAct xa, int t, in Epilogue2D epi)
     {
         var ones = Vector256.Create((short)1);
@@ -370,16 +382,15 @@ public static unsafe class PackedGemm
         for (int b = 0, kb = 0; b < w.Blocks; b++, kb += 32, p += 272)
         {
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
-            for (int i = 0; i < 8; i++)
-            {
-                var wv = Vector256.Load((sbyte*)(p + 16 + 32 * i));
-                var aw = Avx2.Abs(wv);
-                int k = kb + 4 * i;
-                s0 += Dot8(wv, aw, q0 + k, ones);
-                s1 += Dot8(wv, aw, q1 + k, ones);
-                s2 += Dot8(wv, aw, q2 + k, ones);
-                s3 += Dot8(wv, aw, q3 + k, ones);
-            }
+            // unrolled by hand (the JIT does not unroll): column groups 0–7 of the block
+            Q8Group4(p + 16, q0 + kb, q1 + kb, q2 + kb, q3 + kb, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 48, q0 + kb + 4, q1 + kb + 4, q2 + kb + 4, q3 + kb + 4, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 80, q0 + kb + 8, q1 + kb + 8, q2 + kb + 8, q3 + kb + 8, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 112, q0 + kb + 12, q1 + kb + 12, q2 + kb + 12, q3 + kb + 12, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 144, q0 + kb + 16, q1 + kb + 16, q2 + kb + 16, q3 + kb + 16, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 176, q0 + kb + 20, q1 + kb + 20, q2 + kb + 20, q3 + kb + 20, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 208, q0 + kb + 24, q1 + kb + 24, q2 + kb + 24, q3 + kb + 24, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 240, q0 + kb + 28, q1 + kb + 28, q2 + kb + 28, q3 + kb + 28, ones, ref s0, ref s1, ref s2, ref s3);
             var sc = Packing.Scales(p);
             f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0), sc * Vector256.Create(d0[b]), f0);
             f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s1), sc * Vector256.Create(d1[b]), f1);
