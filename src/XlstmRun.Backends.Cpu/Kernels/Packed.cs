@@ -293,12 +293,12 @@ public static unsafe class PackedGemm
     {
         var mask = Vector256.Create((byte)0x0F);
         var ones = Vector256.Create((short)1);
-        byte* p = w.Group(g);
+        byte* p = w.Group(g), end = p + (long)w.Blocks * 144;
+        // per token: quants (32 per block) and the block's {DS, −8·Σq} pair, walked block by block
         sbyte* q0 = xa.RowQ(t), q1 = xa.RowQ(t + 1), q2 = xa.RowQ(t + 2), q3 = xa.RowQ(t + 3);
-        int* i0 = xa.RowInit4(t), i1 = xa.RowInit4(t + 1), i2 = xa.RowInit4(t + 2), i3 = xa.RowInit4(t + 3);
-        float* d0 = xa.RowDS(t), d1 = xa.RowDS(t + 1), d2 = xa.RowDS(t + 2), d3 = xa.RowDS(t + 3);
+        float* a0 = xa.RowAux(t), a1 = xa.RowAux(t + 1), a2 = xa.RowAux(t + 2), a3 = xa.RowAux(t + 3);
         Vector256<float> f0 = default, f1 = default, f2 = default, f3 = default;
-        for (int b = 0, kb = 0; b < w.Blocks; b++, kb += 32, p += 144)
+        for (; p < end; p += 144, q0 += 32, q1 += 32, q2 += 32, q3 += 32, a0 += 2, a1 += 2, a2 += 2, a3 += 2)
         {
             var v0 = Vector256.Load(p + 16);
             var v1 = Vector256.Load(p + 48);
@@ -306,24 +306,24 @@ public static unsafe class PackedGemm
             var v3 = Vector256.Load(p + 112);
             // low nibbles: columns 0 … 15 of the block
             var w0 = v0 & mask; var w1 = v1 & mask; var w2 = v2 & mask; var w3 = v3 & mask;
-            var s0 = Dot4(w0, w1, w2, w3, q0 + kb);
-            var s1 = Dot4(w0, w1, w2, w3, q1 + kb);
-            var s2 = Dot4(w0, w1, w2, w3, q2 + kb);
-            var s3 = Dot4(w0, w1, w2, w3, q3 + kb);
+            var s0 = Dot4(w0, w1, w2, w3, q0);
+            var s1 = Dot4(w0, w1, w2, w3, q1);
+            var s2 = Dot4(w0, w1, w2, w3, q2);
+            var s3 = Dot4(w0, w1, w2, w3, q3);
             // high nibbles: columns 16 … 31
             w0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask;
             w1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask;
             w2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & mask;
             w3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & mask;
-            s0 += Dot4(w0, w1, w2, w3, q0 + kb + 16);
-            s1 += Dot4(w0, w1, w2, w3, q1 + kb + 16);
-            s2 += Dot4(w0, w1, w2, w3, q2 + kb + 16);
-            s3 += Dot4(w0, w1, w2, w3, q3 + kb + 16);
+            s0 += Dot4(w0, w1, w2, w3, q0 + 16);
+            s1 += Dot4(w0, w1, w2, w3, q1 + 16);
+            s2 += Dot4(w0, w1, w2, w3, q2 + 16);
+            s3 += Dot4(w0, w1, w2, w3, q3 + 16);
             var sc = Packing.Scales(p);
-            f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s0, ones) + Vector256.Create(i0[8 * b])), sc * Vector256.Create(d0[b]), f0);
-            f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s1, ones) + Vector256.Create(i1[8 * b])), sc * Vector256.Create(d1[b]), f1);
-            f2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s2, ones) + Vector256.Create(i2[8 * b])), sc * Vector256.Create(d2[b]), f2);
-            f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s3, ones) + Vector256.Create(i3[8 * b])), sc * Vector256.Create(d3[b]), f3);
+            f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s0, ones) + Vector256.Create(*(int*)(a0 + 1))), sc * Vector256.Create(*a0), f0);
+            f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s1, ones) + Vector256.Create(*(int*)(a1 + 1))), sc * Vector256.Create(*a1), f1);
+            f2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s2, ones) + Vector256.Create(*(int*)(a2 + 1))), sc * Vector256.Create(*a2), f2);
+            f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s3, ones) + Vector256.Create(*(int*)(a3 + 1))), sc * Vector256.Create(*a3), f3);
         }
         int nr = Math.Min(8, w.Rows - 8 * g);
         epi.WriteRow(t, 8 * g, nr, f0);
@@ -375,27 +375,27 @@ public static unsafe class PackedGemm
     private static void Q8Tile4(in PackedRef w, int g, QuantAct xa, int t, in Epilogue2D epi)
     {
         var ones = Vector256.Create((short)1);
-        byte* p = w.Group(g);
+        byte* p = w.Group(g), end = p + (long)w.Blocks * 272;
         sbyte* q0 = xa.RowQ(t), q1 = xa.RowQ(t + 1), q2 = xa.RowQ(t + 2), q3 = xa.RowQ(t + 3);
         float* d0 = xa.RowDS(t), d1 = xa.RowDS(t + 1), d2 = xa.RowDS(t + 2), d3 = xa.RowDS(t + 3);
         Vector256<float> f0 = default, f1 = default, f2 = default, f3 = default;
-        for (int b = 0, kb = 0; b < w.Blocks; b++, kb += 32, p += 272)
+        for (; p < end; p += 272, q0 += 32, q1 += 32, q2 += 32, q3 += 32, d0++, d1++, d2++, d3++)
         {
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
             // unrolled by hand (the JIT does not unroll): column groups 0–7 of the block
-            Q8Group4(p + 16, q0 + kb, q1 + kb, q2 + kb, q3 + kb, ones, ref s0, ref s1, ref s2, ref s3);
-            Q8Group4(p + 48, q0 + kb + 4, q1 + kb + 4, q2 + kb + 4, q3 + kb + 4, ones, ref s0, ref s1, ref s2, ref s3);
-            Q8Group4(p + 80, q0 + kb + 8, q1 + kb + 8, q2 + kb + 8, q3 + kb + 8, ones, ref s0, ref s1, ref s2, ref s3);
-            Q8Group4(p + 112, q0 + kb + 12, q1 + kb + 12, q2 + kb + 12, q3 + kb + 12, ones, ref s0, ref s1, ref s2, ref s3);
-            Q8Group4(p + 144, q0 + kb + 16, q1 + kb + 16, q2 + kb + 16, q3 + kb + 16, ones, ref s0, ref s1, ref s2, ref s3);
-            Q8Group4(p + 176, q0 + kb + 20, q1 + kb + 20, q2 + kb + 20, q3 + kb + 20, ones, ref s0, ref s1, ref s2, ref s3);
-            Q8Group4(p + 208, q0 + kb + 24, q1 + kb + 24, q2 + kb + 24, q3 + kb + 24, ones, ref s0, ref s1, ref s2, ref s3);
-            Q8Group4(p + 240, q0 + kb + 28, q1 + kb + 28, q2 + kb + 28, q3 + kb + 28, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 16, q0, q1, q2, q3, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 48, q0 + 4, q1 + 4, q2 + 4, q3 + 4, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 80, q0 + 8, q1 + 8, q2 + 8, q3 + 8, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 112, q0 + 12, q1 + 12, q2 + 12, q3 + 12, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 144, q0 + 16, q1 + 16, q2 + 16, q3 + 16, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 176, q0 + 20, q1 + 20, q2 + 20, q3 + 20, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 208, q0 + 24, q1 + 24, q2 + 24, q3 + 24, ones, ref s0, ref s1, ref s2, ref s3);
+            Q8Group4(p + 240, q0 + 28, q1 + 28, q2 + 28, q3 + 28, ones, ref s0, ref s1, ref s2, ref s3);
             var sc = Packing.Scales(p);
-            f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0), sc * Vector256.Create(d0[b]), f0);
-            f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s1), sc * Vector256.Create(d1[b]), f1);
-            f2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s2), sc * Vector256.Create(d2[b]), f2);
-            f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s3), sc * Vector256.Create(d3[b]), f3);
+            f0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0), sc * Vector256.Create(*d0), f0);
+            f1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s1), sc * Vector256.Create(*d1), f1);
+            f2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s2), sc * Vector256.Create(*d2), f2);
+            f3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s3), sc * Vector256.Create(*d3), f3);
         }
         int nr = Math.Min(8, w.Rows - 8 * g);
         epi.WriteRow(t, 8 * g, nr, f0);
