@@ -117,7 +117,7 @@ public static unsafe class PackedMatVec
 
     /// <summary>
     /// dot(W_r, x) for the rows of groups [g0, g1), x row <paramref name="xr"/> of <paramref name="a"/>;
-    /// <paramref name="x4"/>: that row's <see cref="QuantAct.Broadcast4"/> (built once per row by the caller).
+    /// <paramref name="x4"/>: that row's <see cref="QuantAct.Broadcast4"/> (built by the calling thread).
     /// </summary>
     public static void Run(in PackedRef w, QuantAct a, int xr, sbyte* x4, int g0, int g1, in Epilogue epi)
     {

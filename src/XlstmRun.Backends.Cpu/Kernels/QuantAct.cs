@@ -63,30 +63,19 @@ public sealed unsafe class QuantAct : IDisposable
     public int* RowInit4(int r) => Init4 + (long)r * Blocks * 8;
     public float* RowAux(int r) => Aux + (long)r * Blocks * 2;
 
-    private sbyte* _bcast;
-    private long _capBcast;
-
     /// <summary>
-    /// Row <paramref name="r"/>'s quants with every group of four repeated eight times (32 bytes per group of four, so
-    /// Cols·8 bytes): the operand of `vpmaddubsw` against eight weight rows × four columns, read straight from memory
-    /// instead of broadcast per use. Built on each call (one row, for decode).
+    /// Write row <paramref name="r"/>'s quants to <paramref name="dst"/> with every group of four repeated eight times
+    /// (32 bytes per group of four, Cols·8 bytes in all): the operand of `vpmaddubsw` against eight weight rows × four
+    /// columns, read straight from memory instead of broadcast per use.
     /// </summary>
-    public sbyte* Broadcast4(int r)
+    public void Broadcast4(int r, sbyte* dst)
     {
-        long n = (long)Cols * 8;
-        if (n > _capBcast)
-        {
-            Free(_bcast);
-            _bcast = (sbyte*)NativeMemory.AlignedAlloc((nuint)n + 64, 64);
-            _capBcast = n;
-        }
         sbyte* q = RowQ(r);
         if (Vector256.IsHardwareAccelerated)
-            for (int g = 0; g < Cols / 4; g++) Vector256.Create(*(int*)(q + 4 * g)).Store((int*)(_bcast + 32 * g));
+            for (int g = 0; g < Cols / 4; g++) Vector256.Create(*(int*)(q + 4 * g)).Store((int*)(dst + 32 * g));
         else
             for (int g = 0; g < Cols / 4; g++)
-                for (int j = 0; j < 8; j++) *(int*)(_bcast + 32 * g + 4 * j) = *(int*)(q + 4 * g);
-        return _bcast;
+                for (int j = 0; j < 8; j++) *(int*)(dst + 32 * g + 4 * j) = *(int*)(q + 4 * g);
     }
 
     /// <summary>Quantize row <paramref name="r"/> from <paramref name="x"/> (Cols floats).</summary>
@@ -162,8 +151,8 @@ public sealed unsafe class QuantAct : IDisposable
 
     public void Dispose()
     {
-        Free(Q); Free(D); Free(DS); Free(Sum); Free(Init4); Free(Huge); Free(_bcast); Free(Aux);
-        Q = null; D = null; DS = null; Sum = null; Init4 = null; Huge = null; _bcast = null; Aux = null; _capQ = _capB = _capR = _capBcast = 0;
+        Free(Q); Free(D); Free(DS); Free(Sum); Free(Init4); Free(Huge); Free(Aux);
+        Q = null; D = null; DS = null; Sum = null; Init4 = null; Huge = null; Aux = null; _capQ = _capB = _capR = 0;
     }
 }
 
