@@ -1,5 +1,7 @@
 # xlstm-run build. `make` builds, `make publish` writes the native binary to build/xlstm-run,
 # `make test` installs missing system packages and runs every test, `make run` generates text with the default model.
+# `make install PREFIX=/usr/local` installs the binary and the default model, `make uninstall` removes them,
+# `make dist` writes a release tarball to build/dist/.
 DOTNET    ?= dotnet
 CONFIG    ?= Release
 RID       ?= linux-x64
@@ -7,8 +9,18 @@ ISA       ?= x86-64-v3
 BIN       := build/xlstm-run
 PROMPT    ?= And God said
 RESULTS   := build/test-results
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BINDIR    := $(DESTDIR)$(PREFIX)/bin
+SHAREDIR  := $(DESTDIR)$(PREFIX)/share/xlstm-run
+VERSION   := $(shell sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' src/XlstmRun.Cli/XlstmRun.Cli.csproj)
+DISTNAME  := xlstm-run-$(VERSION)-$(RID)
+MODEL     := models/default/default.gguf
+# what the binary is built from: install and dist rebuild it only when one of these is newer
+SOURCES   := $(shell find src shaders -type f \( -name '*.cs' -o -name '*.csproj' -o -name '*.comp' -o -name '*.glsl' -o -name '*.cl' \) \
+               -not -path '*/obj/*' -not -path '*/bin/*' 2>/dev/null) Directory.Build.props
 
-.PHONY: all build publish test run deps clean
+.PHONY: all build publish test run deps clean install uninstall dist
 
 all: build
 
@@ -31,6 +43,33 @@ test: deps publish
 
 run: deps publish
 	$(BIN) -n 60 -p "$(PROMPT)"
+
+$(BIN): $(SOURCES)
+	$(MAKE) publish
+
+# The binary looks for the default model in ../share/xlstm-run/ beside itself, so PREFIX/bin + PREFIX/share work together.
+install: $(BIN)
+	install -d "$(BINDIR)" "$(SHAREDIR)"
+	install -m 755 $(BIN) "$(BINDIR)/xlstm-run"
+	install -m 644 $(MODEL) "$(SHAREDIR)/default.gguf"
+	install -m 644 models/default/README.md "$(SHAREDIR)/default-model-README.md"
+	@echo "installed $(BINDIR)/xlstm-run and $(SHAREDIR)/default.gguf"
+
+uninstall:
+	rm -f "$(BINDIR)/xlstm-run" "$(SHAREDIR)/default.gguf" "$(SHAREDIR)/default-model-README.md"
+	-rmdir "$(SHAREDIR)" 2>/dev/null || true
+	@echo "removed $(BINDIR)/xlstm-run and $(SHAREDIR)"
+
+# Release tarball: the install layout (bin/, share/xlstm-run/) plus the README and the licence files, so that
+# bin/xlstm-run finds its default model wherever the tarball is unpacked.
+dist: $(BIN)
+	rm -rf build/dist/$(DISTNAME) && mkdir -p build/dist/$(DISTNAME)/bin build/dist/$(DISTNAME)/share/xlstm-run
+	install -m 755 $(BIN) build/dist/$(DISTNAME)/bin/xlstm-run
+	install -m 644 $(MODEL) build/dist/$(DISTNAME)/share/xlstm-run/default.gguf
+	install -m 644 models/default/README.md build/dist/$(DISTNAME)/share/xlstm-run/default-model-README.md
+	install -m 644 README.md $(wildcard LICENSE* LICENCE* COPYING* NOTICE*) build/dist/$(DISTNAME)/
+	tar -C build/dist --owner=0 --group=0 -czf build/dist/$(DISTNAME).tar.gz $(DISTNAME)
+	@cd build/dist && sha256sum $(DISTNAME).tar.gz > $(DISTNAME).tar.gz.sha256 && echo "wrote build/dist/$(DISTNAME).tar.gz" && cat $(DISTNAME).tar.gz.sha256
 
 clean:
 	rm -rf build src/*/bin src/*/obj tests/*/bin tests/*/obj

@@ -4,8 +4,9 @@
 #   libvulkan1 + mesa-vulkan-drivers   Vulkan loader + lavapipe (software Vulkan device for tests)
 #   ocl-icd-libopencl1 + pocl-opencl-icd   OpenCL loader + PoCL (CPU OpenCL device for tests)
 #   clang lld zlib1g-dev       NativeAOT link step
+#   tmux                       a real terminal for the chat tests
 set -euo pipefail
-pkgs=(glslc libvulkan1 mesa-vulkan-drivers ocl-icd-libopencl1 pocl-opencl-icd clang lld zlib1g-dev)
+pkgs=(glslc libvulkan1 mesa-vulkan-drivers ocl-icd-libopencl1 pocl-opencl-icd clang lld zlib1g-dev tmux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

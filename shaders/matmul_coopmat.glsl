@@ -1,6 +1,23 @@
-// The body of matmul_coopmat.comp (and of its test build matmul_coopmat_emu.comp); see there.
-layout(local_size_x = 256) in;
-layout(constant_id = 2) const uint WTYPE = 0u;
+// The body of matmul_coopmat.comp (tensor cores, GL_NV_cooperative_matrix) and of its test build
+// matmul_coopmat_emu.comp (the same kernel with each 16×16 matrix operation done by plain arithmetic, so that its
+// tiling, staging and epilogue are checked on devices without cooperative matrices, lavapipe in CI).
+//
+// dst[t, row] (+)= Σ_k x[t, k] · W[row, k] (+ bias[row]): x is [tokens, K] float32, W is [rows, K] of any weight type.
+// Workgroup: WARPS_M × WARPS_N subgroups of 32 invocations; a tile of BM = 16·TM·WARPS_M tokens × BN = 16·TN·WARPS_N
+// weight rows, K in steps of BK = 8·BKV. Subgroup (wm, wn) owns TM × TN accumulator tiles of 16 × 16 (f32).
+// Operands are f16 in shared memory (x converted, F16 weights copied as they are, other types dequantized once per
+// tile), double-buffered: the global loads of step s+1 are issued before the products of step s and stored into the
+// other buffer after them, so one barrier per step suffices. Rows of the shared tiles are BKV + 1 uvec4 long (16 bytes
+// of padding) so that the 16-byte fragment loads of 8 consecutive rows hit distinct banks.
+// Precision: operands rounded to f16 (the host selects this kernel only where docs/precision.md allows it: weights other
+// than F32 whose values fit f16, --precision auto), f32 accumulation.
+layout(local_size_x_id = 0) in;                     // 32 · WARPS_M · WARPS_N
+layout(constant_id = 1) const uint WARPS_M = 2u;
+layout(constant_id = 2) const uint WTYPE = 1u;
+layout(constant_id = 3) const uint WARPS_N = 2u;
+layout(constant_id = 4) const uint TM = 4u;
+layout(constant_id = 5) const uint TN = 4u;
+layout(constant_id = 6) const uint BKV = 4u;        // uvec4 (8 halves) per shared row: BK = 8 · BKV
 
 layout(std430, binding = 0) readonly buffer W4b { uvec4 W4[]; };
 layout(std430, binding = 1) readonly buffer W1b { uint W1[]; };
@@ -15,29 +32,38 @@ layout(push_constant) uniform PC
 
 #include "weights.glsl"
 
-const uint BM = 64u, BN = 128u, BK = 32u;
-const uint LD = BK + 8u;   // f16 elements per shared row (80 bytes: 16-byte aligned rows, staggered banks)
-shared float16_t Xs[BM * LD];
-shared float16_t Ws[BN * LD];
-shared float Cs[8u * 256u];
-uint g_lane;   // invocation index within its 32-invocation group
+const uint NT = 32u * WARPS_M * WARPS_N;
+const uint BM = 16u * TM * WARPS_M;
+const uint BN = 16u * TN * WARPS_N;
+const uint BK = 8u * BKV;
+const uint LDV = BKV + 1u;                          // uvec4 per shared row
+const uint A_ITEMS = (BM * BKV + NT - 1u) / NT;     // (token, 8-element group) items per invocation and step
+const uint B_ITEMS = (BN * BKV + NT - 1u) / NT;     // (row, 8-element group) items
+shared uvec4 As[2 * BM * LDV];
+shared uvec4 Bs[2 * BN * LDV];
+shared float Cs[WARPS_M * WARPS_N * 256u];           // epilogue staging, one 16 × 16 tile per subgroup
+uint g_lane;
 
 #if EMULATE_COOPMAT
-// Test build for devices without cooperative matrices (lavapipe): the same kernel with each 16×16 matrix operation
-// done by plain arithmetic. An A/B "matrix" is a view of the shared tile (read at multiply time, which is equivalent:
-// nothing writes the tiles between the loads and the products); an accumulator is 8 floats per invocation, element
-// e = lane + 32·i at (row e / 16, column e % 16). Synchronisation uses workgroup barriers (every group of 32 takes the
-// same path), since lavapipe's subgroups are 8 wide.
+// A/B "matrix": a view of a shared tile, read at multiply time (nothing writes the tile between load and product);
+// accumulator: 8 floats per lane, element e = lane + 32·i at (row e / 16, column e % 16). Lanes are groups of 32
+// invocations (lavapipe's subgroups are 8 wide), synchronised with workgroup barriers.
 struct CmAB { uint arr; uint off; uint stride; bool colMajor; };
 struct CmAcc { float v[8]; };
 #define CM_AB CmAB
 #define CM_ACC CmAcc
 #define CM_ZERO CmAcc(float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
-#define CM_LOAD(m, arr_, id, off_, stride_, colMajor_) m = CmAB(id, off_, stride_, colMajor_)
+#define CM_LOAD_S(m, arr_, id, off_, stride_, colMajor_) m = CmAB(id, off_, stride_, colMajor_)
+float half_at(uint arr, uint i)   // i in halves
+{
+    uvec4 u = arr == 0u ? As[i >> 3] : Bs[i >> 3];
+    uint w = u[(i >> 1) & 3u];
+    return unpackHalf2x16(w)[i & 1u];
+}
 float cm_elem(CmAB m, uint r, uint c)
 {
-    uint i = m.colMajor ? m.off + c * m.stride + r : m.off + r * m.stride + c;
-    return m.arr == 0u ? float(Xs[i]) : float(Ws[i]);
+    uint i = m.colMajor ? 8u * m.off + c * 8u * m.stride + r : 8u * m.off + r * 8u * m.stride + c;
+    return half_at(m.arr, i);
 }
 CmAcc cm_muladd(CmAB a, CmAB b, CmAcc acc)
 {
@@ -51,142 +77,196 @@ CmAcc cm_muladd(CmAB a, CmAB b, CmAcc acc)
     return acc;
 }
 #define CM_MULADD(a, b, c) cm_muladd(a, b, c)
-void cm_store(CmAcc m, uint off, uint stride)   // into Cs, the only place accumulators are stored
+void cm_store_s(CmAcc m, uint off, uint stride)
 {
     for (uint i = 0u; i < 8u; i++) { uint e = g_lane + 32u * i; Cs[off + (e >> 4) * stride + (e & 15u)] = m.v[i]; }
 }
-#define CM_STORE(m, arr, off, stride) cm_store(m, off, stride)
-#define SG_SYNC() barrier()
+#define CM_STORE_S(m, off, stride) cm_store_s(m, off, stride)
+void cm_store_g(CmAcc m, uint off, uint stride)
+{
+    for (uint i = 0u; i < 8u; i++) { uint e = g_lane + 32u * i; D[off + (e >> 4) * stride + (e & 15u)] = m.v[i]; }
+}
+CmAcc cm_load_g(uint off, uint stride)
+{
+    CmAcc m;
+    for (uint i = 0u; i < 8u; i++) { uint e = g_lane + 32u * i; m.v[i] = D[off + (e >> 4) * stride + (e & 15u)]; }
+    return m;
+}
+#define CM_STORE_G(m, off, stride) cm_store_g(m, off, stride)
+#define CM_LOAD_G(m, off, stride) m = cm_load_g(off, stride)
+// each invocation reads back exactly the staging elements it stored: no synchronisation needed
+#define SG_SYNC()
 #else
 #define CM_AB fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define CM_ACC fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 #define CM_ZERO fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0)
-#define CM_LOAD(m, arr, id, off, stride, colMajor) coopMatLoadNV(m, arr, off, stride, colMajor)
+#define CM_LOAD_S(m, arr, id, off, stride, colMajor) coopMatLoadNV(m, arr, off, stride, colMajor)
 #define CM_MULADD(a, b, c) coopMatMulAddNV(a, b, c)
-#define CM_STORE(m, arr, off, stride) coopMatStoreNV(m, arr, off, stride, false)
+#define CM_STORE_S(m, off, stride) coopMatStoreNV(m, Cs, off, stride, false)
+#define CM_STORE_G(m, off, stride) coopMatStoreNV(m, D, off, stride, false)
+#define CM_LOAD_G(m, off, stride) coopMatLoadNV(m, D, off, stride, false)
 #define SG_SYNC() { subgroupMemoryBarrierShared(); subgroupBarrier(); }
 #endif
 
-vec4 x4_at(uint t, uint k)
+// x[t, k..k+7] (zeros outside the matrix)
+void load_x8(uint t, uint k, out vec4 a, out vec4 b)
 {
-    if (t >= pc.nTok || k >= pc.cols) return vec4(0.0);
-    vec4 v = X4[(pc.xOff + t * pc.xStride + k) >> 2];
-    if (k + 4u > pc.cols)
+    a = vec4(0.0);
+    b = vec4(0.0);
+    if (t >= pc.nTok || k >= pc.cols) return;
+    uint e = pc.xOff + t * pc.xStride + k;
+    if (k + 8u <= pc.cols)
     {
-        uint n = pc.cols - k;
-        v = vec4(v.x, n > 1u ? v.y : 0.0, n > 2u ? v.z : 0.0, 0.0);
+        a = X4[e >> 2];
+        b = X4[(e >> 2) + 1u];
+        return;
     }
-    return v;
+    float v[8];
+    for (uint i = 0u; i < 8u; i++) v[i] = k + i < pc.cols ? X4[(e + i) >> 2][(e + i) & 3u] : 0.0;
+    a = vec4(v[0], v[1], v[2], v[3]);
+    b = vec4(v[4], v[5], v[6], v[7]);
 }
 
-// x[t, k..k+3] as two packed f16 pairs (zeros outside the matrix)
-uvec2 load_x(uint t, uint k)
+// A 16 × 16 output tile inside the matrix, without bias, 16-byte aligned: stored (and, accumulating, loaded) whole.
+bool direct_tile(uint t0, uint r0)
 {
-    vec4 v = x4_at(t, k);
-    return uvec2(packHalf2x16(v.xy), packHalf2x16(v.zw));
+    return t0 + 16u <= pc.nTok && r0 + 16u <= pc.rows && (pc.flags & 2u) == 0u &&
+           ((pc.dOff + t0 * pc.dStride + r0) & 3u) == 0u && (pc.dStride & 3u) == 0u;
 }
 
-// W[row, k..k+7] as four packed f16 pairs: F16 weights as stored, every other type dequantized then packed
-uvec4 load_w(uint row, uint k, uint padCols)
+uvec4 pack8(vec4 a, vec4 b) { return uvec4(packHalf2x16(a.xy), packHalf2x16(a.zw), packHalf2x16(b.xy), packHalf2x16(b.zw)); }
+
+// W[row, k..k+7] as eight f16: F16 weights as stored, every other type dequantized then packed
+uvec4 load_w8(uint row, uint k, uint padCols)
 {
     if (row >= pc.rows || k >= padCols) return uvec4(0u);
     if (WTYPE == WT_F16) return W4[row * pc.wStride + (k >> 3)];
     vec4 lo, hi;
     w_decode8(row, k >> 3, pc.wStride, pc.scaleBase, lo, hi);
-    return uvec4(packHalf2x16(lo.xy), packHalf2x16(lo.zw), packHalf2x16(hi.xy), packHalf2x16(hi.zw));
+    return pack8(lo, hi);
 }
-
-// two f16 from one packed uint into a shared f16 array
-#define store2(arr, o, packed) { f16vec2 h_ = unpackFloat2x16(packed); arr[(o)] = h_.x; arr[(o) + 1u] = h_.y; }
 
 void main()
 {
     uint tid = gl_LocalInvocationID.x;
-    uint sg = tid >> 5, lane = tid & 31u;   // subgroups of 32 (checked by the host)
+    uint sg = tid >> 5, lane = tid & 31u;   // groups of 32 (subgroups of 32 checked by the host)
     g_lane = lane;
-    uint wm = sg >> 2, wn = sg & 3u;
+    uint wm = sg / WARPS_N, wn = sg % WARPS_N;
     uint rowBase = gl_WorkGroupID.x * BN;
     uint tokBase = gl_WorkGroupID.y * BM;
-
-    // loader roles: x: 2 × (token, 4 elements); weights: 2 × (row, 8-element group)
-    uint xt[2], xk[2], wr[2], wq[2];
-    [[unroll]] for (uint i = 0u; i < 2u; i++)
-    {
-        uint idx = tid + 256u * i;
-        xt[i] = idx >> 3;  xk[i] = 4u * (idx & 7u);
-        wr[i] = idx >> 2;  wq[i] = 8u * (idx & 3u);
-    }
     uint padCols = wt_is_quant() ? pc.cols : ((pc.cols + 7u) & ~7u);
-    // registers hold the next step's operands already packed as f16 pairs
-    uvec2 xh[2];
-    uvec4 wh[2];
-    [[unroll]] for (uint i = 0u; i < 2u; i++)
+    uint nSteps = (pc.cols + BK - 1u) / BK;
+
+    // registers holding the next step's operands
+    vec4 xa[A_ITEMS], xb[A_ITEMS];
+    uvec4 wr[B_ITEMS];
+    [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
-        xh[i] = load_x(tokBase + xt[i], xk[i]);
-        wh[i] = load_w(rowBase + wr[i], wq[i], padCols);
+        uint idx = tid + NT * i;
+        load_x8(tokBase + idx / BKV, 8u * (idx % BKV), xa[i], xb[i]);
     }
-
-    CM_ACC c00 = CM_ZERO, c01 = CM_ZERO, c10 = CM_ZERO, c11 = CM_ZERO;
-
-    for (uint k0 = 0u; k0 < pc.cols; k0 += BK)
+    [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
-        barrier();   // the previous step's products have read the tiles
-        [[unroll]] for (uint i = 0u; i < 2u; i++)
+        uint idx = tid + NT * i;
+        wr[i] = load_w8(rowBase + idx / BKV, 8u * (idx % BKV), padCols);
+    }
+    [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
+    {
+        uint idx = tid + NT * i;
+        if (idx < BM * BKV) As[(idx / BKV) * LDV + idx % BKV] = pack8(xa[i], xb[i]);
+    }
+    [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
+    {
+        uint idx = tid + NT * i;
+        if (idx < BN * BKV) Bs[(idx / BKV) * LDV + idx % BKV] = wr[i];
+    }
+    barrier();
+
+    // accumulators: zero, or (accumulating into a whole tile that goes straight back to memory) the old values
+    CM_ACC acc[TM][TN];
+    [[unroll]] for (uint i = 0u; i < TM; i++)
+        [[unroll]] for (uint j = 0u; j < TN; j++)
         {
-            store2(Xs, xt[i] * LD + xk[i], xh[i].x);
-            store2(Xs, xt[i] * LD + xk[i] + 2u, xh[i].y);
-            uint wo = wr[i] * LD + wq[i];
-            store2(Ws, wo, wh[i].x);
-            store2(Ws, wo + 2u, wh[i].y);
-            store2(Ws, wo + 4u, wh[i].z);
-            store2(Ws, wo + 6u, wh[i].w);
+            uint t0 = tokBase + (wm * TM + i) * 16u, r0 = rowBase + (wn * TN + j) * 16u;
+            if ((pc.flags & 1u) != 0u && direct_tile(t0, r0)) CM_LOAD_G(acc[i][j], pc.dOff + t0 * pc.dStride + r0, pc.dStride);
+            else acc[i][j] = CM_ZERO;
+        }
+
+    for (uint s = 0u; s < nSteps; s++)
+    {
+        uint cur = s & 1u;
+        bool more = s + 1u < nSteps;
+        if (more)
+        {
+            uint k0 = (s + 1u) * BK;
+            [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
+            {
+                uint idx = tid + NT * i;
+                load_x8(tokBase + idx / BKV, k0 + 8u * (idx % BKV), xa[i], xb[i]);
+            }
+            [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
+            {
+                uint idx = tid + NT * i;
+                wr[i] = load_w8(rowBase + idx / BKV, k0 + 8u * (idx % BKV), padCols);
+            }
+        }
+        uint aBase = cur * BM * LDV + (wm * TM * 16u) * LDV;
+        uint bBase = cur * BN * LDV + (wn * TN * 16u) * LDV;
+        [[unroll]] for (uint kk = 0u; kk < BKV; kk += 2u)
+        {
+            CM_AB b[TN];
+            [[unroll]] for (uint j = 0u; j < TN; j++) CM_LOAD_S(b[j], Bs, 1u, bBase + j * 16u * LDV + kk, LDV, true);
+            [[unroll]] for (uint i = 0u; i < TM; i++)
+            {
+                CM_AB a;
+                CM_LOAD_S(a, As, 0u, aBase + i * 16u * LDV + kk, LDV, false);
+                [[unroll]] for (uint j = 0u; j < TN; j++) acc[i][j] = CM_MULADD(a, b[j], acc[i][j]);
+            }
+        }
+        if (more)
+        {
+            uint nxt = cur ^ 1u;
+            [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
+            {
+                uint idx = tid + NT * i;
+                if (idx < BM * BKV) As[nxt * BM * LDV + (idx / BKV) * LDV + idx % BKV] = pack8(xa[i], xb[i]);
+            }
+            [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
+            {
+                uint idx = tid + NT * i;
+                if (idx < BN * BKV) Bs[nxt * BN * LDV + (idx / BKV) * LDV + idx % BKV] = wr[i];
+            }
         }
         barrier();
-        // next step's global loads, in flight during the products
-        uint kn = k0 + BK;
-        if (kn < pc.cols)
-            [[unroll]] for (uint i = 0u; i < 2u; i++)
-            {
-                xh[i] = load_x(tokBase + xt[i], kn + xk[i]);
-                wh[i] = load_w(rowBase + wr[i], kn + wq[i], padCols);
-            }
-        [[unroll]] for (uint kk = 0u; kk < BK; kk += 16u)
-        {
-            CM_AB a0, a1, b0, b1;
-            CM_LOAD(a0, Xs, 0u, (wm * 32u) * LD + kk, LD, false);
-            CM_LOAD(a1, Xs, 0u, (wm * 32u + 16u) * LD + kk, LD, false);
-            CM_LOAD(b0, Ws, 1u, (wn * 32u) * LD + kk, LD, true);
-            CM_LOAD(b1, Ws, 1u, (wn * 32u + 16u) * LD + kk, LD, true);
-            c00 = CM_MULADD(a0, b0, c00);
-            c01 = CM_MULADD(a0, b1, c01);
-            c10 = CM_MULADD(a1, b0, c10);
-            c11 = CM_MULADD(a1, b1, c11);
-        }
     }
 
-    // epilogue: each accumulator tile through the subgroup's staging tile (row = token, column = weight row)
-    [[unroll]] for (uint q = 0u; q < 4u; q++)
-    {
-        uint i = q >> 1, j = q & 1u;
-        if (q == 0u) CM_STORE(c00, Cs, sg * 256u, 16u);
-        else if (q == 1u) CM_STORE(c01, Cs, sg * 256u, 16u);
-        else if (q == 2u) CM_STORE(c10, Cs, sg * 256u, 16u);
-        else CM_STORE(c11, Cs, sg * 256u, 16u);
-        SG_SYNC();
-        [[unroll]] for (uint e = 0u; e < 8u; e++)
+    // epilogue: whole tiles go straight to memory (accumulation was folded into the initial values); edge tiles and
+    // biased ones go through the subgroup's staging tile with per-element checks
+    [[unroll]] for (uint i = 0u; i < TM; i++)
+        [[unroll]] for (uint j = 0u; j < TN; j++)
         {
-            uint el = lane + 32u * e;
-            uint t = tokBase + wm * 32u + i * 16u + (el >> 4);
-            uint row = rowBase + wn * 32u + j * 16u + (el & 15u);
-            if (t < pc.nTok && row < pc.rows)
+            uint t0 = tokBase + (wm * TM + i) * 16u;
+            uint r0 = rowBase + (wn * TN + j) * 16u;
+            if (direct_tile(t0, r0))
+                CM_STORE_G(acc[i][j], pc.dOff + t0 * pc.dStride + r0, pc.dStride);
+            else
             {
-                float v = Cs[sg * 256u + el];
-                if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];
-                uint o = pc.dOff + t * pc.dStride + row;
-                if ((pc.flags & 1u) != 0u) v += D[o];
-                D[o] = v;
+                CM_STORE_S(acc[i][j], sg * 256u, 16u);
+                SG_SYNC();
+                [[unroll]] for (uint e = 0u; e < 8u; e++)
+                {
+                    uint el = lane + 32u * e;
+                    uint t = t0 + (el >> 4), row = r0 + (el & 15u);
+                    if (t < pc.nTok && row < pc.rows)
+                    {
+                        float v = Cs[sg * 256u + el];
+                        if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];
+                        uint o = pc.dOff + t * pc.dStride + row;
+                        if ((pc.flags & 1u) != 0u) v += D[o];
+                        D[o] = v;
+                    }
+                }
+                SG_SYNC();
             }
         }
-        SG_SYNC();
-    }
 }

@@ -1,87 +1,151 @@
 #version 450
-// Chunk part 2 of 3 (see mlstm_chunk.glsl): h_i = (qs_i · q_iᵀ C_prev + Σ_j M_ij v_j) · invden_i.
-// Workgroup (column tile of 64, head); invocation (column tx, token group ty) computes tokens ty, ty+4, ... (16 each).
+// Chunk kernel 4 of 4 (see mlstm_chunk.glsl): h of one chunk of one head for a tile of 64 columns of dv.
+// Stabilizers m_i, scores M_ij (shared), denominators, then h_i = (q̄_i C_c + Σ_j M_ij v_j) · invden_i.
+// The products run on 4 × 4 register tiles per invocation.
 #include "common.glsl"
 #include "mlstm_chunk.glsl"
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer Qb { float QKV[]; };
-layout(std430, binding = 1) readonly buffer Sb { float S[]; };
+layout(std430, binding = 1) buffer Sb { float S[]; };      // the block's state (m only: the final m from the scan)
 layout(std430, binding = 2) readonly buffer Xb { float SCR[]; };
 layout(std430, binding = 3) writeonly buffer Hb { float H[]; };
 
 layout(push_constant) uniform PC
 {
-    uint qOff, vOff, rowStride, hOff, hStride, len, dqk, dv;
+    uint qOff, vOff, rowStride, hOff, hStride, T, L, NH, dqk, dv, nc, mOffS, recOff, sOff, nOff, cOff;
+    float eps;
 } pc;
 
+shared float sB[CL], sBlo[CL], sIg[CL], sM[CL], sQs[CL], sInv[CL];
+shared float Ms[CL][CL + 1u];
 shared float As[CL][17];
 shared float Bs[16][64];
 
 void main()
 {
     uint tid = gl_LocalInvocationID.x;
-    uint tx = tid & 63u, ty = tid >> 6;
-    uint h = gl_WorkGroupID.y;
-    uint col = gl_WorkGroupID.x * 64u + tx;
-    uint len = pc.len;
-    uint scr = h * SCR_HEAD;
-    uint qo = pc.qOff + h * pc.dqk, vo = pc.vOff + h * pc.dv;
-    uint cbase = h * pc.dqk * pc.dv;
-    float acc[16];
-    [[unroll]] for (uint i = 0u; i < 16u; i++) acc[i] = 0.0;
+    uint c = gl_WorkGroupID.y, h = gl_WorkGroupID.z;
+    uint ch = c * pc.NH + h;
+    uint rec = pc.recOff + ch * REC_SIZE;
+    uint t0 = c * pc.L;
+    uint len = min(pc.L, pc.T - t0);
+    float scale = 1.0 / sqrt(float(pc.dqk));
+    uint qo = pc.qOff + t0 * pc.rowStride + h * pc.dqk, vo = pc.vOff + t0 * pc.rowStride + h * pc.dv;
+    float mEnter = SCR[rec + REC_MENTER];
 
-    // q_iᵀ C_prev
+    if (tid < len) { sB[tid] = SCR[rec + REC_B + tid]; sBlo[tid] = SCR[rec + REC_BLO + tid]; sIg[tid] = SCR[rec + REC_IG + tid]; }
+    barrier();
+    if (tid < len)
+    {
+        uint i = tid;
+        float mIntra = -1.0 / 0.0;
+        for (uint j = 0u; j <= i; j++) mIntra = max(mIntra, ((sB[i] - sB[j]) + (sBlo[i] - sBlo[j])) + sIg[j]);
+        float mInter = (sB[i] + sBlo[i]) + mEnter;
+        float mi = max(mInter, mIntra);
+        sM[i] = mi;
+        sQs[i] = exp(mInter - mi) * scale;
+    }
+    barrier();
+    // M_ij = S_ij · scale · exp(b_i − b_j + i_j − m_i) for j <= i
+    uint so = pc.sOff + ch * CL * CL;
+    for (uint idx = tid; idx < CL * CL; idx += 256u)
+    {
+        uint i = idx >> 6, j = idx & 63u;
+        float mv = 0.0;
+        if (i < len && j <= i) mv = SCR[so + idx] * scale * exp(((sB[i] - sB[j]) + (sBlo[i] - sBlo[j])) + sIg[j] - sM[i]);
+        Ms[i][j] = mv;
+    }
+    barrier();
+    // den_i = qs_i (q_i · n_c) + Σ_j M_ij, four invocations per token
+    {
+        uint i = tid >> 2, part = tid & 3u;
+        float qn = 0.0, ms = 0.0;
+        if (i < len)
+        {
+            uint nb = pc.nOff + ch * pc.dqk;
+            for (uint a = part; a < pc.dqk; a += 4u) qn += QKV[qo + i * pc.rowStride + a] * SCR[nb + a];
+            for (uint j = part; j <= i; j += 4u) ms += Ms[i][j];
+        }
+        // the four partial sums of a token sit in consecutive invocations: combine them through shared memory
+        As[i][part] = qn;
+        As[i][4u + part] = ms;
+        barrier();
+        if (part == 0u && i < len)
+        {
+            float q4 = As[i][0] + As[i][1] + As[i][2] + As[i][3];
+            float m4 = As[i][4] + As[i][5] + As[i][6] + As[i][7];
+            float den = q4 * sQs[i] + m4;
+            sInv[i] = 1.0 / (max(abs(den), exp(-sM[i])) + pc.eps);
+        }
+        barrier();
+    }
+
+    // h tile 64 tokens × 64 columns: invocation (tx, ty) of 16 × 16 owns tokens ty + 16·i, columns tx + 16·j
+    uint tx4 = tid & 15u, ty4 = tid >> 4;
+    float acc[4][4];
+    [[unroll]] for (uint i = 0u; i < 4u; i++)
+        [[unroll]] for (uint j = 0u; j < 4u; j++) acc[i][j] = 0.0;
+    // q_iᵀ C_c
+    uint cb = pc.cOff + ch * pc.dqk * pc.dv;
+    uint col0 = gl_WorkGroupID.x * 64u;
     for (uint a0 = 0u; a0 < pc.dqk; a0 += 16u)
     {
         [[unroll]] for (uint e = 0u; e < 4u; e++)
         {
             uint idx = tid + 256u * e;
-            uint r = idx >> 4, c = idx & 15u;          // token r, column a0 + c
-            As[r][c] = (r < len && a0 + c < pc.dqk) ? QKV[qo + r * pc.rowStride + a0 + c] : 0.0;
-            uint ra = idx >> 6, cc = idx & 63u;         // row a0 + ra of C, column tile + cc
-            uint gc = gl_WorkGroupID.x * 64u + cc;
-            Bs[ra][cc] = (a0 + ra < pc.dqk && gc < pc.dv) ? S[cbase + (a0 + ra) * pc.dv + gc] : 0.0;
+            uint r = idx >> 4, cc = idx & 15u;          // token r, column a0 + cc
+            As[r][cc] = (r < len && a0 + cc < pc.dqk) ? QKV[qo + r * pc.rowStride + a0 + cc] : 0.0;
+            uint ra = idx >> 6, c2 = idx & 63u;         // row a0 + ra of C, column tile + c2
+            Bs[ra][c2] = (a0 + ra < pc.dqk && col0 + c2 < pc.dv) ? SCR[cb + (a0 + ra) * pc.dv + col0 + c2] : 0.0;
         }
         barrier();
-        [[unroll]] for (uint c = 0u; c < 16u; c++)
+        [[unroll]] for (uint cc = 0u; cc < 16u; cc++)
         {
-            float b = Bs[c][tx];
-            [[unroll]] for (uint i = 0u; i < 16u; i++) acc[i] += As[ty + 4u * i][c] * b;
+            float qa[4], cv[4];
+            [[unroll]] for (uint i = 0u; i < 4u; i++) qa[i] = As[ty4 + 16u * i][cc];
+            [[unroll]] for (uint j = 0u; j < 4u; j++) cv[j] = Bs[cc][tx4 + 16u * j];
+            [[unroll]] for (uint i = 0u; i < 4u; i++)
+                [[unroll]] for (uint j = 0u; j < 4u; j++) acc[i][j] += qa[i] * cv[j];
         }
         barrier();
     }
-    [[unroll]] for (uint i = 0u; i < 16u; i++)
+    [[unroll]] for (uint i = 0u; i < 4u; i++)
     {
-        uint t = ty + 4u * i;
-        acc[i] *= t < len ? SCR[scr + SCR_QS + t] : 0.0;
+        uint t = ty4 + 16u * i;
+        float q = t < len ? sQs[t] : 0.0;
+        [[unroll]] for (uint j = 0u; j < 4u; j++) acc[i][j] *= q;
     }
-
     // + M V
     for (uint j0 = 0u; j0 < len; j0 += 16u)
     {
         [[unroll]] for (uint e = 0u; e < 4u; e++)
         {
             uint idx = tid + 256u * e;
-            uint r = idx >> 4, c = idx & 15u;          // M[r][j0 + c]
-            As[r][c] = (j0 + c < len) ? SCR[scr + r * CL + j0 + c] : 0.0;
-            uint rj = idx >> 6, cc = idx & 63u;         // v_{j0 + rj}[tile + cc]
-            uint gc = gl_WorkGroupID.x * 64u + cc;
-            Bs[rj][cc] = (j0 + rj < len && gc < pc.dv) ? QKV[vo + (j0 + rj) * pc.rowStride + gc] : 0.0;
+            uint rj = idx >> 6, c2 = idx & 63u;         // v_{j0 + rj}[tile + c2]
+            Bs[rj][c2] = (j0 + rj < len && col0 + c2 < pc.dv) ? QKV[vo + (j0 + rj) * pc.rowStride + col0 + c2] : 0.0;
         }
         barrier();
-        [[unroll]] for (uint c = 0u; c < 16u; c++)
+        [[unroll]] for (uint cc = 0u; cc < 16u; cc++)
         {
-            float b = Bs[c][tx];
-            [[unroll]] for (uint i = 0u; i < 16u; i++) acc[i] += As[ty + 4u * i][c] * b;
+            float mr[4], vr[4];
+            [[unroll]] for (uint i = 0u; i < 4u; i++) mr[i] = Ms[ty4 + 16u * i][j0 + cc];
+            [[unroll]] for (uint j = 0u; j < 4u; j++) vr[j] = Bs[cc][tx4 + 16u * j];
+            [[unroll]] for (uint i = 0u; i < 4u; i++)
+                [[unroll]] for (uint j = 0u; j < 4u; j++) acc[i][j] += mr[i] * vr[j];
         }
         barrier();
     }
-
-    if (col < pc.dv)
-        [[unroll]] for (uint i = 0u; i < 16u; i++)
+    [[unroll]] for (uint i = 0u; i < 4u; i++)
+    {
+        uint t = ty4 + 16u * i;
+        if (t >= len) continue;
+        [[unroll]] for (uint j = 0u; j < 4u; j++)
         {
-            uint t = ty + 4u * i;
-            if (t < len) H[pc.hOff + t * pc.hStride + h * pc.dv + col] = acc[i] * SCR[scr + SCR_INVDEN + t];
+            uint col = col0 + tx4 + 16u * j;
+            if (col < pc.dv) H[pc.hOff + (t0 + t) * pc.hStride + h * pc.dv + col] = acc[i][j] * sInv[t];
         }
+    }
+    // the final m (from the scan) goes to the state once every chunk's kernels have read the old one
+    if (gl_WorkGroupID.x == 0u && c == 0u && tid == 0u) S[pc.mOffS + h] = SCR[pc.recOff + (pc.nc * pc.NH + h) * REC_SIZE + REC_MENTER];
 }

@@ -7,7 +7,8 @@
 // writes its partial q̂ᵀC to PART and the last workgroup of the head to finish (atomic counter, reset by it) sums the
 // partials, writes h, and updates n and m (after every other workgroup of the head has read the old ones).
 // With pc.fuse = 1 the last workgroup also applies the head's LayerNorm and output gate (HeadNormGate) to the h it has
-// just summed and writes the result to GD: h always goes through PART then, even with one split.
+// just summed and writes the result to GD: h always goes through PART then, even with one split. h itself is written
+// only with pc.writeH (a later op reads it).
 #include "common.glsl"
 layout(local_size_x = 64, local_size_y = 4) in;
 #include "reduce.glsl"
@@ -27,6 +28,10 @@ layout(push_constant) uniform PC
     float cap, eps;
     uint fuse, oOff, gdOff;
     float normEps;
+    uint writeH;   // h itself is written (a later op reads it)
+    // several sequences (the multi-sequence decode step): workgroup z = row · NH + head, row r reading and writing its
+    // own rows of q/k/v/o, gates, h, GD and slot r of the state (slotStride floats apart); 0 for one sequence
+    uint qStride, gStride, hStride, gdStride, slotStride;
 } pc;
 
 shared float part[4][256];
@@ -37,11 +42,16 @@ void main()
 {
     uint lx = gl_LocalInvocationID.x, ly = gl_LocalInvocationID.y;
     uint tid = gl_LocalInvocationIndex;
-    uint h = gl_WorkGroupID.z;
+    uint h = gl_WorkGroupID.z % pc.NH;
+    uint row = gl_WorkGroupID.z / pc.NH;
     uint split = gl_WorkGroupID.y;
     uint col0 = gl_WorkGroupID.x * 256u;
-    uint qo = pc.qOff + h * pc.dqk, ko = pc.kOff + h * pc.dqk, vo = pc.vOff + h * pc.dv;
-    uint no = pc.nOff + h * pc.dqk;
+    uint rq = row * pc.qStride, rs = row * pc.slotStride;
+    uint qo = pc.qOff + rq + h * pc.dqk, ko = pc.kOff + rq + h * pc.dqk, vo = pc.vOff + rq + h * pc.dv;
+    uint no = pc.nOff + rs + h * pc.dqk;
+    uint hOff = pc.hOff + row * pc.hStride, gOff = pc.gOff + row * pc.gStride, gdOff = pc.gdOff + row * pc.gdStride;
+    uint oOff = pc.oOff + rq;
+    uint rh = row * pc.NH + h;   // counter and partials index
 
     // The first RB rows of this split's C tile, k and q are loaded before anything else: the loads are in flight while
     // the gates and q̂·n are computed (a workgroup reduction), which hides one memory round trip of this
@@ -50,7 +60,7 @@ void main()
     const uint RB = 8u;
     uint a0 = split * pc.rowsPerSplit;
     uint a1 = min(pc.dqk, a0 + pc.rowsPerSplit);
-    uint cbase = h * pc.dqk * pc.dv + col0 + lx;
+    uint cbase = rs + h * pc.dqk * pc.dv + col0 + lx;
     bool colOk[4];
     [[unroll]] for (uint c = 0u; c < 4u; c++) colOk[c] = col0 + lx + 64u * c < pc.dv;
     float cv[RB][4];
@@ -75,13 +85,13 @@ void main()
         [[unroll]] for (uint i = 0u; i < 4u; i++)
         {
             uint j = tid + 256u * i;
-            ov[i] = j < pc.dv ? QKV[pc.oOff + h * pc.dv + j] : 0.0;
+            ov[i] = j < pc.dv ? QKV[oOff + h * pc.dv + j] : 0.0;
             nwv[i] = j < pc.dv ? NW[h * pc.dv + j] : 0.0;
         }
 
-    float ig = soft_cap(G[pc.gOff + h], pc.cap);
-    float fg = soft_cap(G[pc.gOff + pc.NH + h], pc.cap);
-    float mOld = S[pc.mOff + h];
+    float ig = soft_cap(G[gOff + h], pc.cap);
+    float fg = soft_cap(G[gOff + pc.NH + h], pc.cap);
+    float mOld = S[pc.mOff + rs + h];
     float lf = log_sigmoid(fg);
     float mNew = max(lf + mOld, ig);
     float fa = exp(lf + mOld - mNew);
@@ -136,8 +146,8 @@ void main()
             uint j = col0 + col;
             if (j >= pc.dv) continue;
             float s = part[0][col] + part[1][col] + part[2][col] + part[3][col];
-            if (pc.splits == 1u && pc.fuse == 0u) H[pc.hOff + h * pc.dv + j] = s * inv;
-            else PART[(h * pc.splits + split) * pc.dv + j] = s;
+            if (pc.splits == 1u && pc.fuse == 0u) { if (pc.writeH != 0u) H[hOff + h * pc.dv + j] = s * inv; }
+            else PART[(rh * pc.splits + split) * pc.dv + j] = s;
         }
     }
 
@@ -146,7 +156,7 @@ void main()
     if (tid == 0u)
     {
         memoryBarrierBuffer();
-        uint done = atomicAdd(CNT[pc.cntOff + h], 1u);
+        uint done = atomicAdd(CNT[pc.cntOff + rh], 1u);
         isLast = done == gl_NumWorkGroups.x * pc.splits - 1u;
     }
     barrier();
@@ -159,9 +169,9 @@ void main()
             for (uint j = tid; j < pc.dv; j += 256u)
             {
                 float s = 0.0;
-                for (uint p = 0u; p < pc.splits; p++) s += PART[(h * pc.splits + p) * pc.dv + j];
+                for (uint p = 0u; p < pc.splits; p++) s += PART[(rh * pc.splits + p) * pc.dv + j];
                 float hv = s * inv;
-                H[pc.hOff + h * pc.dv + j] = hv;
+                if (pc.writeH != 0u) H[hOff + h * pc.dv + j] = hv;
                 if (pc.fuse != 0u) { hsh[j] = hv; hs += hv; }
             }
             if (pc.fuse != 0u)
@@ -176,7 +186,7 @@ void main()
                 [[unroll]] for (uint i = 0u; i < 4u; i++)
                 {
                     uint j = tid + 256u * i;
-                    if (j < pc.dv) GD[pc.gdOff + base + j] = (hsh[j] - mean) * rinv * nwv[i] * sigmoid(ov[i]);
+                    if (j < pc.dv) GD[gdOff + base + j] = (hsh[j] - mean) * rinv * nwv[i] * sigmoid(ov[i]);
                 }
             }
         }
@@ -184,8 +194,8 @@ void main()
         else for (uint a = tid; a < pc.dqk; a += 256u) S[no + a] = fa * S[no + a] + ia * QKV[ko + a];
         if (tid == 0u)
         {
-            S[pc.mOff + h] = mNew;
-            atomicExchange(CNT[pc.cntOff + h], 0u);
+            S[pc.mOff + rs + h] = mNew;
+            atomicExchange(CNT[pc.cntOff + rh], 0u);
         }
     }
 }

@@ -67,6 +67,8 @@ public sealed unsafe class CpuBackend : IBackend
     /// <summary>Q8_0/Q4_0 matrices are repacked at load for the AVX2 integer kernels (8-bit activations, AVX2 path).</summary>
     public bool PacksWeights => Int8Activations && Int8 == Int8Path.Avx2;
     public string Name => "cpu";
+    public ActivationPrecision MatMulActivations(GgmlType weightType, int tokens) =>
+        Int8Activations && weightType is GgmlType.Q8_0 or GgmlType.Q4_0 ? ActivationPrecision.Int8 : ActivationPrecision.Float32;
     public string Device => $"CPU ({Environment.ProcessorCount} logical cores, {Threads} threads, {CpuCaps.Describe()})";
 
     /// <summary>Per-op-class timings so far (empty unless constructed with profile: true).</summary>
@@ -115,7 +117,8 @@ public sealed unsafe class CpuBackend : IBackend
         NativePages.Drop(w.Data, w.Bytes);
     }
 
-    public ITensor Alloc(int rows, int cols) => new CpuTensor(GC.AllocateArray<float>(Math.Max(1, rows * cols), pinned: true), 0, rows, cols);
+    public ITensor Alloc(int rows, int cols) => rows >= 0 && cols >= 0 && (long)rows * cols <= Array.MaxLength // 64-bit: rows*cols overflowed int once
+        ? new CpuTensor(GC.AllocateArray<float>((int)Math.Max(1L, (long)rows * cols), pinned: true), 0, rows, cols) : throw new ArgumentOutOfRangeException(nameof(rows), $"a {rows} x {cols} buffer is too large");
 
     private readonly Dictionary<(float[], int, int, int), CpuTensor> _views = new();
 
@@ -132,12 +135,14 @@ public sealed unsafe class CpuBackend : IBackend
 
     public ITokenBuffer AllocTokens(int capacity) => new CpuTokens(capacity);
     public IIndexBuffer AllocIndices(int capacity) => new CpuIndices(capacity);
-    public IStateBuffer AllocState(ModelConfig config)
+    public IStateBuffer AllocState(ModelConfig config, int slots = 1)
     {
-        var st = new CpuState(config);
+        var st = new CpuState(config, slots);
         _states.Add(st);
         return st;
     }
+
+    public IStateBuffer StateSlot(IStateBuffer state, int slot) => ((CpuState)state).Slot(slot);
 
     public void WriteTokens(ITokenBuffer dst, ReadOnlySpan<int> ids)
     {
@@ -149,7 +154,7 @@ public sealed unsafe class CpuBackend : IBackend
     public void Read(ITensor src, Span<float> dst) => ((CpuTensor)src).Span.CopyTo(dst);
     public void ReadIndices(IIndexBuffer src, Span<int> dst) => ((CpuIndices)src).Values.AsSpan(0, dst.Length).CopyTo(dst);
     public void ReadState(IStateBuffer src, Span<float> dst) => ((CpuState)src).Span.CopyTo(dst);
-    public void WriteState(IStateBuffer dst, ReadOnlySpan<float> src) => src.CopyTo(((CpuState)dst).Span);
+    public void WriteState(IStateBuffer dst, ReadOnlySpan<float> src) => src[..((CpuState)dst).Length].CopyTo(((CpuState)dst).Span);
     public void ResetState(IStateBuffer dst) => ((CpuState)dst).Span.Clear();
     public void Replay(string key, Action record) => record();
 

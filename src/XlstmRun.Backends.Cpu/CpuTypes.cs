@@ -111,25 +111,61 @@ public sealed class CpuIndices : IIndexBuffer
 /// </summary>
 public sealed unsafe class CpuState : IStateBuffer, IDisposable
 {
+    private readonly CpuState? _owner;
     private readonly long _bytes;
+    private float* _ptr;
 
-    public CpuState(ModelConfig c)
+    /// <summary>The state of <paramref name="slots"/> sequences (zeros), one after the other.</summary>
+    public CpuState(ModelConfig c, int slots = 1)
     {
+        if (slots < 1) throw new ArgumentOutOfRangeException(nameof(slots));
         Config = c;
-        Length = checked((int)c.StateFloats);
+        Slots = slots;
+        Offset = 0;
+        Length = checked((int)(c.StateFloats * slots));
         _bytes = (long)Length * 4;
-        Ptr = (float*)NativePages.AllocHuge(_bytes);
+        _ptr = (float*)NativePages.AllocHuge(_bytes);
         Span.Clear();
     }
 
-    public ModelConfig Config { get; }
-    public int Length { get; }
-    public float* Ptr { get; private set; }
-    public Span<float> Span => Ptr == null ? throw new ObjectDisposedException(nameof(CpuState)) : new(Ptr, Length);
+    private CpuState(CpuState all, int slot)
+    {
+        _owner = all;
+        Config = all.Config;
+        Slots = 1;
+        Offset = checked((int)(slot * all.Config.StateFloats));
+        Length = checked((int)all.Config.StateFloats);
+    }
 
+    /// <summary>Slot <paramref name="slot"/> as a one-sequence state (same storage, valid while this state is).</summary>
+    public CpuState Slot(int slot)
+    {
+        if ((uint)slot >= (uint)Slots) throw new ArgumentOutOfRangeException(nameof(slot));
+        return Slots == 1 ? this : new CpuState(this, slot);
+    }
+
+    public ModelConfig Config { get; }
+    public int Slots { get; }
+    /// <summary>Offset of this state in its owner's storage, in floats (a slot view's; 0 for the owner).</summary>
+    public int Offset { get; }
+    public int Length { get; }
+
+    public float* Ptr
+    {
+        get
+        {
+            float* p = _owner != null ? _owner._ptr : _ptr;
+            return p == null ? throw new ObjectDisposedException(nameof(CpuState)) : p + Offset;
+        }
+    }
+
+    public Span<float> Span => new(Ptr, Length);
+
+    /// <summary>Free the storage (the owner's; a slot view owns nothing).</summary>
     public void Dispose()
     {
-        NativePages.Free((byte*)Ptr, _bytes);
-        Ptr = null;
+        if (_owner != null || _ptr == null) return;
+        NativePages.Free((byte*)_ptr, _bytes);
+        _ptr = null;
     }
 }

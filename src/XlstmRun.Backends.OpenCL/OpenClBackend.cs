@@ -229,7 +229,11 @@ public sealed unsafe class OpenClBackend : IBackend
 
     public ITokenBuffer AllocTokens(int capacity) => new ClTokens(ZeroBuffer((long)capacity * 4), capacity);
     public IIndexBuffer AllocIndices(int capacity) => new ClIndices(ZeroBuffer((long)capacity * 4), capacity);
-    public IStateBuffer AllocState(ModelConfig config) => new ClState(config, ZeroBuffer(config.StateFloats * 4));
+    public IStateBuffer AllocState(ModelConfig config, int slots = 1) => slots == 1
+        ? new ClState(config, ZeroBuffer(config.StateFloats * 4))
+        : throw new NotSupportedException("the OpenCL backend holds one sequence per state (no multi-sequence engine)");
+    public IStateBuffer StateSlot(IStateBuffer state, int slot) =>
+        slot == 0 ? state : throw new ArgumentOutOfRangeException(nameof(slot), "the OpenCL backend holds one sequence per state");
 
     public void WriteTokens(ITokenBuffer dst, ReadOnlySpan<int> ids)
     {
@@ -404,7 +408,7 @@ public sealed unsafe class OpenClBackend : IBackend
             Launch("mlstm_step_post", [NH], default, Q.Buffer, Q.Offset, c.QkDim, G.Buffer, G.Offset, S.Buffer, soff, NH, dqk, dv, cap);
             return;
         }
-        long need = (long)NH * (5L * L + (long)L * L + 4);
+        long need = (long)NH * (6L * L + (long)L * L + 4); // SCR_HEAD(L) in 3_mlstm.cl
         if (need > _scratchFloats)
         {
             _scratch = ZeroBuffer(need * 4);

@@ -316,6 +316,24 @@ public sealed unsafe class CommandStream : IDisposable
         }
     }
 
+    /// <summary>GPU time per op name (both phases) since the last <see cref="ResetProfile"/>.</summary>
+    public IReadOnlyDictionary<string, (long Count, double Ns)> OpTimes()
+    {
+        var d = new Dictionary<string, (long Count, double Ns)>();
+        foreach (var ((_, op), (c, ns)) in _prof)
+        {
+            var (c0, n0) = d.GetValueOrDefault(op);
+            d[op] = (c0 + c, n0 + ns);
+        }
+        return d;
+    }
+
+    public void ResetProfile()
+    {
+        _prof.Clear();
+        _submits.Clear();
+    }
+
     /// <summary>The per-op GPU time table (aggregated per op name), or a note when timestamps are unavailable.</summary>
     public string ProfileReport()
     {

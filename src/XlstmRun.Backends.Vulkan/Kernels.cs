@@ -126,12 +126,17 @@ public sealed unsafe class Kernel : IDisposable
 
 /// <summary>
 /// Descriptor sets of one backend, cached by (kernel, bindings): a replayed command buffer and a repeated op reuse the
-/// same set, so an op costs no host work beyond recording. Freed with the backend (the buffers they point to go too).
+/// same set, so an op costs no host work beyond recording. Bindings are keyed by the buffer's identity (<see cref="VkBuf.Id"/>,
+/// never reused), not by its Vulkan handle, which the driver may hand out again after a buffer is destroyed; when a buffer
+/// is released (<see cref="Forget"/>) the sets that name it go back to a spare list of their kernel and are rewritten for
+/// the next bindings, so transient buffers (prefill activations) neither leak sets nor leave stale ones.
 /// </summary>
 public sealed unsafe class DescriptorCache : IDisposable
 {
     private readonly VulkanContext _cx;
     private readonly Dictionary<DescKey, DescriptorSet> _sets = new();
+    private readonly Dictionary<long, List<DescKey>> _byBuffer = new();
+    private readonly Dictionary<Kernel, Stack<DescriptorSet>> _spare = new();
     private readonly List<DescriptorPool> _pools = new();
     private const uint SetsPerPool = 256;
 
@@ -143,28 +148,31 @@ public sealed unsafe class DescriptorCache : IDisposable
     {
         private readonly ulong[] _v;
         private readonly int _hash;
-        private readonly Kernel _k;
+        public readonly Kernel K;
+        public readonly long[] Buffers;
         public DescKey(Kernel k, ReadOnlySpan<Binding> b)
         {
-            _k = k;
+            K = k;
             _v = new ulong[b.Length * 3];
+            Buffers = new long[b.Length];
             var h = new HashCode();
             h.Add(k);
             for (int i = 0; i < b.Length; i++)
             {
-                _v[3 * i] = b[i].Buf.Handle.Handle;
+                Buffers[i] = b[i].Buf.Id;
+                _v[3 * i] = (ulong)b[i].Buf.Id;
                 _v[3 * i + 1] = b[i].Offset;
                 _v[3 * i + 2] = b[i].Range;
                 h.Add(_v[3 * i]); h.Add(_v[3 * i + 1]); h.Add(_v[3 * i + 2]);
             }
             _hash = h.ToHashCode();
         }
-        public bool Equals(DescKey? o) => o != null && o._k == _k && _v.AsSpan().SequenceEqual(o._v);
+        public bool Equals(DescKey? o) => o != null && o.K == K && _v.AsSpan().SequenceEqual(o._v);
         public override bool Equals(object? obj) => Equals(obj as DescKey);
         public override int GetHashCode() => _hash;
     }
 
-    /// <summary>The descriptor set for these bindings (allocated and written once, then cached).</summary>
+    /// <summary>The descriptor set for these bindings (written once, then cached).</summary>
     public DescriptorSet Set(Kernel k, ReadOnlySpan<Binding> b)
     {
         if (b.Length != k.Bindings) throw new ArgumentException($"{k.Name}: {b.Length} bindings given, {k.Bindings} expected");
@@ -173,7 +181,7 @@ public sealed unsafe class DescriptorCache : IDisposable
         for (int i = 0; i < b.Length; i++)
             if (b[i].Range > _cx.MaxBinding || b[i].Range == 0 || b[i].Offset % _cx.Limits.MinStorageBufferOffsetAlignment != 0)
                 throw new InvalidOperationException($"{k.Name}: binding {i} (offset {b[i].Offset}, {b[i].Range} bytes) breaks the device limits");
-        set = Allocate(k);
+        set = _spare.TryGetValue(k, out var sp) && sp.Count > 0 ? sp.Pop() : Allocate(k);
         var infos = stackalloc DescriptorBufferInfo[b.Length];
         var writes = stackalloc WriteDescriptorSet[b.Length];
         for (int i = 0; i < b.Length; i++)
@@ -187,7 +195,27 @@ public sealed unsafe class DescriptorCache : IDisposable
         }
         _cx.Vk.UpdateDescriptorSets(_cx.Device, (uint)b.Length, writes, 0, null);
         _sets[key] = set;
+        foreach (var id in key.Buffers.Distinct())
+        {
+            if (!_byBuffer.TryGetValue(id, out var l)) _byBuffer[id] = l = new List<DescKey>();
+            l.Add(key);
+        }
         return set;
+    }
+
+    /// <summary>Drop every set that names <paramref name="b"/> (about to be destroyed; the device must be done with the
+    /// sets too): they become spares of their kernel.</summary>
+    public void Forget(VkBuf b)
+    {
+        if (!_byBuffer.Remove(b.Id, out var keys)) return;
+        foreach (var key in keys)
+        {
+            if (!_sets.Remove(key, out var set)) continue;
+            if (!_spare.TryGetValue(key.K, out var sp)) _spare[key.K] = sp = new Stack<DescriptorSet>();
+            sp.Push(set);
+            foreach (var other in key.Buffers)
+                if (other != b.Id && _byBuffer.TryGetValue(other, out var l)) l.Remove(key);
+        }
     }
 
     private DescriptorSet Allocate(Kernel k)
@@ -201,7 +229,7 @@ public sealed unsafe class DescriptorCache : IDisposable
             if (r == Result.Success) return s;
             if (r != Result.ErrorOutOfPoolMemory && r != Result.ErrorFragmentedPool) _cx.Check(r, "vkAllocateDescriptorSets");
         }
-        var size = new DescriptorPoolSize { Type = DescriptorType.StorageBuffer, DescriptorCount = SetsPerPool * 8 };
+        var size = new DescriptorPoolSize { Type = DescriptorType.StorageBuffer, DescriptorCount = SetsPerPool * 12 };
         var pci = new DescriptorPoolCreateInfo { SType = StructureType.DescriptorPoolCreateInfo, MaxSets = SetsPerPool, PoolSizeCount = 1, PPoolSizes = &size };
         DescriptorPool pool;
         _cx.Check(_cx.Vk.CreateDescriptorPool(_cx.Device, &pci, null, &pool), "vkCreateDescriptorPool");
@@ -217,5 +245,7 @@ public sealed unsafe class DescriptorCache : IDisposable
         foreach (var p in _pools) _cx.Vk.DestroyDescriptorPool(_cx.Device, p, null);
         _pools.Clear();
         _sets.Clear();
+        _byBuffer.Clear();
+        _spare.Clear();
     }
 }

@@ -31,17 +31,21 @@ public sealed unsafe class VkBuf
     public bool IsMapped => Mapped != null;
     public bool Dedicated { get; }
     public long Id { get; }
+    /// <summary>Bytes of the sub-allocation (not dedicated).</summary>
+    public ulong SubSize { get; init; }
 }
 
 /// <summary>
-/// Buffer memory: a dedicated allocation for every buffer of 16 MiB or more (weights), sub-allocations of 64 MiB blocks
-/// for the small ones. No allocation exceeds maxMemoryAllocationSize. Memory is freed only at dispose (the backend
-/// allocates once up front). Host-visible memory is mapped persistently.
+/// Buffer memory: a dedicated allocation for every buffer of 4 MiB or more (weights, prefill activations), sub-allocations of 16 MiB blocks
+/// for the small ones. No allocation exceeds maxMemoryAllocationSize. Released dedicated buffers free their memory;
+/// released sub-allocations are reused by later buffers of the same size. Host-visible memory is mapped persistently.
 /// </summary>
 public sealed unsafe class Allocator : IDisposable
 {
-    private const ulong DedicatedMin = 16UL << 20;
-    private const ulong BlockSize = 64UL << 20;
+    // Small buffers (activations of a decode step, counters, scratch) share 16 MiB blocks; the rest get their own
+    // allocation, freed when released: decode memory stays close to weights + state.
+    private const ulong DedicatedMin = 4UL << 20;
+    private const ulong BlockSize = 16UL << 20;
 
     private sealed class Block
     {
@@ -83,7 +87,25 @@ public sealed unsafe class Allocator : IDisposable
     /// back through the mapping, without staging copies.</summary>
     public bool DeviceIsHostVisible { get; }
 
-    public ulong DeviceBytes { get; private set; }
+    public ulong DeviceBytes
+    {
+        get => _deviceBytes;
+        private set
+        {
+            _deviceBytes = value;
+            if (value > PeakDeviceBytes) PeakDeviceBytes = value;
+        }
+    }
+    private ulong _deviceBytes;
+
+    /// <summary>Most device-local memory allocated at once (since <see cref="ResetPeak"/>).</summary>
+    public ulong PeakDeviceBytes { get; private set; }
+
+    public void ResetPeak() => PeakDeviceBytes = _deviceBytes;
+
+    // Released sub-allocations, reused by a later buffer of the same memory type and size (the activation buffers of a
+    // prefill come and go with the same sizes).
+    private readonly List<(Block Blk, ulong Offset, ulong Size)> _free = new();
 
     private VkBuffer CreateHandle(ulong size, out MemoryRequirements req)
     {
@@ -140,6 +162,16 @@ public sealed unsafe class Allocator : IDisposable
         else
         {
             ulong align = Math.Max(req.Alignment, 256);
+            int fi = _free.FindIndex(f => f.Blk.TypeIndex == type && f.Size == req.Size && f.Offset % align == 0);
+            if (fi >= 0)
+            {
+                var (fb, fo, _) = _free[fi];
+                _free.RemoveAt(fi);
+                _cx.Check(_cx.Vk.BindBufferMemory(_cx.Device, handle, fb.Memory, fo), "vkBindBufferMemory");
+                buf = new VkBuf(handle, size, fb.Memory, fo, fb.Mapped != null ? fb.Mapped + fo : null, false) { SubSize = req.Size };
+                _buffers.Add(buf);
+                return buf;
+            }
             Block? blk = null;
             foreach (var b in _blocks)
                 if (b.TypeIndex == type && ((b.Used + align - 1) & ~(align - 1)) + req.Size <= b.Size) { blk = b; break; }
@@ -153,22 +185,28 @@ public sealed unsafe class Allocator : IDisposable
             ulong off = (blk.Used + align - 1) & ~(align - 1);
             blk.Used = off + req.Size;
             _cx.Check(_cx.Vk.BindBufferMemory(_cx.Device, handle, blk.Memory, off), "vkBindBufferMemory");
-            buf = new VkBuf(handle, size, blk.Memory, off, blk.Mapped != null ? blk.Mapped + off : null, false);
+            buf = new VkBuf(handle, size, blk.Memory, off, blk.Mapped != null ? blk.Mapped + off : null, false) { SubSize = req.Size };
         }
         _buffers.Add(buf);
         return buf;
     }
 
-    /// <summary>Destroy a buffer with a dedicated allocation now (temporary buffers such as the bandwidth probe's);
-    /// the device must no longer use it.</summary>
+    /// <summary>Destroy a buffer now; the device must no longer use it. A dedicated allocation is freed; a sub-allocation
+    /// is kept for a later buffer of the same size.</summary>
     public void Release(VkBuf b)
     {
-        if (!b.Dedicated) throw new InvalidOperationException("only buffers with a dedicated allocation can be released");
+        if (!_buffers.Remove(b)) throw new InvalidOperationException("buffer not owned by this allocator");
+        _cx.Vk.DestroyBuffer(_cx.Device, b.Handle, null);
+        if (!b.Dedicated)
+        {
+            var blk = _blocks.First(x => x.Memory.Handle == b.Memory.Handle);
+            _free.Add((blk, b.MemOffset, b.SubSize));
+            return;
+        }
         int i = _dedicated.FindIndex(d => d.Mem.Handle == b.Memory.Handle);
-        if (i < 0 || !_buffers.Remove(b)) throw new InvalidOperationException("buffer not owned by this allocator");
+        if (i < 0) throw new InvalidOperationException("buffer not owned by this allocator");
         var d = _dedicated[i];
         _dedicated.RemoveAt(i);
-        _cx.Vk.DestroyBuffer(_cx.Device, b.Handle, null);
         if (d.Mapped) _cx.Vk.UnmapMemory(_cx.Device, d.Mem);
         _cx.Vk.FreeMemory(_cx.Device, d.Mem, null);
         if (d.Device) DeviceBytes -= d.Size;
@@ -190,5 +228,6 @@ public sealed unsafe class Allocator : IDisposable
         _buffers.Clear();
         _dedicated.Clear();
         _blocks.Clear();
+        _free.Clear();
     }
 }

@@ -14,7 +14,7 @@ public sealed class VulkanUnavailableException : Exception
 public sealed record VulkanDeviceInfo(
     int Index, string Name, PhysicalDeviceType Type, string ApiVersion, string Driver, ulong DeviceLocalBytes,
     uint SubgroupSize, bool SubgroupArithmetic, bool Float16, bool Int8, bool Storage16, bool Storage8,
-    bool CoopMatNv, bool CoopMatKhr, bool IntDot, bool Timestamps, ulong MaxStorageBufferRange, ulong MaxAllocation,
+    bool CoopMatNv, bool CoopMatKhr, bool IntDot, bool IntDotAccelerated, bool Timestamps, ulong MaxStorageBufferRange, ulong MaxAllocation,
     uint SharedMemory, uint MaxInvocations)
 {
     public bool IsHardware => Type is PhysicalDeviceType.DiscreteGpu or PhysicalDeviceType.IntegratedGpu;
@@ -36,7 +36,7 @@ public sealed record VulkanDeviceInfo(
         if (Int8) feats.Add("int8");
         if (Storage16) feats.Add("16bit-storage");
         if (Storage8) feats.Add("8bit-storage");
-        if (IntDot) feats.Add("int-dot");
+        if (IntDot) feats.Add(IntDotAccelerated ? "int-dot(accelerated)" : "int-dot");
         if (CoopMatKhr) feats.Add("coopmat-khr");
         if (CoopMatNv) feats.Add("coopmat-nv");
         if (Timestamps) feats.Add("timestamps");
@@ -72,6 +72,25 @@ public sealed unsafe class VulkanContext : IDisposable
     /// <summary>The prefill GEMM runs on VK_NV_cooperative_matrix (16×16×16, f16 × f16 → f32; see GemmSelection).</summary>
     public bool CoopMatNv { get; }
     public float TimestampPeriodNs { get; }
+    /// <summary>shaderIntegerDotProduct is enabled (matvec_idot.comp can run); <see cref="IntDotAccelerated"/>: the device
+    /// says packed 4×8-bit signed dot products are accelerated.</summary>
+    public bool IntDot { get; }
+    public bool IntDotAccelerated { get; }
+    /// <summary>VK_EXT_memory_budget is enabled: <see cref="DeviceHeapUsage"/> reads the driver's count.</summary>
+    public bool MemoryBudget { get; }
+
+    /// <summary>The driver's count of this process's usage of the device-local heaps (VK_EXT_memory_budget), or null.</summary>
+    public long? DeviceHeapUsage()
+    {
+        if (!MemoryBudget) return null;
+        var budget = new PhysicalDeviceMemoryBudgetPropertiesEXT { SType = StructureType.PhysicalDeviceMemoryBudgetPropertiesExt };
+        var mp = new PhysicalDeviceMemoryProperties2 { SType = StructureType.PhysicalDeviceMemoryProperties2, PNext = &budget };
+        Vk.GetPhysicalDeviceMemoryProperties2(Physical, &mp);
+        long used = 0;
+        for (int i = 0; i < mp.MemoryProperties.MemoryHeapCount; i++)
+            if ((mp.MemoryProperties.MemoryHeaps[i].Flags & MemoryHeapFlags.DeviceLocalBit) != 0) used += (long)budget.HeapUsage[i];
+        return used;
+    }
     public ulong MaxBinding { get; private set; }
     public ulong MaxAllocation { get; }
 
@@ -158,7 +177,7 @@ public sealed unsafe class VulkanContext : IDisposable
         public readonly PhysicalDeviceSubgroupProperties Subgroup;
         public readonly PhysicalDeviceMaintenance3Properties Maint3;
         public readonly PhysicalDeviceFeatures Core;
-        public readonly bool F16, I8, S16, S8, SizeControl, FullSubgroups, CoopNvFeature, MemoryModel;
+        public readonly bool F16, I8, S16, S8, SizeControl, FullSubgroups, CoopNvFeature, MemoryModel, IntDotFeature, IntDotAccelerated;
         public readonly HashSet<string> Ext;
         public readonly PhysicalDeviceMemoryProperties Mem;
 
@@ -169,6 +188,9 @@ public sealed unsafe class VulkanContext : IDisposable
             Ext = Extensions(vk, pd);
             var sg = new PhysicalDeviceSubgroupProperties { SType = StructureType.PhysicalDeviceSubgroupProperties };
             var m3 = new PhysicalDeviceMaintenance3Properties { SType = StructureType.PhysicalDeviceMaintenance3Properties, PNext = &sg };
+            bool hasDot = api >= Vk.Version13 || Ext.Contains("VK_KHR_shader_integer_dot_product");
+            var dotp = new PhysicalDeviceShaderIntegerDotProductProperties { SType = StructureType.PhysicalDeviceShaderIntegerDotProductProperties };
+            if (hasDot) sg.PNext = &dotp;
             var p2 = new PhysicalDeviceProperties2 { SType = StructureType.PhysicalDeviceProperties2, PNext = &m3 };
             vk.GetPhysicalDeviceProperties2(pd, &p2);
             Props = p2.Properties;
@@ -192,6 +214,8 @@ public sealed unsafe class VulkanContext : IDisposable
             if (has8) { s8.PNext = chain; chain = &s8; }
             if (hasF16) { f16.PNext = chain; chain = &f16; }
             if (hasSize) { sc.PNext = chain; chain = &sc; }
+            var dotf = new PhysicalDeviceShaderIntegerDotProductFeatures { SType = StructureType.PhysicalDeviceShaderIntegerDotProductFeatures };
+            if (hasDot) { dotf.PNext = chain; chain = &dotf; }
             var f2 = new PhysicalDeviceFeatures2 { SType = StructureType.PhysicalDeviceFeatures2, PNext = chain };
             vk.GetPhysicalDeviceFeatures2(pd, &f2);
             Core = f2.Features;
@@ -203,6 +227,8 @@ public sealed unsafe class VulkanContext : IDisposable
             FullSubgroups = hasSize && sc.ComputeFullSubgroups;
             CoopNvFeature = hasCm && cm.CooperativeMatrix;
             MemoryModel = hasMm && mm.VulkanMemoryModel;
+            IntDotFeature = hasDot && dotf.ShaderIntegerDotProduct;
+            IntDotAccelerated = IntDotFeature && dotp.IntegerDotProduct4x8BitPackedSignedAccelerated;
             vk.GetPhysicalDeviceMemoryProperties(pd, out var mem);
             Mem = mem;
         }
@@ -240,7 +266,7 @@ public sealed unsafe class VulkanContext : IDisposable
             return new VulkanDeviceInfo(index, name, p.DeviceType, Version(p.ApiVersion), DriverString(p), DeviceLocalBytes,
                 Subgroup.SubgroupSize, SubgroupArithmetic, F16, I8, S16, S8,
                 Ext.Contains("VK_NV_cooperative_matrix"), Ext.Contains("VK_KHR_cooperative_matrix"),
-                Ext.Contains("VK_KHR_shader_integer_dot_product") || p.ApiVersion >= Vk.Version13, ts,
+                IntDotFeature, IntDotAccelerated, ts,
                 p.Limits.MaxStorageBufferRange, Maint3.MaxMemoryAllocationSize, p.Limits.MaxComputeSharedMemorySize,
                 p.Limits.MaxComputeWorkGroupInvocations);
         }
@@ -357,7 +383,9 @@ public sealed unsafe class VulkanContext : IDisposable
         CoopMatNv = GemmSelection.CoopMatUsable(probe.CoopNvFeature && probe.MemoryModel, coopShape, probe.F16, UseSubgroups, probe.Subgroup.SubgroupSize,
             Environment.GetEnvironmentVariable("XLSTM_VK_COOPMAT"));
 
-        // features to enable where present (the shaders themselves need none of them; future kernels may)
+        IntDot = probe.IntDotFeature;
+        IntDotAccelerated = probe.IntDotAccelerated;
+        // features to enable where present (only the integer dot product and cooperative matrices are used by shaders)
         uint api = Math.Min(probe.Props.ApiVersion, AppApiVersion);
         var exts = new List<string>();
         var s16 = new PhysicalDevice16BitStorageFeatures { SType = StructureType.PhysicalDevice16BitStorageFeatures, StorageBuffer16BitAccess = probe.S16 };
@@ -369,6 +397,10 @@ public sealed unsafe class VulkanContext : IDisposable
         if (probe.S8) { s8.PNext = chain; chain = &s8; if (api < Vk.Version12) exts.Add("VK_KHR_8bit_storage"); }
         if (probe.F16 || probe.I8) { f16.PNext = chain; chain = &f16; if (api < Vk.Version12) exts.Add("VK_KHR_shader_float16_int8"); }
         if (probe.SizeControl) { sc.PNext = chain; chain = &sc; if (api < Vk.Version13) exts.Add("VK_EXT_subgroup_size_control"); }
+        var dot = new PhysicalDeviceShaderIntegerDotProductFeatures { SType = StructureType.PhysicalDeviceShaderIntegerDotProductFeatures, ShaderIntegerDotProduct = true };
+        if (IntDot) { dot.PNext = chain; chain = &dot; if (api < Vk.Version13) exts.Add("VK_KHR_shader_integer_dot_product"); }
+        MemoryBudget = probe.Ext.Contains("VK_EXT_memory_budget");
+        if (MemoryBudget) exts.Add("VK_EXT_memory_budget");
         var cm = new PhysicalDeviceCooperativeMatrixFeaturesNV { SType = StructureType.PhysicalDeviceCooperativeMatrixFeaturesNV, CooperativeMatrix = true };
         var mm = new PhysicalDeviceVulkanMemoryModelFeatures { SType = StructureType.PhysicalDeviceVulkanMemoryModelFeatures, VulkanMemoryModel = true };
         if (CoopMatNv)

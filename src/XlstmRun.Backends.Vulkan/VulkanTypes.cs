@@ -41,6 +41,9 @@ public sealed class VkWeight : IWeight
     public required WeightPart[] Parts { get; init; }
     /// <summary>Shader spec constant WTYPE.</summary>
     public uint WType => WeightLayout.WType(DevType);
+    /// <summary>Every value survives rounding to f16 (|v| within f16's range, no non-zero value below its smallest
+    /// subnormal): the tensor-core GEMM may take this weight (docs/precision.md).</summary>
+    public bool F16Safe { get; init; } = true;
 }
 
 public sealed class VkTokens : ITokenBuffer
@@ -58,15 +61,51 @@ public sealed class VkIndices : IIndexBuffer
 }
 
 /// <summary>The recurrent state: per block the flat layout C, n, m (as in state files), blocks at a 256-byte aligned stride
-/// so that each block can be bound on its own.</summary>
+/// so that each block can be bound on its own. A multi-sequence state holds <see cref="Slots"/> such states, slot after
+/// slot, in as many buffers as the allocation limit needs (<see cref="Groups"/>); a one-sequence state (or a slot's view)
+/// is the range [<see cref="Base"/>, Base + SlotStride) of <see cref="Buf"/>.</summary>
 public sealed class VkState : IStateBuffer
 {
-    public VkState(ModelConfig c, VkBuf buf, ulong blockStride) { Config = c; Buf = buf; BlockStride = blockStride; }
+    public VkState(ModelConfig c, ulong blockStride, (VkBuf Buf, int First, int Count)[] groups, int slots)
+    {
+        Config = c;
+        BlockStride = blockStride;
+        Groups = groups;
+        Slots = slots;
+        Buf = groups[0].Buf;
+    }
+
+    private VkState(VkState all, VkBuf buf, ulong bas, int slot)
+    {
+        Config = all.Config;
+        BlockStride = all.BlockStride;
+        Slots = 1;
+        Buf = buf;
+        Base = bas;
+        Groups = [(buf, slot, 1)];
+    }
+
     public ModelConfig Config { get; }
-    public VkBuf Buf { get; }
+    public int Slots { get; }
     public ulong BlockStride { get; }
+    public ulong SlotStride => BlockStride * (ulong)Config.Blocks;
     public ulong BlockBytes => (ulong)Config.StateFloatsPerBlock * 4;
+    /// <summary>Buffers holding the slots: slots First .. First + Count − 1 of each, from offset 0.</summary>
+    public (VkBuf Buf, int First, int Count)[] Groups { get; }
+    /// <summary>One sequence (Slots = 1): its buffer and byte offset.</summary>
+    public VkBuf Buf { get; }
+    public ulong Base { get; }
+
     public static ulong StrideFor(ModelConfig c) => ((ulong)c.StateFloatsPerBlock * 4 + 255) & ~255UL;
+
+    public VkState Slot(int slot)
+    {
+        if ((uint)slot >= (uint)Slots) throw new ArgumentOutOfRangeException(nameof(slot));
+        if (Slots == 1) return this;
+        foreach (var g in Groups)
+            if (slot >= g.First && slot < g.First + g.Count) return new VkState(this, g.Buf, (ulong)(slot - g.First) * SlotStride, slot);
+        throw new ArgumentOutOfRangeException(nameof(slot));
+    }
 }
 
 /// <summary>Device layouts of weights and the host-side repacking into them.</summary>
@@ -134,6 +173,53 @@ public static unsafe class WeightLayout
                     throw new ArgumentOutOfRangeException(nameof(t));
             }
         });
+    }
+
+    /// <summary>
+    /// Whether every value of the weight survives rounding to f16 in the GEMM's operand tiles: finite, |v| ≤ 65504, and
+    /// no non-zero |v| below f16's smallest subnormal (2^-24), which would become 0. F16 weights always fit; BF16 (and
+    /// F32, not used by that GEMM) are scanned; Q8_0/Q4_0 values are d·q with |q| ≤ 127 (or 8): the scales decide.
+    /// </summary>
+    public static bool FitsF16(GgmlType t, byte* src, long srcRowBytes, int cols, int rows)
+    {
+        const float Max = 65504f, Min = 5.9604645e-8f;
+        static bool Ok(float a) => a == 0f || a >= Min && a <= Max;   // a = |v|; NaN fails
+        int bad = 0;
+        switch (t)
+        {
+            case GgmlType.F16:
+                return true;
+            case GgmlType.BF16:
+            case GgmlType.F32:
+                Parallel.For(0, rows, (r, st) =>
+                {
+                    byte* s = src + r * srcRowBytes;
+                    for (int i = 0; i < cols; i++)
+                    {
+                        float v = t == GgmlType.F32 ? ((float*)s)[i] : BitConverter.Int32BitsToSingle(((ushort*)s)[i] << 16);
+                        if (!Ok(MathF.Abs(v))) { Interlocked.Exchange(ref bad, 1); st.Stop(); return; }
+                    }
+                });
+                return bad == 0;
+            case GgmlType.Q8_0:
+            case GgmlType.Q4_0:
+            {
+                int nb = cols / 32, bb = t == GgmlType.Q8_0 ? 34 : 18;
+                float qmax = t == GgmlType.Q8_0 ? 128f : 8f;
+                Parallel.For(0, rows, (r, st) =>
+                {
+                    byte* s = src + r * srcRowBytes;
+                    for (int b = 0; b < nb; b++)
+                    {
+                        float d = MathF.Abs((float)BitConverter.UInt16BitsToHalf(*(ushort*)(s + bb * b)));
+                        if (!float.IsFinite(d) || d * qmax > Max) { Interlocked.Exchange(ref bad, 1); st.Stop(); return; }
+                    }
+                });
+                return bad == 0;
+            }
+            default:
+                return true;
+        }
     }
 
     /// <summary>Write the f16 scales of rows [r0, r1) to dst (quant types).</summary>

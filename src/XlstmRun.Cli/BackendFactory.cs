@@ -15,27 +15,39 @@ public static class BackendFactory
     /// such as lavapipe included); a missing loader, driver or device is a one-line error. auto: a hardware Vulkan GPU
     /// (discrete or integrated) when there is one, else the CPU engine, silently (XLSTM_DEBUG=1 tells why).
     /// <paramref name="profile"/> turns on per-op timing (Vulkan: GPU timestamps; CPU: wall time per op class).
+    /// <paramref name="float32"/> (--precision f32): float32 activations in every matrix product (docs/precision.md).
     /// </summary>
-    public static IBackend Create(string name, int device, int threads, bool profile = false)
+    public static IBackend Create(string name, int device, int threads, bool profile = false, bool float32 = false)
     {
+        VulkanOptions VkOptions()
+        {
+            try
+            {
+                return VulkanOptions.FromEnvironment(profile, float32);
+            }
+            catch (ArgumentException e)
+            {
+                throw new BadInputException(e.Message);
+            }
+        }
         switch (name)
         {
             case "cpu":
-                return new CpuBackend(threads, profile: profile);
+                return new CpuBackend(threads, int8Activations: !float32, profile: profile);
             case "auto":
                 try
                 {
-                    return VulkanBackend.Create(device, hardwareOnly: true, profile);
+                    return VulkanBackend.Create(device, hardwareOnly: true, VkOptions());
                 }
                 catch (Exception e) when (e is VulkanUnavailableException or InvalidOperationException or InsufficientMemoryException)
                 {
                     if (Environment.GetEnvironmentVariable("XLSTM_DEBUG") == "1") Console.Error.WriteLine($"auto: using the CPU ({e.Message})");
-                    return new CpuBackend(threads, profile: profile);
+                    return new CpuBackend(threads, int8Activations: !float32, profile: profile);
                 }
             case "vulkan":
                 try
                 {
-                    return VulkanBackend.Create(device, hardwareOnly: false, profile);
+                    return VulkanBackend.Create(device, hardwareOnly: false, VkOptions());
                 }
                 catch (VulkanUnavailableException e)
                 {

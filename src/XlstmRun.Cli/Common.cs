@@ -4,6 +4,7 @@ using System.Text.RegularExpressions;
 using XlstmRun.Backends.Cpu;
 using XlstmRun.Formats;
 using XlstmRun.Formats.Gguf;
+using XlstmRun.Formats.IO;
 using XlstmRun.Model;
 using XlstmRun.Text;
 using XlstmRun.Text.Sampling;
@@ -19,13 +20,35 @@ public sealed class ModelOptions
     public Option<int> Device { get; } = new("--device") { Description = "GPU device index (see 'xlstm-run info --devices'); -1 = automatic", DefaultValueFactory = _ => -1, HelpName = "N" };
     public Option<int> Threads { get; } = new("--threads", "-t") { Description = "CPU threads (0 = all cores)", DefaultValueFactory = _ => 0, HelpName = "N" };
     public Option<string?> LoadState { get; } = new("--load-state") { Description = "Start from a saved recurrent state instead of a fresh one (continues a conversation: no BOS, no re-reading)", HelpName = "FILE" };
-    public Option<string?> SaveState { get; } = new("--save-state") { Description = "Save the recurrent state at the end (after the prompt and everything generated, EOS excluded)", HelpName = "FILE" };
+    public Option<string?> SaveState { get; } = new("--save-state") { Description = "Save the recurrent state at the end (after the prompt and everything generated, EOS excluded); may name the --load-state file to update it in place", HelpName = "FILE" };
+    public Option<bool> Force { get; } = new("--force") { Description = "Overwrite existing output files (inputs such as the model are never overwritten)" };
+
+    public Option<int?> GpuLayers { get; } = new("--n-gpu-layers", "-ngl", "--gpu-layers")
+    {
+        Description = "llama.cpp's GPU offload: 0 = the CPU backend, any other number = the Vulkan GPU backend (the whole model; it is not split)",
+        HelpName = "N",
+    };
 
     public Option<bool> Profile { get; } = new("--profile") { Description = "Print the time of each op on stderr at the end (Vulkan: GPU timestamp queries and wall-clock figures; CPU: wall time per op class and GB/s of the matrix products)" };
+    public Option<string> Precision { get; } = new("--precision") { Description = "Activations inside matrix products: auto (F32 weights always exact; other weights may use f16 on tensor cores and 8-bit activations in quantized products, see docs/precision.md) or f32 (float32 everywhere)", DefaultValueFactory = _ => "auto" };
 
     public ModelOptions()
     {
         Backend.AcceptOnlyFromAmong("auto", "vulkan", "opencl", "cpu");
+        Precision.AcceptOnlyFromAmong("auto", "f32");
+    }
+
+    /// <summary>The backend name: --backend, or what -ngl asks for (0: cpu, else vulkan); both given must agree.</summary>
+    public string ResolveBackend(ParseResult pr)
+    {
+        string backend = pr.GetValue(Backend) ?? "auto";
+        if (pr.GetValue(GpuLayers) is not int ngl) return backend;
+        if (ngl < 0) throw new BadInputException($"-ngl must be 0 (CPU) or more (GPU), got {ngl}");
+        string wanted = ngl == 0 ? "cpu" : "vulkan";
+        bool explicitBackend = pr.GetResult(Backend) is { Implicit: false };
+        if (explicitBackend && backend != wanted)
+            throw new BadInputException($"-ngl {ngl} asks for the {(ngl == 0 ? "CPU" : "GPU")} but --backend is {backend}: give one of them");
+        return wanted;
     }
 
     public void AddTo(Command c, bool state = true)
@@ -34,12 +57,26 @@ public sealed class ModelOptions
         c.Options.Add(Backend);
         c.Options.Add(Device);
         c.Options.Add(Threads);
+        c.Options.Add(GpuLayers);
         c.Options.Add(Profile);
+        c.Options.Add(Precision);
         if (state)
         {
             c.Options.Add(LoadState);
             c.Options.Add(SaveState);
+            c.Options.Add(Force);
         }
+    }
+
+    /// <summary>Checks --save-state (if given) before any work: see <see cref="OutputFile"/> for the rules.</summary>
+    public OutputFile? CheckSaveState(ParseResult pr, bool stdoutTaken, params InputRole[] otherInputs)
+    {
+        var ss = pr.GetValue(SaveState);
+        if (string.IsNullOrEmpty(ss)) return null;
+        string? ls = pr.GetValue(LoadState);
+        var save = OutputFile.Check(ss, "--save-state", pr.GetValue(Force), [new(ModelSession.ResolveModelPath(pr.GetValue(Model)), "model"), new(ls, "state file"), .. otherInputs], allowStdout: !stdoutTaken, mayUpdate: ls);
+        save.CheckBinaryStdout();
+        return save;
     }
 }
 
@@ -64,12 +101,13 @@ public sealed class ModelSession : IDisposable
         if (!string.IsNullOrEmpty(env)) return env;
         var def = DefaultModel.Find();
         if (def != null) return def;
-        throw new BadInputException("no model given: pass -m MODEL.gguf, set XLSTM_MODEL, or install the default model (see README)");
+        throw new BadInputException("no model given: pass -m MODEL.gguf or set XLSTM_MODEL; no default model in " +
+                                    string.Join(", ", DefaultModel.Candidates()) + " (make install puts one there, see README)");
     }
 
     private static bool _warnedThreads;
 
-    public static ModelSession Open(ParseResult pr, ModelOptions o, bool needTokenizer = false, int maxBatch = 256)
+    public static ModelSession Open(ParseResult pr, ModelOptions o, bool needTokenizer = false, int? maxBatch = null)
     {
         string path = ResolveModelPath(pr.GetValue(o.Model));
         var file = GgufFile.Open(path);
@@ -77,7 +115,7 @@ public sealed class ModelSession : IDisposable
         {
             var cfg = ModelConfig.FromGguf(file);
             XlstmTokenizer? tok = null;
-            if (TokenizerGguf.Has(file)) tok = new XlstmTokenizer(TokenizerGguf.Read(file));
+            if (TokenizerGguf.Has(file)) tok = TokenizerGguf.Build(TokenizerGguf.Read(file), path);
             else if (needTokenizer) throw new BadInputException($"{path}: the model has no tokenizer (convert it with a tokenizer.json beside the checkpoint or --tokenizer)");
             bool profile = pr.GetValue(o.Profile);
             int threads = pr.GetValue(o.Threads);
@@ -88,7 +126,8 @@ public sealed class ModelSession : IDisposable
                 _warnedThreads = true;
                 Console.Error.WriteLine($"warning: -t {threads} is more than the {Environment.ProcessorCount} cores of this machine; CPU decode will be much slower than with -t {Environment.ProcessorCount} or -t 0");
             }
-            var be = BackendFactory.Create(pr.GetValue(o.Backend) ?? "auto", pr.GetValue(o.Device), threads, profile);
+            var be = BackendFactory.Create(o.ResolveBackend(pr), pr.GetValue(o.Device), threads, profile,
+                float32: pr.GetValue(o.Precision) == "f32");
             var runner = new ModelRunner(file, be, maxBatch, cfg);
             var s = new ModelSession { File = file, Config = cfg, Backend = be, Runner = runner, Tokenizer = tok, Profile = profile };
             var ls = pr.GetValue(o.LoadState);
@@ -106,10 +145,10 @@ public sealed class ModelSession : IDisposable
         }
     }
 
-    public void SaveStateIfAsked(ParseResult pr, ModelOptions o)
+    /// <summary>Saves the state to the output checked by <see cref="ModelOptions.CheckSaveState"/> (nothing when null).</summary>
+    public void SaveStateIfAsked(OutputFile? output)
     {
-        var ss = pr.GetValue(o.SaveState);
-        if (!string.IsNullOrEmpty(ss)) StateFile.Save(ss, Config, Runner.SaveState(), Runner.Position);
+        if (output != null) StateFile.Save(output, Config, Runner.SaveState(), Runner.Position);
     }
 
     public void Dispose()
@@ -117,7 +156,7 @@ public sealed class ModelSession : IDisposable
         if (Profile)
             Console.Error.Write(Backend switch
             {
-                Backends.Vulkan.VulkanBackend vb => vb.ProfileReport(),
+                IProfilingBackend pb => pb.ProfileReport(),
                 CpuBackend cb => cb.ProfileReport(),
                 _ => $"profile: the {Backend.Name} backend has no per-op timing (--profile works with --backend vulkan and cpu)\n",
             });
@@ -147,11 +186,7 @@ public static partial class Ids
     {
         if (ids != null && idsFile != null) throw new BadInputException("give either --ids or --ids-file, not both");
         if (ids != null) return Parse(ids, "--ids");
-        if (idsFile != null)
-        {
-            if (!File.Exists(idsFile)) throw new BadInputException($"{idsFile}: file not found");
-            return Parse(File.ReadAllText(idsFile), idsFile);
-        }
+        if (idsFile != null) return Parse(InputFiles.ReadAllText(idsFile, InputKind.IdsFile, "ids file"), idsFile);
         throw new BadInputException("no token ids given (use --ids 1,2,3 or --ids-file FILE)");
     }
 
@@ -162,16 +197,13 @@ public static partial class Ids
     }
 }
 
-/// <summary>Checks that an output path can be written before any work is done, so a bad path fails fast.</summary>
+/// <summary>
+/// Checks that an output path can be written before any work is done, so a bad path fails fast. Kept for commands not
+/// yet moved to <see cref="OutputFile"/> (which also refuses inputs and non-regular files, and writes atomically).
+/// </summary>
 public static class OutputPath
 {
-    public static void Check(string path, bool force)
-    {
-        if (Directory.Exists(path)) throw new BadInputException($"{path}: is a directory");
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (dir != null && !Directory.Exists(dir)) throw new BadInputException($"{path}: directory {dir} does not exist");
-        if (!force && File.Exists(path)) throw new BadInputException($"{path}: already exists (use --force to overwrite)");
-    }
+    public static void Check(string path, bool force) => OutputFile.Check(path, "--output", force, [], allowStdout: false);
 }
 
 /// <summary>Feeds a <see cref="ModelRunner"/> for the generation loop.</summary>
@@ -189,43 +221,21 @@ public sealed class RunnerGenerationModel(ModelRunner runner) : IGenerationModel
 public static class TextIO
 {
     public static readonly UTF8Encoding Utf8 = new(encoderShouldEmitUTF8Identifier: false);
-    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     /// <summary>A UTF-8 writer on stdout (no BOM); flush it yourself.</summary>
-    public static StreamWriter OpenStdout() => new(Console.OpenStandardOutput(), Utf8, 1 << 16) { AutoFlush = false };
+    public static StreamWriter OpenStdout() => new(Terminal.StdStreams.Stdout, Utf8, 1 << 16, leaveOpen: true) { AutoFlush = false };
 
-    /// <summary>All of stdin as UTF-8 text.</summary>
-    public static string ReadStdin()
+    /// <summary>All of stdin as UTF-8 text, at most <paramref name="kind"/>'s limit (<see cref="InputLimits"/>).</summary>
+    public static string ReadStdin(InputKind kind = InputKind.PromptText)
     {
-        try
-        {
-            using var r = new StreamReader(Console.OpenStandardInput(), StrictUtf8, detectEncodingFromByteOrderMarks: true);
-            return r.ReadToEnd();
-        }
-        catch (DecoderFallbackException)
-        {
-            throw new BadInputException("standard input is not UTF-8 text");
-        }
+        return InputFiles.ReadAllText(Terminal.StdStreams.Stdin, kind, "standard input", "input");
     }
 
-    /// <summary>A whole text file ("-" = stdin), with one-line errors.</summary>
-    public static string ReadFile(string path)
+    /// <summary>A whole text file ("-" = stdin): a regular file of at most <paramref name="kind"/>'s limit, with one-line errors.</summary>
+    public static string ReadFile(string path, InputKind kind = InputKind.PromptText)
     {
-        if (path == "-") return ReadStdin();
-        if (Directory.Exists(path)) throw new BadInputException($"{path}: is a directory");
-        if (!File.Exists(path)) throw new BadInputException($"{path}: file not found");
-        try
-        {
-            return File.ReadAllText(path, StrictUtf8);
-        }
-        catch (DecoderFallbackException)
-        {
-            throw new BadInputException($"{path}: not UTF-8 text");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new BadInputException($"{path}: cannot read ({e.Message})");
-        }
+        if (path == "-") return ReadStdin(kind);
+        return InputFiles.ReadAllText(path, kind, kind == InputKind.PromptText ? "prompt file" : "text file");
     }
 
     /// <summary>Drops one trailing newline (\n or \r\n), as llama.cpp does for -f files; `echo` adds one.</summary>
@@ -242,10 +252,10 @@ public static class TokenizerSource
     public static XlstmTokenizer Load(string? modelPath, string? tokenizerJson)
     {
         if (modelPath != null && tokenizerJson != null) throw new BadInputException("give either --model or --tokenizer, not both");
-        if (tokenizerJson != null) return new XlstmTokenizer(TokenizerGguf.LoadJson(tokenizerJson));
+        if (tokenizerJson != null) return TokenizerGguf.Build(TokenizerGguf.LoadJson(tokenizerJson), tokenizerJson);
         string path = ModelSession.ResolveModelPath(modelPath);
         using var f = GgufFile.Open(path);
         if (!TokenizerGguf.Has(f)) throw new BadInputException($"{path}: the model has no tokenizer (convert it with a tokenizer.json beside the checkpoint or --tokenizer)");
-        return new XlstmTokenizer(TokenizerGguf.Read(f));
+        return TokenizerGguf.Build(TokenizerGguf.Read(f), path);
     }
 }

@@ -11,6 +11,13 @@ public static class Npy
         long n = 1;
         foreach (var d in shape) n *= d;
         if (n != data.Length) throw new ArgumentException($"shape holds {n} elements, data has {data.Length}");
+        WriteHeader(s, shape);
+        s.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data));
+    }
+
+    /// <summary>Write only the header of a float32 array of the given shape; the caller then writes the data (C order, little-endian).</summary>
+    public static void WriteHeader(Stream s, params long[] shape)
+    {
         string dims = shape.Length == 1 ? $"{shape[0]}," : string.Join(", ", shape);
         string header = $"{{'descr': '<f4', 'fortran_order': False, 'shape': ({dims}), }}";
         int total = 10 + header.Length + 1;
@@ -21,24 +28,15 @@ public static class Npy
         s.WriteByte(1); s.WriteByte(0);
         s.Write(BitConverter.GetBytes((ushort)header.Length));
         s.Write(Encoding.ASCII.GetBytes(header));
-        s.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data));
     }
 
-    /// <summary>Write to a file atomically (temporary file, then rename).</summary>
-    public static void WriteFile(string path, ReadOnlySpan<float> data, params long[] shape)
-    {
-        string tmp = path + ".tmp";
-        try
-        {
-            using (var fs = File.Create(tmp)) Write(fs, data, shape);
-            File.Move(tmp, path, true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch { }
-            throw;
-        }
-    }
+    /// <summary>Write to a file atomically (unique temporary file, then rename), replacing PATH if it exists.</summary>
+    public static void WriteFile(string path, ReadOnlySpan<float> data, params long[] shape) =>
+        WriteFile(IO.OutputFile.Check(path, "output", force: true, [], allowStdout: false), data.ToArray(), shape);
+
+    /// <summary>Write to a checked output (a file written atomically, or standard output).</summary>
+    public static void WriteFile(IO.OutputFile output, float[] data, params long[] shape) =>
+        output.Write(s => Write(s, data, shape));
 
     /// <summary>Read a float32 .npy file; returns data and shape.</summary>
     public static (float[] Data, long[] Shape) Read(string path)

@@ -6,66 +6,92 @@ namespace XlstmRun.Model;
 public enum LogitsMode { None, Last, All }
 
 /// <summary>
-/// The xLSTM model definition: the sequence of ops of a forward pass, executed by any <see cref="IBackend"/>.
-/// Holds the weights (prepared by the backend), the activation buffers and the recurrent state.
+/// The xLSTM model definition: the sequence of ops of a forward pass (<see cref="BuildPlan"/>), executed by any
+/// <see cref="IBackend"/>. Holds the weights (prepared by the backend), the activation buffers and the recurrent state.
 /// </summary>
 public sealed class ModelRunner : IDisposable
 {
     private readonly IBackend _be;
     private readonly ModelConfig _c;
-    private readonly BlockWeights[] _blocks;
-    private readonly IWeight _embd, _out;
-    private readonly IWeight? _outNorm;
+    private readonly ModelWeights _w;
     private readonly int _maxBatch;
-    // activations for a batch of up to _maxBatch tokens
-    private readonly ITensor _x, _a, _qkvo, _gates, _h, _g, _gu, _s, _xf, _logits;
-    private readonly ITokenBuffer _tokens;
+    // Activations: one workspace for single-token steps (kept), one for batches of up to _maxBatch tokens (allocated at
+    // the first multi-token feed; released after each feed where the backend asks for it, so that decode memory stays
+    // weights + state + the step workspace).
+    private readonly Workspace _step;
+    private Workspace? _batch;
     private readonly IIndexBuffer _argmax;
+    private readonly Dictionary<string, ForwardPlan> _plans = new();
+    // plan keys are replay keys of the backend: unique per runner (several runners may share a backend and its weights)
+    private static int _nextId;
+    private readonly string _id = "r" + Interlocked.Increment(ref _nextId);
 
-    private sealed record BlockWeights(IWeight AttnNorm, IWeight Qkvo, IWeight Gates, IWeight GatesBias, IWeight HeadNorm,
-        IWeight Out, IWeight FfnNorm, IWeight GateUp, IWeight Down);
+    /// <summary>Activation buffers for up to <see cref="Capacity"/> tokens; logits rows allocated on first use.</summary>
+    internal sealed class Workspace
+    {
+        public required int Capacity { get; init; }
+        public required ITensor X, A, Qkvo, Gates, H, G, Gu, S;
+        public required ITokenBuffer Tokens;
+        public ITensor? Xf, Logits;
+
+        public IEnumerable<ITensor> All()
+        {
+            foreach (var t in new[] { X, A, Qkvo, Gates, H, G, Gu, S }) yield return t;
+            if (Xf != null) yield return Xf;
+            if (Logits != null) yield return Logits;
+        }
+    }
 
     public ModelConfig Config => _c;
     public IBackend Backend => _be;
+    public ModelWeights Weights => _w;
     public IStateBuffer State { get; }
     /// <summary>Tokens processed since the state was last reset or loaded.</summary>
     public long Position { get; set; }
-    public int MaxBatch => _maxBatch;
 
-    public ModelRunner(GgufFile file, IBackend backend, int maxBatch = 256, ModelConfig? config = null)
+    /// <param name="maxBatch">Tokens per forward pass of a long feed (rounded to whole chunks); default: the backend's
+    /// <see cref="IBackend.PreferredBatch"/>.</param>
+    public ModelRunner(GgufFile file, IBackend backend, int? maxBatch = null, ModelConfig? config = null)
+        : this(new ModelWeights(file, backend, config), null, maxBatch)
     {
-        _be = backend;
-        _c = config ?? ModelConfig.FromGguf(file);
+    }
+
+    /// <summary>A runner over weights already on the backend, with its own state (a new one, or
+    /// <paramref name="state"/>: e.g. one slot of a multi-sequence state).</summary>
+    public ModelRunner(ModelWeights weights, IStateBuffer? state, int? maxBatch = null)
+    {
+        _w = weights;
+        _be = weights.Backend;
+        _c = weights.Config;
         var c = _c;
         // Round the batch to whole chunks so that a long prompt is split exactly where the chunkwise form splits anyway.
-        _maxBatch = Math.Max(c.ChunkSize, maxBatch / c.ChunkSize * c.ChunkSize);
-        var shapes = TensorNames.All(c).ToDictionary(t => t.Name, t => t.Shape);
-        IWeight W(string name) => _be.LoadWeight(file.Tensor(name, shapes[name]));
-        _embd = W(TensorNames.TokenEmbd);
-        _blocks = new BlockWeights[c.Blocks];
-        for (int b = 0; b < c.Blocks; b++)
-        {
-            _blocks[b] = new BlockWeights(W(TensorNames.AttnNorm(b)), W(TensorNames.Qkvo(b)), W(TensorNames.Gates(b)),
-                W(TensorNames.GatesBias(b)), W(TensorNames.HeadNorm(b)), W(TensorNames.Out(b)), W(TensorNames.FfnNorm(b)),
-                W(TensorNames.FfnGateUp(b)), W(TensorNames.FfnDown(b)));
-        }
-        _outNorm = c.AddOutNorm ? W(TensorNames.OutputNorm) : null;
-        _out = W(TensorNames.Output);
+        int mb = maxBatch ?? _be.PreferredBatch;
+        _maxBatch = Math.Max(c.ChunkSize, mb / c.ChunkSize * c.ChunkSize);
+        _step = NewWorkspace(_be, c, 1);
+        _argmax = _be.AllocIndices(1);
+        State = state ?? _be.AllocState(c);
+    }
 
-        int T = _maxBatch;
-        _x = _be.Alloc(T, c.Hidden);
-        _a = _be.Alloc(T, c.Hidden);
-        _qkvo = _be.Alloc(T, c.QkvoDim);
-        _gates = _be.Alloc(T, 2 * c.Heads);
-        _h = _be.Alloc(T, c.VDim);
-        _g = _be.Alloc(T, c.VDim);
-        _gu = _be.Alloc(T, 2 * c.FfnDim);
-        _s = _be.Alloc(T, c.FfnDim);
-        _xf = _be.Alloc(T, c.Hidden);
-        _logits = _be.Alloc(T, c.Vocab);
-        _tokens = _be.AllocTokens(T);
-        _argmax = _be.AllocIndices(T);
-        State = _be.AllocState(c);
+    internal static Workspace NewWorkspace(IBackend be, ModelConfig c, int T)
+    {
+        var _be = be;
+        return new Workspace
+        {
+            Capacity = T,
+            X = _be.Alloc(T, c.Hidden), A = _be.Alloc(T, c.Hidden), Qkvo = _be.Alloc(T, c.QkvoDim), Gates = _be.Alloc(T, 2 * c.Heads),
+            H = _be.Alloc(T, c.VDim), G = _be.Alloc(T, c.VDim), Gu = _be.Alloc(T, 2 * c.FfnDim), S = _be.Alloc(T, c.FfnDim),
+            Tokens = _be.AllocTokens(T),
+        };
+    }
+
+    private void ReleaseBatch()
+    {
+        if (_batch == null) return;
+        foreach (var t in _batch.All()) _be.Free(t);
+        _be.FreeTokens(_batch.Tokens);
+        _be.ReleaseScratch();
+        _batch = null;
+        foreach (var k in _plans.Keys.Where(k => k.StartsWith(_id + "-batch", StringComparison.Ordinal)).ToList()) _plans.Remove(k);
     }
 
     public void ResetState()
@@ -85,14 +111,21 @@ public sealed class ModelRunner : IDisposable
             if ((uint)id >= (uint)_c.Vocab) throw new BadInputException($"token id {id} is out of range (vocabulary size {_c.Vocab})");
         long need = mode switch { LogitsMode.All => (long)ids.Length * _c.Vocab, LogitsMode.Last => _c.Vocab, _ => 0 };
         if (logits.Length < need) throw new ArgumentException("logits buffer too small");
-        for (int start = 0; start < ids.Length; start += _maxBatch)
+        try
         {
-            int n = Math.Min(_maxBatch, ids.Length - start);
-            bool lastBatch = start + n == ids.Length;
-            var m = mode == LogitsMode.All ? LogitsMode.All : mode == LogitsMode.Last && lastBatch ? LogitsMode.Last : LogitsMode.None;
-            var headRows = RunBatch(ids.Slice(start, n), m);
-            if (m == LogitsMode.All) _be.Read(headRows!, logits.Slice(start * _c.Vocab, n * _c.Vocab));
-            else if (m == LogitsMode.Last) _be.Read(headRows!, logits[.._c.Vocab]);
+            for (int start = 0; start < ids.Length; start += _maxBatch)
+            {
+                int n = Math.Min(_maxBatch, ids.Length - start);
+                bool lastBatch = start + n == ids.Length;
+                var m = mode == LogitsMode.All ? LogitsMode.All : mode == LogitsMode.Last && lastBatch ? LogitsMode.Last : LogitsMode.None;
+                var headRows = RunBatch(ids.Slice(start, n), m);
+                if (m == LogitsMode.All) _be.Read(headRows!, logits.Slice(start * _c.Vocab, n * _c.Vocab));
+                else if (m == LogitsMode.Last) _be.Read(headRows!, logits[.._c.Vocab]);
+            }
+        }
+        finally
+        {
+            if (_be.TransientBatchBuffers) ReleaseBatch();
         }
     }
 
@@ -100,13 +133,11 @@ public sealed class ModelRunner : IDisposable
     public int StepGreedy(int id, int validVocab)
     {
         if ((uint)id >= (uint)_c.Vocab) throw new BadInputException($"token id {id} is out of range (vocabulary size {_c.Vocab})");
+        if (validVocab <= 0 || validVocab > _c.Vocab) throw new ArgumentOutOfRangeException(nameof(validVocab));
         Span<int> one = [id];
-        _be.WriteTokens(_tokens, one);
-        _be.Replay("step-greedy", () =>
-        {
-            var logits = Body(1, LogitsMode.Last)!;
-            _be.Argmax(logits, validVocab, _argmax);
-        });
+        _be.WriteTokens(_step.Tokens, one);
+        var plan = Plan(_step, 1, LogitsMode.Last, validVocab);
+        _be.Replay(plan.Key, () => _be.Run(plan));
         Position++;
         Span<int> res = stackalloc int[1];
         _be.ReadIndices(_argmax, res);
@@ -124,54 +155,101 @@ public sealed class ModelRunner : IDisposable
     private ITensor? RunBatch(ReadOnlySpan<int> ids, LogitsMode mode)
     {
         int n = ids.Length;
-        _be.WriteTokens(_tokens, ids);
-        ITensor? head;
+        ForwardPlan plan;
+        Workspace ws;
         if (n == 1)
         {
+            ws = _step;
+            _be.WriteTokens(ws.Tokens, ids);
             // Same ops for every single-token step: a GPU backend records them once and replays them.
-            _be.Replay("step-" + mode, () => Body(1, mode));
-            head = mode == LogitsMode.None ? null : _be.Rows(_logits, 0, 1);
+            plan = Plan(ws, 1, mode, 0);
+            var p = plan;
+            _be.Replay(p.Key, () => _be.Run(p));
         }
         else
-            head = Body(n, mode);
+        {
+            ws = _batch ??= NewWorkspace(_be, _c, _maxBatch);
+            _be.WriteTokens(ws.Tokens, ids);
+            plan = Plan(ws, n, mode, 0);
+            _be.Run(plan);
+        }
         Position += n;
-        return head;
+        return mode == LogitsMode.None ? null : _be.Rows(ws.Logits!, 0, mode == LogitsMode.Last ? 1 : n);
     }
 
-    /// <summary>The forward pass of <paramref name="n"/> tokens (already in the token buffer). Returns the logits rows.</summary>
-    private ITensor? Body(int n, LogitsMode mode)
+    /// <summary>The plan for <paramref name="n"/> tokens in workspace <paramref name="ws"/> (cached per shape); with
+    /// <paramref name="argmaxVocab"/> &gt; 0 it ends with the greedy argmax of the last logits row.</summary>
+    private ForwardPlan Plan(Workspace ws, int n, LogitsMode mode, int argmaxVocab)
     {
-        var be = _be;
-        var c = _c;
-        ITensor x = be.Rows(_x, 0, n), a = be.Rows(_a, 0, n), qkvo = be.Rows(_qkvo, 0, n), gates = be.Rows(_gates, 0, n);
-        ITensor h = be.Rows(_h, 0, n), g = be.Rows(_g, 0, n), gu = be.Rows(_gu, 0, n), s = be.Rows(_s, 0, n);
-        be.Embed(_embd, _tokens, x);
+        string key = $"{_id}-{(ws == _step ? "step" : "batch")}-{n}-{mode}-{argmaxVocab}";
+        if (_plans.TryGetValue(key, out var p)) return p;
+        int headRows = mode switch { LogitsMode.All => ws.Capacity, LogitsMode.Last => 1, _ => 0 };
+        if (headRows > 0 && (ws.Logits == null || ws.Logits.Rows < headRows))
+        {
+            if (ws.Logits != null)
+            {
+                _be.Free(ws.Logits);
+                _be.Free(ws.Xf!);
+                // cached plans of this workspace name the old buffers
+                string prefix = $"{_id}-{(ws == _step ? "step" : "batch")}";
+                foreach (var k in _plans.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal)).ToList()) _plans.Remove(k);
+            }
+            ws.Logits = _be.Alloc(headRows, _c.Vocab);
+            ws.Xf = _be.Alloc(headRows, _c.Hidden);
+        }
+        p = new ForwardPlan(key, n, BuildPlan(ws, n, mode, argmaxVocab));
+        _plans[key] = p;
+        return p;
+    }
+
+    /// <summary>The forward pass of <paramref name="n"/> tokens (already in the workspace's token buffer), as ops.</summary>
+    private List<PlanOp> BuildPlan(Workspace ws, int n, LogitsMode mode, int argmaxVocab) =>
+        BuildPlan(_w, ws, n, mode, State, multiSequence: false, argmaxVocab > 0 ? (_argmax, argmaxVocab) : null);
+
+    /// <summary>
+    /// The model as a list of ops: <paramref name="n"/> tokens of one sequence carrying <paramref name="state"/>, or
+    /// (<paramref name="multiSequence"/>) one token of each of n sequences, row r stepping slot r of the state. Logits
+    /// rows per <paramref name="mode"/>; with <paramref name="argmax"/>, the greedy ids of those rows too.
+    /// </summary>
+    internal static List<PlanOp> BuildPlan(ModelWeights wt, Workspace ws, int n, LogitsMode mode, IStateBuffer state, bool multiSequence,
+        (IIndexBuffer Dst, int Vocab)? argmax)
+    {
+        var be = wt.Backend;
+        var c = wt.Config;
+        var ops = new List<PlanOp>(c.Blocks * 10 + 5);
+        ITensor x = be.Rows(ws.X, 0, n), a = be.Rows(ws.A, 0, n), qkvo = be.Rows(ws.Qkvo, 0, n), gates = be.Rows(ws.Gates, 0, n);
+        ITensor h = be.Rows(ws.H, 0, n), g = be.Rows(ws.G, 0, n), gu = be.Rows(ws.Gu, 0, n), s = be.Rows(ws.S, 0, n);
+        ops.Add(new EmbedOp(wt.Embedding, ws.Tokens, x));
         for (int b = 0; b < c.Blocks; b++)
         {
-            var w = _blocks[b];
+            var w = wt.Blocks[b];
             // mLSTM sub-block: x += W_out · (sigmoid(o) ⊙ MultiHeadLayerNorm(cell(q, k, v, i, f)))
-            be.RmsNorm(x, w.AttnNorm, a, c.NormEps);
-            be.MatMul(w.Qkvo, a, qkvo);
-            be.MatMul(w.Gates, a, gates, w.GatesBias);
-            be.MlstmCell(c, qkvo, gates, State, b, h);
-            be.HeadNormGate(c, h, qkvo, w.HeadNorm, g);
-            be.MatMul(w.Out, g, x, accumulate: true);
+            ops.Add(new RmsNormOp(x, w.AttnNorm, a, c.NormEps, b));
+            ops.Add(new MatMulOp(w.Qkvo, a, qkvo, null, false, b));
+            ops.Add(new MatMulOp(w.Gates, a, gates, w.GatesBias, false, b));
+            ops.Add(multiSequence ? new MlstmStepRowsOp(c, qkvo, gates, state, h, b) : new MlstmCellOp(c, qkvo, gates, state, h, b));
+            ops.Add(new HeadNormGateOp(c, h, qkvo, w.HeadNorm, g, b));
+            ops.Add(new MatMulOp(w.Out, g, x, null, true, b));
             // FFN sub-block: x += W_down · (silu(W_gate · c) ⊙ W_up · c)
-            be.RmsNorm(x, w.FfnNorm, a, c.NormEps);
-            be.MatMul(w.GateUp, a, gu);
-            be.SwiGlu(gu, s);
-            be.MatMul(w.Down, s, x, accumulate: true);
+            ops.Add(new RmsNormOp(x, w.FfnNorm, a, c.NormEps, b));
+            ops.Add(new MatMulOp(w.GateUp, a, gu, null, false, b));
+            ops.Add(new SwiGluOp(gu, s, b));
+            ops.Add(new MatMulOp(w.Down, s, x, null, true, b));
         }
-        if (mode == LogitsMode.None) return null;
+        if (mode == LogitsMode.None) return ops;
         int r0 = mode == LogitsMode.Last ? n - 1 : 0, rn = mode == LogitsMode.Last ? 1 : n;
-        var xr = be.Rows(_x, r0, rn);
-        var xf = be.Rows(_xf, 0, rn);
-        var logits = be.Rows(_logits, 0, rn);
-        if (_outNorm != null) be.RmsNorm(xr, _outNorm, xf, c.NormEps);
-        else xf = xr;
-        be.MatMul(_out, xf, logits);
-        be.SoftCap(logits, c.LogitSoftCap);
-        return logits;
+        var xr = be.Rows(ws.X, r0, rn);
+        var logits = be.Rows(ws.Logits!, 0, rn);
+        var xf = xr;
+        if (wt.OutNorm != null)
+        {
+            xf = be.Rows(ws.Xf!, 0, rn);
+            ops.Add(new RmsNormOp(xr, wt.OutNorm, xf, c.NormEps, -1));
+        }
+        ops.Add(new MatMulOp(wt.Output, xf, logits, null, false, -1));
+        ops.Add(new SoftCapOp(logits, c.LogitSoftCap));
+        if (argmax is var (dst, vocab)) ops.Add(new ArgmaxOp(logits, vocab, dst));
+        return ops;
     }
 
     public float[] SaveState()
@@ -187,5 +265,5 @@ public sealed class ModelRunner : IDisposable
         Position = position;
     }
 
-    public void Dispose() { }
+    public void Dispose() => ReleaseBatch();
 }

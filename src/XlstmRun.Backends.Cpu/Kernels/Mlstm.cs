@@ -104,17 +104,23 @@ public static unsafe class MlstmKernels
     public static void Chunk(SimdLevel level, float* C, float* n, ref float m, int L, int dqk, int dv,
         float* q, float* k, float* v, long ldx, float* ig, float* fg, float eps, float* h, long ldh, float* scratch)
     {
-        // scratch: Kt [dqk][L], Ktw [dqk][L], Qs [L][dqk], S [L][L], b, a, mi, den, lfs [L]
+        // scratch: Kt [dqk][L], Ktw [dqk][L], Qs [L][dqk], S [L][L], mi, den [L]
         float* Kt = scratch, Ktw = Kt + (long)dqk * L, Qs = Ktw + (long)dqk * L, S = Qs + (long)L * dqk;
-        float* bv = S + (long)L * L, av = bv + L, mi = av + L, den = mi + L;
-        float acc = 0;
+        float* mi = S + (long)L * L + 2L * L, den = mi + L;
+        // The log-gate bookkeeping is in double: the cumulative log-forget b_j reaches hundreds over a chunk when forget
+        // gates close (log σ(f) down to −15 per token), and the weights need b_i − b_j, a difference of two such sums. In
+        // float the rounding of b (|b|·2⁻²⁴ per step) went into every exponent, up to 1e-4 relative on the weights; in
+        // double the differences are exact to float precision (see docs/NOTES.md, "Conformance").
+        double* bv = stackalloc double[L];
+        double* av = stackalloc double[L];
+        double acc = 0;
         for (int j = 0; j < L; j++) { acc += LogSigmoid(fg[j]); bv[j] = acc; }
-        float g = bv[L - 1];
+        double g = bv[L - 1];
         // a_j = Σ_{r>j} lf_r + i_j, as a reverse running sum (no cancellation)
-        float rev = 0;
+        double rev = 0;
         for (int j = L - 1; j >= 0; j--) { av[j] = rev + ig[j]; rev += LogSigmoid(fg[j]); }
         float scale = 1f / MathF.Sqrt(dqk);
-        float mPrev = m;
+        double mPrev = m;
 
         // Kt = Kᵀ
         for (int j = 0; j < L; j++)
@@ -127,22 +133,22 @@ public static unsafe class MlstmKernels
         FloatGemm.Gemm(level, L, L, dqk, q, ldx, Kt, L, S, L);
         for (int i = 0; i < L; i++)
         {
-            float mInter = bv[i] + mPrev;
-            float mIntra = float.NegativeInfinity;
-            for (int j = 0; j <= i; j++) mIntra = MathF.Max(mIntra, bv[i] - bv[j] + ig[j]);
-            float mm = MathF.Max(mInter, mIntra);
-            mi[i] = mm;
+            double mInter = bv[i] + mPrev;
+            double mIntra = double.NegativeInfinity;
+            for (int j = 0; j <= i; j++) mIntra = Math.Max(mIntra, bv[i] - bv[j] + ig[j]);
+            double mx = Math.Max(mInter, mIntra);
+            mi[i] = (float)mx;
             float* srow = S + (long)i * L;
             float d = 0;
             for (int j = 0; j <= i; j++)
             {
-                float mij = srow[j] * scale * MathF.Exp(bv[i] - bv[j] + ig[j] - mm);
+                float mij = srow[j] * scale * MathF.Exp((float)(bv[i] - bv[j] + ig[j] - mx));
                 srow[j] = mij;
                 d += mij;
             }
             for (int j = i + 1; j < L; j++) srow[j] = 0;
             // q̄_i = q_i · exp(m_inter − m_i) · scale, and its product with n_prev
-            float qs = MathF.Exp(mInter - mm) * scale;
+            float qs = MathF.Exp((float)(mInter - mx)) * scale;
             float* qi = q + i * ldx;
             float* qsi = Qs + (long)i * dqk;
             float dn = 0;
@@ -160,11 +166,11 @@ public static unsafe class MlstmKernels
             for (int jj = 0; jj < dv; jj++) hi[jj] *= inv;
         }
         // state update: C = decay·C + Σ_j w_j k_j v_jᵀ, n likewise, w_j = exp(a_j − m_new)
-        float amax = float.NegativeInfinity;
-        for (int j = 0; j < L; j++) amax = MathF.Max(amax, av[j]);
-        float mNew = MathF.Max(g + mPrev, amax);
-        float decay = MathF.Exp(g + mPrev - mNew);
-        for (int j = 0; j < L; j++) mi[j] = MathF.Exp(av[j] - mNew); // reuse mi as w
+        double amax = double.NegativeInfinity;
+        for (int j = 0; j < L; j++) amax = Math.Max(amax, av[j]);
+        double mNew = Math.Max(g + mPrev, amax);
+        float decay = MathF.Exp((float)(g + mPrev - mNew));
+        for (int j = 0; j < L; j++) mi[j] = MathF.Exp((float)(av[j] - mNew)); // reuse mi as w
         for (int a = 0; a < dqk; a++)
         {
             float* kt = Kt + (long)a * L, kw = Ktw + (long)a * L;
@@ -175,6 +181,6 @@ public static unsafe class MlstmKernels
         long csz = (long)dqk * dv;
         if (decay != 1f) Ops.Scale(level, C, csz, decay);
         FloatGemm.Gemm(level, dqk, dv, L, Ktw, L, v, ldx, C, dv);
-        m = mNew;
+        m = (float)mNew;
     }
 }

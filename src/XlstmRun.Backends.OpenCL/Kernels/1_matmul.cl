@@ -59,7 +59,11 @@ __kernel void matmul_##T(__global const uchar* W, int rowBytes, int K, int nrows
             Xs[rr][kk] = (gt < ntok && gk < K) ? x[xoff + gt * K + gk] : 0.0f; \
         } \
         barrier(CLK_LOCAL_MEM_FENCE); \
-        for (int kk = 0; kk < TILE_K; kk++) acc += Ws[lr][kk] * Xs[lt][kk]; \
+        /* blocked summation: each tile of TILE_K products in its own partial, then added (a single running sum over \
+           K let float32 rounding grow with K; docs/NOTES.md "Conformance") */ \
+        float part = 0.0f; \
+        for (int kk = 0; kk < TILE_K; kk++) part += Ws[lr][kk] * Xs[lt][kk]; \
+        acc += part; \
         barrier(CLK_LOCAL_MEM_FENCE); \
     } \
     int r = gr0 + lr, t = gt0 + lt; \

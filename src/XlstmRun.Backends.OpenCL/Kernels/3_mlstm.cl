@@ -54,7 +54,12 @@ __kernel void mlstm_step_post(__global const float* qkvo, int qoff, int qkDim, _
 }
 
 // ---- chunkwise form: per chunk of len ≤ L tokens starting at token t0, three kernels in order -------------------------
-// Scratch per head (SCR = 5L + L² + 4 floats at X + hd·SCR): b[L] ig[L] w[L] mi[L] den[L] M[L·L] then mPrev mNew decay.
+// Scratch per head (SCR_HEAD floats at X + hd·SCR_HEAD): b[L] ig[L] w[L] mi[L] den[L] M[L·L], mPrev mNew decay (+1), b_lo[L].
+// The cumulative log-forget b_j is kept as a compensated pair b[j] + b_lo[j]: it reaches hundreds over a chunk when forget
+// gates close, and the weights need b_i − b_j, the difference of two such sums; a plain float running sum put its
+// rounding (|b|·2⁻²⁴ per token) into every exponent (up to 1e-4 relative on the weights; docs/NOTES.md, "Conformance").
+#define SCR_HEAD(L) (6 * (L) + (L) * (L) + 4)
+#define SCR_BLO (5 * L + L * L + 4)
 #define SCR_B 0
 #define SCR_IG (L)
 #define SCR_W (2 * L)
@@ -70,22 +75,26 @@ __kernel void mlstm_chunk_prep(__global const float* qkvo, int qoff, int qcols, 
                                __global float* X, int L, int t0, int len)
 {
     int lid = get_local_id(0), hd = get_group_id(1);
-    __global float* sc = X + (long)hd * (5 * L + L * L + 4);
+    __global float* sc = X + (long)hd * SCR_HEAD(L);
     __global const float* n = S + soff + (long)NH * dqk * dv + hd * dqk;
     if (lid == 0)
     {
         float mPrev = S[soff + (long)NH * dqk * dv + NH * dqk + hd];
-        float acc = 0.0f;
+        float hi = 0.0f, lo = 0.0f;
         for (int j = 0; j < len; j++)
         {
             __global const float* gr = gates + goff + (long)(t0 + j) * 2 * NH;
             sc[SCR_IG + j] = soft_cap(gr[hd], cap);
             float lf = log_sigmoid(soft_cap(gr[NH + hd], cap));
             sc[SCR_DEN + j] = lf;
-            acc += lf;
-            sc[SCR_B + j] = acc;
+            // compensated running sum (Neumaier): hi + lo = Σ lf to about 2⁻⁴⁸ relative
+            float t = hi + lf;
+            lo += fabs(hi) >= fabs(lf) ? (hi - t) + lf : (lf - t) + hi;
+            hi = t;
+            sc[SCR_B + j] = hi;
+            sc[SCR_BLO + j] = lo;
         }
-        float g = sc[SCR_B + len - 1];
+        float g = hi + lo;
         float rev = 0.0f, amax = -INFINITY;
         for (int j = len - 1; j >= 0; j--)
         {
@@ -104,9 +113,9 @@ __kernel void mlstm_chunk_prep(__global const float* qkvo, int qoff, int qcols, 
     float mPrev = sc[SCR_S + 0];
     for (int i = lid; i < len; i += RED_LS)
     {
-        float bi = sc[SCR_B + i];
-        float mInter = bi + mPrev, mIntra = -INFINITY;
-        for (int j = 0; j <= i; j++) mIntra = fmax(mIntra, bi - sc[SCR_B + j] + sc[SCR_IG + j]);
+        float bi = sc[SCR_B + i], bl = sc[SCR_BLO + i];
+        float mInter = (bi + bl) + mPrev, mIntra = -INFINITY;
+        for (int j = 0; j <= i; j++) mIntra = fmax(mIntra, ((bi - sc[SCR_B + j]) + (bl - sc[SCR_BLO + j])) + sc[SCR_IG + j]);
         sc[SCR_MI + i] = fmax(mInter, mIntra);
     }
     barrier(CLK_GLOBAL_MEM_FENCE);
@@ -118,13 +127,14 @@ __kernel void mlstm_chunk_prep(__global const float* qkvo, int qoff, int qcols, 
         __global const float* kj = qkvo + qoff + (long)(t0 + j) * qcols + qkDim + hd * dqk;
         float s = 0.0f;
         for (int a = 0; a < dqk; a++) s += qi[a] * kj[a];
-        sc[SCR_M + i * L + j] = s * scale * exp(sc[SCR_B + i] - sc[SCR_B + j] + sc[SCR_IG + j] - sc[SCR_MI + i]);
+        float bij = (sc[SCR_B + i] - sc[SCR_B + j]) + (sc[SCR_BLO + i] - sc[SCR_BLO + j]);
+        sc[SCR_M + i * L + j] = s * scale * exp(bij + sc[SCR_IG + j] - sc[SCR_MI + i]);
     }
     barrier(CLK_GLOBAL_MEM_FENCE);
     for (int i = lid; i < len; i += RED_LS)
     {
         float mi = sc[SCR_MI + i];
-        float qs = exp(sc[SCR_B + i] + mPrev - mi) * scale;
+        float qs = exp((sc[SCR_B + i] + sc[SCR_BLO + i]) + mPrev - mi) * scale;
         __global const float* qi = qkvo + qoff + (long)(t0 + i) * qcols + hd * dqk;
         float d = 0.0f;
         for (int a = 0; a < dqk; a++) d += qi[a] * qs * n[a];
@@ -140,10 +150,10 @@ __kernel void mlstm_chunk_out(__global const float* qkvo, int qoff, int qcols, i
 {
     int jj = get_global_id(0), i = get_global_id(1), hd = get_global_id(2);
     if (jj >= dv || i >= len || hd >= NH) return;
-    __global const float* sc = X + (long)hd * (5 * L + L * L + 4);
+    __global const float* sc = X + (long)hd * SCR_HEAD(L);
     __global const float* C = S + soff + (long)hd * dqk * dv;
     float mPrev = sc[SCR_S + 0];
-    float qs = exp(sc[SCR_B + i] + mPrev - sc[SCR_MI + i]) * scale;
+    float qs = exp((sc[SCR_B + i] + sc[SCR_BLO + i]) + mPrev - sc[SCR_MI + i]) * scale;
     __global const float* qi = qkvo + qoff + (long)(t0 + i) * qcols + hd * dqk;
     float acc = 0.0f;
     for (int a = 0; a < dqk; a++) acc += qi[a] * qs * C[a * dv + jj];
@@ -157,7 +167,7 @@ __kernel void mlstm_chunk_state(__global const float* qkvo, int qoff, int qcols,
 {
     int jj = get_global_id(0), a = get_global_id(1), hd = get_global_id(2);
     if (jj > dv || a >= dqk || hd >= NH) return;
-    __global const float* sc = X + (long)hd * (5 * L + L * L + 4);
+    __global const float* sc = X + (long)hd * SCR_HEAD(L);
     float decay = sc[SCR_S + 2];
     __global const float* kcol = qkvo + qoff + (long)t0 * qcols + qkDim + hd * dqk + a;
     if (jj < dv)

@@ -1,54 +1,71 @@
-using System.Buffers;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Encodings.Web;
-using System.Text.Json;
+using System.Runtime.InteropServices;
+using XlstmRun.Cli.Batch;
 using XlstmRun.Formats;
-using XlstmRun.Text.Sampling;
 
 namespace XlstmRun.Cli.Commands;
 
 /// <summary>
-/// `batch`: one prompt per JSONL line → one result per line, appended and flushed as each completes; malformed lines
-/// give error records; --resume skips ids already done.
+/// `batch`: one prompt per JSONL line → one record per line, appended as each completes; crash-safe (one write per
+/// record, fsync at a cadence, --resume repairs and continues), lockable, sharded (--shard K/N or auto).
 /// </summary>
 public static class BatchCommand
 {
-    private sealed class Item
-    {
-        public int Line;
-        public JsonElement? Id;          // cloned; null = use the line number
-        public string? Error;
-        public bool NotObject;            // the line is not a JSON object at all
-        public string Prompt = "";
-        public int? NPredict;
-        public SamplingParams? Sampling;  // null = CLI defaults
-        public string[]? Stop;
-        public string Key => IdKey(Id, Line);
-    }
-
     public static Command Create()
     {
         var mo = new ModelOptions();
         var so = new SamplingOptions();
-        var input = new Option<string>("--input", "-i") { Description = "JSONL file, one object per line: {\"id\", \"prompt\", optional n_predict, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, presence_penalty, frequency_penalty, seed, stop (text or list)}", Required = true, HelpName = "FILE" };
-        var output = new Option<string>("--output", "-o") { Description = "JSONL results, one line per prompt as it completes: {\"id\", \"text\", \"tokens\", \"prompt_tokens\", \"finish_reason\"}, or {\"id\", \"error\"} for a malformed line (id = line number when it has none)", Required = true, HelpName = "FILE" };
-        var resume = new Option<bool>("--resume") { Description = "Append to an existing output, skipping ids it already has results for (error records are retried)" };
+        var input = new Option<string>("--input", "-i")
+        {
+            Description = "JSONL prompts, one JSON object per line (\"-\" = standard input); keys: " + BatchLineParser.KeyList,
+            Required = true, HelpName = "FILE",
+        };
+        var output = new Option<string>("--output", "-o")
+        {
+            Description = "JSONL results, one record per prompt line as it completes: {\"id\", \"line\", \"text\", \"tokens\", \"prompt_tokens\", \"finish_reason\", \"seed\"}, or {\"id\", \"line\", \"error\"} for a malformed line",
+            Required = true, HelpName = "FILE",
+        };
+        var resume = new Option<bool>("--resume") { Description = "Continue an existing output: lines with a result or an error record are done; an incomplete last record (an interrupted run) is cut off and its line runs again. Without an output yet, starts one: the same command line serves the first run and every retry" };
+        var retry = new Option<bool>("--retry-errors") { Description = "With --resume: remove the error records and run those lines again" };
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file" };
+        var parallel = new Option<int?>("--parallel", "-np")
+        {
+            Description = "Sequences generated together [default: 16 on a GPU, 4 on the CPU, 1 with OpenCL]: up to B lines in flight, one forward pass per token for all of them (the weights are read once per step), a finished line's slot taking the next line at once. Greedy results are those of B = 1 up to float rounding (products over B rows sum in another order)",
+            HelpName = "B",
+        };
+        var shard = new Option<string?>("--shard") { Description = "Run only the lines whose index (line number - 1) is K mod N, so that N processes cover the file once; \"auto\" reads Slurm or Kubernetes variables (see notes)", HelpName = "K/N|auto" };
+        var shardCount = new Option<int?>("--shard-count") { Description = "With --shard auto in a Kubernetes Indexed Job: the number of shards (the Job's completions); default $XLSTM_SHARD_COUNT", HelpName = "N" };
+        var sync = new Option<double>("--sync-interval") { Description = "Seconds between fsyncs of the output (0 = after every record); records are written whole either way", DefaultValueFactory = _ => 1.0, HelpName = "SECONDS" };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "More detail on stderr" };
-        var cmd = new Command("batch",
-            "Generate for every prompt of a JSONL file, one result line each, written as it completes.");
+        var cmd = new Command("batch", "Generate for every prompt of a JSONL file, one result line each, written as it completes.");
         HelpNotes.Add(cmd,
-            "Each prompt starts from a fresh state (BOS first unless --no-bos).\n" +
-            "The sampling options are the defaults for lines that do not set their own.\n" +
             "Example line: {\"id\": \"q1\", \"prompt\": \"The capital of France is\", \"n_predict\": 16, \"temperature\": 0, \"stop\": [\"\\n\"]}\n" +
-            "Progress goes to stderr. Exit code 0 when the run completes, also when some lines were malformed (they get\n" +
-            "error records); 2 when the input file itself is unusable (then no output file is written).");
+            "OpenAI-style keys work too: \"max_tokens\" (= n_predict), \"temperature\", \"top_p\", \"seed\", \"stop\" (text or list).\n" +
+            "A key that is not listed, a repeated key, a value of the wrong type or text that is not valid Unicode makes the line\n" +
+            "an error record; the run goes on. Ids must be unique (a line without \"id\" has its line number as id; a repeated id\n" +
+            "is an error record). Records carry the input line number (\"line\"), which is what --resume and batch-merge go by.\n" +
+            "Each prompt starts from a fresh state (BOS first unless --no-bos). The sampling options are the defaults for lines\n" +
+            "that do not set their own; a line without \"seed\" uses --seed plus its line number (give --seed for results that\n" +
+            "are the same on every run, shard and resume).\n" +
+            "Crash safety: each record is written with one write and the file is fsync'd every --sync-interval seconds and at\n" +
+            "the end. After a crash or kill, rerun with --resume: every line ends up with exactly one record. The output is\n" +
+            "locked while a batch writes it: a second batch on the same file stops with an error.\n" +
+            "Ctrl-C or SIGTERM stops after the current token; the unfinished line is not written and runs again on --resume.\n" +
+            "Scale-out: run N processes with --shard 0/N .. N-1/N (or --shard auto in a Slurm array or Kubernetes Indexed Job),\n" +
+            "each with its own --output, then join them with 'xlstm-run batch-merge' (see docs/scale-out.md).\n" + ShardSpec.AutoHelp + "\n" +
+            "Exit codes: 0 when every line of the run has its record (malformed lines included); 2 when the input or the output\n" +
+            "is unusable (nothing is written then); 1 on a runtime failure; 130 (Ctrl-C) or 143 (SIGTERM) when interrupted.");
         cmd.Options.Add(input);
         cmd.Options.Add(output);
         cmd.Options.Add(resume);
+        cmd.Options.Add(retry);
         cmd.Options.Add(force);
+        cmd.Options.Add(parallel);
+        cmd.Options.Add(shard);
+        cmd.Options.Add(shardCount);
+        cmd.Options.Add(sync);
         mo.AddTo(cmd, state: false);
         so.AddTo(cmd);
         cmd.Options.Add(verbose);
@@ -56,277 +73,156 @@ public static class BatchCommand
         {
             var total = Stopwatch.StartNew();
             string inPath = pr.GetValue(input)!, outPath = pr.GetValue(output)!;
-            bool isResume = pr.GetValue(resume), isVerbose = pr.GetValue(verbose);
+            bool isResume = pr.GetValue(resume), retryErrors = pr.GetValue(retry), isForce = pr.GetValue(force), isVerbose = pr.GetValue(verbose);
 
-            // Everything that can be wrong with the input is found before the output file is touched.
+            // Everything that can be wrong with the options and the input is found before the output file is touched.
+            if (retryErrors && !isResume) throw new BadInputException("--retry-errors goes with --resume");
+            if (isResume && isForce) throw new BadInputException("give --resume (continue the output) or --force (overwrite it), not both");
+            int? slotsGiven = pr.GetValue(parallel);
+            if (slotsGiven is < 1 or > 4096) throw new BadInputException($"--parallel must be between 1 and 4096 (got {slotsGiven})");
+            double syncSeconds = pr.GetValue(sync);
+            if (!double.IsFinite(syncSeconds) || syncSeconds < 0) throw new BadInputException($"--sync-interval must be 0 or more seconds (got {syncSeconds})");
+            var sh = ShardSpec.Parse(pr.GetValue(shard), pr.GetValue(shardCount), Environment.GetEnvironmentVariable);
             int defaultN = so.Tokens(pr, idsMode: false);
-            long seed = so.ResolveSeed(pr);
-            var defaults = so.Build(pr, 0.8f, seed);
-            string[] defaultStops = so.StopStrings(pr);
             bool noBos = pr.GetValue(so.NoBos), ignoreEos = pr.GetValue(so.IgnoreEos);
-            if (Path.GetFullPath(inPath) == Path.GetFullPath(outPath)) throw new BadInputException("--input and --output are the same file");
-            string content = TextIO.ReadFile(inPath);
-            var items = ParseInput(content, defaults);
-            if (items.Count == 0) throw new BadInputException($"{inPath}: no prompts (expected one JSON object per line)");
-            if (items.All(i => i.NotObject))
-                throw new BadInputException($"{inPath}: not a JSONL prompt file (no line is a JSON object; first: {items[0].Error})");
-
-            OutputPath.Check(outPath, force: true);
-            var done = new HashSet<string>(StringComparer.Ordinal);
-            bool exists = File.Exists(outPath);
-            if (exists && !isResume && !pr.GetValue(force))
-                throw new BadInputException($"{outPath}: already exists (use --resume to continue it or --force to overwrite)");
-            if (exists && isResume) ReadDone(outPath, done);
             if (defaultN == -1 && ignoreEos) throw new BadInputException("-n -1 with --ignore-eos would never end: give a token count");
-
-            using var s = ModelSession.Open(pr, mo, needTokenizer: true);
-            var tok = s.Tokenizer!;
-            var model = new RunnerGenerationModel(s.Runner);
-            int todo = items.Count(i => !done.Contains(i.Key));
-            int malformed = items.Count(i => i.Error != null);
-            Console.Error.WriteLine($"batch: {items.Count} prompts in {inPath} ({malformed} malformed, {items.Count - todo} already done), seed {seed} -> {outPath}");
-
-            using var fs = new FileStream(outPath, isResume ? FileMode.OpenOrCreate : FileMode.Create, FileAccess.ReadWrite, FileShare.Read);
-            if (isResume)
+            long seed = so.ResolveSeed(pr);
+            var defaults = new BatchDefaults
             {
-                // A last line without its newline was cut short by an interrupted run: drop it (its prompt runs again).
-                fs.SetLength(CompleteLength(fs));
-                fs.Seek(0, SeekOrigin.End);
+                Sampling = so.Build(pr, 0.8f, seed), MaxTokens = defaultN, Stop = so.StopStrings(pr), NoBos = noBos, IgnoreEos = ignoreEos,
+            };
+            string modelPath = ModelSession.ResolveModelPath(pr.GetValue(mo.Model));
+
+            using var inp = BatchInput.Open(inPath, defaults);
+            var others = new List<(string, string)> { ("model file", modelPath) };
+            if (inPath != "-") others.Add(("input file", inPath));
+            var outp = BatchOutput.Open(outPath, isResume, isForce, syncSeconds, others);
+            bool finished = false;
+            try
+            {
+                int rc = Execute();
+                finished = true;
+                return rc;
             }
-            int n = 0, ok = 0, errors = 0;
-            long genTokens = 0;
-            foreach (var item in items)
+            finally
             {
-                if (done.Contains(item.Key)) continue;
-                n++;
-                if (item.Error == null && (item.NPredict ?? defaultN) == -1 && ignoreEos)
-                    item.Error = "n_predict -1 with --ignore-eos would never end";
-                if (item.Error == null && noBos && item.Prompt.Length == 0 && (item.NPredict ?? defaultN) != 0)
-                    item.Error = "the prompt is empty and --no-bos is set: there is nothing to continue from";
-                if (item.Error != null)
+                if (finished) outp.Dispose();
+                else outp.Abandon();
+            }
+
+            int Execute()
+            {
+                var ri = isResume && outp.Existed ? outp.Resume(inp, retryErrors) : null;
+                var mine = inp.Lines.Where(l => sh.Contains(l.Line)).ToList();
+                var todo = mine.Where(l => ri == null || !ri.Done[l.Line]).ToList();
+                // The header waits until the model has loaded: a model that fails to load gives one error line only.
+                void Header()
                 {
-                    errors++;
-                    WriteRecord(fs, w => { WriteId(w, item); w.WriteString("error", item.Error); });
-                    Console.Error.WriteLine($"[{n}/{todo}] {IdText(item)}: error: {item.Error}");
-                    continue;
+                    Console.Error.WriteLine($"batch: {inp.Lines.Count} prompt lines in {inPath} ({inp.Lines.Count(l => l.IsError)} malformed)" +
+                        (sh.Count > 1 ? $"; shard {sh}: {mine.Count} lines" : "") +
+                        (ri != null ? $"; {mine.Count - todo.Count} already done" : "") + $"; {todo.Count} to run -> {outPath}");
+                    if (ri != null) ReportResume(ri, outPath);
                 }
-                var t0 = Stopwatch.GetTimestamp();
-                s.Runner.ResetState();
-                var body = tok.Encode(item.Prompt);
-                int[] prompt = noBos ? body : [tok.BosId, .. body];
-                var r = Generator.Run(model, new GenerationRequest
+
+                if (todo.Count == 0)
                 {
-                    Prompt = prompt,
-                    Sampling = item.Sampling ?? defaults,
-                    ValidVocab = s.ValidVocab,
-                    MaxTokens = item.NPredict ?? defaultN,
-                    EosId = ignoreEos ? null : tok.EosId,
-                    StopStrings = item.Stop ?? defaultStops,
-                    Tokenizer = tok,
-                });
-                WriteRecord(fs, w =>
+                    if (isForce && outp.Existed) outp.Clear();
+                    outp.Repair();
+                    Header();
+                    Console.Error.WriteLine("batch: nothing to do");
+                    return ExitCodes.Ok;
+                }
+                ModelSession? s = null;
+                try
                 {
-                    WriteId(w, item);
-                    w.WriteString("text", r.Text);
-                    w.WriteNumber("tokens", r.Ids.Count);
-                    w.WriteNumber("prompt_tokens", r.PromptTokens);
-                    w.WriteString("finish_reason", r.FinishReasonText);
-                });
-                ok++;
-                genTokens += r.Ids.Count;
-                double sec = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-                Console.Error.WriteLine(string.Format(CultureInfo.InvariantCulture, "[{0}/{1}] {2}: {3} + {4} tokens, {5}, {6:F2} s ({7:F2} tokens per second)",
-                    n, todo, IdText(item), r.PromptTokens, r.Ids.Count, r.FinishReasonText, sec, sec > 0 ? r.Ids.Count / sec : 0));
-                if (isVerbose) Console.Error.WriteLine($"    sampling: {(item.Sampling ?? defaults).Describe()}");
+                    // A run whose lines are all malformed writes their error records without loading the model.
+                    if (todo.Any(l => !l.IsError)) s = ModelSession.Open(pr, mo, needTokenizer: true);
+                    if (isForce && outp.Existed) outp.Clear();
+                    outp.Repair();
+                    Header();
+                    int slots = slotsGiven ?? (s != null ? SequenceEngines.DefaultSlots(s.Backend) : 1);
+                    var engine = s != null ? SequenceEngines.Create(s, slots) : new NoEngine(slots);
+                    using var engineLife = engine as IDisposable;
+                    Console.Error.WriteLine($"batch: seed {seed} (a line without \"seed\" uses {seed} + its line number); parallel {slots}" +
+                        (slots > 1 ? $" ({SequenceEngines.Note(engine)})" : ""));
+                    return RunWithSignals(cancel =>
+                    {
+                        var sum = new BatchDriver
+                        {
+                            Input = inp, Output = outp, Defaults = defaults, Engine = engine, Tokenizer = s?.Tokenizer!, Verbose = isVerbose,
+                        }.Run(todo, cancel);
+                        double sec = total.Elapsed.TotalSeconds;
+                        Console.Error.WriteLine(string.Format(CultureInfo.InvariantCulture,
+                            "batch: {0}: {1} generated, {2} error records; {3} tokens in {4:F2} s ({5:F1} tokens/s)",
+                            sum.Interrupted + sum.NotStarted > 0 ? "stopped" : "done", sum.Generated, sum.Errors, sum.Tokens, sec, sec > 0 ? sum.Tokens / sec : 0));
+                        if (sum.Interrupted + sum.NotStarted > 0)
+                            Console.Error.WriteLine($"batch: {sum.Interrupted + sum.NotStarted} lines not done; rerun with --resume to finish them");
+                        if (s?.Backend is XlstmRun.Model.IDeviceMemory dm)
+                            Console.Error.WriteLine(string.Format(CultureInfo.InvariantCulture, "batch: device memory peak {0:F1} MiB (weights {1:F1} MiB)",
+                                dm.PeakDeviceBytes / 1048576.0, dm.WeightBytes / 1048576.0));
+                    });
+                }
+                finally
+                {
+                    s?.Dispose();
+                }
             }
-            Console.Error.WriteLine(string.Format(CultureInfo.InvariantCulture, "batch: done: {0} generated, {1} errors, {2} skipped; {3} tokens in {4:F2} s",
-                ok, errors, items.Count - todo, genTokens, total.Elapsed.TotalSeconds));
-            return ExitCodes.Ok;
         }));
         return cmd;
     }
 
-    private static List<Item> ParseInput(string content, SamplingParams defaults)
+    private static void ReportResume(ResumeInfo ri, string outPath)
     {
-        var items = new List<Item>();
-        var lines = content.Split('\n');
-        for (int i = 0; i < lines.Length; i++)
-        {
-            string line = lines[i].TrimEnd('\r');
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            var item = new Item { Line = i + 1 };
-            items.Add(item);
-            JsonDocument doc;
-            try
-            {
-                doc = JsonDocument.Parse(line);
-            }
-            catch (JsonException e)
-            {
-                item.Error = "invalid JSON: " + JsonMessage(e.Message);
-                item.NotObject = true;
-                continue;
-            }
-            using (doc)
-            {
-                var root = doc.RootElement;
-                if (root.ValueKind != JsonValueKind.Object)
-                {
-                    item.Error = $"not a JSON object but a JSON {root.ValueKind.ToString().ToLowerInvariant()}";
-                    item.NotObject = true;
-                    continue;
-                }
-                try
-                {
-                    ParseItem(root, item, defaults);
-                }
-                catch (BadInputException e)
-                {
-                    item.Error = e.Message;
-                }
-            }
-        }
-        return items;
+        if (ri.RepairedBytes > 0)
+            Console.Error.WriteLine($"batch: {outPath}: cut off an incomplete last record ({ri.RepairedBytes} bytes) left by an interrupted run; its line runs again");
+        if (ri.Retried > 0) Console.Error.WriteLine($"batch: removed {ri.Retried} error records to run those lines again (--retry-errors)");
+        else if (ri.Errors > 0) Console.Error.WriteLine($"batch: {Plural(ri.Errors, "line has an error record and counts", "lines have error records and count")} as done; --retry-errors runs {(ri.Errors == 1 ? "it" : "them")} again");
+        if (ri.Duplicates > 0)
+            Console.Error.WriteLine($"warning: {outPath}: {ri.Duplicates} extra records for lines that already had one" +
+                (ri.Retried > 0 ? " (removed)" : " (kept; --retry-errors removes them)"));
     }
 
-    private static void ParseItem(JsonElement root, Item item, SamplingParams defaults)
-    {
-        if (root.TryGetProperty("id", out var id))
-        {
-            if (id.ValueKind is JsonValueKind.String or JsonValueKind.Number) item.Id = id.Clone();
-            else throw new BadInputException("\"id\" must be a string or a number");
-        }
-        if (!root.TryGetProperty("prompt", out var prompt)) throw new BadInputException("missing \"prompt\"");
-        if (prompt.ValueKind != JsonValueKind.String) throw new BadInputException("\"prompt\" must be a string");
-        item.Prompt = prompt.GetString()!;
+    private static string Plural(int n, string one, string many) => $"{n} {(n == 1 ? one : many)}";
 
-        int? Int(string name)
+    /// <summary>Runs <paramref name="body"/> with Ctrl-C and SIGTERM turned into a cancellation: the first one stops
+    /// after the current token (exit 130 or 143); a second Ctrl-C kills as usual.</summary>
+    private static int RunWithSignals(Action<CancellationToken> body)
+    {
+        using var cts = new CancellationTokenSource();
+        int signalExit = 0;
+        ConsoleCancelEventHandler onCtrlC = (_, e) =>
         {
-            if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
-            if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int x)) throw new BadInputException($"\"{name}\" must be an integer");
-            return x;
-        }
-        float? Float(string name)
-        {
-            if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
-            if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out double x)) throw new BadInputException($"\"{name}\" must be a number");
-            return (float)x;
-        }
-        item.NPredict = Int("n_predict");
-        if (item.NPredict < -1) throw new BadInputException("\"n_predict\" must be -1 (no limit), 0 or more");
-        ulong? seed = null;
-        if (root.TryGetProperty("seed", out var sv) && sv.ValueKind != JsonValueKind.Null)
-        {
-            if (sv.ValueKind != JsonValueKind.Number || !sv.TryGetInt64(out long sl) || sl < 0) throw new BadInputException("\"seed\" must be an integer, 0 or more");
-            seed = (ulong)sl;
-        }
-        var p = defaults with
-        {
-            Temperature = Float("temperature") ?? defaults.Temperature,
-            TopK = Int("top_k") ?? defaults.TopK,
-            TopP = Float("top_p") ?? defaults.TopP,
-            MinP = Float("min_p") ?? defaults.MinP,
-            RepeatPenalty = Float("repeat_penalty") ?? defaults.RepeatPenalty,
-            RepeatLastN = Int("repeat_last_n") ?? defaults.RepeatLastN,
-            PresencePenalty = Float("presence_penalty") ?? defaults.PresencePenalty,
-            FrequencyPenalty = Float("frequency_penalty") ?? defaults.FrequencyPenalty,
-            Seed = seed ?? defaults.Seed,
+            if (cts.IsCancellationRequested) return;
+            e.Cancel = true;
+            signalExit = ExitCodes.Interrupted;
+            Console.Error.WriteLine("batch: interrupted: finishing the records written so far (Ctrl-C again to kill)");
+            cts.Cancel();
         };
-        p.Validate(n => "\"" + n + "\"");
-        item.Sampling = p == defaults ? null : p;
-        if (root.TryGetProperty("stop", out var st) && st.ValueKind != JsonValueKind.Null)
+        Console.CancelKeyPress += onCtrlC;
+        using var term = OperatingSystem.IsWindows() ? null : PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
         {
-            if (st.ValueKind == JsonValueKind.String) item.Stop = [st.GetString()!];
-            else if (st.ValueKind == JsonValueKind.Array && st.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
-                item.Stop = st.EnumerateArray().Select(e => e.GetString()!).Where(x => x.Length > 0).ToArray();
-            else throw new BadInputException("\"stop\" must be a string or a list of strings");
+            ctx.Cancel = true;
+            if (cts.IsCancellationRequested) return;
+            signalExit = 143;
+            Console.Error.WriteLine("batch: terminated (SIGTERM): stopping after the current token");
+            cts.Cancel();
+        });
+        try
+        {
+            body(cts.Token);
         }
+        finally
+        {
+            Console.CancelKeyPress -= onCtrlC;
+        }
+        return signalExit != 0 ? signalExit : ExitCodes.Ok;
     }
 
-    private static string IdKey(JsonElement? id, int line) => id is { } e
-        ? e.ValueKind == JsonValueKind.String ? "s:" + e.GetString() : "n:" + e.GetRawText()
-        : "n:" + line.ToString(CultureInfo.InvariantCulture);
-
-    private static string IdText(Item item) => "id " + (item.Id is { } e ? e.GetRawText() : item.Line.ToString(CultureInfo.InvariantCulture) + " (line)");
-
-    private static void WriteId(Utf8JsonWriter w, Item item)
+    /// <summary>The engine of a run whose lines are all malformed: never started.</summary>
+    private sealed class NoEngine(int slots) : ISequenceEngine
     {
-        if (item.Id is { } e)
-        {
-            w.WritePropertyName("id");
-            e.WriteTo(w);
-        }
-        else w.WriteNumber("id", item.Line);
-    }
-
-    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-
-    private static void WriteRecord(FileStream fs, Action<Utf8JsonWriter> body)
-    {
-        var buf = new ArrayBufferWriter<byte>();
-        using (var w = new Utf8JsonWriter(buf, WriterOptions))
-        {
-            w.WriteStartObject();
-            body(w);
-            w.WriteEndObject();
-        }
-        fs.Write(buf.WrittenSpan);
-        fs.WriteByte((byte)'\n');
-        fs.Flush();
-    }
-
-    /// <summary>Ids of the successful records already in an output file (lines that do not parse are ignored).</summary>
-    private static void ReadDone(string path, HashSet<string> done)
-    {
-        string text;
-        try { text = File.ReadAllText(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new BadInputException($"{path}: cannot read ({e.Message})"); }
-        foreach (var raw in text.Split('\n'))
-        {
-            if (string.IsNullOrWhiteSpace(raw)) continue;
-            try
-            {
-                using var doc = JsonDocument.Parse(raw);
-                var r = doc.RootElement;
-                if (r.ValueKind != JsonValueKind.Object || r.TryGetProperty("error", out _) || !r.TryGetProperty("id", out var id)) continue;
-                if (id.ValueKind is JsonValueKind.String or JsonValueKind.Number) done.Add(IdKey(id, 0));
-            }
-            catch (JsonException)
-            {
-                // a line cut short by an interrupted run: its prompt is done again
-            }
-        }
-    }
-
-    /// <summary>Length of the file up to and including its last newline.</summary>
-    private static long CompleteLength(FileStream f)
-    {
-        var buf = new byte[4096];
-        long end = f.Length;
-        while (end > 0)
-        {
-            int n = (int)Math.Min(buf.Length, end);
-            f.Seek(end - n, SeekOrigin.Begin);
-            f.ReadExactly(buf, 0, n);
-            int i = Array.LastIndexOf(buf, (byte)'\n', n - 1, n);
-            if (i >= 0) return end - n + i + 1;
-            end -= n;
-        }
-        return 0;
-    }
-
-    /// <summary>System.Text.Json's message without its " LineNumber: 0 | BytePositionInLine: N." tail.</summary>
-    private static string JsonMessage(string s)
-    {
-        int i = s.IndexOf('\n');
-        if (i >= 0) s = s[..i];
-        int j = s.IndexOf(" LineNumber:", StringComparison.Ordinal);
-        if (j >= 0)
-        {
-            int k = s.IndexOf("BytePositionInLine:", j, StringComparison.Ordinal);
-            string pos = k >= 0 ? s[(k + "BytePositionInLine:".Length)..].Trim().TrimEnd('.') : "";
-            s = s[..j].TrimEnd() + (pos.Length > 0 ? $" (at byte {pos})" : "");
-        }
-        return s.Trim();
+        public int Slots => slots;
+        public void Start(int slot, SequenceJob job) => throw new InvalidOperationException("no model was loaded");
+        public void Step(List<SequenceDone> done, CancellationToken cancel) => throw new InvalidOperationException("no model was loaded");
     }
 }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using System.Text.Json;
 using XlstmRun.Backends.Cpu;
 using XlstmRun.Formats;
 using XlstmRun.Formats.Gguf;
@@ -25,8 +26,8 @@ public static class BenchCommand
         var pp = new Option<int>("--n-prompt", "-p") { Description = "Prompt tokens for the prompt-processing test (0 = skip)", DefaultValueFactory = _ => 512 };
         var tg = new Option<int>("--n-gen", "-n") { Description = "Generated tokens for the generation test (0 = skip)", DefaultValueFactory = _ => 128 };
         var reps = new Option<int>("--repetitions", "-r") { Description = "Repetitions of each test (after one warm-up)", DefaultValueFactory = _ => 5 };
-        var output = new Option<string>("--output", "-o") { Description = "Output format: md or json", DefaultValueFactory = _ => "md" };
-        output.AcceptOnlyFromAmong("md", "json");
+        var output = new Option<string>("--output", "-o") { Description = "Output format: md (table), csv, json (one object) or jsonl (one object per test)", DefaultValueFactory = _ => "md", HelpName = "FORMAT" };
+        output.AcceptOnlyFromAmong("md", "csv", "json", "jsonl");
         var probeMiB = new Option<int>("--probe-mib") { Description = "Size of the memory-bandwidth probe buffer in MiB (0 = no probe): host RAM read for the CPU engine, device-to-device copy for a GPU backend", DefaultValueFactory = _ => 1024 };
         var cmd = new Command("bench", "Measure prompt processing and generation speed (llama-bench style table on stdout).");
         mo.AddTo(cmd, state: false);
@@ -35,11 +36,13 @@ public static class BenchCommand
         cmd.Options.Add(reps);
         cmd.Options.Add(output);
         cmd.Options.Add(probeMiB);
+        OpBench.AddOptions(cmd);
         cmd.SetAction(pr => Program.Run(() =>
         {
             int nPrompt = pr.GetValue(pp), nGen = pr.GetValue(tg), r = pr.GetValue(reps), mib = pr.GetValue(probeMiB);
             if (nPrompt < 0 || nGen < 0) throw new BadInputException("-p and -n must be at least 0");
             if (r < 1) throw new BadInputException("-r must be at least 1");
+            if (OpBench.Requested(pr)) return OpBench.Run(pr, mo, r);
             if (mib < 0) throw new BadInputException("--probe-mib must be at least 0");
             int threads = pr.GetValue(mo.Threads);
             if (threads < 0) throw new BadInputException("-t must be at least 0");
@@ -88,6 +91,7 @@ public static class BenchCommand
             int threadCol = s.Backend is Backends.Cpu.CpuBackend cb ? cb.Threads : threads;
 
             var results = new List<Result>();
+            string? deviceMemNote = null;
             var rng = new Random(1234);
             int V = c.Vocab;
             if (nPrompt > 0)
@@ -106,12 +110,22 @@ public static class BenchCommand
             {
                 var ids = new int[nGen];
                 for (int i = 0; i < nGen; i++) ids[i] = rng.Next(V);
+                (s.Backend as IDeviceMemory)?.ResetPeak();
                 var times = Measure(r, $"tg{nGen}", () =>
                 {
                     s.Runner.ResetState();
                     for (int i = 0; i < nGen; i++) s.Runner.StepGreedy(ids[i], V);
                 });
                 results.Add(new Result($"tg{nGen}", times.Select(t => nGen / t).ToArray(), bytesPerToken));
+                if (s.Backend is IDeviceMemory dm)
+                {
+                    // decode memory against what it must hold: weights (as uploaded) and the recurrent state
+                    long w = dm.WeightBytes, st = c.StateFloats * 4, peakDev = dm.PeakDeviceBytes;
+                    deviceMemNote = $"device memory during tg{nGen}: peak {F(peakDev / 1048576.0, "F1")} MiB allocated = weights {F(w / 1048576.0, "F1")} MiB + state " +
+                                    $"{F(st / 1048576.0, "F1")} MiB + {F((peakDev - w - st) / 1048576.0, "F1")} MiB other" +
+                                    (dm.DriverReportedBytes() is long drv ? $"; driver-reported usage (VK_EXT_memory_budget) {F(drv / 1048576.0, "F1")} MiB" : "");
+                    Console.Error.WriteLine("bench: " + deviceMemNote);
+                }
             }
             long peak = ProcStatus.PeakRssBytes();
             if (mib > 0 && probe > 0 && s.Backend is not IBandwidthProbe)
@@ -126,7 +140,14 @@ public static class BenchCommand
 
             var info = new Info(model, fileBytes, parms, s.Backend.Name, s.Backend.Device, threadCol, probe, probeThreads, mib, probeNote ?? "", s.Backend is IBandwidthProbe ? "device" : "host",
                 weightsPerToken, stateBytes, bytesPerToken, peak);
-            Console.Write(pr.GetValue(output) == "json" ? Json(info, results) : Markdown(info, results));
+            Console.Write(pr.GetValue(output) switch
+            {
+                "json" => Json(info, results),
+                "jsonl" => JsonLines(info, results),
+                "csv" => Csv(info, results),
+                _ => Markdown(info, results),
+            });
+            if (deviceMemNote != null && pr.GetValue(output) is "md" or null) Console.WriteLine(deviceMemNote);
             return 0;
         }));
         return cmd;
@@ -174,22 +195,33 @@ public static class BenchCommand
 
     private static string F(double x, string fmt) => x.ToString(fmt, CultureInfo.InvariantCulture);
 
+    private static double GBs(Result r) => r.BytesPerToken * r.Mean / 1e9;
+
+    /// <summary>Achieved bandwidth as a share of the probe; null without a probe or for prompt processing.</summary>
+    private static double? PctOfProbe(Info i, Result r, double rate) =>
+        r.BytesPerToken > 0 && i.ProbeGBs > 0 ? 100 * r.BytesPerToken * rate / 1e9 / i.ProbeGBs : null;
+
+    /// <summary>"82.8 %", or "112.3 % *" above 100 (the footnote says why: the weights fit in the caches).</summary>
+    private static string Pct(double? p) => p is double v ? F(v, "F1") + (v > 100 ? " % *" : " %") : "";
+
     private static string Markdown(Info i, List<Result> rs)
     {
         var sb = new StringBuilder();
         sb.AppendLine("| model | size | params | backend | threads | test | t/s | bytes/token | GB/s | % of probe |");
         sb.AppendLine("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        bool overFull = false;
         foreach (var r in rs)
         {
             string bpt = "", gbs = "", pct = "";
             if (r.BytesPerToken > 0)
             {
-                double g = r.BytesPerToken * r.Mean / 1e9;
-                bpt = $"{F(r.BytesPerToken / 1e9, "F3")} GB";
-                gbs = F(g, "F1");
-                pct = i.ProbeGBs > 0 ? F(100 * g / i.ProbeGBs, "F1") + " %" : "";
+                bpt = Units.Bytes(r.BytesPerToken);
+                gbs = F(GBs(r), "F1");
+                var p = PctOfProbe(i, r, r.Mean);
+                pct = Pct(p);
+                overFull |= p > 100 || PctOfProbe(i, r, r.Best) > 100;
             }
-            sb.AppendLine($"| {i.Model} | {F(i.FileBytes / 1073741824.0, "F2")} GiB | {F(i.Params / 1e9, "F2")} B | {i.Backend} | {i.Threads} | {r.Test} | " +
+            sb.AppendLine($"| {i.Model} | {Units.Bytes(i.FileBytes)} | {Units.Count(i.Params)} | {i.Backend} | {i.Threads} | {r.Test} | " +
                           $"{F(r.Mean, "F2")} ± {F(r.Sd, "F2")} | {bpt} | {gbs} | {pct} |");
         }
         sb.AppendLine();
@@ -199,40 +231,117 @@ public static class BenchCommand
         foreach (var r in rs)
         {
             string extra = r.BytesPerToken > 0
-                ? $" = {F(r.BytesPerToken * r.Best / 1e9, "F1")} GB/s" + (i.ProbeGBs > 0 ? $" = {F(100 * r.BytesPerToken * r.Best / 1e9 / i.ProbeGBs, "F1")} % of probe" : "")
+                ? $" = {F(r.BytesPerToken * r.Best / 1e9, "F1")} GB/s" + (i.ProbeGBs > 0 ? $" = {Pct(PctOfProbe(i, r, r.Best))} of probe" : "")
                 : "";
             sb.AppendLine($"best {r.Test} run: {F(r.Best, "F2")} t/s{extra}");
         }
-        sb.AppendLine($"bytes per decode token: {F(i.BytesPerToken / 1e9, "F3")} GB = weights {F(i.WeightsPerToken / 1e9, "F3")} GB + 2 × state {F(i.StateBytes / 1e6, "F1")} MB");
-        sb.AppendLine($"peak memory (VmHWM): {F(i.PeakRss / 1073741824.0, "F2")} GiB (mapped weight pages included)");
+        sb.AppendLine($"bytes per decode token: {Units.Bytes(i.BytesPerToken)} = weights {Units.Bytes(i.WeightsPerToken)} + 2 × state {Units.Bytes(i.StateBytes)}");
+        if (overFull)
+            sb.AppendLine($"* above 100 %: the {Units.Bytes(i.BytesPerToken)} read per token fit in the {(i.ProbeKind == "device" ? "device" : "CPU")} caches, " +
+                          "so decode reads cache, not memory, and the probe is no bound (use a larger model to measure memory bandwidth)");
+        sb.AppendLine($"peak memory (VmHWM): {Units.Bytes(i.PeakRss)} (mapped weight pages included)");
         return sb.ToString();
     }
 
-    private static string Json(Info i, List<Result> rs)
+    private static void WriteInfo(Utf8JsonWriter w, Info i)
+    {
+        w.WriteString("model", i.Model);
+        w.WriteNumber("size_bytes", i.FileBytes);
+        w.WriteNumber("params", i.Params);
+        w.WriteString("backend", i.Backend);
+        w.WriteString("device", i.Device);
+        w.WriteNumber("threads", i.Threads);
+        w.WriteNumber("probe_gb_s", Math.Round(i.ProbeGBs, 3));
+        w.WriteNumber("probe_threads", i.ProbeThreads);
+        w.WriteNumber("probe_mib", i.ProbeMiB);
+        w.WriteString("probe_kind", i.ProbeKind);
+        w.WriteString("probe", i.ProbeNote);
+        w.WriteNumber("weights_bytes_per_token", i.WeightsPerToken);
+        w.WriteNumber("state_bytes", i.StateBytes);
+        w.WriteNumber("bytes_per_token", i.BytesPerToken);
+        w.WriteNumber("peak_rss_bytes", i.PeakRss);
+    }
+
+    private static void WriteTest(Utf8JsonWriter w, Info i, Result r)
+    {
+        w.WriteString("test", r.Test);
+        w.WriteNumber("t_s", Math.Round(r.Mean, 4));
+        w.WriteNumber("t_s_sd", Math.Round(r.Sd, 4));
+        w.WriteNumber("t_s_best", Math.Round(r.Best, 4));
+        w.WriteStartArray("samples_t_s");
+        foreach (var x in r.Rates) w.WriteNumberValue(Math.Round(x, 4));
+        w.WriteEndArray();
+        if (r.BytesPerToken > 0)
+        {
+            w.WriteNumber("gb_s", Math.Round(GBs(r), 3));
+            if (PctOfProbe(i, r, r.Mean) is double p)
+            {
+                w.WriteNumber("pct_of_probe", Math.Round(p, 2));
+                w.WriteBoolean("in_cache", p > 100);
+            }
+            else w.WriteNull("pct_of_probe");
+        }
+    }
+
+    private static string JsonText(Action<Utf8JsonWriter> write)
+    {
+        var buf = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buf, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            write(w);
+        return Encoding.UTF8.GetString(buf.WrittenSpan);
+    }
+
+    private static string Json(Info i, List<Result> rs) => JsonText(w =>
+    {
+        w.WriteStartObject();
+        WriteInfo(w, i);
+        w.WriteStartArray("tests");
+        foreach (var r in rs)
+        {
+            w.WriteStartObject();
+            WriteTest(w, i, r);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }) + "\n";
+
+    /// <summary>One object per test, each with the model and machine fields (llama-bench's jsonl).</summary>
+    private static string JsonLines(Info i, List<Result> rs)
     {
         var sb = new StringBuilder();
-        sb.Append('{');
-        sb.Append($"\"model\":{Q(i.Model)},\"size_bytes\":{i.FileBytes},\"params\":{i.Params},\"backend\":{Q(i.Backend)},\"device\":{Q(i.Device)},");
-        sb.Append($"\"threads\":{i.Threads},\"probe_gb_s\":{F(i.ProbeGBs, "F3")},\"probe_threads\":{i.ProbeThreads},\"probe_mib\":{i.ProbeMiB},\"probe_kind\":{Q(i.ProbeKind)},\"probe\":{Q(i.ProbeNote)},");
-        sb.Append($"\"weights_bytes_per_token\":{i.WeightsPerToken},\"state_bytes\":{i.StateBytes},\"bytes_per_token\":{i.BytesPerToken},\"peak_rss_bytes\":{i.PeakRss},");
-        sb.Append("\"tests\":[");
-        for (int k = 0; k < rs.Count; k++)
-        {
-            var r = rs[k];
-            if (k > 0) sb.Append(',');
-            sb.Append($"{{\"test\":{Q(r.Test)},\"t_s\":{F(r.Mean, "F4")},\"t_s_sd\":{F(r.Sd, "F4")},\"t_s_best\":{F(r.Best, "F4")},\"samples_t_s\":[{string.Join(",", r.Rates.Select(x => F(x, "F4")))}]");
-            if (r.BytesPerToken > 0)
+        foreach (var r in rs)
+            sb.Append(JsonText(w =>
             {
-                double g = r.BytesPerToken * r.Mean / 1e9;
-                sb.Append($",\"gb_s\":{F(g, "F3")},\"pct_of_probe\":{(i.ProbeGBs > 0 ? F(100 * g / i.ProbeGBs, "F2") : "null")}");
-            }
-            sb.Append('}');
-        }
-        sb.AppendLine("]}");
+                w.WriteStartObject();
+                WriteInfo(w, i);
+                WriteTest(w, i, r);
+                w.WriteEndObject();
+            })).Append('\n');
         return sb.ToString();
     }
 
-    private static string Q(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
+    /// <summary>A header and one row per test (RFC 4180 quoting).</summary>
+    private static string Csv(Info i, List<Result> rs)
+    {
+        static string Q(string v) => v.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? "\"" + v.Replace("\"", "\"\"") + "\"" : v;
+        var sb = new StringBuilder();
+        sb.Append("model,size_bytes,params,backend,device,threads,test,t_s,t_s_sd,t_s_best,bytes_per_token,gb_s,pct_of_probe,probe_gb_s,probe_kind,peak_rss_bytes\n");
+        foreach (var r in rs)
+        {
+            string[] row =
+            [
+                i.Model, i.FileBytes.ToString(CultureInfo.InvariantCulture), i.Params.ToString(CultureInfo.InvariantCulture), i.Backend, i.Device,
+                i.Threads.ToString(CultureInfo.InvariantCulture), r.Test, F(r.Mean, "F4"), F(r.Sd, "F4"), F(r.Best, "F4"),
+                r.BytesPerToken > 0 ? r.BytesPerToken.ToString(CultureInfo.InvariantCulture) : "",
+                r.BytesPerToken > 0 ? F(GBs(r), "F3") : "",
+                PctOfProbe(i, r, r.Mean) is double p ? F(p, "F2") : "",
+                F(i.ProbeGBs, "F3"), i.ProbeKind, i.PeakRss.ToString(CultureInfo.InvariantCulture),
+            ];
+            sb.Append(string.Join(",", row.Select(Q))).Append('\n');
+        }
+        return sb.ToString();
+    }
 }
 
 /// <summary>/proc/self/status and clear_refs (Linux); zeros elsewhere.</summary>

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using XlstmRun.Cli.Terminal;
 using XlstmRun.Formats;
 using XlstmRun.Text.Sampling;
 
@@ -14,40 +15,87 @@ namespace XlstmRun.Cli.Commands;
 /// </summary>
 public static class GenerateCommand
 {
-    private sealed class Options
+    /// <summary>The options of the root command, `generate` and `chat`.</summary>
+    public sealed class Options
     {
         public readonly ModelOptions Model = new();
         public readonly SamplingOptions Sampling = new(idsMode: true);
         public readonly Option<string?> Prompt = new("--prompt", "-p") { Description = "Prompt text", HelpName = "TEXT" };
         public readonly Option<string?> File = new("--file", "-f") { Description = "Read the prompt from a file (- = stdin); one trailing newline is dropped", HelpName = "FILE" };
-        public readonly Argument<string[]> Words = new("PROMPT") { Description = "Prompt words (joined by spaces), instead of -p", Arity = ArgumentArity.ZeroOrMore };
+        public readonly Argument<string[]> Words = new("PROMPT") { Description = "Prompt words after -- (or one quoted prompt with spaces), instead of -p", Arity = ArgumentArity.ZeroOrMore };
         public readonly Option<string?> Ids = new("--ids") { Description = "Prompt as token ids, comma separated: no BOS is added, greedy unless --temp is given, prints the generated ids", HelpName = "IDS" };
         public readonly Option<bool> Json = new("--json") { Description = "Print one JSON object at the end instead of streaming: {\"text\", \"ids\", \"prompt_tokens\", \"finish_reason\": \"stop|length|eos|cancelled\"} ({\"ids\"} with --ids)" };
         public readonly Option<bool> Verbose = new("--verbose", "-v") { Description = "Print model, backend, seed and sampler details to stderr" };
+        public readonly Option<bool> Quiet = new("--quiet", "-q") { Description = "Nothing on stderr but errors (no timings, no notes)" };
+        public readonly Option<bool> NoPerf = new("--no-perf") { Description = "No timings on stderr at the end" };
+        public readonly Option<bool> Interactive = new("--interactive", "-i") { Description = "Interactive session, the same as the 'chat' command (see xlstm-run chat --help)" };
+        public readonly Option<string?> InPrefix = new("--in-prefix") { Description = "Chat: text put before each of your inputs (\\n = newline), e.g. \"User: \"", HelpName = "TEXT" };
+        public readonly Option<string?> InSuffix = new("--in-suffix") { Description = "Chat: text put after each of your inputs (\\n = newline), e.g. \"\\nAssistant:\"", HelpName = "TEXT" };
+        public readonly Option<bool> Color = new("--color", "--colour", "-co") { Description = "Colour the prompt and your input apart from the generated text (only when stdout is a terminal)" };
+        public readonly Option<int?> CtxSize = new("--ctx-size", "-c") { Description = "Accepted for llama.cpp habits and ignored: a recurrent model has no context limit", HelpName = "N" };
 
-        public void AddTo(Command c)
+        public Options(bool chat = false)
+        {
+            if (chat)
+            {
+                Prompt.Description = "Text fed once before your first input (a preamble, e.g. the start of a dialog); the model does not answer it";
+                File.Description = "Read that preamble from a file";
+            }
+        }
+
+        public void AddTo(Command c, bool chat = false)
         {
             c.Options.Add(Prompt);
             c.Options.Add(File);
             Model.AddTo(c);
             Sampling.AddTo(c);
-            c.Options.Add(Ids);
-            c.Options.Add(Json);
+            if (!chat)
+            {
+                c.Options.Add(Ids);
+                c.Options.Add(Json);
+                c.Options.Add(Interactive);
+            }
+            c.Options.Add(InPrefix);
+            c.Options.Add(InSuffix);
+            c.Options.Add(Color);
+            c.Options.Add(CtxSize);
+            c.Options.Add(Quiet);
+            c.Options.Add(NoPerf);
             c.Options.Add(Verbose);
-            c.Arguments.Add(Words);
+            if (!chat) c.Arguments.Add(Words);
+        }
+
+        /// <summary>-q and -v exclude each other; -c gets its one note.</summary>
+        public (bool Quiet, bool Verbose, bool Perf) Output(ParseResult pr)
+        {
+            bool q = pr.GetValue(Quiet), v = pr.GetValue(Verbose);
+            if (q && v) throw new BadInputException("give -q (quiet) or -v (verbose), not both");
+            if (pr.GetValue(CtxSize) is int c)
+            {
+                if (c < 0) throw new BadInputException($"-c must be 0 or more (got {c})");
+                if (!q) Console.Error.WriteLine("note: -c/--ctx-size has no effect: xLSTM is recurrent, with no context limit and the same memory at any length");
+            }
+            return (q, v, !q && !pr.GetValue(NoPerf));
         }
     }
 
     /// <summary>How prompts, BOS, stopping and output work; shown by --help of the root command and of `generate`.</summary>
     public const string Notes =
-        "Prompt: -p TEXT, -f FILE or PROMPT words. When stdin is a pipe or a file, its text comes first, then a newline,\n" +
-        "  then the prompt (cat notes.txt | xlstm-run -m m.gguf \"Summarize:\"). One trailing newline of stdin or -f is dropped.\n" +
+        "Prompt: -p TEXT, -f FILE, words after -- (xlstm-run -m m.gguf -- Once upon a time), or one quoted prompt with spaces.\n" +
+        "  A first word that is not a command is an error (xlstm-run tokenise -> did you mean 'tokenize'?).\n" +
+        "  When stdin is a pipe or a file, its text comes first, then a newline, then the prompt\n" +
+        "  (cat notes.txt | xlstm-run -m m.gguf -p \"Summarize:\"). One trailing newline of stdin or -f is dropped.\n" +
         "  To keep it from reading stdin (in a shell loop, say), use < /dev/null.\n" +
         "BOS: a fresh state gets <|endoftext|> (id 0) before the prompt unless --no-bos; --load-state continues without it.\n" +
         "Stops at <|endoftext|> (unless --ignore-eos), at a -r/--stop text (not printed), or after -n tokens.\n" +
-        "Output: text streams to stdout as it is generated; llama.cpp-style timings go to stderr.\n" +
+        "Output: only the generated text goes to stdout, streamed; timings (llama.cpp's format) and notes go to stderr,\n" +
+        "  on a line of their own (-q: none, --no-perf: no timings). No terminal escape codes unless --color on a terminal.\n" +
+        "  When stdout is closed (xlstm-run ... | head -c 200) generation stops at once, quietly (exit code 141).\n" +
         "Ctrl-C ends generation after the current token (output, --save-state and timings as usual, exit code 130).\n" +
-        "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input, 130 interrupted.";
+        "llama.cpp options: -c/--ctx-size is accepted and ignored (no context limit); -ngl 0 = CPU, -ngl N>0 = Vulkan GPU;\n" +
+        "  -i/--interactive = the chat command.\n" +
+        "Model: -m FILE, else $XLSTM_MODEL, else the default model (xlstm-run info shows which file).\n" +
+        "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input, 130 interrupted, 141 stdout closed.";
 
     public static void AddTo(RootCommand root)
     {
@@ -67,16 +115,26 @@ public static class GenerateCommand
 
     private static int Execute(ParseResult pr, Options o)
     {
+        if (pr.GetValue(o.Interactive))
+        {
+            if (pr.GetValue(o.Ids) != null || pr.GetValue(o.Json)) throw new BadInputException("-i (chat) does not take --ids or --json");
+            if ((pr.GetValue(o.Words) ?? []).Length > 0) throw new BadInputException("-i (chat) takes its preamble with -p or -f, not as words");
+            return ChatCommand.Execute(pr, o);
+        }
+        if (pr.GetValue(o.InPrefix) != null || pr.GetValue(o.InSuffix) != null)
+            throw new BadInputException("--in-prefix and --in-suffix are for interactive sessions: add -i, or use the chat command");
         var total = Stopwatch.StartNew();
         var so = o.Sampling;
         string? idsText = pr.GetValue(o.Ids);
         bool idsMode = idsText != null;
-        bool verbose = pr.GetValue(o.Verbose), json = pr.GetValue(o.Json);
+        var (_, verbose, perf) = o.Output(pr);
+        bool json = pr.GetValue(o.Json);
         string? promptOpt = pr.GetValue(o.Prompt), fileOpt = pr.GetValue(o.File);
         string[] words = pr.GetValue(o.Words) ?? [];
-        foreach (var w in words)
-            if (w.Length > 1 && w[0] == '-')
-                throw new BadInputException($"unknown option '{w}' (a prompt that starts with '-' goes in -p)");
+        if (!Program.DoubleDash)
+            foreach (var w in words)
+                if (w.Length > 1 && w[0] == '-')
+                    throw new BadInputException($"unknown option '{w}' (a prompt that starts with '-' goes in -p, or after --)");
         int sources = (promptOpt != null ? 1 : 0) + (fileOpt != null ? 1 : 0) + (words.Length > 0 ? 1 : 0);
         if (sources > 1) throw new BadInputException("give the prompt one way: -p TEXT, -f FILE or PROMPT words");
         if (idsMode && sources > 0) throw new BadInputException("--ids takes the place of a text prompt; do not combine it with -p, -f or PROMPT words");
@@ -88,7 +146,7 @@ public static class GenerateCommand
         string[] stops = so.StopStrings(pr);
         if (idsMode && stops.Length > 0) throw new BadInputException("--stop/-r needs a text prompt (it matches text, not ids)");
         string? savePath = pr.GetValue(o.Model.SaveState);
-        if (!string.IsNullOrEmpty(savePath)) OutputPath.Check(savePath, force: true);
+        var saveOut = o.Model.CheckSaveState(pr, stdoutTaken: true, new Formats.IO.InputRole(fileOpt, "prompt file"));
 
         int[]? idsPrompt = idsMode ? global::XlstmRun.Cli.Ids.Parse(idsText!, "--ids") : null;
         string? text = null;
@@ -96,7 +154,7 @@ public static class GenerateCommand
         {
             text = ReadPrompt(promptOpt, fileOpt, words);
             if (text == null)
-                throw new BadInputException("no prompt given: use -p TEXT, -f FILE, PROMPT words or pipe text to stdin (see --help)");
+                throw new BadInputException("no prompt given: use -p TEXT, -f FILE, words after -- or pipe text to stdin (see --help)");
         }
 
         var load = Stopwatch.StartNew();
@@ -141,21 +199,27 @@ public static class GenerateCommand
 
         // First Ctrl-C: finish the current token, then print, save the state and report as usual; a second one kills.
         using var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCtrlC = (_, e) =>
-        {
-            if (cancel.IsCancellationRequested) return;
-            e.Cancel = true;
-            cancel.Cancel();
-        };
-        Console.CancelKeyPress += onCtrlC;
+        using var ctrlC = new CtrlC(cancel);
         var stdout = TextIO.OpenStdout();
         bool stream = !idsMode && !json;
-        bool endsWithNewline = true;
+        bool endsWithNewline = true, closed = false;
+        var colors = Ansi.For(pr.GetValue(o.Color));
         void Write(Action<StreamWriter> w)
         {
-            w(stdout);
-            stdout.Flush();
+            if (closed) return;
+            try
+            {
+                w(stdout);
+                stdout.Flush();
+            }
+            catch (StdoutClosedException)
+            {
+                // the reader is gone (| head): stop at once, say nothing
+                closed = true;
+                cancel.Cancel();
+            }
         }
+        if (stream && colors.On) Write(w => w.Write(colors.Prompt(text!)));
         var req = new GenerationRequest
         {
             Prompt = prompt,
@@ -168,19 +232,12 @@ public static class GenerateCommand
             FeedLastToken = !string.IsNullOrEmpty(savePath),
             Cancel = cancel.Token,
         };
-        GenerationResult result;
-        try
+        var result = Generator.Run(new RunnerGenerationModel(s.Runner), req, stream ? piece =>
         {
-            result = Generator.Run(new RunnerGenerationModel(s.Runner), req, stream ? piece =>
-            {
-                Write(w => w.Write(piece));
-                endsWithNewline = piece.EndsWith('\n');
-            } : null);
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCtrlC;
-        }
+            Write(w => w.Write(piece));
+            endsWithNewline = piece.EndsWith('\n');
+        } : null);
+        ctrlC.Current = null;
 
         if (idsMode) Write(w => w.WriteLine(json ? "{\"ids\":[" + string.Join(",", result.Ids) + "]}" : string.Join(",", result.Ids)));
         else if (json)
@@ -191,9 +248,10 @@ public static class GenerateCommand
                 w.BaseStream.WriteByte((byte)'\n');
             });
         else if (!endsWithNewline && !Console.IsOutputRedirected) Write(w => w.WriteLine());
-        stdout.Dispose();
-        s.SaveStateIfAsked(pr, o.Model);
-        if (!idsMode || verbose) PrintStats(loadMs, result, total.Elapsed.TotalMilliseconds);
+        if (!closed) stdout.Dispose();
+        s.SaveStateIfAsked(saveOut);
+        if (closed) return ExitCodes.BrokenPipe;
+        if (perf && (!idsMode || verbose)) PrintStats(loadMs, result, total.Elapsed.TotalMilliseconds);
         if (verbose && !sampling.IsGreedy)
             Console.Error.WriteLine(string.Format(CultureInfo.InvariantCulture, "  sampling time = {0,10:F2} ms / {1,5} runs   ({2,8:F2} ms per token)",
                 result.SampleMs, result.Ids.Count, result.Ids.Count > 0 ? result.SampleMs / result.Ids.Count : 0));

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using XlstmRun.Formats;
+using XlstmRun.Formats.IO;
 using XlstmRun.Model;
 using XlstmRun.Model.Conversion;
 using XlstmRun.Text;
@@ -10,7 +11,7 @@ public static class InitCommand
 {
     public static Command Create()
     {
-        var output = new Option<string>("--output", "-o") { Description = "Output GGUF file", Required = true };
+        var output = new Option<string>("--output", "-o") { Description = "Output GGUF file (- = stdout)", Required = true };
         var preset = new Option<string>("--preset") { Description = "Model shape: tiny (64 hidden, 2 blocks), 1b, or 7b (the xLSTM 7B shape)", DefaultValueFactory = _ => "tiny" };
         preset.AcceptOnlyFromAmong("tiny", "1b", "7b");
         var hidden = new Option<int?>("--hidden") { Description = "Hidden size (overrides the preset)" };
@@ -30,7 +31,8 @@ public static class InitCommand
         cmd.SetAction(pr => Program.Run(() =>
         {
             string outPath = pr.GetValue(output)!;
-            OutputPath.Check(outPath, pr.GetValue(force));
+            var outFile = OutputFile.Check(outPath, "-o", pr.GetValue(force), [new(pr.GetValue(tok), "tokenizer")]);
+            outFile.CheckBinaryStdout();
             var baseCfg = RandomModel.Preset(pr.GetValue(preset)!);
             var tokenizer = pr.GetValue(tok) is string tp ? TokenizerGguf.LoadJson(tp) : null;
             int v = pr.GetValue(vocab) ?? (tokenizer != null ? (tokenizer.Tokens.Count + 63) / 64 * 64 : baseCfg.Vocab);
@@ -41,13 +43,14 @@ public static class InitCommand
             var cfg = RandomModel.Shape(h, pr.GetValue(blocks) ?? baseCfg.Blocks, nh, v);
             var progress = pr.GetValue(quiet) ? null : new ConsoleProgress("init");
             var wanted = GgmlTypes.Parse(pr.GetValue(type)!);
-            ModelWriter.Write(outPath, cfg, wanted, RandomModel.Sources(cfg, pr.GetValue(seed)), w =>
+            ModelWriter.Write(outFile, cfg, wanted, RandomModel.Sources(cfg, pr.GetValue(seed)), w =>
             {
                 w.AddString("general.name", $"xlstm-random-{cfg.Hidden}x{cfg.Blocks}");
                 if (tokenizer != null) TokenizerGguf.Write(w, tokenizer);
             }, progress);
             progress?.Done();
-            Console.Error.WriteLine($"wrote {outPath}: {cfg.Blocks} blocks, hidden {cfg.Hidden}, heads {cfg.Heads}, ffn {cfg.FfnDim}, vocab {cfg.Vocab}, {GgmlTypes.Name(wanted)}, {new FileInfo(outPath).Length / 1048576.0:F1} MiB");
+            Console.Error.WriteLine($"wrote {(outFile.IsStdout ? "standard output" : outPath)}: {cfg.Blocks} blocks, hidden {cfg.Hidden}, heads {cfg.Heads}, ffn {cfg.FfnDim}, vocab {cfg.Vocab}, {GgmlTypes.Name(wanted)}" +
+                (outFile.IsStdout ? "" : $", {new FileInfo(outPath).Length / 1048576.0:F1} MiB"));
             return 0;
         }));
         return cmd;

@@ -6,8 +6,22 @@ public enum GgufValueType : uint
     U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, Bool = 7, String = 8, Array = 9, U64 = 10, I64 = 11, F64 = 12,
 }
 
-/// <summary>An array metadata value: its element type and the elements (boxed scalars, strings, or nested arrays).</summary>
-public sealed record GgufArray(GgufValueType ElementType, object[] Items);
+/// <summary>
+/// An array metadata value: its element type and the elements as a typed array (byte[], int[], float[], ... for
+/// numbers, bool[], string[], or GgufArray[] for nested arrays), so a large numeric array costs its data size only.
+/// </summary>
+public sealed record GgufArray(GgufValueType ElementType, Array Items)
+{
+    public int Count => Items.Length;
+
+    /// <summary>Item <paramref name="i"/> as a 64-bit integer, or null when the elements are not integers (or a u64 ≥ 2^63).</summary>
+    public long? IntAt(int i) => Items switch
+    {
+        byte[] a => a[i], sbyte[] a => a[i], ushort[] a => a[i], short[] a => a[i], uint[] a => a[i], int[] a => a[i],
+        long[] a => a[i], ulong[] a => a[i] <= long.MaxValue ? (long)a[i] : null,
+        _ => null,
+    };
+}
 
 /// <summary>Typed accessors over a metadata dictionary, with one-line errors naming the key.</summary>
 public sealed class GgufMetadata
@@ -31,9 +45,21 @@ public sealed class GgufMetadata
 
     public long GetInt(string key) => Get(key) switch
     {
-        byte v => v, sbyte v => v, ushort v => v, short v => v, uint v => v, int v => v, ulong v => checked((long)v), long v => v,
+        byte v => v, sbyte v => v, ushort v => v, short v => v, uint v => v, int v => v, long v => v,
+        ulong v => v <= long.MaxValue ? (long)v : throw new BadInputException($"{_source}: metadata key '{key}' = {v} is out of range"),
         _ => throw Wrong(key, "an integer"),
     };
+
+    /// <summary>An integer in [min, max] (one-line error naming the key otherwise).</summary>
+    public long GetInt(string key, long min, long max)
+    {
+        long v = GetInt(key);
+        if (v < min || v > max) throw new BadInputException($"{_source}: metadata key '{key}' = {v} is out of range ({min} to {max})");
+        return v;
+    }
+
+    /// <summary><see cref="GetInt(string, long, long)"/>, or <paramref name="fallback"/> when the key is absent.</summary>
+    public long GetInt(string key, long min, long max, long fallback) => Has(key) ? GetInt(key, min, max) : fallback;
 
     public long GetInt(string key, long fallback) => Has(key) ? GetInt(key) : fallback;
 

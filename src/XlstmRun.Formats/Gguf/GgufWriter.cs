@@ -1,16 +1,18 @@
 using System.Text;
+using XlstmRun.Formats.IO;
 
 namespace XlstmRun.Formats.Gguf;
 
 /// <summary>
 /// Streams a GGUF v3 file: metadata and tensor descriptions first, then each tensor's bytes produced on demand by a
-/// callback, so memory stays bounded whatever the model size. Writes to "PATH.tmp" and renames at the end; on any failure
-/// the temporary file is removed and nothing is left at PATH.
+/// callback, so memory stays bounded whatever the model size. Files are written through <see cref="OutputFile"/>: a
+/// unique temporary file renamed at the end; on any failure the temporary file is removed and PATH is as it was.
 /// </summary>
 public sealed class GgufWriter
 {
     private readonly List<(string key, GgufValueType type, object value)> _kv = new();
     private readonly List<PendingTensor> _tensors = new();
+    private readonly HashSet<string> _names = new(StringComparer.Ordinal);
     public int Alignment { get; } = GgufFile.DefaultAlignment;
 
     private sealed record PendingTensor(string Name, GgmlType Type, long[] Ne, long Bytes, Action<Stream> Write);
@@ -23,21 +25,33 @@ public sealed class GgufWriter
         _kv.Add((key, t, v));
     }
 
+    public bool Has(string key) => _kv.Exists(e => e.key == key);
+
+    /// <summary>A value as <see cref="GgufFile"/> reads it (boxed scalar, string or <see cref="GgufArray"/>), e.g. to copy metadata.</summary>
+    public void AddValue(string key, object v) => Set(key, v switch
+    {
+        byte => GgufValueType.U8, sbyte => GgufValueType.I8, ushort => GgufValueType.U16, short => GgufValueType.I16,
+        uint => GgufValueType.U32, int => GgufValueType.I32, float => GgufValueType.F32, bool => GgufValueType.Bool,
+        string => GgufValueType.String, GgufArray => GgufValueType.Array, ulong => GgufValueType.U64, long => GgufValueType.I64,
+        double => GgufValueType.F64,
+        _ => throw new ArgumentException($"metadata '{key}': unsupported value type {v.GetType().Name}"),
+    }, v);
+
     public void AddString(string key, string v) => Set(key, GgufValueType.String, v);
     public void AddU32(string key, uint v) => Set(key, GgufValueType.U32, v);
     public void AddI32(string key, int v) => Set(key, GgufValueType.I32, v);
     public void AddU64(string key, ulong v) => Set(key, GgufValueType.U64, v);
     public void AddF32(string key, float v) => Set(key, GgufValueType.F32, v);
     public void AddBool(string key, bool v) => Set(key, GgufValueType.Bool, v);
-    public void AddStringArray(string key, IReadOnlyList<string> v) => Set(key, GgufValueType.Array, new GgufArray(GgufValueType.String, v.Cast<object>().ToArray()));
-    public void AddI32Array(string key, IReadOnlyList<int> v) => Set(key, GgufValueType.Array, new GgufArray(GgufValueType.I32, v.Select(x => (object)x).ToArray()));
-    public void AddF32Array(string key, IReadOnlyList<float> v) => Set(key, GgufValueType.Array, new GgufArray(GgufValueType.F32, v.Select(x => (object)x).ToArray()));
+    public void AddStringArray(string key, IReadOnlyList<string> v) => Set(key, GgufValueType.Array, new GgufArray(GgufValueType.String, v.ToArray()));
+    public void AddI32Array(string key, IReadOnlyList<int> v) => Set(key, GgufValueType.Array, new GgufArray(GgufValueType.I32, v.ToArray()));
+    public void AddF32Array(string key, IReadOnlyList<float> v) => Set(key, GgufValueType.Array, new GgufArray(GgufValueType.F32, v.ToArray()));
 
     /// <summary>Declare a tensor with its PyTorch-order shape; <paramref name="write"/> must write exactly its bytes.</summary>
     public void AddTensor(string name, GgmlType type, long[] torchShape, Action<Stream> write)
     {
         if (Encoding.UTF8.GetByteCount(name) >= 64) throw new ArgumentException($"tensor name '{name}' is 64 bytes or longer");
-        if (_tensors.Exists(t => t.Name == name)) throw new ArgumentException($"duplicate tensor '{name}'");
+        if (!_names.Add(name)) throw new ArgumentException($"duplicate tensor '{name}'");
         var ne = torchShape.Reverse().ToArray();
         long rows = 1;
         for (int i = 1; i < ne.Length; i++) rows *= ne[i];
@@ -46,28 +60,17 @@ public sealed class GgufWriter
 
     public long TotalTensorBytes => _tensors.Sum(t => t.Bytes);
 
-    /// <summary>Write the file. <paramref name="progress"/> gets (tensor index, tensor count, name) before each tensor.</summary>
-    public void WriteTo(string path, Action<int, int, string>? progress = null)
-    {
-        string tmp = path + ".tmp";
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                WriteAll(fs, progress);
-                fs.Flush(true);
-            }
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch { /* best effort */ }
-            throw;
-        }
-    }
+    /// <summary>Write the file (replacing PATH if it exists: use <see cref="WriteTo(OutputFile, Action{int, int, string}?)"/> for checked outputs).</summary>
+    public void WriteTo(string path, Action<int, int, string>? progress = null) =>
+        WriteTo(OutputFile.Check(path, "output", force: true, [], allowStdout: false), progress);
 
-    private void WriteAll(Stream fs, Action<int, int, string>? progress)
+    /// <summary>Write the file. <paramref name="progress"/> gets (tensor index, tensor count, name) before each tensor.</summary>
+    public void WriteTo(OutputFile output, Action<int, int, string>? progress = null) =>
+        output.Write(s => WriteAll(s, progress));
+
+    private void WriteAll(Stream output, Action<int, int, string>? progress)
     {
+        var fs = new CountingStream(output);
         var w = new BinaryWriter(fs, Encoding.UTF8, leaveOpen: true);
         w.Write(GgufFile.Magic);
         w.Write(3u);

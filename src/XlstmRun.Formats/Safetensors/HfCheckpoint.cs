@@ -1,4 +1,5 @@
 using System.Text.Json;
+using XlstmRun.Formats.IO;
 
 namespace XlstmRun.Formats.Safetensors;
 
@@ -14,47 +15,60 @@ public sealed class HfCheckpoint : IDisposable
     public string ConfigJson { get; }
     public IReadOnlyDictionary<string, SafeTensor> Tensors => _tensors;
 
+    /// <summary>Every file of the checkpoint this object reads (config.json, the index, the safetensors files).</summary>
+    public IReadOnlyList<string> Files => _inputs;
+    private readonly List<string> _inputs = new();
+
     public HfCheckpoint(string dir)
     {
         Directory = dir;
-        if (!System.IO.Directory.Exists(dir)) throw new BadInputException($"{dir}: checkpoint directory not found");
+        var facts = UnixFile.Stat(dir);
+        if (facts.Type == FileType.Missing) throw new BadInputException($"{dir}: checkpoint directory not found");
+        if (facts.Type != FileType.Directory) throw new BadInputException($"{dir}: is {facts.Describe()}, not a checkpoint directory (config.json and model.safetensors)");
         string cfg = System.IO.Path.Combine(dir, "config.json");
-        if (!File.Exists(cfg)) throw new BadInputException($"{cfg}: file not found (a Hugging Face checkpoint needs config.json)");
-        try { ConfigJson = File.ReadAllText(cfg); }
-        catch (Exception e) { throw new BadInputException($"{cfg}: cannot read ({e.Message})"); }
+        if (!UnixFile.Stat(cfg).Exists) throw new BadInputException($"{cfg}: file not found (a Hugging Face checkpoint needs config.json)");
+        ConfigJson = InputFiles.ReadAllText(cfg, InputKind.ConfigJson, "config file");
+        _inputs.Add(cfg);
         try
         {
             string single = System.IO.Path.Combine(dir, "model.safetensors");
             string index = System.IO.Path.Combine(dir, "model.safetensors.index.json");
-            if (File.Exists(index))
+            if (UnixFile.Stat(index).Exists)
             {
                 JsonDocument doc;
-                try { doc = JsonDocument.Parse(File.ReadAllText(index)); }
-                catch (JsonException e) { throw new BadInputException($"{index}: invalid JSON ({e.Message})"); }
+                string text = InputFiles.ReadAllText(index, InputKind.SafetensorsIndex, "index file");
+                _inputs.Add(index);
+                try { doc = JsonDocument.Parse(text, new JsonDocumentOptions { MaxDepth = 16 }); }
+                catch (JsonException e) { throw new BadInputException($"{index}: invalid JSON ({e.Message.Split('\n')[0]})"); }
                 using (doc)
                 {
-                    if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+                    if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
                         throw new BadInputException($"{index}: no weight_map object");
-                    var byFile = new Dictionary<string, SafetensorsFile>();
+                    var byFile = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
                     foreach (var p in map.EnumerateObject())
                     {
-                        string shard = p.Value.GetString() ?? throw new BadInputException($"{index}: bad weight_map entry '{p.Name}'");
-                        if (shard.Contains('/') || shard.Contains('\\')) throw new BadInputException($"{index}: shard name '{shard}' must be a plain file name");
+                        string tensor = JsonStrings.Name(p, index);
+                        string shard = p.Value.ValueKind == JsonValueKind.String ? JsonStrings.Value(p.Value, index) : throw new BadInputException($"{index}: weight_map entry '{tensor}' is not a file name");
+                        if (shard.Length == 0 || shard is "." or ".." || shard.Contains('/') || shard.Contains('\\') || shard.Contains('\0'))
+                            throw new BadInputException($"{index}: shard name '{shard}' must be a plain file name");
+                        if (_tensors.ContainsKey(tensor)) throw new BadInputException($"{index}: tensor '{tensor}' is listed twice in weight_map");
                         if (!byFile.TryGetValue(shard, out var f))
                         {
                             f = new SafetensorsFile(System.IO.Path.Combine(dir, shard));
                             byFile[shard] = f;
                             _files.Add(f);
+                            _inputs.Add(f.Path);
                         }
-                        if (!f.Tensors.TryGetValue(p.Name, out var t)) throw new BadInputException($"{f.Path}: missing tensor '{p.Name}' listed in {index}");
-                        _tensors[p.Name] = t;
+                        if (!f.Tensors.TryGetValue(tensor, out var t)) throw new BadInputException($"{f.Path}: missing tensor '{tensor}' listed in {index}");
+                        _tensors[tensor] = t;
                     }
                 }
             }
-            else if (File.Exists(single))
+            else if (UnixFile.Stat(single).Exists)
             {
                 var f = new SafetensorsFile(single);
                 _files.Add(f);
+                _inputs.Add(single);
                 foreach (var kv in f.Tensors) _tensors[kv.Key] = kv.Value;
             }
             else

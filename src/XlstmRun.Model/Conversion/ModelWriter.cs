@@ -1,5 +1,6 @@
 using XlstmRun.Formats;
 using XlstmRun.Formats.Gguf;
+using XlstmRun.Formats.IO;
 using XlstmRun.Formats.Quant;
 
 namespace XlstmRun.Model.Conversion;
@@ -29,7 +30,12 @@ public static class ModelWriter
         GgmlType.F32 => 0, GgmlType.F16 => 1, GgmlType.Q4_0 => 2, GgmlType.Q8_0 => 7, GgmlType.BF16 => 32, _ => 0,
     };
 
+    /// <summary>Write to <paramref name="path"/>, replacing it if it exists (commands check their outputs first and use the other overload).</summary>
     public static void Write(string path, ModelConfig c, GgmlType type, Func<string, IRowSource> sourceFor,
+        Action<GgufWriter> addMetadata, IProgress<(long Done, long Total, string Tensor)>? progress, int threads = 0) =>
+        Write(OutputFile.Check(path, "output", force: true, [], allowStdout: false), c, type, sourceFor, addMetadata, progress, threads);
+
+    public static void Write(OutputFile output, ModelConfig c, GgmlType type, Func<string, IRowSource> sourceFor,
         Action<GgufWriter> addMetadata, IProgress<(long Done, long Total, string Tensor)>? progress, int threads = 0)
     {
         var w = new GgufWriter();
@@ -69,6 +75,6 @@ public static class ModelWriter
                 }
             });
         }
-        w.WriteTo(path);
+        w.WriteTo(output);
     }
 }

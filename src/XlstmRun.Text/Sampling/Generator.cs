@@ -70,8 +70,108 @@ public sealed class GenerationResult
 }
 
 /// <summary>
-/// The generation loop: prompt → chunkwise prefill → sample → step, with streaming text that never splits a UTF-8
-/// character and never shows (part of) a stop string.
+/// One sequence's generation, one token at a time: given what the model says after the prompt (or after the last fed
+/// token), it picks the next id (the greedy id, or a sample from the logits), applies the end-of-text, stop-string and
+/// length rules, and streams text that never splits a UTF-8 character and never shows (part of) a stop string.
+/// <see cref="Generator.Run"/> drives one of these against a model; the multi-sequence engine drives many, one decode
+/// step of all of them at a time, so a sequence gives the same result either way.
+/// </summary>
+public sealed class SequenceGenerator
+{
+    private readonly GenerationRequest _req;
+    private readonly Sampler? _sampler;
+    private readonly List<int> _ids = new();
+    private readonly StringBuilder _text = new();
+    private readonly StreamingDetokenizer? _detok;
+    private readonly StopStrings _stops;
+    private readonly Action<string>? _onText;
+    private FinishReason _reason = FinishReason.Length;
+
+    public SequenceGenerator(GenerationRequest req, int logitsSize, Action<string>? onText = null)
+    {
+        ArgumentNullException.ThrowIfNull(req);
+        if (req.ValidVocab <= 0 || req.ValidVocab > logitsSize) throw new ArgumentOutOfRangeException(nameof(req), "ValidVocab must be in 1..LogitsSize");
+        if (req.StopStrings.Count > 0 && req.Tokenizer == null) throw new ArgumentException("stop strings need a tokenizer");
+        if (req.Prompt.Length == 0 && req.MaxTokens != 0) throw new ArgumentException("the prompt is empty: there is nothing to continue from");
+        _req = req;
+        _onText = onText;
+        _detok = req.Tokenizer != null ? new StreamingDetokenizer(req.Tokenizer, skipSpecialTokens: true) : null;
+        _stops = new StopStrings(req.StopStrings);
+        Greedy = req.Sampling.IsGreedy;
+        if (!Greedy)
+        {
+            _sampler = new Sampler(req.Sampling, req.ValidVocab);
+            _sampler.Accept(req.Prompt);
+        }
+    }
+
+    /// <summary>The next id is the argmax (no logits needed).</summary>
+    public bool Greedy { get; }
+    public bool Finished { get; private set; }
+    /// <summary>The id to feed next (valid while not <see cref="Finished"/>).</summary>
+    public int NextToken { get; private set; }
+    public IReadOnlyList<int> Ids => _ids;
+    public double SampleMs { get; private set; }
+
+    /// <summary>Pick the next id: <paramref name="greedyId"/> when greedy, else a sample from <paramref name="logits"/>.</summary>
+    public int Pick(int greedyId, ReadOnlySpan<float> logits)
+    {
+        if (Greedy) return greedyId;
+        var s0 = Stopwatch.GetTimestamp();
+        int id = _sampler!.Sample(logits);
+        SampleMs += Stopwatch.GetElapsedTime(s0).TotalMilliseconds;
+        return id;
+    }
+
+    /// <summary>Take the picked id: false when the sequence ends here (end-of-text, a stop string, the token limit,
+    /// cancellation), else true and <see cref="NextToken"/> is the id to feed.</summary>
+    public bool Accept(int id)
+    {
+        if (Finished) throw new InvalidOperationException("the sequence has ended");
+        if (_req.EosId is int eos && id == eos) return End(FinishReason.Eos);
+        _ids.Add(id);
+        _sampler?.Accept(id);
+        if (_detok != null)
+        {
+            Emit(_stops.Push(_detok.Push(id)));
+            if (_stops.Stopped) return End(FinishReason.Stop);
+        }
+        if (_req.MaxTokens > 0 && _ids.Count >= _req.MaxTokens) return End(FinishReason.Length);
+        if (_req.Cancel.IsCancellationRequested) return End(FinishReason.Cancelled);
+        NextToken = id;
+        return true;
+    }
+
+    /// <summary>End now (e.g. the engine was cancelled between steps).</summary>
+    public bool End(FinishReason reason)
+    {
+        _reason = reason;
+        Finished = true;
+        if (_detok != null && !_stops.Stopped)
+        {
+            Emit(_stops.Push(_detok.Flush()));
+            if (!_stops.Stopped) Emit(_stops.Flush());
+            if (_stops.Stopped) _reason = FinishReason.Stop;
+        }
+        return false;
+    }
+
+    private void Emit(string s)
+    {
+        if (s.Length == 0) return;
+        _text.Append(s);
+        _onText?.Invoke(s);
+    }
+
+    public GenerationResult Result(double promptMs, double evalMs, int evalRuns) => new()
+    {
+        Ids = _ids, Text = _text.ToString(), FinishReason = _reason, PromptTokens = _req.Prompt.Length,
+        PromptMs = promptMs, EvalMs = evalMs, EvalRuns = evalRuns, SampleMs = SampleMs,
+    };
+}
+
+/// <summary>
+/// The generation loop over one model: prompt → chunkwise prefill → pick → step (see <see cref="SequenceGenerator"/>).
 /// </summary>
 public static class Generator
 {
@@ -79,46 +179,19 @@ public static class Generator
     public static GenerationResult Run(IGenerationModel model, GenerationRequest req, Action<string>? onText = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(req);
-        if (req.ValidVocab <= 0 || req.ValidVocab > model.LogitsSize) throw new ArgumentOutOfRangeException(nameof(req), "ValidVocab must be in 1..LogitsSize");
-        if (req.StopStrings.Count > 0 && req.Tokenizer == null) throw new ArgumentException("stop strings need a tokenizer");
-        var p = req.Sampling;
-        var ids = new List<int>();
-        var text = new StringBuilder();
-        var detok = req.Tokenizer != null ? new StreamingDetokenizer(req.Tokenizer, skipSpecialTokens: true) : null;
-        var stops = new StopStrings(req.StopStrings);
-        void Emit(string s)
-        {
-            if (s.Length == 0) return;
-            text.Append(s);
-            onText?.Invoke(s);
-        }
-
+        var seq = new SequenceGenerator(req, model.LogitsSize, onText);
         if (req.MaxTokens == 0)
         {
             var t0 = Stopwatch.GetTimestamp();
             if (req.Prompt.Length > 0) model.Feed(req.Prompt, default);
-            return new GenerationResult
-            {
-                Ids = ids, Text = "", FinishReason = FinishReason.Length, PromptTokens = req.Prompt.Length,
-                PromptMs = Stopwatch.GetElapsedTime(t0).TotalMilliseconds, EvalMs = 0, EvalRuns = 0, SampleMs = 0,
-            };
+            return seq.Result(Stopwatch.GetElapsedTime(t0).TotalMilliseconds, 0, 0);
         }
-        if (req.Prompt.Length == 0) throw new ArgumentException("the prompt is empty: there is nothing to continue from");
-
-        bool greedy = p.IsGreedy;
-        var sampler = greedy ? null : new Sampler(p, req.ValidVocab);
-        sampler?.Accept(req.Prompt);
-        var logits = greedy ? null : new float[model.LogitsSize];
-        double sampleMs = 0;
+        var logits = seq.Greedy ? null : new float[model.LogitsSize];
         int Next(ReadOnlySpan<int> feed)
         {
-            if (greedy) return model.FeedGreedy(feed, req.ValidVocab);
+            if (seq.Greedy) return model.FeedGreedy(feed, req.ValidVocab);
             model.Feed(feed, logits);
-            var s0 = Stopwatch.GetTimestamp();
-            int id = sampler!.Sample(logits);
-            sampleMs += Stopwatch.GetElapsedTime(s0).TotalMilliseconds;
-            return id;
+            return seq.Pick(0, logits);
         }
 
         var start = Stopwatch.GetTimestamp();
@@ -126,50 +199,14 @@ public static class Generator
         double promptMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         var evalStart = Stopwatch.GetTimestamp();
         int runs = 0;
-        FinishReason reason;
-        while (true)
+        while (seq.Accept(next))
         {
-            if (req.EosId is int eos && next == eos)
-            {
-                reason = FinishReason.Eos;
-                break;
-            }
-            ids.Add(next);
-            sampler?.Accept(next);
-            if (detok != null)
-            {
-                Emit(stops.Push(detok.Push(next)));
-                if (stops.Stopped)
-                {
-                    reason = FinishReason.Stop;
-                    break;
-                }
-            }
-            if (req.MaxTokens > 0 && ids.Count >= req.MaxTokens)
-            {
-                reason = FinishReason.Length;
-                break;
-            }
-            if (req.Cancel.IsCancellationRequested)
-            {
-                reason = FinishReason.Cancelled;
-                break;
-            }
-            next = Next([next]);
+            next = Next([seq.NextToken]);
             runs++;
         }
         double evalMs = Stopwatch.GetElapsedTime(evalStart).TotalMilliseconds;
-        if (detok != null && !stops.Stopped)
-        {
-            Emit(stops.Push(detok.Flush()));
-            if (!stops.Stopped) Emit(stops.Flush());
-            if (stops.Stopped) reason = FinishReason.Stop;
-        }
-        if (req.FeedLastToken && reason != FinishReason.Eos && ids.Count > 0) model.Feed([ids[^1]], default);
-        return new GenerationResult
-        {
-            Ids = ids, Text = text.ToString(), FinishReason = reason, PromptTokens = req.Prompt.Length,
-            PromptMs = promptMs, EvalMs = evalMs, EvalRuns = runs, SampleMs = sampleMs,
-        };
+        var result = seq.Result(promptMs, evalMs, runs);
+        if (req.FeedLastToken && result.FinishReason != FinishReason.Eos && result.Ids.Count > 0) model.Feed([result.Ids[^1]], default);
+        return result;
     }
 }

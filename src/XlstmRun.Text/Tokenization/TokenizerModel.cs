@@ -12,6 +12,9 @@ public sealed class TokenizerModel
     /// <summary>GGUF token types (tokenizer.ggml.token_type).</summary>
     public const int TypeNormal = 1, TypeUnknown = 2, TypeControl = 3, TypeUserDefined = 4, TypeUnused = 5, TypeByte = 6;
 
+    /// <summary>Most tokens a vocabulary may have (the largest real ones have ~260k).</summary>
+    public const int MaxTokens = 1 << 22;
+
     private TokenizerModel(string[] tokens, string[] merges, int[] tokenTypes, int bos, int eos, int? pad, bool nfc)
     {
         Tokens = Array.AsReadOnly(tokens);
@@ -135,7 +138,7 @@ public sealed class TokenizerModel
             catch (Exception e) when (e is InvalidOperationException or FormatException or KeyNotFoundException)
             {
                 // wrong JSON value kinds (e.g. a number where a string is expected)
-                throw new InvalidDataException($"tokenizer.json has an unexpected structure: {e.Message}", e);
+                throw new InvalidDataException("tokenizer.json has an unexpected structure (a value of the wrong JSON kind or out of range, or an invalid \\u escape)", e);
             }
         }
     }
@@ -258,6 +261,10 @@ public sealed class TokenizerModel
         if (maxId < 0)
         {
             throw new InvalidDataException("tokenizer.json: empty vocabulary");
+        }
+        if (maxId >= MaxTokens || (long)maxId + 1 - byId.Count > Math.Max(65536, byId.Count))
+        {
+            throw new InvalidDataException($"tokenizer.json: token ids go up to {maxId} for only {byId.Count} tokens");
         }
 
         var tokens = new string[maxId + 1];
@@ -394,9 +401,14 @@ public sealed class TokenizerModel
                 throw new InvalidDataException($"tokenizer: the vocabulary has no byte-level token for byte 0x{b:X2} ('{s}'); not a byte-level BPE vocabulary");
             }
         }
+        var seen = new HashSet<string>(Merges.Count, StringComparer.Ordinal);
         for (int i = 0; i < Merges.Count; i++)
         {
             string m = Merges[i];
+            if (!seen.Add(m))
+            {
+                throw new InvalidDataException($"tokenizer: merge {i} '{m}' appears twice");
+            }
             int sp = m.IndexOf(' ');
             if (sp <= 0 || sp == m.Length - 1 || m.IndexOf(' ', sp + 1) >= 0)
             {

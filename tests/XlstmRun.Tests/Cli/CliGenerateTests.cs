@@ -43,7 +43,7 @@ public class CliGenerateTests(CliModels m) : IClassFixture<CliModels>
     [Fact]
     public void PromptWordsEqualPromptOptionAndGenerateSubcommand()
     {
-        var a = Json(Run($"-m {M} {Greedy} hello world"));
+        var a = Json(Run($"-m {M} {Greedy} -- hello world"));
         var b = Json(Run($"-m {M} {Greedy} -p \"hello world\""));
         var c = Json(Run($"generate -m {M} {Greedy} -p \"hello world\""));
         Assert.Equal(a.Ids, b.Ids);
@@ -76,7 +76,7 @@ public class CliGenerateTests(CliModels m) : IClassFixture<CliModels>
     {
         string f = Path.Combine(m.Dir, "joined-" + Guid.NewGuid().ToString("N")[..6] + ".txt");
         File.WriteAllText(f, "Some notes here.\nSummarize:");
-        var a = Json(Run($"-m {M} {Greedy} Summarize:", stdin: "Some notes here.\n"));
+        var a = Json(Run($"-m {M} {Greedy} -- Summarize:", stdin: "Some notes here.\n"));
         var b = Json(Run($"-m {M} {Greedy} -f {Q(f)}"));
         Assert.Equal(1 + TokTestPaths.Neox.Encode("Some notes here.\nSummarize:").Length, a.PromptTokens);
         Assert.Equal(b.Ids, a.Ids);

@@ -1,44 +1,21 @@
-using XlstmRun.Formats.Safetensors;
+using XlstmRun.Conformance;
 
 namespace XlstmRun.Tests.Support;
 
-/// <summary>The reference outputs of a fixture (reference.safetensors).</summary>
+/// <summary>The reference outputs of a fixture (reference.safetensors): the conformance library's reader under the tests' name.</summary>
 public sealed class Reference
 {
-    private readonly Dictionary<string, float[]> _f = new();
-    private readonly Dictionary<string, long[]> _shape = new();
-    public int[] InputIds { get; }
-    public int[] GreedyIds { get; }
-    public int[] ContinueIds { get; }
+    private readonly FixtureReference _r;
 
-    public Reference(string fixtureDir)
-    {
-        using var f = new SafetensorsFile(Path.Combine(fixtureDir, "reference.safetensors"));
-        foreach (var (name, t) in f.Tensors)
-        {
-            _shape[name] = t.Shape;
-            if (t.DType != SafeDType.I64) _f[name] = t.ReadAll();
-        }
-        InputIds = f.Tensors["input_ids"].ReadInt64().Select(x => (int)x).ToArray();
-        GreedyIds = f.Tensors["greedy_ids"].ReadInt64().Select(x => (int)x).ToArray();
-        ContinueIds = f.Tensors.TryGetValue("continue_ids", out var c) ? c.ReadInt64().Select(x => (int)x).ToArray() : [];
-    }
+    public Reference(string fixtureDir) { _r = new FixtureReference(fixtureDir); }
 
-    public float[] this[string name] => _f[name];
-    public bool Has(string name) => _f.ContainsKey(name);
-    public long[] Shape(string name) => _shape[name];
+    public int[] InputIds => _r.InputIds;
+    public int[] GreedyIds => _r.GreedyIds;
+    public int[] ContinueIds => _r.ContinueIds;
+    public float[] this[string name] => _r[name];
+    public bool Has(string name) => _r.Has(name);
+    public long[] Shape(string name) => _r.Shape(name);
 
-    /// <summary>‖a − b‖₂ / ‖b‖₂ in double precision.</summary>
-    public static double RelErr(ReadOnlySpan<float> ours, ReadOnlySpan<float> reference)
-    {
-        if (ours.Length != reference.Length) throw new ArgumentException($"length {ours.Length} vs {reference.Length}");
-        double num = 0, den = 0;
-        for (int i = 0; i < ours.Length; i++)
-        {
-            double d = (double)ours[i] - reference[i];
-            num += d * d;
-            den += (double)reference[i] * reference[i];
-        }
-        return Math.Sqrt(num / den);
-    }
+    /// <summary>‖a − b‖₂ / ‖b‖₂ in double precision (<see cref="Metrics.RelErr(ReadOnlySpan{float}, ReadOnlySpan{float})"/>).</summary>
+    public static double RelErr(ReadOnlySpan<float> ours, ReadOnlySpan<float> reference) => Metrics.RelErr(ours, reference);
 }

@@ -8,7 +8,8 @@ public static class TestPaths
     public static string Data => Path.Combine(RepoRoot, "tests", "data");
     public static string Fixtures => Path.Combine(Data, "fixtures");
     public static string Fixture(string name) => Path.Combine(Fixtures, name);
-    public static readonly string[] FixtureNames = ["tiny-f32", "tiny-bf16", "tiny-fused"];
+    /// <summary>Every fixture, the long-prompt one (tiny-long, 1500 tokens) last.</summary>
+    public static readonly string[] FixtureNames = XlstmRun.Conformance.Fixture.Standard;
 
     private static string FindRepo()
     {

@@ -29,8 +29,15 @@ public static class VulkanTestDevice
     public static VulkanContext Context => Main.Value;
 
     /// <summary>A backend on the shared device (with subgroup reductions, or the shared-memory-only shader variants).</summary>
-    public static VulkanBackend NewBackend(bool noSubgroups = false, bool profile = false) =>
-        new(noSubgroups ? NoSubgroups.Value : Main.Value, ownsContext: false, profile: profile);
+    public static VulkanBackend NewBackend(bool noSubgroups = false, VulkanOptions? options = null) =>
+        new(noSubgroups ? NoSubgroups.Value : Main.Value, ownsContext: false, options);
+
+    /// <summary>Options that exercise the int8-activation matvecs (lavapipe has the feature, unaccelerated).</summary>
+    public static readonly VulkanOptions IntDot = new() { IntDot = true };
+
+    /// <summary>Options that run the prefill GEMM through the emulated cooperative-matrix kernel, with a tile that fits
+    /// lavapipe's 32 KiB of shared memory (64 × 64, two K groups per step).</summary>
+    public static readonly VulkanOptions EmulatedCoopMat = new() { EmulateCoopMat = new GemmTile(2, 2, 2, 2, 4) };
 
     /// <summary>Within the scope, device memory is not mapped (uploads and reads go through staging copies) and no
     /// binding may exceed <paramref name="maxBinding"/> bytes (weights are split into several buffers).</summary>

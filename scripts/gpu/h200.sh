@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Everything we measure on the GPU test machine (an NVIDIA H200 reached through the device tool), in one call:
+#   setup    unpack the carried Vulkan/OpenCL loaders (.gl/*.deb), find the NVIDIA driver files, list devices
+#   check    the conformance checks on every backend and device (xlstm-run check): one table
+#   opbench  op-level benchmark at 7B shapes (bench --op 7b): decode matvecs and prefill GEMMs per type, cell kernels
+#   sweep    matvec launch shapes (XLSTM_VK_MATVEC) and GEMM tiles (XLSTM_VK_GEMM) through bench --op matmul
+#   model    synthetic 7B models (init --preset 7b, in the background from the start): bench pp/tg per type, decode
+#            profile, device memory
+#   anchor   Hugging Face transformers' xLSTM on a 7B-shape model (.scratch/hf_xlstm7b_bench.py, copied from the
+#            team's shared bench folder), in the same call
+# Usage (from the repository root, build/xlstm-run carried): PHASES="setup check opbench model" bash scripts/gpu/h200.sh
+# Writes tables and logs under $OUT (the device tool brings back at most 8 files: logs go into one tarball).
+set -uo pipefail
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT/logs"
+BIN=${BIN:-$PWD/build/xlstm-run}
+PHASES=${PHASES:-setup check opbench model}
+TYPES=${TYPES:-q4_0 q8_0 f16}
+TMP=/tmp/xlstm-gpu
+mkdir -p "$TMP"
+SUM=$OUT/summary.md
+: > "$SUM"
+T0=$(date +%s)
+BUDGET=${BUDGET:-500}
+say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/logs/progress.txt"; }
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+has() { [[ " $PHASES " == *" $1 "* ]]; }
+sec() { echo; echo "## $*"; } >> "$SUM"
+
+# ---- setup -------------------------------------------------------------------------------------------------------------
+if [ -d .gl ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
+has_gpu() { "$BIN" info --devices 2>/dev/null | grep -q 'discrete GPU'; }
+if ! has_gpu; then
+  for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json; do
+    [ -f "$icd" ] || continue; export VK_DRIVER_FILES=$icd; has_gpu && break
+  done
+fi
+if [ ! -f /etc/OpenCL/vendors/nvidia.icd ] && ldconfig -p | grep -q libnvidia-opencl.so.1; then
+  mkdir -p /etc/OpenCL/vendors && echo libnvidia-opencl.so.1 > /etc/OpenCL/vendors/nvidia.icd
+fi
+sec "devices ($(date -u +%Y-%m-%dT%H:%MZ))"
+{ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw --format=csv,noheader; "$BIN" info --devices; } >> "$SUM" 2>&1
+has_gpu || { say "NO VULKAN GPU"; VK_LOADER_DEBUG=error,warn,driver "$BIN" info --devices > "$OUT/logs/loader.txt" 2>&1; }
+
+# synthetic 7B models, made in the background while the GPU checks run
+if has model; then
+  ( for t in $TYPES; do [ -f "$TMP/7b-$t.gguf" ] || "$BIN" init --preset 7b --type "$t" -o "$TMP/7b-$t.gguf" > "$OUT/logs/init-$t.txt" 2>&1; done; touch "$TMP/models.done" ) &
+fi
+
+# ---- check -------------------------------------------------------------------------------------------------------------
+if has check; then
+  say "check"
+  sec "conformance (xlstm-run check ${CHECK_ARGS:-})"
+  timeout "${CHECK_TIMEOUT:-240}" "$BIN" check ${CHECK_ARGS:-} --json "$OUT/logs/check.json" > "$OUT/logs/check.txt" 2> "$OUT/logs/check.err"
+  echo "exit $?" >> "$SUM"
+  grep -v '| pass |' "$OUT/logs/check.txt" | head -60 >> "$SUM"
+  tail -3 "$OUT/logs/check.txt" >> "$SUM"
+fi
+
+# ---- op bench ----------------------------------------------------------------------------------------------------------
+if has opbench; then
+  say "opbench"
+  sec "op bench, 7B shapes (bench --op 7b)"
+  timeout 200 "$BIN" bench --op 7b --backend vulkan --type "${OPTYPES:-f16,q8_0,q4_0}" --tokens "${OPTOKENS:-1,2048}" -r "${OPREPS:-10}" >> "$SUM" 2> "$OUT/logs/opbench.err"
+fi
+
+# ---- sweeps ------------------------------------------------------------------------------------------------------------
+opline() { grep '^| ' | grep -v '^| op \|^| ---' | awk -F'|' '{print $7 " |" $6}'; }
+if has sweep; then
+  say "sweep"
+  sec "matvec shapes (XLSTM_VK_MATVEC=wg,rows,unroll; µs per call at 4096x4096 | 21888x4096, T=1)"
+  for t in ${SWEEP_TYPES:-q4_0}; do
+    for s in ${MATVEC_SHAPES:-128,8,1 32,8,4 64,8,2 32,16,2 64,16,2 256,4,1 64,4,4 32,4,4}; do
+      [ "$(left)" -gt 60 ] || break
+      r=$(XLSTM_VK_MATVEC=$s timeout 60 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 4096 --cols 4096 --tokens 1 -r 20 2>/dev/null | opline)
+      r2=$(XLSTM_VK_MATVEC=$s timeout 60 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 21888 --cols 4096 --tokens 1 -r 20 2>/dev/null | opline)
+      echo "| $t | $s | $r | $r2 |" >> "$SUM"
+    done
+  done
+  for t in ${FLOAT_Q_TYPES:-q4_0}; do
+    r=$(XLSTM_VK_INTDOT=0 timeout 60 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 21888 --cols 4096 --tokens 1 -r 20 2>/dev/null | opline)
+    echo "| $t float activations (INTDOT=0) | 128,8,1 | - | $r |" >> "$SUM"
+  done
+  sec "step kernel rows per workgroup (XLSTM_VK_STEP_ROWS; cell, T=1)"
+  for r in ${STEP_ROWS:-8 16 32 64}; do
+    o=$(XLSTM_VK_STEP_ROWS=$r timeout 60 "$BIN" bench --op cell --backend vulkan --tokens 1 -r 20 2>/dev/null | opline)
+    echo "| $r | $o |" >> "$SUM"
+  done
+  sec "GEMM tiles (XLSTM_VK_GEMM=warpsM,warpsN,tm,tn,bkv; µs per call; 4096x4096 f16 and q4_0, T=2048)"
+  for g in ${GEMM_TILES:-2,4,4,2,4 4,2,2,4,4 2,4,4,4,2 4,2,4,4,2 2,4,4,2,2 4,2,2,4,2 2,2,4,4,4 4,4,2,2,2}; do
+    [ "$(left)" -gt 40 ] || break
+    r=$(XLSTM_VK_GEMM=$g timeout 60 "$BIN" bench --op matmul --backend vulkan --type f16,q4_0 --rows 4096 --cols 4096 --tokens 2048 -r 10 2>&1 | opline | tr '\n' ' ')
+    echo "| $g | $r |" >> "$SUM"
+  done
+fi
+
+# ---- model benches -----------------------------------------------------------------------------------------------------
+if has model; then
+  say "model: waiting for the synthetic models"
+  for i in $(seq 1 240); do [ -f "$TMP/models.done" ] && break; sleep 1; done
+  sec "bench, synthetic 7B (bench --backend vulkan)"
+  for t in $TYPES; do
+    [ -f "$TMP/7b-$t.gguf" ] || { echo "no model $t" >> "$SUM"; continue; }
+    [ "$(left)" -gt 40 ] || break
+    say "bench $t"
+    timeout 150 "$BIN" bench -m "$TMP/7b-$t.gguf" --backend vulkan -p "${PP:-2048}" -n "${TG:-128}" -r "${REPS:-3}" >> "$SUM" 2> "$OUT/logs/bench-$t.err"
+  done
+  for t in ${PROFILE_TYPES:-q4_0 f16}; do
+    [ -f "$TMP/7b-$t.gguf" ] && [ "$(left)" -gt 30 ] || continue
+    sec "decode and prefill profile $t (--profile: 512-token prompt, 32 steps)"
+    timeout 60 "$BIN" -m "$TMP/7b-$t.gguf" --backend vulkan --ids "$(seq -s, 1 512)" -n 32 --profile > /dev/null 2> "$OUT/logs/profile-$t.txt"
+    grep -A40 "GPU profile" "$OUT/logs/profile-$t.txt" | head -60 >> "$SUM"
+  done
+  if [ -n "${PP_LONG:-}" ] && [ -f "$TMP/7b-f16.gguf" ] && [ "$(left)" -gt 40 ]; then
+    sec "long prompt f16"
+    timeout 120 "$BIN" bench -m "$TMP/7b-f16.gguf" --backend vulkan -p "$PP_LONG" -n 128 -r 2 >> "$SUM" 2> "$OUT/logs/bench-long.err"
+  fi
+fi
+
+# ---- batch throughput --------------------------------------------------------------------------------------------------
+if has batch; then
+  say "batch"
+  sec "batch throughput (--parallel B, --ignore-eos, 64 tokens per line; synthetic 7B with the GPT-NeoX tokenizer)"
+  python3 - "$TMP/prompts.jsonl" <<'PY'
+import json, sys
+words = "the of and to in is was for on with as by at from that this which be are or an it not but have".split()
+with open(sys.argv[1], "w") as f:
+    for i in range(256):
+        n = 8 + (i * 7) % 40
+        f.write(json.dumps({"id": f"p{i}", "prompt": " ".join(words[(i * 3 + j) % len(words)] for j in range(n)), "n_predict": 64, "temperature": 0}) + "\n")
+PY
+  for t in ${BATCH_TYPES:-q4_0 f16}; do
+    m="$TMP/7b-$t-tok.gguf"
+    [ -f "$m" ] || "$BIN" init --preset 7b --type "$t" --tokenizer tests/data/tokenizers/gpt-neox-20b.tokenizer.json -o "$m" -q > /dev/null 2>&1
+    for B in ${BATCH_SIZES:-1 4 16 64}; do
+      [ "$(left)" -gt 30 ] || break
+      n=$(( B == 1 ? 24 : (B == 4 ? 48 : (B == 16 ? 128 : 256)) ))
+      head -n "$n" "$TMP/prompts.jsonl" > "$TMP/p$n.jsonl"
+      timeout 120 "$BIN" batch -m "$m" --backend vulkan -i "$TMP/p$n.jsonl" -o "$TMP/out-$t-$B.jsonl" --parallel "$B" --ignore-eos --force 2> "$OUT/logs/batch-$t-$B.txt" > /dev/null
+      echo "| $t | B=$B | $n lines | $(grep -E 'tokens/s|device memory' "$OUT/logs/batch-$t-$B.txt" | sed 's/^batch: //' | tr '\n' ' ') |" >> "$SUM"
+    done
+    # greedy equality: each B against B=1 on the lines both ran
+    python3 - "$TMP" "$t" >> "$SUM" <<'PY'
+import json, sys, os
+tmp, t = sys.argv[1], sys.argv[2]
+def load(p):
+    d = {}
+    if os.path.exists(p):
+        for l in open(p):
+            r = json.loads(l); d[r["id"]] = r.get("text")
+    return d
+one = load(f"{tmp}/out-{t}-1.jsonl")
+for B in (4, 16, 64):
+    other = load(f"{tmp}/out-{t}-{B}.jsonl")
+    common = [k for k in one if k in other]
+    same = sum(one[k] == other[k] for k in common)
+    print(f"| {t} | greedy B={B} vs B=1 | {same} of {len(common)} lines identical |")
+PY
+  done
+fi
+
+# ---- anchor ------------------------------------------------------------------------------------------------------------
+if has anchor && [ -f .scratch/hf_xlstm7b_bench.py ]; then
+  say "anchor"
+  sec "anchor: transformers xLSTM, bf16, same card"
+  PYTHONUNBUFFERED=1 timeout 180 python3 .scratch/hf_xlstm7b_bench.py "$OUT/logs/hf.json" > "$OUT/logs/hf.txt" 2>&1
+  cat "$OUT/logs/hf.json" >> "$SUM" 2>/dev/null || tail -5 "$OUT/logs/hf.txt" >> "$SUM"
+fi
+
+say "done"
+tar -C "$OUT" -czf "$OUT/logs.tgz" logs && rm -rf "$OUT/logs"
+cat "$SUM"

@@ -1,0 +1,412 @@
+// Matrix × vector for a few tokens (decode): dst[t, row] (+)= W[row] · x[t] (+ bias[row]), token t = workgroup z.
+// A workgroup of WG invocations computes NUM_ROWS rows. Invocations stride over 16-byte weight chunks (8 elements of
+// F32/F16/BF16, or one 32-element block of Q8_0/Q4_0), UNROLL chunks per iteration with every weight load of the
+// iteration issued before any arithmetic; the workgroup reduces with subgroupAdd (+ shared memory across subgroups).
+//
+// Q8_0/Q4_0 weights:
+//   INT_DOT 1    the activations are quantized to int8 per 32-block in registers (d = max|x|/127, q = roundEven(x/d), as
+//                the CPU engine's 8-bit path; the
+//                invocation that handles a block quantizes it once for all NUM_ROWS rows) and each block is a handful of
+//                packed 4×8-bit integer dot products (SPV_KHR_integer_dot_product); Q4_0's −8 offset is folded in with
+//                the block's sum of quantized activations. Activations are then 8-bit: docs/precision.md.
+//   INT_DOT 0    float activations; quants become floats without conversion instructions (magic_f in weights.glsl), each
+//                bit position in its own accumulator. Exact float products (the --precision f32 path).
+//
+// MODE (specialization constant) fuses the small ops around a decode matvec (the Vulkan planner decides, see
+// Planner.cs):
+//   M_NORM     x is the raw residual; RmsNorm is applied on the fly: every workgroup sums x² as it streams x (it reads
+//              all of x anyway), multiplies x by the norm weight, and scales its row sums by rsqrt(mean(x²) + eps).
+//              flags bit 4: workgroup 0 also writes the normalized row to A (only when a later op reads it).
+//   M_SWIGLU   rows are taken in pairs (j, half + j) of a gate|up weight: each workgroup computes NUM_ROWS/2 gate rows
+//              and the matching up rows and writes silu(gate)·up to S (flags bit 8: also both rows to D).
+//   M_SOFTCAP  the result is soft-capped (cap · tanh(v / cap)) before it is stored.
+//   M_AUX      a second, small F32 weight (AW, rows auxRows, bias AB) on the same input: workgroups past the main
+//              weight's compute its rows into AD (the xLSTM gate pre-activations beside the q|k|v|o projection);
+//              flags bit 16: add the bias AB.
+// Built twice: matvec.comp (INT_DOT 0: float activations everywhere; no integer-dot capability in the module) and
+// matvec_idot.comp (INT_DOT 1: Q8_0/Q4_0 with int8 activations; the device must have shaderIntegerDotProduct).
+#include "common.glsl"
+#if INT_DOT
+#extension GL_EXT_spirv_intrinsics : require
+#endif
+
+layout(local_size_x_id = 0) in;                 // WG
+layout(constant_id = 1) const uint NUM_ROWS = 2u;
+layout(constant_id = 2) const uint WTYPE = 0u;
+layout(constant_id = 3) const uint MODE = 0u;
+layout(constant_id = 4) const uint UNROLL = 1u;
+#define M_NORM 1u
+#define M_SWIGLU 2u
+#define M_SOFTCAP 4u
+#define M_AUX 8u
+
+layout(std430, binding = 0) readonly buffer W4b { uvec4 W4[]; };
+layout(std430, binding = 1) readonly buffer W1b { uint W1[]; };
+layout(std430, binding = 2) readonly buffer Xb { vec4 X4[]; };
+layout(std430, binding = 3) buffer Db { float D[]; };
+layout(std430, binding = 4) readonly buffer Bb { float B[]; };
+layout(std430, binding = 5) readonly buffer NWb { vec4 NW4[]; };   // M_NORM: the norm weight (F32, zero-padded to 8)
+layout(std430, binding = 6) writeonly buffer Ab { float A[]; };    // M_NORM: the normalized row (flags bit 4)
+layout(std430, binding = 7) writeonly buffer Sb { float S[]; };    // M_SWIGLU: silu(gate) · up
+layout(std430, binding = 8) readonly buffer AWb { vec4 AW4[]; };   // M_AUX: F32 weight, rows padded to 8 elements
+layout(std430, binding = 9) writeonly buffer ADb { float AD[]; };  // M_AUX: its output
+layout(std430, binding = 10) readonly buffer ABb { float AB[]; };  // M_AUX: its bias
+
+layout(push_constant) uniform PC
+{
+    uint rows, cols, wStride, scaleBase, xOff, xStride, dOff, dStride, bOff, flags;
+    uint aOff, aStride, sOff, sStride, half_;
+    float eps, cap;
+    uint auxRows, auxOff, auxStride, mainGroups;
+} pc;
+
+#include "weights.glsl"
+
+#if INT_DOT
+// OpSDotKHR with the packed 4×8-bit format (Debian's glslang has no GL_EXT_integer_dot_product: declared directly)
+spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018], id = 4450)
+int sdot4x8(uint a, uint b, spirv_literal int packedFormat);
+#define DOT4(a, b) sdot4x8(a, b, 0)
+#endif
+
+const uint NV = NUM_ROWS + 1u;   // row sums + Σx²
+#if USE_SUBGROUPS
+shared float red[32 * 17];
+#else
+shared float red[256 * 17];
+#endif
+shared float tot[17];
+
+#if !INT_DOT
+// Q4_0, float activations: one uint holds the low nibbles of 4 bytes (elements e..e+3, xl) and their high nibbles
+// (e+16..e+19, xh). Nibble fields sit at bits 0, 4, 8, 12 of w and of w >> 16; accumulator a<p> collects 2^p·(q − 8)·x.
+void q4_word(uint w, vec4 xl, vec4 xh, inout float a0, inout float a4, inout float a8, inout float a12)
+{
+    uint t = w >> 16;
+    a0  += (magic_f(w & 0xFu)    - 8388616.0) * xl.x;   // 2^23 + 8
+    a4  += (magic_f(w & 0xF0u)   - 8388736.0) * xh.x;   // 2^23 + 8·16
+    a8  += (magic_f(w & 0xF00u)  - 8390656.0) * xl.y;   // 2^23 + 8·256
+    a12 += (magic_f(w & 0xF000u) - 8421376.0) * xh.y;   // 2^23 + 8·4096
+    a0  += (magic_f(t & 0xFu)    - 8388616.0) * xl.z;
+    a4  += (magic_f(t & 0xF0u)   - 8388736.0) * xh.z;
+    a8  += (magic_f(t & 0xF00u)  - 8390656.0) * xl.w;
+    a12 += (magic_f(t & 0xF000u) - 8421376.0) * xh.w;
+}
+
+float q4_block(uvec4 u, vec4 x[8])
+{
+    float a0 = 0.0, a4 = 0.0, a8 = 0.0, a12 = 0.0;
+    q4_word(u.x, x[0], x[4], a0, a4, a8, a12);
+    q4_word(u.y, x[1], x[5], a0, a4, a8, a12);
+    q4_word(u.z, x[2], x[6], a0, a4, a8, a12);
+    q4_word(u.w, x[3], x[7], a0, a4, a8, a12);
+    return a0 + a4 * (1.0 / 16.0) + a8 * (1.0 / 256.0) + a12 * (1.0 / 4096.0);
+}
+
+// Q8_0, float activations: bytes 0/2 at bit 0 and bytes 1/3 at bit 8 (of w and w >> 16); (b ^ 0x80) = q + 128.
+void q8_word(uint w, vec4 xv, inout float b0, inout float b8)
+{
+    uint t = w >> 16;
+    b0 += (uintBitsToFloat((w & 0xFFu) ^ 0x4B000080u) - 8388736.0) * xv.x;     // 2^23 + 128
+    b8 += (uintBitsToFloat((w & 0xFF00u) ^ 0x4B008000u) - 8421376.0) * xv.y;   // 2^23 + 128·256
+    b0 += (uintBitsToFloat((t & 0xFFu) ^ 0x4B000080u) - 8388736.0) * xv.z;
+    b8 += (uintBitsToFloat((t & 0xFF00u) ^ 0x4B008000u) - 8421376.0) * xv.w;
+}
+
+float q8_block(uvec4 u, uvec4 v, vec4 x[8])
+{
+    float b0 = 0.0, b8 = 0.0, c0 = 0.0, c8 = 0.0;
+    q8_word(u.x, x[0], b0, b8);
+    q8_word(u.y, x[1], c0, c8);
+    q8_word(u.z, x[2], b0, b8);
+    q8_word(u.w, x[3], c0, c8);
+    q8_word(v.x, x[4], b0, b8);
+    q8_word(v.y, x[5], c0, c8);
+    q8_word(v.z, x[6], b0, b8);
+    q8_word(v.w, x[7], c0, c8);
+    return (b0 + c0) + (b8 + c8) * (1.0 / 256.0);
+}
+#endif
+
+#if INT_DOT
+// Q4_0 × int8 activations: Σ (n − 8)·q = Σ n·q − 8·Σ q; low nibbles pair with elements 0..15, high with 16..31.
+int q4_idot(uvec4 u, uint xq[8])
+{
+    const uint M = 0x0F0F0F0Fu;
+    int s = DOT4(u.x & M, xq[0]) + DOT4(u.y & M, xq[1]) + DOT4(u.z & M, xq[2]) + DOT4(u.w & M, xq[3]);
+    s += DOT4((u.x >> 4) & M, xq[4]) + DOT4((u.y >> 4) & M, xq[5]) + DOT4((u.z >> 4) & M, xq[6]) + DOT4((u.w >> 4) & M, xq[7]);
+    return s;
+}
+
+int q8_idot(uvec4 u, uvec4 v, uint xq[8])
+{
+    return DOT4(u.x, xq[0]) + DOT4(u.y, xq[1]) + DOT4(u.z, xq[2]) + DOT4(u.w, xq[3])
+         + DOT4(v.x, xq[4]) + DOT4(v.y, xq[5]) + DOT4(v.z, xq[6]) + DOT4(v.w, xq[7]);
+}
+#endif
+
+// Weight row of accumulator r in workgroup wgi.
+uint row_of(uint wgi, uint r)
+{
+    if ((MODE & M_SWIGLU) != 0u)
+    {
+        const uint HALF = NUM_ROWS / 2u;
+        uint j = min(wgi * HALF + (r % HALF), pc.half_ - 1u);
+        return r < HALF ? j : pc.half_ + j;
+    }
+    return min(wgi * NUM_ROWS + r, pc.rows - 1u);
+}
+
+vec4 x4_guarded(uint xOff, uint k)
+{
+    // elements [k, k+4) of x; those >= cols are 0 (never read past the row)
+    if (k >= pc.cols) return vec4(0.0);
+    vec4 v = X4[(xOff + k) >> 2];
+    if (k + 4u > pc.cols)
+    {
+        uint n = pc.cols - k;
+        v = vec4(v.x, n > 1u ? v.y : 0.0, n > 2u ? v.z : 0.0, 0.0);
+    }
+    return v;
+}
+
+// elements [8g, 8g+8) of x (norm weight applied, Σx² accumulated when NORM)
+void load_x8(uint xOff, uint g, out vec4 x0, out vec4 x1, inout float ss)
+{
+    uint k = 8u * g;
+    if (k + 8u <= pc.cols)
+    {
+        uint xb = (xOff + k) >> 2;
+        x0 = X4[xb];
+        x1 = X4[xb + 1u];
+    }
+    else
+    {
+        x0 = x4_guarded(xOff, k);
+        x1 = x4_guarded(xOff, k + 4u);
+    }
+    if ((MODE & M_NORM) != 0u)
+    {
+        ss += dot(x0, x0) + dot(x1, x1);
+        x0 *= NW4[2u * g];
+        x1 *= NW4[2u * g + 1u];
+    }
+}
+
+// Reduce NUM_ROWS row sums and ss over the workgroup into tot[].
+void reduce_rows(float acc[NUM_ROWS], float ss)
+{
+    const uint WG = gl_WorkGroupSize.x;
+    uint tid = gl_LocalInvocationID.x;
+#if USE_SUBGROUPS
+    [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[r] = subgroupAdd(acc[r]);
+    ss = subgroupAdd(ss);
+    if (gl_NumSubgroups == 1u)
+    {
+        if (subgroupElect())
+        {
+            [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) tot[r] = acc[r];
+            tot[NUM_ROWS] = ss;
+        }
+    }
+    else
+    {
+        if (subgroupElect())
+        {
+            [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) red[gl_SubgroupID * NV + r] = acc[r];
+            red[gl_SubgroupID * NV + NUM_ROWS] = ss;
+        }
+        barrier();
+        if (tid < NV)
+        {
+            float s = 0.0;
+            for (uint i = 0u; i < gl_NumSubgroups; i++) s += red[i * NV + tid];
+            tot[tid] = s;
+        }
+    }
+#else
+    [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) red[r * WG + tid] = acc[r];
+    red[NUM_ROWS * WG + tid] = ss;
+    barrier();
+    for (uint s = WG / 2u; s > 0u; s >>= 1u)
+    {
+        if (tid < s)
+            [[unroll]] for (uint r = 0u; r < NV; r++) red[r * WG + tid] += red[r * WG + tid + s];
+        barrier();
+    }
+    if (tid < NV) tot[tid] = red[tid * WG];
+#endif
+    barrier();
+}
+
+// The M_AUX rows (F32 weight) of workgroup awg: same input, same norm.
+void aux_rows(uint awg, uint xOff, uint t)
+{
+    const uint WG = gl_WorkGroupSize.x;
+    uint tid = gl_LocalInvocationID.x;
+    uint ng = (pc.cols + 7u) >> 3;
+    uint aStride4 = 2u * ng;   // vec4 units per aux row
+    float acc[NUM_ROWS];
+    [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[r] = 0.0;
+    float ss = 0.0;
+    for (uint g = tid; g < ng; g += WG)
+    {
+        vec4 x0, x1;
+        load_x8(xOff, g, x0, x1, ss);
+        [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
+        {
+            uint row = min(awg * NUM_ROWS + r, pc.auxRows - 1u);
+            acc[r] += dot(AW4[row * aStride4 + 2u * g], x0) + dot(AW4[row * aStride4 + 2u * g + 1u], x1);
+        }
+    }
+    reduce_rows(acc, ss);
+    float inv = (MODE & M_NORM) != 0u ? 1.0 / sqrt(tot[NUM_ROWS] / float(pc.cols) + pc.eps) : 1.0;
+    uint row = awg * NUM_ROWS + tid;
+    if (tid < NUM_ROWS && row < pc.auxRows) AD[pc.auxOff + t * pc.auxStride + row] = tot[tid] * inv + ((pc.flags & 16u) != 0u ? AB[row] : 0.0);
+}
+
+void main()
+{
+    const uint WG = gl_WorkGroupSize.x;
+    const bool NORM = (MODE & M_NORM) != 0u;
+    uint tid = gl_LocalInvocationID.x;
+    uint wgi = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+    uint t = gl_WorkGroupID.z;
+    uint xOff = pc.xOff + t * pc.xStride;
+    if ((MODE & M_AUX) != 0u && wgi >= pc.mainGroups)
+    {
+        aux_rows(wgi - pc.mainGroups, xOff, t);
+        return;
+    }
+    uint dOff = pc.dOff + t * pc.dStride;
+    float acc[NUM_ROWS];
+    [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[r] = 0.0;
+    float ss = 0.0;
+    uint rowBase[NUM_ROWS];
+    [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) rowBase[r] = row_of(wgi, r);
+
+    if (wt_is_quant())
+    {
+        uint nb = pc.wStride;
+        for (uint c0 = tid; c0 < nb; c0 += WG * UNROLL)
+        {
+            // every weight load of this iteration first
+            uvec4 wu[UNROLL][NUM_ROWS], wv[UNROLL][NUM_ROWS];
+            float wd[UNROLL][NUM_ROWS];
+            [[unroll]] for (uint u = 0u; u < UNROLL; u++)
+            {
+                uint c = min(c0 + u * WG, nb - 1u);
+                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
+                {
+                    uint blk = rowBase[r] * nb + c;
+                    if (WTYPE == WT_Q8_0) { wu[u][r] = W4[2u * blk]; wv[u][r] = W4[2u * blk + 1u]; }
+                    else wu[u][r] = W4[blk];
+                    wd[u][r] = w_scale(pc.scaleBase + blk);
+                }
+            }
+            [[unroll]] for (uint u = 0u; u < UNROLL; u++)
+            {
+                uint c = c0 + u * WG;
+                if (c >= nb) break;
+                uint xb = (xOff >> 2) + 8u * c;
+                vec4 x[8];
+                [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = X4[xb + i];
+                if (NORM)
+                    [[unroll]] for (uint i = 0u; i < 8u; i++)
+                    {
+                        ss += dot(x[i], x[i]);
+                        x[i] *= NW4[8u * c + i];
+                    }
+#if INT_DOT
+                {
+                    vec4 m4 = max(abs(x[0]), abs(x[1]));
+                    [[unroll]] for (uint i = 2u; i < 8u; i++) m4 = max(m4, abs(x[i]));
+                    float amax = max(max(m4.x, m4.y), max(m4.z, m4.w));
+                    // as the CPU engine: d = max|x| / 127, q = round-to-nearest-even(x · (1 / d))
+                    float dx = amax / 127.0;
+                    float rinv = dx != 0.0 ? 1.0 / dx : 0.0;
+                    uint xq[8];
+                    [[unroll]] for (uint i = 0u; i < 8u; i++)
+                    {
+                        uvec4 b = uvec4(ivec4(roundEven(x[i] * rinv))) & 0xFFu;
+                        xq[i] = b.x | (b.y << 8) | (b.z << 16) | (b.w << 24);
+                    }
+                    int xs = 0;
+                    if (WTYPE == WT_Q4_0)
+                        [[unroll]] for (uint i = 0u; i < 8u; i++) xs += DOT4(xq[i], 0x01010101u);
+                    [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
+                    {
+                        int s = WTYPE == WT_Q8_0 ? q8_idot(wu[u][r], wv[u][r], xq) : q4_idot(wu[u][r], xq) - 8 * xs;
+                        acc[r] += float(s) * (wd[u][r] * dx);
+                    }
+                }
+#else
+                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
+                {
+                    float s = WTYPE == WT_Q8_0 ? q8_block(wu[u][r], wv[u][r], x) : q4_block(wu[u][r], x);
+                    acc[r] += s * wd[u][r];
+                }
+#endif
+            }
+        }
+    }
+    else
+    {
+        uint ng = (pc.cols + 7u) >> 3;
+        for (uint g0 = tid; g0 < ng; g0 += WG * UNROLL)
+        {
+            vec4 lo[UNROLL][NUM_ROWS], hi[UNROLL][NUM_ROWS];
+            [[unroll]] for (uint u = 0u; u < UNROLL; u++)
+            {
+                uint g = min(g0 + u * WG, ng - 1u);
+                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) w_decode8(rowBase[r], g, pc.wStride, pc.scaleBase, lo[u][r], hi[u][r]);
+            }
+            [[unroll]] for (uint u = 0u; u < UNROLL; u++)
+            {
+                uint g = g0 + u * WG;
+                if (g >= ng) break;
+                vec4 x0, x1;
+                load_x8(xOff, g, x0, x1, ss);
+                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[r] += dot(lo[u][r], x0) + dot(hi[u][r], x1);
+            }
+        }
+    }
+
+    reduce_rows(acc, ss);
+
+    float inv = NORM ? 1.0 / sqrt(tot[NUM_ROWS] / float(pc.cols) + pc.eps) : 1.0;
+    if ((MODE & M_SWIGLU) != 0u)
+    {
+        const uint HALF = NUM_ROWS / 2u;
+        uint j = wgi * HALF + tid;
+        if (tid < HALF && j < pc.half_)
+        {
+            float g = tot[tid] * inv, u = tot[tid + HALF] * inv;
+            if ((pc.flags & 8u) != 0u)
+            {
+                D[dOff + j] = g;
+                D[dOff + pc.half_ + j] = u;
+            }
+            S[pc.sOff + t * pc.sStride + j] = g / (1.0 + exp(-g)) * u;
+        }
+    }
+    else if (tid < NUM_ROWS && wgi * NUM_ROWS + tid < pc.rows)
+    {
+        uint row = wgi * NUM_ROWS + tid;
+        float v = tot[tid] * inv;
+        if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];
+        uint o = dOff + row;
+        if ((pc.flags & 1u) != 0u) v += D[o];
+        if ((MODE & M_SOFTCAP) != 0u) v = soft_cap(v, pc.cap);
+        D[o] = v;
+    }
+    if (NORM && (pc.flags & 4u) != 0u && wgi == 0u)
+    {
+        uint ao = pc.aOff + t * pc.aStride;
+        for (uint k = tid; k < pc.cols; k += WG)
+        {
+            uint e = xOff + k;
+            A[ao + k] = X4[e >> 2][e & 3u] * inv * NW4[k >> 2][k & 3u];
+        }
+    }
+}

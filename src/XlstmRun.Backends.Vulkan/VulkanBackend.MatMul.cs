@@ -1,0 +1,230 @@
+using System.Runtime.InteropServices;
+using Silk.NET.Vulkan;
+using XlstmRun.Formats;
+using XlstmRun.Model;
+
+namespace XlstmRun.Backends.Vulkan;
+
+// Matrix products: the decode matvec (shaders/matvec.glsl, fused epilogues) and the prefill GEMMs
+// (shaders/matmul_coopmat.glsl on tensor cores, shaders/matmul.comp in float32).
+public sealed unsafe partial class VulkanBackend
+{
+    private Kernel _matvec = null!, _matvecIdot = null!, _matmul = null!, _embed = null!, _rmsnorm = null!, _headnorm = null!, _swiglu = null!,
+        _softcap = null!, _argmax = null!, _step = null!, _chunkPrep = null!, _chunkKv = null!, _chunkScan = null!, _chunkOut = null!, _copy = null!;
+    private Kernel? _gemmCm;
+    private GemmTile _gemmTile;
+    private bool _intDot;
+
+    private void InitKernels()
+    {
+        var cx = _cx;
+        Kernel K(string name, int bindings, uint push) => cx.Kernel(name, bindings, push);
+        _matvec = K("matvec", 11, (uint)sizeof(MatVecPush));
+        _matmul = K("matmul", 5, (uint)sizeof(GemmPush));
+        _embed = K("embed", 4, (uint)sizeof(EmbedPush));
+        _rmsnorm = K("rmsnorm", 3, (uint)sizeof(RmsPush));
+        _headnorm = K("headnorm", 4, (uint)sizeof(HeadNormPush));
+        _swiglu = K("swiglu", 2, (uint)sizeof(SwiGluPush));
+        _softcap = K("softcap", 1, (uint)sizeof(SoftCapPush));
+        _argmax = K("argmax", 2, (uint)sizeof(ArgmaxPush));
+        _step = K("mlstm_step", 8, (uint)sizeof(StepPush));
+        _chunkPrep = K("mlstm_chunk_prep", 3, (uint)sizeof(ChunkPrepPush));
+        _chunkKv = K("mlstm_chunk_kv", 2, (uint)sizeof(ChunkKvPush));
+        _chunkScan = K("mlstm_chunk_scan", 2, (uint)sizeof(ChunkScanPush));
+        _chunkOut = K("mlstm_chunk_out", 4, (uint)sizeof(ChunkOutPush));
+        _copy = K("copy", 2, 8);
+
+        // int8-activation matvecs: where the device accelerates packed dot products (or forced on/off by the options)
+        _intDot = cx.IntDot && !Options.Float32 && (Options.IntDot ?? cx.IntDotAccelerated);
+        if (_intDot) _matvecIdot = K("matvec_idot", 11, (uint)sizeof(MatVecPush));
+
+        // tensor-core GEMM: where the device lists the f16 shape; the tile must fit the device's shared memory
+        var limit = cx.Limits.MaxComputeSharedMemorySize;
+        if (Options.EmulateCoopMat is { } emu)
+        {
+            if (emu.SharedBytes > limit) throw new ArgumentException($"emulated GEMM tile {emu} needs {emu.SharedBytes} bytes of shared memory, the device has {limit}");
+            _gemmTile = emu;
+            _gemmCm = K("matmul_coopmat_emu", 5, (uint)sizeof(GemmPush));
+        }
+        else if (cx.CoopMatNv && Options.CoopMat && !Options.Float32)
+        {
+            // default: 8 subgroups of 64 × 32 each, 128 × 128 per workgroup (H200 2026-11-30: 98.5 TFLOP/s at 4096² × 2048 tokens,
+            // 77 with 4 subgroups of 64 × 64; docs/NOTES.md); smaller tiles where shared memory is short
+            GemmTile[] candidates = Options.Gemm is { } g ? [g] : [new(2, 4, 4, 2, 4), new(2, 2, 4, 4, 4), new(2, 2, 4, 4, 2), new(2, 2, 2, 4, 4), new(2, 2, 2, 2, 4)];
+            foreach (var t in candidates)
+                if (t.SharedBytes <= limit) { _gemmTile = t; break; }
+            if (_gemmTile.Threads == 0) throw new ArgumentException($"no cooperative-matrix GEMM tile fits {limit} bytes of shared memory");
+            try
+            {
+                _gemmCm = K("matmul_coopmat", 5, (uint)sizeof(GemmPush));
+                // build one pipeline now: a driver that rejects the module leaves the fp32 GEMM in place
+                GemmPipeline(_gemmCm, WeightLayout.WType(GgmlType.F16), _gemmTile);
+            }
+            catch (Exception e) when (e is InvalidOperationException or VulkanUnavailableException)
+            {
+                _gemmCm = null;
+                if (Environment.GetEnvironmentVariable("XLSTM_DEBUG") == "1") Console.Error.WriteLine($"vulkan: cooperative-matrix GEMM unavailable ({e.Message})");
+            }
+        }
+    }
+
+    // ---- push constants (must match the shaders' push_constant blocks; VulkanPushLayoutTests compares them) -------------
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct MatVecPush
+    {
+        public uint Rows, Cols, WStride, ScaleBase, XOff, XStride, DOff, DStride, BOff, Flags;
+        public uint AOff, AStride, SOff, SStride, Half;
+        public float Eps, Cap;
+        public uint AuxRows, AuxOff, AuxStride, MainGroups;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct GemmPush { public uint Rows, Cols, WStride, ScaleBase, XOff, XStride, DOff, DStride, BOff, Flags, NTok; }
+
+    // ---- launch shapes -----------------------------------------------------------------------------------------------
+
+    /// <summary>Decode matvec shape per weight type (XLSTM_VK_MATVEC overrides): rows per workgroup chosen so that
+    /// 4096-column rows keep every invocation busy with one 16-byte load per row.</summary>
+    private MatVecShape MatVecShapeFor(VkWeight w)
+    {
+        if (Options.MatVec is { } s) return s;
+        return WeightLayout.IsQuant(w.DevType) ? new MatVecShape(128, 8, 1) : new MatVecShape(128, 2, 1);
+    }
+
+    private static Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t) =>
+        k.Pipeline([t.Threads, t.WarpsM, wtype, t.WarpsN, t.TM, t.TN, t.Bkv]);
+
+    /// <summary>The GEMM tile for <paramref name="tokens"/> rows: the prefill tile, or for a few rows (the
+    /// multi-sequence decode step) a tile of 16–64 tokens × 64 weight rows, so that the weights are still read once and
+    /// the matrix units are not mostly multiplying padding.</summary>
+    private GemmTile GemmTileFor(int tokens)
+    {
+        if (Options.Gemm != null || Options.EmulateCoopMat != null || tokens > 64) return _gemmTile;
+        return tokens <= 16 ? new GemmTile(1, 4, 1, 1, 4) : tokens <= 32 ? new GemmTile(1, 4, 2, 1, 4) : new GemmTile(2, 4, 2, 1, 4);
+    }
+
+    // ---- dispatch ------------------------------------------------------------------------------------------------------
+
+    public void MatMul(IWeight w, ITensor x, ITensor dst, IWeight? bias = null, bool accumulate = false)
+    {
+        var W = (VkWeight)w;
+        var X = (VkTensor)x;
+        var D = (VkTensor)dst;
+        if (W.Cols != X.Cols || W.Rows != D.Cols || X.Rows != D.Rows)
+            throw new ArgumentException($"matmul shape mismatch: {W.Name} [{W.Rows}, {W.Cols}] · x [{X.Rows}, {X.Cols}] → [{D.Rows}, {D.Cols}]");
+        var B = (VkWeight?)bias;
+        if (B != null && B.Cols != W.Rows) throw new ArgumentException("matmul: bias length does not match the rows");
+        if (IsVec(W, X.Rows)) DispatchMatVec(new Planner.MatVec(new MatMulOp(w, x, dst, bias, accumulate, -1), null, false, null, null, false, null));
+        else DispatchGemm(W, X, D, B, accumulate);
+    }
+
+    private void DispatchGemm(VkWeight W, VkTensor X, VkTensor D, VkWeight? B, bool accumulate)
+    {
+        int T = X.Rows;
+        bool half = HalfGemm(W);
+        var kernel = half ? _gemmCm! : _matmul;
+        var (xb, xo) = Act(X);
+        var (db, dOff) = Act(D);
+        var reads = new VkBuf?[W.Parts.Length + 3];
+        for (int i = 0; i < W.Parts.Length; i++) reads[i] = W.Parts[i].Buf;
+        reads[^3] = X.Buf;
+        reads[^2] = B?.Parts[0].Buf;
+        reads[^1] = accumulate ? D.Buf : null;
+        _cs.BeginOp((half ? "gemm.f16." : "gemm.f32.") + GgmlTypes.Name(W.DevType), reads, [D.Buf]);
+        var tile = GemmTileFor(T);
+        var pipe = half ? GemmPipeline(kernel, W.WType, tile) : kernel.Pipeline([0, 0, W.WType]);
+        var bb = B != null ? Whole(B.Parts[0].Buf) : Whole(_dummy);
+        foreach (var p in W.Parts)
+        {
+            var pc = new GemmPush
+            {
+                Rows = (uint)p.RowCount, Cols = (uint)W.Cols, WStride = p.WStride, ScaleBase = p.ScaleBase,
+                XOff = xo, XStride = (uint)X.Stride, DOff = dOff + (uint)p.RowStart, DStride = (uint)D.Stride,
+                BOff = (uint)p.RowStart, Flags = (accumulate ? 1u : 0u) | (B != null ? 2u : 0u), NTok = (uint)T,
+            };
+            if (half) Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb], &pc, Groups(p.RowCount, tile.BN), Groups(T, tile.BM));
+            else Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb], &pc, Groups(p.RowCount, 64), Groups(T, 64));
+        }
+        _cs.EndOp();
+    }
+
+    /// <summary>One matvec dispatch per weight part, with the step's fusions (see <see cref="Planner.MatVec"/>).</summary>
+    private void DispatchMatVec(Planner.MatVec mv)
+    {
+        var m = mv.Main;
+        var W = (VkWeight)m.W;
+        var D = (VkTensor)m.Dst;
+        var B = (VkWeight?)m.Bias;
+        var norm = mv.Norm;
+        var XIn = (VkTensor)(norm != null ? norm.X : m.X);   // the raw residual when the norm is fused
+        var NW = (VkWeight?)norm?.W;
+        var A = (VkTensor?)norm?.Dst;
+        var aux = mv.Aux;
+        var AW = (VkWeight?)aux?.W;
+        var AD = (VkTensor?)aux?.Dst;
+        var AB = (VkWeight?)aux?.Bias;
+        var S = (VkTensor?)mv.SwiGlu?.Dst;
+        int T = XIn.Rows;
+        bool idot = IntDotVec(W);
+        var kernel = idot ? _matvecIdot : _matvec;
+        var shape = MatVecShapeFor(W);
+        uint nr = shape.Rows;
+        if (S != null && nr % 2 != 0) nr = Math.Max(2, nr + 1);
+        if (aux != null && AW!.Rows > 64) throw new InvalidOperationException("auxiliary matvec rows exceed 64");
+        uint mode = (norm != null ? 1u : 0u) | (S != null ? 2u : 0u) | (mv.Cap != null ? 4u : 0u) | (aux != null ? 8u : 0u);
+        if (mode != 0 && W.Parts.Length > 1) throw new InvalidOperationException("fused matvec over a split weight");
+
+        var (xb, xo) = Act(XIn);
+        var (db, dOff) = Act(D);
+        var reads = new List<VkBuf?>(W.Parts.Length + 6);
+        foreach (var p in W.Parts) reads.Add(p.Buf);
+        reads.Add(XIn.Buf);
+        reads.Add(B?.Parts[0].Buf);
+        reads.Add(m.Accumulate ? D.Buf : null);
+        reads.Add(NW?.Parts[0].Buf);
+        reads.Add(AW?.Parts[0].Buf);
+        reads.Add(AB?.Parts[0].Buf);
+        bool writeD = S == null || mv.WriteGateUp;
+        VkBuf?[] writes = [writeD ? D.Buf : null, mv.WriteNorm ? A!.Buf : null, S?.Buf, AD?.Buf];
+        string name = "matvec." + GgmlTypes.Name(W.DevType) + (idot ? ".i8" : "") + (norm != null ? "+norm" : "") + (aux != null ? "+aux" : "") +
+                      (S != null ? "+swiglu" : "") + (mv.Cap != null ? "+softcap" : "");
+        _cs.BeginOp(name, reads.ToArray(), writes);
+        if (mode != 0) FusedDispatches++;
+        var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll]);
+
+        Binding nwb = NW != null ? Whole(NW.Parts[0].Buf) : Whole(_dummy);
+        Binding ab = Whole(_dummy), sb = Whole(_dummy), awb = Whole(_dummy), adb = Whole(_dummy), abb = Whole(_dummy);
+        uint aOff = 0, aStride = 0, sOff = 0, sStride = 0, auxOff = 0, auxStride = 0;
+        if (mv.WriteNorm) { (ab, aOff) = Act(A!); aStride = (uint)A!.Stride; }
+        if (S != null) { (sb, sOff) = Act(S); sStride = (uint)S.Stride; }
+        if (aux != null)
+        {
+            awb = Whole(AW!.Parts[0].Buf);
+            (adb, auxOff) = Act(AD!);
+            auxStride = (uint)AD!.Stride;
+            if (AB != null) abb = Whole(AB.Parts[0].Buf);
+        }
+        var bb = B != null ? Whole(B.Parts[0].Buf) : Whole(_dummy);
+        bool firstPart = true;
+        foreach (var p in W.Parts)
+        {
+            uint mainGroups = S != null ? Groups(W.Rows / 2, nr / 2) : Groups(p.RowCount, nr);
+            uint auxGroups = aux != null ? Groups(AW!.Rows, nr) : 0;
+            var pc = new MatVecPush
+            {
+                Rows = (uint)p.RowCount, Cols = (uint)W.Cols, WStride = p.WStride, ScaleBase = p.ScaleBase,
+                XOff = xo, XStride = (uint)XIn.Stride, DOff = dOff + (uint)p.RowStart, DStride = (uint)D.Stride,
+                BOff = (uint)p.RowStart,
+                Flags = (m.Accumulate ? 1u : 0u) | (B != null ? 2u : 0u) | (mv.WriteNorm && firstPart ? 4u : 0u) | (mv.WriteGateUp ? 8u : 0u) | (AB != null ? 16u : 0u),
+                AOff = aOff, AStride = aStride, SOff = sOff, SStride = sStride, Half = (uint)(W.Rows / 2),
+                Eps = norm?.Eps ?? 0f, Cap = mv.Cap?.Cap ?? 0f,
+                AuxRows = aux != null ? (uint)AW!.Rows : 0, AuxOff = auxOff, AuxStride = auxStride, MainGroups = mainGroups,
+            };
+            firstPart = false;
+            var (gx, gy) = Grid2(mainGroups + auxGroups);
+            Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb], &pc, gx, gy, (uint)T);
+        }
+        _cs.EndOp();
+    }
+}

@@ -1,0 +1,103 @@
+using System.Globalization;
+
+namespace XlstmRun.Backends.Vulkan;
+
+/// <summary>A decode matvec's launch shape: invocations per workgroup, rows per workgroup, 16-byte weight chunks per
+/// invocation and loop iteration.</summary>
+public readonly record struct MatVecShape(uint Wg, uint Rows, uint Unroll)
+{
+    public bool Valid => Wg is >= 32 and <= 256 && (Wg & (Wg - 1)) == 0 && Rows is >= 1 and <= 16 && Unroll is >= 1 and <= 4;
+    public override string ToString() => $"{Wg},{Rows},{Unroll}";
+}
+
+/// <summary>A cooperative-matrix GEMM tile: WarpsM × WarpsN subgroups of 32, each owning TM × TN tiles of 16 × 16;
+/// K steps of 8·Bkv.</summary>
+public readonly record struct GemmTile(uint WarpsM, uint WarpsN, uint TM, uint TN, uint Bkv)
+{
+    public uint Threads => 32 * WarpsM * WarpsN;
+    public uint BM => 16 * TM * WarpsM;
+    public uint BN => 16 * TN * WarpsN;
+    /// <summary>Shared memory of the kernel: two f16 tiles per operand (rows of Bkv + 1 uvec4) and the epilogue staging.</summary>
+    public uint SharedBytes => 2 * (BM + BN) * (Bkv + 1) * 16 + WarpsM * WarpsN * 1024;
+    public bool Valid => WarpsM is >= 1 and <= 4 && WarpsN is >= 1 and <= 4 && TM is >= 1 and <= 8 && TN is >= 1 and <= 8 && Bkv is 2 or 4;
+    public override string ToString() => $"{WarpsM},{WarpsN},{TM},{TN},{Bkv}";
+}
+
+/// <summary>
+/// Settings of the Vulkan backend, fixed at creation. The command line sets <see cref="Profile"/> and
+/// <see cref="Float32"/>; the XLSTM_VK_* environment variables (<see cref="FromEnvironment"/>) exist for measurements
+/// and diagnosis and are listed in docs/backends.md.
+/// </summary>
+public sealed record VulkanOptions
+{
+    /// <summary>Per-op GPU timestamps (--profile).</summary>
+    public bool Profile { get; init; }
+    /// <summary>--precision f32: float32 activations in every matrix product (no f16 tensor-core GEMM, no int8
+    /// activations in quantized matvecs). docs/precision.md.</summary>
+    public bool Float32 { get; init; }
+    /// <summary>Fuse neighbouring ops of a plan into one kernel (XLSTM_VK_FUSE=0: every op on its own).</summary>
+    public bool Fusion { get; init; } = true;
+    /// <summary>Prefill GEMM on cooperative matrices where the device has them (XLSTM_VK_COOPMAT=0: off).</summary>
+    public bool CoopMat { get; init; } = true;
+    /// <summary>Q8_0/Q4_0 matvecs with int8 activations and integer dot products: null = where the device says they are
+    /// accelerated (XLSTM_VK_INTDOT=0/1 forces).</summary>
+    public bool? IntDot { get; init; }
+    /// <summary>Matvec launch shape for every weight type (XLSTM_VK_MATVEC=wg,rows[,unroll]); null = per-type defaults.</summary>
+    public MatVecShape? MatVec { get; init; }
+    /// <summary>Cooperative-matrix GEMM tile (XLSTM_VK_GEMM=warpsM,warpsN,tm,tn,bkv); null = default for the device.</summary>
+    public GemmTile? Gemm { get; init; }
+    /// <summary>Rows of C per step-kernel workgroup (XLSTM_VK_STEP_ROWS, 4..256).</summary>
+    public int StepRows { get; init; } = 32;
+    /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
+    public int? Batch { get; init; }
+    /// <summary>Tests only: run the prefill GEMM through matmul_coopmat_emu (emulated matrix operations) on a device
+    /// without cooperative matrices, with this tile.</summary>
+    public GemmTile? EmulateCoopMat { get; init; }
+
+    /// <summary>Defaults with the XLSTM_VK_* environment overrides applied; a malformed value is an error naming it.</summary>
+    public static VulkanOptions FromEnvironment(bool profile = false, bool float32 = false)
+    {
+        string? Env(string n) => Environment.GetEnvironmentVariable(n) is { Length: > 0 } v ? v : null;
+        uint[] Nums(string name, string v, int min, int max)
+        {
+            var p = v.Split(',');
+            var r = new uint[p.Length];
+            for (int i = 0; i < p.Length; i++)
+                if (!uint.TryParse(p[i], NumberStyles.None, CultureInfo.InvariantCulture, out r[i]))
+                    throw new ArgumentException($"{name}={v}: expected {min} to {max} comma-separated whole numbers");
+            if (p.Length < min || p.Length > max) throw new ArgumentException($"{name}={v}: expected {min} to {max} comma-separated whole numbers");
+            return r;
+        }
+        var o = new VulkanOptions { Profile = profile, Float32 = float32 };
+        if (Env("XLSTM_VK_FUSE") is { } fu) o = o with { Fusion = fu != "0" };
+        if (Env("XLSTM_VK_COOPMAT") is { } cm) o = o with { CoopMat = cm != "0" };
+        if (Env("XLSTM_VK_INTDOT") is { } id) o = o with { IntDot = id != "0" };
+        if (Env("XLSTM_VK_MATVEC") is { } mv)
+        {
+            var n = Nums("XLSTM_VK_MATVEC", mv, 2, 3);
+            var s = new MatVecShape(n[0], n[1], n.Length > 2 ? n[2] : 1);
+            if (!s.Valid) throw new ArgumentException($"XLSTM_VK_MATVEC={mv}: workgroup a power of two in 32..256, rows 1..16, unroll 1..4");
+            o = o with { MatVec = s };
+        }
+        if (Env("XLSTM_VK_GEMM") is { } gm)
+        {
+            var n = Nums("XLSTM_VK_GEMM", gm, 5, 5);
+            var t = new GemmTile(n[0], n[1], n[2], n[3], n[4]);
+            if (!t.Valid) throw new ArgumentException($"XLSTM_VK_GEMM={gm}: warps 1..4 each way, tiles 1..8 each way, bkv 2 or 4");
+            o = o with { Gemm = t };
+        }
+        if (Env("XLSTM_VK_STEP_ROWS") is { } sr)
+        {
+            if (!int.TryParse(sr, NumberStyles.None, CultureInfo.InvariantCulture, out var r) || r < 4 || r > 256)
+                throw new ArgumentException($"XLSTM_VK_STEP_ROWS={sr}: expected 4..256");
+            o = o with { StepRows = r };
+        }
+        if (Env("XLSTM_VK_BATCH") is { } b)
+        {
+            if (!int.TryParse(b, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < 64 || n > 65536)
+                throw new ArgumentException($"XLSTM_VK_BATCH={b}: expected 64..65536 tokens");
+            o = o with { Batch = n };
+        }
+        return o;
+    }
+}

@@ -1,0 +1,219 @@
+using System.Diagnostics;
+using XlstmRun.Model;
+using XlstmRun.Text.Sampling;
+using XlstmRun.Text.Tokenization;
+
+namespace XlstmRun.Cli.Batch;
+
+/// <summary>One prompt line ready to run: its tokens and every setting resolved.</summary>
+public sealed class SequenceJob
+{
+    public required InputLine Line { get; init; }
+    /// <summary>Token ids to feed first (BOS included unless --no-bos).</summary>
+    public required int[] Prompt { get; init; }
+    public required SamplingParams Sampling { get; init; }
+    /// <summary>Most tokens to generate; -1 = until EOS or a stop string.</summary>
+    public required int MaxTokens { get; init; }
+    /// <summary>End-of-text id that ends the sequence; null with --ignore-eos.</summary>
+    public int? EosId { get; init; }
+    public required string[] Stop { get; init; }
+}
+
+/// <summary>A sequence that ended, and the slot it frees.</summary>
+public readonly record struct SequenceDone(int Slot, SequenceJob Job, GenerationResult Result, double Seconds);
+
+/// <summary>
+/// The seam between the batch driver and a generation engine (continuous batching, issue 12). The engine holds up to
+/// <see cref="Slots"/> sequences, each with its own recurrent state. The driver fills a free slot with
+/// <see cref="Start"/>, then calls <see cref="Step"/>; every sequence that ends (EOS, a stop string, its token limit, or
+/// cancellation) is reported once, and its slot is free for the next line.
+/// </summary>
+/// <remarks>
+/// A batched engine implements <see cref="Start"/> as "reset this slot's state and queue the prompt's prefill" and
+/// <see cref="Step"/> as one decode step of every active slot (B columns per matrix product, B samplers), running
+/// queued prefills too. Results must not depend on which slot or which neighbours a sequence had: each job carries its
+/// own seed, so a line gives the same text at any --parallel.
+/// </remarks>
+public interface ISequenceEngine
+{
+    /// <summary>How many sequences can be in flight at once.</summary>
+    int Slots { get; }
+
+    /// <summary>Starts <paramref name="job"/> in the free slot <paramref name="slot"/> (0 ≤ slot &lt; <see cref="Slots"/>).</summary>
+    void Start(int slot, SequenceJob job);
+
+    /// <summary>Advances the started sequences, adding each that ended to <paramref name="done"/>. Called only while at
+    /// least one slot is started; returns after at least one step of work. When <paramref name="cancel"/> is set, ends
+    /// every started sequence with <see cref="FinishReason.Cancelled"/> soon.</summary>
+    void Step(List<SequenceDone> done, CancellationToken cancel);
+}
+
+/// <summary>
+/// Today's engine: one model state, so the started sequences run one after the other, each to its end, in the order
+/// they were started (the slots only bound how many lines are taken up at once).
+/// </summary>
+public sealed class SequentialEngine(ModelRunner runner, XlstmTokenizer tokenizer, int validVocab, int slots) : ISequenceEngine
+{
+    private readonly Queue<(int Slot, SequenceJob Job)> _started = new();
+    private readonly RunnerGenerationModel _model = new(runner);
+
+    public int Slots { get; } = slots;
+
+    public void Start(int slot, SequenceJob job) => _started.Enqueue((slot, job));
+
+    public void Step(List<SequenceDone> done, CancellationToken cancel)
+    {
+        var (slot, job) = _started.Dequeue();
+        var t0 = Stopwatch.GetTimestamp();
+        runner.ResetState();
+        var r = Generator.Run(_model, new GenerationRequest
+        {
+            Prompt = job.Prompt,
+            Sampling = job.Sampling,
+            ValidVocab = validVocab,
+            MaxTokens = job.MaxTokens,
+            EosId = job.EosId,
+            StopStrings = job.Stop,
+            Tokenizer = tokenizer,
+            Cancel = cancel,
+        });
+        done.Add(new SequenceDone(slot, job, r, Stopwatch.GetElapsedTime(t0).TotalSeconds));
+    }
+}
+
+/// <summary>
+/// The multi-sequence engine: up to <see cref="Slots"/> sequences in one <see cref="BatchRunner"/>, one decode step of
+/// all of them at a time (the weights are read once per step for every sequence). A started job's prompt is prefilled
+/// into its slot before the next step; a sequence that ends frees its slot at once. Each sequence is driven by its own
+/// <see cref="SequenceGenerator"/> with its own seed, so its text does not depend on its slot or its neighbours (up to
+/// float rounding: products over several rows may sum in another order than over one).
+/// </summary>
+public sealed class BatchedEngine : ISequenceEngine, IDisposable
+{
+    private readonly BatchRunner _runner;
+    private readonly XlstmTokenizer _tokenizer;
+    private readonly int _validVocab;
+    private readonly Active?[] _active;
+    private readonly Queue<(int Slot, SequenceJob Job)> _pending = new();
+    private readonly int[] _tokens, _argmax;
+    private float[]? _logits;
+
+    private sealed class Active(SequenceJob job, SequenceGenerator gen, long start, double promptMs)
+    {
+        public readonly SequenceJob Job = job;
+        public readonly SequenceGenerator Gen = gen;
+        public readonly long Start = start;
+        public readonly double PromptMs = promptMs;
+        public int Runs;
+    }
+
+    public BatchedEngine(ModelWeights weights, XlstmTokenizer tokenizer, int validVocab, int slots)
+    {
+        _runner = new BatchRunner(weights, slots);
+        _tokenizer = tokenizer;
+        _validVocab = validVocab;
+        _active = new Active?[slots];
+        _tokens = new int[slots];
+        _argmax = new int[slots];
+    }
+
+    public int Slots => _runner.Slots;
+
+    public void Start(int slot, SequenceJob job) => _pending.Enqueue((slot, job));
+
+    public void Step(List<SequenceDone> done, CancellationToken cancel)
+    {
+        // new sequences: reset the slot, feed the prompt, take the first token
+        while (_pending.TryDequeue(out var p))
+        {
+            var (slot, job) = p;
+            var t0 = Stopwatch.GetTimestamp();
+            var req = new GenerationRequest
+            {
+                Prompt = job.Prompt, Sampling = job.Sampling, ValidVocab = _validVocab, MaxTokens = job.MaxTokens, EosId = job.EosId,
+                StopStrings = job.Stop, Tokenizer = _tokenizer, Cancel = cancel,
+            };
+            var r = _runner.Slot(slot);
+            r.ResetState();
+            var gen = new SequenceGenerator(req, r.Config.Vocab);
+            if (job.MaxTokens == 0)
+            {
+                r.Forward(job.Prompt, LogitsMode.None, default);
+                done.Add(new SequenceDone(slot, job, gen.Result(Ms(t0), 0, 0), Ms(t0) / 1000));
+                continue;
+            }
+            int first;
+            if (gen.Greedy) first = r.ForwardGreedy(job.Prompt, _validVocab);
+            else
+            {
+                var l = new float[r.Config.Vocab];
+                r.Forward(job.Prompt, LogitsMode.Last, l);
+                first = gen.Pick(0, l);
+            }
+            var a = new Active(job, gen, t0, Ms(t0));
+            if (gen.Accept(first)) _active[slot] = a;
+            else done.Add(Finish(slot, a));
+        }
+        if (_active.All(a => a == null)) return;
+        if (cancel.IsCancellationRequested)
+        {
+            for (int i = 0; i < _active.Length; i++)
+                if (_active[i] is { } a)
+                {
+                    a.Gen.End(FinishReason.Cancelled);
+                    done.Add(Finish(i, a));
+                }
+            return;
+        }
+        // one decode step of every slot (idle slots feed id 0; their state is reset before reuse)
+        bool sampling = false;
+        for (int i = 0; i < _active.Length; i++)
+        {
+            _tokens[i] = _active[i]?.Gen.NextToken ?? 0;
+            sampling |= _active[i] is { Gen.Greedy: false };
+        }
+        if (sampling) _logits ??= new float[(long)Slots * _runner.Config.Vocab];
+        _runner.Step(_tokens, _validVocab, _argmax, sampling ? _logits : default);
+        int V = _runner.Config.Vocab;
+        for (int i = 0; i < _active.Length; i++)
+        {
+            if (_active[i] is not { } a) continue;
+            a.Runs++;
+            int id = a.Gen.Pick(_argmax[i], sampling ? _logits.AsSpan(i * V, V) : default);
+            if (!a.Gen.Accept(id)) done.Add(Finish(i, a));
+        }
+    }
+
+    private SequenceDone Finish(int slot, Active a)
+    {
+        _active[slot] = null;
+        double total = Ms(a.Start);
+        return new SequenceDone(slot, a.Job, a.Gen.Result(a.PromptMs, total - a.PromptMs, a.Runs), total / 1000);
+    }
+
+    private static double Ms(long t0) => Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+
+    public void Dispose() => _runner.Dispose();
+}
+
+/// <summary>Chooses the engine for a batch run.</summary>
+public static class SequenceEngines
+{
+    /// <summary>--parallel when not given: 16 sequences per step on a GPU (a decode step reads the weights once for all
+    /// of them), 4 on the CPU (its GEMM kernels read a block of weights once for several tokens too), 1 on a backend
+    /// without multi-sequence states (OpenCL).</summary>
+    public static int DefaultSlots(IBackend backend) => !Supports(backend) ? 1 : backend is IDeviceMemory ? 16 : 4;
+
+    /// <summary>The backend can hold several sequences in one state.</summary>
+    public static bool Supports(IBackend backend) => backend.Name != "opencl";
+
+    /// <summary>What the engine does with B slots, for the run's header line.</summary>
+    public static string Note(ISequenceEngine e) => e is BatchedEngine
+        ? "sequences step together: one forward pass per token for all of them"
+        : "this backend runs one sequence at a time; --parallel only bounds the lines in flight";
+
+    public static ISequenceEngine Create(ModelSession s, int slots) =>
+        slots > 1 && Supports(s.Backend)
+            ? new BatchedEngine(s.Runner.Weights, s.Tokenizer!, s.ValidVocab, slots)
+            : new SequentialEngine(s.Runner, s.Tokenizer!, s.ValidVocab, slots);
+}

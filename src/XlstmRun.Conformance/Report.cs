@@ -1,0 +1,79 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace XlstmRun.Conformance;
+
+/// <summary>The conformance table (Markdown) and its JSON form (written with Utf8JsonWriter: no reflection, AOT-safe).</summary>
+public static class CheckReport
+{
+    private static string F(double x) =>
+        double.IsNaN(x) ? "-" : double.IsPositiveInfinity(x) ? "inf" : x.ToString("0.00e+00", CultureInfo.InvariantCulture);
+
+    public static string ErrorText(CheckRow r) => r.IsCount ? (double.IsNaN(r.Error) ? "-" : ((int)r.Error).ToString(CultureInfo.InvariantCulture)) : F(r.Error);
+    /// <summary>Column header meaning: relative error, mean KL (KL rows), differing ids (greedy ids), max |state| (long runs).</summary>
+    public static string BoundText(CheckRow r) => r.IsCount ? (r.Pass && r.Error > 0 ? "near tie" : "0") : r.Quantity == "run" ? "-" : F(r.Bound);
+
+    /// <summary>One table row per check; <paramref name="failuresOnly"/> keeps only the failed ones.</summary>
+    public static string Table(IReadOnlyList<CheckRow> rows, bool failuresOnly = false)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("| fixture | device | type | quantity | against | error | bound | result | note |");
+        sb.AppendLine("| --- | --- | --- | --- | --- | ---: | ---: | --- | --- |");
+        foreach (var r in rows)
+        {
+            if (failuresOnly && r.Pass) continue;
+            sb.Append("| ").Append(r.Fixture).Append(" | ").Append(r.Device).Append(" | ").Append(r.Type).Append(" | ").Append(r.Quantity)
+              .Append(" | ").Append(r.Against).Append(" | ").Append(ErrorText(r)).Append(" | ").Append(BoundText(r))
+              .Append(" | ").Append(r.Pass ? "pass" : "FAIL").Append(" | ").Append(r.Note.Replace("|", "/")).AppendLine(" |");
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>One line: checks, failures, and the worst error relative to its bound.</summary>
+    public static string Summary(IReadOnlyList<CheckRow> rows)
+    {
+        int failed = rows.Count(r => !r.Pass);
+        var worst = rows.Where(r => !r.IsCount && !r.IsLongRun && r.Bound > 0 && !double.IsNaN(r.Error)).OrderByDescending(r => r.Error / r.Bound).FirstOrDefault();
+        string w = worst == null ? "" : $"; closest to its bound: {worst.Fixture} {worst.Device} {worst.Type} {worst.Quantity} {F(worst.Error)} of {F(worst.Bound)}";
+        return $"{rows.Count} checks, {failed} failed{w}";
+    }
+
+    public static void WriteJson(Stream s, IReadOnlyList<CheckRow> rows, IEnumerable<(string Id, string Description)> devices, IEnumerable<string> missing, double seconds)
+    {
+        using var w = new Utf8JsonWriter(s, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        w.WriteStartObject();
+        w.WriteString("summary", Summary(rows));
+        w.WriteBoolean("pass", rows.All(r => r.Pass));
+        w.WriteNumber("seconds", Math.Round(seconds, 2));
+        w.WriteStartArray("devices");
+        foreach (var (id, desc) in devices)
+        {
+            w.WriteStartObject();
+            w.WriteString("id", id);
+            w.WriteString("description", desc);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteStartArray("missing_backends");
+        foreach (var m in missing) w.WriteStringValue(m);
+        w.WriteEndArray();
+        w.WriteStartArray("checks");
+        foreach (var r in rows)
+        {
+            w.WriteStartObject();
+            w.WriteString("fixture", r.Fixture);
+            w.WriteString("device", r.Device);
+            w.WriteString("type", r.Type);
+            w.WriteString("quantity", r.Quantity);
+            w.WriteString("against", r.Against);
+            if (double.IsFinite(r.Error)) w.WriteNumber("error", r.Error); else w.WriteNull("error");
+            w.WriteNumber("bound", r.Bound);
+            w.WriteBoolean("pass", r.Pass);
+            if (r.Note.Length > 0) w.WriteString("note", r.Note);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+}

@@ -1,0 +1,118 @@
+using XlstmRun.Backends.Cpu;
+using XlstmRun.Formats;
+using XlstmRun.Formats.Gguf;
+using XlstmRun.Model;
+using XlstmRun.Tests.Support;
+using XlstmRun.Tests.Vulkan;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace XlstmRun.Tests.Engine;
+
+/// <summary>
+/// The multi-sequence engine against one sequence at a time: sequences with prompts of different lengths (one token,
+/// a partial chunk, more than one chunk) step together; one ends and its slot takes a new sequence mid-run, while the
+/// others keep their state. Every slot's logits at every step must be the single-sequence logits of its sequence.
+/// </summary>
+[Collection("vulkan")]
+public class BatchRunnerTests
+{
+    private readonly ITestOutputHelper _out;
+    public BatchRunnerTests(ITestOutputHelper output) { _out = output; }
+
+    private sealed record Seq(int[] Prompt, int[] Feed);
+
+    /// <summary>Logits after the prompt and after each fed token, one sequence alone.</summary>
+    private static float[][] Single(ModelWeights w, Seq s)
+    {
+        var r = new ModelRunner(w, null);
+        int V = w.Config.Vocab;
+        var res = new List<float[]>();
+        var l = new float[V];
+        r.Forward(s.Prompt, LogitsMode.Last, l);
+        res.Add((float[])l.Clone());
+        foreach (var id in s.Feed)
+        {
+            r.Forward([id], LogitsMode.Last, l);
+            res.Add((float[])l.Clone());
+        }
+        r.Dispose();
+        return res.ToArray();
+    }
+
+    public static TheoryData<string, GgmlType> Cases() => new()
+    {
+        { "cpu", GgmlType.F32 },
+        { "cpu", GgmlType.Q8_0 },
+        { "vulkan", GgmlType.F32 },
+        { "vulkan", GgmlType.Q4_0 },
+    };
+
+    [Theory, MemberData(nameof(Cases))]
+    public void SlotsStepTogetherExactlyAsSequencesAlone(string backend, GgmlType type)
+    {
+        var rf = new Reference(TestPaths.Fixture("tiny-fused"));
+        using var file = GgufFile.Open(Models.Converted("tiny-fused", type));
+        using IBackend be = backend == "cpu" ? new CpuBackend(2, int8Activations: false) : VulkanTestDevice.NewBackend();
+        var w = new ModelWeights(file, be);
+        int V = w.Config.Vocab;
+        var ids = rf.InputIds.Concat(rf.ContinueIds).ToArray();
+        int[] Take(int from, int n) => Enumerable.Range(0, n).Select(i => ids[(from + i) % ids.Length]).ToArray();
+        // A: 1-token prompt; B: 70 tokens (a chunk and a remainder); C: 9 tokens, ends after 3 steps; D takes C's slot
+        var seqs = new[] { new Seq(Take(0, 1), Take(5, 8)), new Seq(Take(10, 70), Take(90, 8)), new Seq(Take(20, 9), Take(40, 3)), new Seq(Take(50, 33), Take(100, 4)) };
+        var want = seqs.Select(s => Single(w, s)).ToArray();
+
+        using var br = new BatchRunner(w, 3);
+        var argmax = new int[3];
+        var logits = new float[3 * V];
+        double worst = 0;
+        void Check(int seq, int step, ReadOnlySpan<float> got)
+        {
+            double e = Reference.RelErr(got.ToArray(), want[seq][step]);
+            worst = Math.Max(worst, e);
+            Assert.True(e <= 3e-5, $"sequence {seq} step {step}: rel err {e:E2}");
+        }
+        // prefill the three slots
+        int[] slotSeq = [0, 1, 2];
+        int[] pos = new int[3];
+        var l = new float[V];
+        for (int s = 0; s < 3; s++)
+        {
+            br.Reset(s);
+            br.Slot(s).Forward(seqs[s].Prompt, LogitsMode.Last, l);
+            Check(s, 0, l);
+        }
+        for (int step = 0; step < 8; step++)
+        {
+            var tokens = new int[3];
+            for (int s = 0; s < 3; s++) tokens[s] = seqs[slotSeq[s]].Feed[pos[s]];
+            br.Step(tokens, V, argmax, logits);
+            for (int s = 0; s < 3; s++)
+            {
+                pos[s]++;
+                Check(slotSeq[s], pos[s], logits.AsSpan(s * V, V));
+                // the device's argmax is the argmax of the logits it returned
+                var row = logits.AsSpan(s * V, V);
+                Assert.Equal(row.IndexOf(Max(row)), argmax[s]);
+            }
+            if (slotSeq[2] == 2 && pos[2] == seqs[2].Feed.Length)
+            {
+                // C is done: its slot takes D, the others go on
+                slotSeq[2] = 3;
+                pos[2] = 0;
+                br.Reset(2);
+                br.Slot(2).Forward(seqs[3].Prompt, LogitsMode.Last, l);
+                Check(3, 0, l);
+            }
+            if (slotSeq[2] == 3 && pos[2] == seqs[3].Feed.Length) break;
+        }
+        _out.WriteLine($"{backend} {GgmlTypes.Name(type)}: worst rel err against single sequences {worst:E2}");
+    }
+
+    private static float Max(ReadOnlySpan<float> a)
+    {
+        float m = float.NegativeInfinity;
+        foreach (var v in a) m = Math.Max(m, v);
+        return m;
+    }
+}
