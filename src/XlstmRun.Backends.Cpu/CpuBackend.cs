@@ -282,9 +282,25 @@ public sealed unsafe class CpuBackend : IBackend
         var X = (CpuTensor)qkvo;
         if (X.Rows > 1) EnsureScratch(MlstmKernels.ChunkScratch(Math.Min(c.ChunkSize, X.Rows), c.DQk) * 4);
         long t0 = CpuProfiler.Now();
-        _cell.Set(c, X, (CpuTensor)gates, (CpuState)state, block, (CpuTensor)h);
+        _cell.Set(c, X, (CpuTensor)gates, (CpuState)state, block, (CpuTensor)h, rows: false);
         Run(_cell, c.Heads);
         _prof?.End("mlstm cell", t0);
+    }
+
+    /// <summary>
+    /// One step of each of several sequences (row r steps slot r): one parallel region over every (row, head) pair
+    /// instead of one region per row, so the B cells of a multi-sequence decode step run side by side.
+    /// </summary>
+    public void MlstmStepRows(ModelConfig c, ITensor qkvo, ITensor gates, IStateBuffer state, int block, ITensor h)
+    {
+        var X = (CpuTensor)qkvo;
+        var S = (CpuState)state;
+        if (X.Rows > S.Slots) throw new ArgumentException("more rows than state slots");
+        if (X.Rows == 0) return;
+        long t0 = CpuProfiler.Now();
+        _cell.Set(c, X, (CpuTensor)gates, S, block, (CpuTensor)h, rows: true);
+        Run(_cell, X.Rows * c.Heads);
+        _prof?.End("mlstm cell (rows)", t0);
     }
 
     public void HeadNormGate(ModelConfig c, ITensor h, ITensor qkvo, IWeight w, ITensor dst)
@@ -511,13 +527,35 @@ public sealed unsafe class CpuBackend : IBackend
         private CpuTensor _x = null!, _g = null!, _h = null!;
         private CpuState _s = null!;
         private int _block;
+        private bool _rows;
 
-        public void Set(ModelConfig c, CpuTensor x, CpuTensor g, CpuState s, int block, CpuTensor h)
+        /// <param name="rows">Items are (row, head) pairs, row r one token of the sequence in slot r (see
+        /// <see cref="MlstmStepRows"/>); otherwise items are heads over all the rows of one sequence.</param>
+        public void Set(ModelConfig c, CpuTensor x, CpuTensor g, CpuState s, int block, CpuTensor h, bool rows)
         {
-            _c = c; _x = x; _g = g; _s = s; _block = block; _h = h;
+            _c = c; _x = x; _g = g; _s = s; _block = block; _h = h; _rows = rows;
         }
 
-        public void Execute(int hd, int worker)
+        public void Execute(int item, int worker)
+        {
+            if (_rows) StepRow(item / _c.Heads, item % _c.Heads);
+            else Heads(item, worker);
+        }
+
+        private void StepRow(int r, int hd)
+        {
+            var c = _c;
+            int NH = c.Heads, dqk = c.DQk, dv = c.DV;
+            float* S = _s.Ptr + r * c.StateFloats + _block * c.StateFloatsPerBlock;
+            float* x = _x.RowPtr(r), g = _g.RowPtr(r);
+            float cap = c.GateSoftCap;
+            float ig = cap * MathF.Tanh(g[hd] / cap), fg = cap * MathF.Tanh(g[NH + hd] / cap);
+            MlstmKernels.Step(be.Level, S + (long)hd * dqk * dv, S + (long)NH * dqk * dv + hd * dqk,
+                ref S[(long)NH * dqk * dv + NH * dqk + hd], x + hd * dqk, x + c.QkDim + hd * dqk, x + 2 * c.QkDim + hd * dv,
+                dqk, dv, ig, fg, c.CellEps, _h.RowPtr(r) + hd * dv);
+        }
+
+        private void Heads(int hd, int worker)
         {
             var c = _c;
             int T = _x.Rows, NH = c.Heads, dqk = c.DQk, dv = c.DV, L = c.ChunkSize;
