@@ -19,7 +19,8 @@ public class CpuBackendPathTests(ITestOutputHelper output)
     private static readonly Dictionary<GgmlType, string> Files = new();
     private static readonly object Lock = new();
 
-    private static string Model(GgmlType type)
+    /// <summary>The random model of these tests as a GGUF file of <paramref name="type"/> (written once per run).</summary>
+    internal static string Model(GgmlType type)
     {
         lock (Lock)
         {

@@ -2,7 +2,6 @@ using XlstmRun.Backends.Cpu;
 using XlstmRun.Formats;
 using XlstmRun.Formats.Gguf;
 using XlstmRun.Model;
-using XlstmRun.Model.Conversion;
 using XlstmRun.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
@@ -14,22 +13,9 @@ namespace XlstmRun.Tests.Cpu;
 /// parallel region) against the one-sequence cell on each slot, and whole batched decode steps with 8-bit activations
 /// over packed weights (the GEMM over B rows) against the same sequences decoded alone (the matrix-vector kernels).
 /// </summary>
-public unsafe class CpuBatchStepTests(ITestOutputHelper output)
+public class CpuBatchStepTests(ITestOutputHelper output)
 {
-    private static readonly object Lock = new();
-    private static readonly Dictionary<GgmlType, string> Files = new();
-
-    private static string Model(GgmlType type)
-    {
-        lock (Lock)
-        {
-            if (Files.TryGetValue(type, out var p)) return p;
-            var cfg = RandomModel.Shape(256, 2, 4, 512);
-            p = Path.Combine(TestPaths.TempDir(), $"batch-rand-{GgmlTypes.Name(type)}.gguf");
-            ModelWriter.Write(p, cfg, type, RandomModel.Sources(cfg, 11), _ => { }, null);
-            return Files[type] = p;
-        }
-    }
+    private static string Model(GgmlType type) => CpuBackendPathTests.Model(type);
 
     [Theory]
     [InlineData(1)]
