@@ -14,8 +14,8 @@ public static class BackendFactory
     /// vulkan: the Vulkan device <paramref name="device"/> (default: the best one, a software device
     /// such as lavapipe included); a missing loader, driver or device is a one-line error. auto: a hardware Vulkan GPU
     /// (discrete or integrated) when there is one, else the CPU engine, silently (XLSTM_DEBUG=1 tells why).
-    /// <paramref name="profile"/> turns on per-op GPU timing (Vulkan). <paramref name="float32"/> (--precision f32): float32
-    /// activations in every matrix product (docs/precision.md).
+    /// <paramref name="profile"/> turns on per-op timing (Vulkan: GPU timestamps; CPU: wall time per op class).
+    /// <paramref name="float32"/> (--precision f32): float32 activations in every matrix product (docs/precision.md).
     /// </summary>
     public static IBackend Create(string name, int device, int threads, bool profile = false, bool float32 = false)
     {
@@ -33,7 +33,7 @@ public static class BackendFactory
         switch (name)
         {
             case "cpu":
-                return new CpuBackend(threads, int8Activations: !float32);
+                return new CpuBackend(threads, int8Activations: !float32, profile: profile);
             case "auto":
                 try
                 {
@@ -42,7 +42,7 @@ public static class BackendFactory
                 catch (Exception e) when (e is VulkanUnavailableException or InvalidOperationException or InsufficientMemoryException)
                 {
                     if (Environment.GetEnvironmentVariable("XLSTM_DEBUG") == "1") Console.Error.WriteLine($"auto: using the CPU ({e.Message})");
-                    return new CpuBackend(threads, int8Activations: !float32);
+                    return new CpuBackend(threads, int8Activations: !float32, profile: profile);
                 }
             case "vulkan":
                 try

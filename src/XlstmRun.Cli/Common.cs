@@ -29,7 +29,7 @@ public sealed class ModelOptions
         HelpName = "N",
     };
 
-    public Option<bool> Profile { get; } = new("--profile") { Description = "Print the GPU time of each op (Vulkan timestamp queries) and wall-clock figures on stderr at the end" };
+    public Option<bool> Profile { get; } = new("--profile") { Description = "Print the time of each op on stderr at the end (Vulkan: GPU timestamp queries and wall-clock figures; CPU: wall time per op class and GB/s of the matrix products)" };
     public Option<string> Precision { get; } = new("--precision") { Description = "Activations inside matrix products: auto (F32 weights always exact; other weights may use f16 on tensor cores and 8-bit activations in quantized products, see docs/precision.md) or f32 (float32 everywhere)", DefaultValueFactory = _ => "auto" };
 
     public ModelOptions()
@@ -105,6 +105,8 @@ public sealed class ModelSession : IDisposable
                                     string.Join(", ", DefaultModel.Candidates()) + " (make install puts one there, see README)");
     }
 
+    private static bool _warnedThreads;
+
     public static ModelSession Open(ParseResult pr, ModelOptions o, bool needTokenizer = false, int? maxBatch = null)
     {
         string path = ResolveModelPath(pr.GetValue(o.Model));
@@ -116,7 +118,15 @@ public sealed class ModelSession : IDisposable
             if (TokenizerGguf.Has(file)) tok = TokenizerGguf.Build(TokenizerGguf.Read(file), path);
             else if (needTokenizer) throw new BadInputException($"{path}: the model has no tokenizer (convert it with a tokenizer.json beside the checkpoint or --tokenizer)");
             bool profile = pr.GetValue(o.Profile);
-            var be = BackendFactory.Create(o.ResolveBackend(pr), pr.GetValue(o.Device), pr.GetValue(o.Threads), profile,
+            int threads = pr.GetValue(o.Threads);
+            if (threads < 0) throw new BadInputException("-t must be at least 0 (0 = all cores)");
+            if (threads > Environment.ProcessorCount && !_warnedThreads)
+            {
+                // More threads than cores make the workers wait for each other's time slices (decode can drop 50×).
+                _warnedThreads = true;
+                Console.Error.WriteLine($"warning: -t {threads} is more than the {Environment.ProcessorCount} cores of this machine; CPU decode will be much slower than with -t {Environment.ProcessorCount} or -t 0");
+            }
+            var be = BackendFactory.Create(o.ResolveBackend(pr), pr.GetValue(o.Device), threads, profile,
                 float32: pr.GetValue(o.Precision) == "f32");
             var runner = new ModelRunner(file, be, maxBatch, cfg);
             var s = new ModelSession { File = file, Config = cfg, Backend = be, Runner = runner, Tokenizer = tok, Profile = profile };
@@ -144,9 +154,12 @@ public sealed class ModelSession : IDisposable
     public void Dispose()
     {
         if (Profile)
-            Console.Error.Write(Backend is IProfilingBackend pb
-                ? pb.ProfileReport()
-                : $"profile: the {Backend.Name} backend has no per-op GPU timing (--profile works with --backend vulkan)\n");
+            Console.Error.Write(Backend switch
+            {
+                IProfilingBackend pb => pb.ProfileReport(),
+                CpuBackend cb => cb.ProfileReport(),
+                _ => $"profile: the {Backend.Name} backend has no per-op timing (--profile works with --backend vulkan and cpu)\n",
+            });
         Runner.Dispose();
         Backend.Dispose();
         File.Dispose();

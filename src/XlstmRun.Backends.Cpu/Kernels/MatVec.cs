@@ -67,6 +67,71 @@ public static unsafe class MatVec
         }
     }
 
+    /// <summary>Largest |x| for which x · 2^112 stays finite with room to spare (the F16 kernels' pre-scaled activations).</summary>
+    public const float ScaledF16Limit = 65504f;
+
+    /// <summary>
+    /// F16 weights with activations pre-scaled by 2^112 (<paramref name="xScaled"/> = x · <see cref="HalfBits.Scale"/>, all
+    /// |x| ≤ <see cref="ScaledF16Limit"/>): each weight vector is then one widening, shift and mask, and
+    /// (w · 2^-112)·(x · 2^112) = w·x exactly (power-of-two scaling), so the results equal <see cref="Float"/>'s.
+    /// </summary>
+    public static void F16Scaled(SimdLevel level, in WeightRef w, float* xScaled, int r0, int r1, in Epilogue epi)
+    {
+        if (w.Type != GgmlType.F16) throw new ArgumentException($"F16Scaled needs F16 weights, not {w.Type}");
+        if (level == SimdLevel.V256 && CpuCaps.Avx2) F16ScaledAvx2(w, xScaled, r0, r1, epi);
+        else Dispatch<F16U>(level, w, xScaled, r0, r1, epi);
+    }
+
+    /// <summary>Prefetch distance (bytes) along each row of the F16 kernel.</summary>
+    public const int F16PrefetchAhead = 768;
+
+    /// <summary>
+    /// F16 (pre-scaled activations), AVX2: four rows × 32 columns per iteration with two accumulators per row, one
+    /// prefetch per row and 64 bytes a fixed distance ahead (the rows are contiguous, so near a row's end this runs into
+    /// the next rows' starts).
+    /// </summary>
+    private static void F16ScaledAvx2(in WeightRef w, float* x, int r0, int r1, in Epilogue epi)
+    {
+        int n = w.Cols, n32 = n / 32 * 32;
+        long rb = w.RowBytes;
+        var mask = Vector256.Create(unchecked((int)0x8FFFE000));
+        var ep = epi;
+        int r = r0;
+        for (; r + 4 <= r1; r += 4)
+        {
+            short* p0 = (short*)w.Row(r), p1 = (short*)((byte*)p0 + rb), p2 = (short*)((byte*)p1 + rb), p3 = (short*)((byte*)p2 + rb);
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+            for (int k = 0; k < n32; k += 32)
+            {
+                Sse.Prefetch0((byte*)(p0 + k) + F16PrefetchAhead);
+                Sse.Prefetch0((byte*)(p1 + k) + F16PrefetchAhead);
+                Sse.Prefetch0((byte*)(p2 + k) + F16PrefetchAhead);
+                Sse.Prefetch0((byte*)(p3 + k) + F16PrefetchAhead);
+                for (int u = 0; u < 32; u += 16)
+                {
+                    var x0 = Vector256.Load(x + k + u);
+                    var x1 = Vector256.Load(x + k + u + 8);
+                    a0 = Fma.MultiplyAdd(H(p0 + k + u, mask), x0, a0); b0 = Fma.MultiplyAdd(H(p0 + k + u + 8, mask), x1, b0);
+                    a1 = Fma.MultiplyAdd(H(p1 + k + u, mask), x0, a1); b1 = Fma.MultiplyAdd(H(p1 + k + u + 8, mask), x1, b1);
+                    a2 = Fma.MultiplyAdd(H(p2 + k + u, mask), x0, a2); b2 = Fma.MultiplyAdd(H(p2 + k + u + 8, mask), x1, b2);
+                    a3 = Fma.MultiplyAdd(H(p3 + k + u, mask), x0, a3); b3 = Fma.MultiplyAdd(H(p3 + k + u + 8, mask), x1, b3);
+                }
+            }
+            float s0 = Vector256.Sum(a0 + b0), s1 = Vector256.Sum(a1 + b1), s2 = Vector256.Sum(a2 + b2), s3 = Vector256.Sum(a3 + b3);
+            for (int k = n32; k < n; k++)
+            {
+                float xk = x[k];
+                s0 += HalfBits.ToFloatUnscaled((ushort)p0[k]) * xk; s1 += HalfBits.ToFloatUnscaled((ushort)p1[k]) * xk;
+                s2 += HalfBits.ToFloatUnscaled((ushort)p2[k]) * xk; s3 += HalfBits.ToFloatUnscaled((ushort)p3[k]) * xk;
+            }
+            ep.Write(r, s0); ep.Write(r + 1, s1); ep.Write(r + 2, s2); ep.Write(r + 3, s3);
+        }
+        if (r < r1) Rows<F16U, V256>(w, x, r, r1, epi);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> H(short* p, Vector256<int> mask) => (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(p), 13) & mask).AsSingle();
+
     public static float DotF32(SimdLevel level, float* a, float* b, int n) => level switch
     {
         SimdLevel.V512 => Dot<V512>(a, b, n),
@@ -166,7 +231,7 @@ public static unsafe class MatVec
                 if (q4) Q4Avx<Vnni>(w, x, r0, r1, epi); else Q8Avx<Vnni>(w, x, r0, r1, epi);
                 break;
             case Int8Path.Avx2:
-                if (q4) Q4Avx<MaddUbs>(w, x, r0, r1, epi); else Q8Avx<MaddUbs>(w, x, r0, r1, epi);
+                if (q4) Q4Avx2(w, x, r0, r1, epi); else Q8Avx2(w, x, r0, r1, epi);
                 break;
             case Int8Path.V128:
                 for (int r = r0; r < r1; r++) epi.Write(r, q4 ? Q4RowV128(w.Row(r), x) : Q8RowV128(w.Row(r), x));
@@ -343,6 +408,104 @@ public static unsafe class MatVec
         }
     }
 
+    /// <summary>The four rows' half scales (sign-extended bits) as floats × 2^-112, twice: [d0 d1 d2 d3 | d0 d1 d2 d3].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Scales4(byte* p0, byte* p1, byte* p2, byte* p3)
+    {
+        var h = Vector128.Create((int)*(short*)p0, *(short*)p1, *(short*)p2, *(short*)p3);
+        var f = (Vector128.ShiftLeft(h, 13) & Vector128.Create(unchecked((int)0x8FFFE000))).AsSingle();
+        return Vector256.Create(f, f);
+    }
+
+    /// <summary>
+    /// Q4_0 × 8-bit activations with AVX2 only (no VNNI), four rows at a time: per row one `vpmaddubsw` of the block's
+    /// nibbles by its activations; the four rows' int16 sums are folded together with `vphaddw` (16 products of a
+    /// nibble ≤ 15 and |q| ≤ 127 stay below 2^15) and widened once, giving [r0 r1 r2 r3] for each half of the block; one
+    /// conversion and one multiply-add per block for all four rows.
+    /// </summary>
+    private static void Q4Avx2(in WeightRef w, in QRow x, int r0, int r1, in Epilogue epi)
+    {
+        var mask = Vector256.Create((byte)0x0F);
+        var sh = Vector256.Create(0u, 0, 0, 0, 4, 4, 4, 4);
+        var ones = Vector256.Create((short)1);
+        int nb = x.Blocks;
+        long rb = w.RowBytes;
+        byte* wd = w.Data;
+        sbyte* xq = x.Q;
+        float* xs = x.DS;
+        int* sum = x.Sum;
+        var ep = epi;
+        long pstep = PrefetchStep(rb, nb);
+        int r = r0;
+        for (; r + 4 <= r1; r += 4)
+        {
+            byte* p0 = wd + r * rb, p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb;
+            byte* pf = p0 + 4 * rb;
+            Vector256<float> acc = default;
+            for (int b = 0; b < nb; b++)
+            {
+                Sse.Prefetch0(pf);
+                Sse.Prefetch0(pf + 64);
+                pf += pstep;
+                var xv = Vector256.Load(xq + 32 * b);
+                var m0 = Avx2.MultiplyAddAdjacent(Nibbles(p0 + 2, sh, mask), xv);
+                var m1 = Avx2.MultiplyAddAdjacent(Nibbles(p1 + 2, sh, mask), xv);
+                var m2 = Avx2.MultiplyAddAdjacent(Nibbles(p2 + 2, sh, mask), xv);
+                var m3 = Avx2.MultiplyAddAdjacent(Nibbles(p3 + 2, sh, mask), xv);
+                var hs = Avx2.HorizontalAdd(Avx2.HorizontalAdd(m0, m1), Avx2.HorizontalAdd(m2, m3));
+                // each half of the block carries half of the −8·Σq offset
+                var isum = Avx2.MultiplyAddAdjacent(hs, ones) + Vector256.Create(-4 * sum[b]);
+                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Scales4(p0, p1, p2, p3) * Vector256.Create(xs[b]), acc);
+                p0 += 18; p1 += 18; p2 += 18; p3 += 18;
+            }
+            var s4 = acc.GetLower() + acc.GetUpper();
+            ep.Write(r, s4.GetElement(0)); ep.Write(r + 1, s4.GetElement(1));
+            ep.Write(r + 2, s4.GetElement(2)); ep.Write(r + 3, s4.GetElement(3));
+        }
+        if (r < r1) Q4Avx<MaddUbs>(w, x, r, r1, epi);
+    }
+
+    /// <summary>Q8_0 × 8-bit activations with AVX2 only, four rows at a time, the rows' int32 sums folded with `vphaddd`.</summary>
+    private static void Q8Avx2(in WeightRef w, in QRow x, int r0, int r1, in Epilogue epi)
+    {
+        var ones = Vector256.Create((short)1);
+        int nb = x.Blocks;
+        long rb = w.RowBytes;
+        byte* wd = w.Data;
+        sbyte* xq = x.Q;
+        float* xs = x.DS;
+        var ep = epi;
+        long pstep = PrefetchStep(rb, nb);
+        int r = r0;
+        for (; r + 4 <= r1; r += 4)
+        {
+            byte* p0 = wd + r * rb, p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb;
+            byte* pf = p0 + 4 * rb;
+            Vector256<float> acc = default;
+            for (int b = 0; b < nb; b++)
+            {
+                Prefetch(pf, pstep);
+                pf += pstep;
+                var xv = Vector256.Load(xq + 32 * b);
+                var w0 = Vector256.Load((sbyte*)(p0 + 2));
+                var w1 = Vector256.Load((sbyte*)(p1 + 2));
+                var w2 = Vector256.Load((sbyte*)(p2 + 2));
+                var w3 = Vector256.Load((sbyte*)(p3 + 2));
+                var i0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(xv, w0)), ones);
+                var i1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w1), Avx2.Sign(xv, w1)), ones);
+                var i2 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w2), Avx2.Sign(xv, w2)), ones);
+                var i3 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w3), Avx2.Sign(xv, w3)), ones);
+                var isum = Avx2.HorizontalAdd(Avx2.HorizontalAdd(i0, i1), Avx2.HorizontalAdd(i2, i3));
+                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Scales4(p0, p1, p2, p3) * Vector256.Create(xs[b]), acc);
+                p0 += 34; p1 += 34; p2 += 34; p3 += 34;
+            }
+            var s4 = acc.GetLower() + acc.GetUpper();
+            ep.Write(r, s4.GetElement(0)); ep.Write(r + 1, s4.GetElement(1));
+            ep.Write(r + 2, s4.GetElement(2)); ep.Write(r + 3, s4.GetElement(3));
+        }
+        if (r < r1) Q8Avx<MaddUbs>(w, x, r, r1, epi);
+    }
+
     /// <summary>128-bit path for CPUs without AVX2: widen to 16 bits, multiply, widen-add to 32 bits.</summary>
     private static float Q8RowV128(byte* p, in QRow x)
     {
@@ -428,6 +591,13 @@ public unsafe struct F16W : IWeightLoad
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static TV Load<TV>(byte* row, int k) where TV : struct, IVec<TV> => TV.LoadF16((ushort*)row + k);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Scalar(byte* row, int k) => HalfBits.ToFloat(((ushort*)row)[k]);
+}
+
+/// <summary>F16 weights as floats × 2^-112, for activations pre-scaled by 2^112.</summary>
+public unsafe struct F16U : IWeightLoad
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static TV Load<TV>(byte* row, int k) where TV : struct, IVec<TV> => TV.LoadF16Unscaled((ushort*)row + k);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Scalar(byte* row, int k) => HalfBits.ToFloatUnscaled(((ushort*)row)[k]);
 }
 
 public unsafe struct Bf16W : IWeightLoad

@@ -22,6 +22,8 @@ public sealed unsafe class QuantAct : IDisposable
     public byte* Huge { get; private set; }
     public int* Sum { get; private set; }
     public int* Init4 { get; private set; }
+    /// <summary>Per row and block, side by side: DS (float) and −8·Σq (int, the Q4_0 nibble offset): one pointer for both in the prefill kernels.</summary>
+    public float* Aux { get; private set; }
     public int Rows { get; private set; }
     public int Cols { get; private set; }
     public int Blocks => Cols / 32;
@@ -42,11 +44,12 @@ public sealed unsafe class QuantAct : IDisposable
         }
         if (nb > _capB)
         {
-            Free(D); Free(DS); Free(Sum); Free(Init4);
+            Free(D); Free(DS); Free(Sum); Free(Init4); Free(Aux);
             D = (float*)NativeMemory.AlignedAlloc((nuint)(nb * 4 + 64), 64);
             DS = (float*)NativeMemory.AlignedAlloc((nuint)(nb * 4 + 64), 64);
             Sum = (int*)NativeMemory.AlignedAlloc((nuint)(nb * 4 + 64), 64);
             Init4 = (int*)NativeMemory.AlignedAlloc((nuint)(nb * 32 + 64), 64);
+            Aux = (float*)NativeMemory.AlignedAlloc((nuint)(nb * 8 + 64), 64);
             _capB = nb;
         }
         Rows = rows;
@@ -58,17 +61,36 @@ public sealed unsafe class QuantAct : IDisposable
     public float* RowDS(int r) => DS + (long)r * Blocks;
     public int* RowSum(int r) => Sum + (long)r * Blocks;
     public int* RowInit4(int r) => Init4 + (long)r * Blocks * 8;
+    public float* RowAux(int r) => Aux + (long)r * Blocks * 2;
+
+    /// <summary>
+    /// Write row <paramref name="r"/>'s quants to <paramref name="dst"/> with every group of four repeated eight times
+    /// (32 bytes per group of four, Cols·8 bytes in all): the operand of `vpmaddubsw` against eight weight rows × four
+    /// columns, read straight from memory instead of broadcast per use.
+    /// </summary>
+    public void Broadcast4(int r, sbyte* dst)
+    {
+        sbyte* q = RowQ(r);
+        if (Vector256.IsHardwareAccelerated)
+            for (int g = 0; g < Cols / 4; g++) Vector256.Create(*(int*)(q + 4 * g)).Store((int*)(dst + 32 * g));
+        else
+            for (int g = 0; g < Cols / 4; g++)
+                for (int j = 0; j < 8; j++) *(int*)(dst + 32 * g + 4 * j) = *(int*)(q + 4 * g);
+    }
 
     /// <summary>Quantize row <paramref name="r"/> from <paramref name="x"/> (Cols floats).</summary>
     public void QuantizeRow(int r, float* x)
     {
         QuantizeRow(x, Cols, RowQ(r), RowD(r), RowSum(r), RowInit4(r), CpuCaps.Best >= SimdLevel.V256);
-        float* d = RowD(r), ds = RowDS(r);
+        float* d = RowD(r), ds = RowDS(r), aux = RowAux(r);
+        int* sum = RowSum(r);
         bool huge = false;
         for (int b = 0; b < Blocks; b++)
         {
             ds[b] = d[b] * HalfBits.Scale;
             huge |= float.IsInfinity(ds[b]);
+            aux[2 * b] = ds[b];
+            ((int*)aux)[2 * b + 1] = -8 * sum[b];
         }
         Huge[r] = (byte)(huge ? 1 : 0);
     }
@@ -129,8 +151,8 @@ public sealed unsafe class QuantAct : IDisposable
 
     public void Dispose()
     {
-        Free(Q); Free(D); Free(DS); Free(Sum); Free(Init4); Free(Huge);
-        Q = null; D = null; DS = null; Sum = null; Init4 = null; Huge = null; _capQ = _capB = _capR = 0;
+        Free(Q); Free(D); Free(DS); Free(Sum); Free(Init4); Free(Huge); Free(Aux);
+        Q = null; D = null; DS = null; Sum = null; Init4 = null; Huge = null; Aux = null; _capQ = _capB = _capR = 0;
     }
 }
 

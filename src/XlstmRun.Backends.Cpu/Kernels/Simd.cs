@@ -74,6 +74,8 @@ public unsafe interface IVec<TV> where TV : struct, IVec<TV>
     static abstract TV LoadF16(ushort* p);
     /// <summary>Load <see cref="Count"/> BF16 values and widen them to float (exact).</summary>
     static abstract TV LoadBf16(ushort* p);
+    /// <summary>Load <see cref="Count"/> F16 values as floats × 2^-112 (<see cref="HalfBits.ToFloatUnscaled"/>): one widening, shift and mask.</summary>
+    static abstract TV LoadF16Unscaled(ushort* p);
 }
 
 public unsafe struct V1 : IVec<V1>
@@ -93,6 +95,7 @@ public unsafe struct V1 : IVec<V1>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(V1 v) => v.V;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 LoadF16(ushort* p) => new() { V = HalfBits.ToFloat(*p) };
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 LoadBf16(ushort* p) => new() { V = BitConverter.Int32BitsToSingle(*p << 16) };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 LoadF16Unscaled(ushort* p) => new() { V = HalfBits.ToFloatUnscaled(*p) };
 }
 
 public unsafe struct V128 : IVec<V128>
@@ -114,6 +117,8 @@ public unsafe struct V128 : IVec<V128>
     public static V128 LoadF16(ushort* p) => new() { V = HalfBits.Widen(Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)p).AsUInt16())) };
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V128 LoadBf16(ushort* p) => new() { V = Vector128.ShiftLeft(Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)p).AsUInt16()), 16).AsSingle() };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V128 LoadF16Unscaled(ushort* p) => new() { V = HalfBits.WidenUnscaled(Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)p).AsInt16())) };
 }
 
 public unsafe struct V256 : IVec<V256>
@@ -135,6 +140,12 @@ public unsafe struct V256 : IVec<V256>
     public static V256 LoadF16(ushort* p) => new() { V = HalfBits.Widen(Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe())) };
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V256 LoadBf16(ushort* p) => new() { V = Vector256.ShiftLeft(Vector256.WidenLower(Vector128.Load(p).ToVector256Unsafe()), 16).AsSingle() };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V256 LoadF16Unscaled(ushort* p) => new()
+    {
+        // vpmovsxwd straight from memory where AVX2 has it (the JIT does not fold the load into the generic widening)
+        V = HalfBits.WidenUnscaled(Avx2.IsSupported ? Avx2.ConvertToVector256Int32((short*)p) : Vector256.WidenLower(Vector128.Load((short*)p).ToVector256Unsafe())),
+    };
 }
 
 public unsafe struct V512 : IVec<V512>
@@ -156,6 +167,8 @@ public unsafe struct V512 : IVec<V512>
     public static V512 LoadF16(ushort* p) => new() { V = HalfBits.Widen(Vector512.WidenLower(Vector256.Load(p).ToVector512Unsafe())) };
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V512 LoadBf16(ushort* p) => new() { V = Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load(p).ToVector512Unsafe()), 16).AsSingle() };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V512 LoadF16Unscaled(ushort* p) => new() { V = HalfBits.WidenUnscaled(Vector512.WidenLower(Vector256.Load((short*)p).ToVector512Unsafe())) };
 }
 
 /// <summary>IEEE half → float by bit manipulation (.NET has no F16C intrinsics; the Half cast is a call).</summary>
@@ -183,6 +196,20 @@ public static class HalfBits
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Widen(Vector256<uint> h) =>
         (Vector256.ShiftRightArithmetic(Vector256.ShiftLeft(h, 16).AsInt32(), 3) & Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector256.Create(Scale);
+
+    /// <summary>
+    /// Sign-extended half bits (one per 32-bit lane) → float × 2^-112: shifted left 13, exponent and mantissa sit where a
+    /// float has them and the sign at bit 31; the mask clears the sign copies in bits 28–30. Exact for every finite half
+    /// (subnormal halves become subnormal floats).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> WidenUnscaled(Vector128<int> h) => (Vector128.ShiftLeft(h, 13) & Vector128.Create(unchecked((int)0x8FFFE000))).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> WidenUnscaled(Vector256<int> h) => (Vector256.ShiftLeft(h, 13) & Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> WidenUnscaled(Vector512<int> h) => (Vector512.ShiftLeft(h, 13) & Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Widen(Vector512<uint> h) =>
