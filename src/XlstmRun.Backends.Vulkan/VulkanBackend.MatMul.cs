@@ -89,7 +89,7 @@ public sealed unsafe partial class VulkanBackend
     private MatVecShape MatVecShapeFor(VkWeight w)
     {
         if (Options.MatVec is { } s) return s;
-        return WeightLayout.IsQuant(w.DevType) ? new MatVecShape(128, 8, 1) : new MatVecShape(128, 2, 1);
+        return GgmlTypes.IsQuantized(w.DevType) ? new MatVecShape(128, 8, 1) : new MatVecShape(128, 2, 1);
     }
 
     private static Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t) =>

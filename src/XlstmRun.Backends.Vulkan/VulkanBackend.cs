@@ -81,12 +81,12 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
     private bool HalfGemm(VkWeight w) => _gemmCm != null && !Options.Float32 && w.DevType != GgmlType.F32 && w.F16Safe;
 
     /// <summary>Quantized matvec with int8 activations (integer dot products).</summary>
-    private bool IntDotVec(VkWeight w) => _intDot && WeightLayout.IsQuant(w.DevType);
+    private bool IntDotVec(VkWeight w) => _intDot && GgmlTypes.IsQuantized(w.DevType);
 
     public ActivationPrecision MatMulActivations(GgmlType weightType, int tokens)
     {
         if (Options.Float32 || weightType == GgmlType.F32) return ActivationPrecision.Float32;
-        if (tokens == 1) return _intDot && WeightLayout.IsQuant(weightType) ? ActivationPrecision.Int8 : ActivationPrecision.Float32;
+        if (tokens == 1) return _intDot && GgmlTypes.IsQuantized(weightType) ? ActivationPrecision.Int8 : ActivationPrecision.Float32;
         return _gemmCm != null ? ActivationPrecision.Float16 : ActivationPrecision.Float32;
     }
 

@@ -105,7 +105,7 @@ public static class BackendCatalog
         int threads = o.Threads > 0 ? o.Threads : Environment.ProcessorCount;
         // the float path is the baseline every other backend is compared with; the default 8-bit path for Q8_0/Q4_0 too
         var f = new ConformanceDevice("cpu", kind, "", _ => new CpuBackend(threads, int8Activations: false));
-        var i8 = new ConformanceDevice("cpu-int8", kind, "", _ => new CpuBackend(threads, int8Activations: true), types: [GgmlType.Q8_0, GgmlType.Q4_0]);
+        var i8 = new ConformanceDevice("cpu-int8", kind, "", _ => new CpuBackend(threads, int8Activations: true), types: GgmlTypes.QuantizedTypes);
         using (var be = new CpuBackend(threads, int8Activations: false)) f.Description = be.Device + ", float activations";
         i8.Description = f.Description.Replace(", float activations", ", 8-bit activations for Q8_0/Q4_0");
         return ([f, i8], null);
@@ -140,7 +140,7 @@ public static class BackendCatalog
                     var be = new VulkanBackend(cx, ownsContext: false, options());
                     self.Description = be.Device;
                     return be;
-                }, self => (self.State as VulkanContext)?.Dispose(), types: suffix == ":intdot" ? [GgmlType.Q8_0, GgmlType.Q4_0] : null));
+                }, self => (self.State as VulkanContext)?.Dispose(), types: suffix == ":intdot" ? GgmlTypes.QuantizedTypes : null));
         }
         return (res, res.Count == 0 ? err ?? "no Vulkan device" : null);
     }
