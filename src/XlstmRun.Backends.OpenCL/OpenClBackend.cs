@@ -38,7 +38,7 @@ public sealed unsafe class OpenClBackend : IBackend
     public bool WorkGroupKernels { get; }
 
     /// <param name="deviceIndex">-1: the first GPU, else the first CPU device, else the first device; otherwise the index
-    /// into <see cref="DescribeDevices"/>' list (all devices of all platforms, in order).</param>
+    /// into <see cref="OpenClBackendProvider.Devices"/>' list (all devices of all platforms, in order).</param>
     public OpenClBackend(int deviceIndex = -1) : this(deviceIndex, 0) { }
 
     /// <param name="deviceIndex">As in <see cref="OpenClBackend(int)"/>.</param>
@@ -90,24 +90,6 @@ public sealed unsafe class OpenClBackend : IBackend
 
     public string Name => "opencl";
     public string Device => $"OpenCL: {_dev.PlatformName} / {_dev.Name} ({_dev.TypeName}, max allocation {_dev.MaxAlloc >> 20} MiB, {(WorkGroupKernels ? "work-group" : "register-blocked")} matmul)";
-
-    /// <summary>One line per OpenCL device, or one line saying why there is none. Never throws.</summary>
-    public static IReadOnlyList<string> DescribeDevices()
-    {
-        try
-        {
-            var api = ClNative.TryGetApi(out var err);
-            if (api == null) return [$"opencl: {err}"];
-            if (ClNative.Platforms(api).Length == 0) return ["opencl: no OpenCL platform found (no ICD driver installed, e.g. pocl-opencl-icd)"];
-            var devs = ClNative.AllDevices(api);
-            if (devs.Count == 0) return ["opencl: no OpenCL device found on any platform"];
-            return devs.Select(d => d.Describe()).ToList();
-        }
-        catch (Exception e)
-        {
-            return [$"opencl: device enumeration failed: {e.Message.Split('\n')[0]}"];
-        }
-    }
 
     // ---- setup ------------------------------------------------------------------------------------------------------
     private static string KernelSource()

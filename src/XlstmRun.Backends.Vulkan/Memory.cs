@@ -61,7 +61,8 @@ public sealed unsafe class Allocator : IDisposable
     private readonly List<VkBuf> _buffers = new();
     private readonly int[] _typeFor = new int[3];
 
-    public Allocator(VulkanContext cx)
+    /// <param name="mapDeviceMemory">Map host-visible device-local memory (false: staging copies, as on a discrete GPU).</param>
+    public Allocator(VulkanContext cx, bool mapDeviceMemory = true)
     {
         _cx = cx;
         // Probe the memory-type bits of a storage buffer once.
@@ -77,7 +78,7 @@ public sealed unsafe class Allocator : IDisposable
             throw new VulkanUnavailableException($"{cx.Info.Name}: no host-visible coherent memory type");
         var df = cx.MemoryProperties.MemoryTypes[_typeFor[(int)MemKind.Device]].PropertyFlags;
         DeviceIsHostVisible = (df & hv) == hv;
-        MapDevice = DeviceIsHostVisible && !VulkanContext.TestNoDirectMapping;
+        MapDevice = DeviceIsHostVisible && mapDeviceMemory;
     }
 
     /// <summary>Device-local buffers are mapped (host-visible device memory, not disabled for tests).</summary>

@@ -63,7 +63,7 @@ public sealed unsafe partial class VulkanBackend
             catch (Exception e) when (e is InvalidOperationException or VulkanUnavailableException)
             {
                 _gemmCm = null;
-                if (Environment.GetEnvironmentVariable("XLSTM_DEBUG") == "1") Console.Error.WriteLine($"vulkan: cooperative-matrix GEMM unavailable ({e.Message})");
+                Options.Log?.Invoke($"vulkan: cooperative-matrix GEMM unavailable ({e.Message})");
             }
         }
     }

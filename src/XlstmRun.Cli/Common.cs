@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Text;
 using System.Text.RegularExpressions;
-using XlstmRun.Backends.Cpu;
+using XlstmRun.Backends;
 using XlstmRun.Formats;
 using XlstmRun.Formats.Gguf;
 using XlstmRun.Formats.IO;
@@ -16,7 +16,7 @@ namespace XlstmRun.Cli;
 public sealed class ModelOptions
 {
     public Option<string?> Model { get; } = new("--model", "-m") { Description = "GGUF model file (default: $XLSTM_MODEL, then the installed default model)", HelpName = "FILE" };
-    public Option<string> Backend { get; } = new("--backend") { Description = "Compute backend: auto, vulkan, opencl or cpu", DefaultValueFactory = _ => "auto" };
+    public Option<string> Backend { get; } = new("--backend") { Description = $"Compute backend: {string.Join(", ", BackendProviders.Names)} (see 'xlstm-run info --devices')", DefaultValueFactory = _ => "auto" };
     public Option<int> Device { get; } = new("--device") { Description = "GPU device index (see 'xlstm-run info --devices'); -1 = automatic", DefaultValueFactory = _ => -1, HelpName = "N" };
     public Option<int> Threads { get; } = new("--threads", "-t") { Description = "CPU threads (0 = all cores)", DefaultValueFactory = _ => 0, HelpName = "N" };
     public Option<string?> LoadState { get; } = new("--load-state") { Description = "Start from a saved recurrent state instead of a fresh one (continues a conversation: no BOS, no re-reading)", HelpName = "FILE" };
@@ -34,7 +34,7 @@ public sealed class ModelOptions
 
     public ModelOptions()
     {
-        Backend.AcceptOnlyFromAmong("auto", "vulkan", "opencl", "cpu");
+        Backend.AcceptOnlyFromAmong([.. BackendProviders.Names]);
         Precision.AcceptOnlyFromAmong("auto", "f32");
     }
 
@@ -50,6 +50,20 @@ public sealed class ModelOptions
             throw new BadInputException($"-ngl {ngl} asks for the {(ngl == 0 ? "CPU" : "GPU")} but --backend is {backend}: give one of them");
         return wanted;
     }
+
+    /// <summary>The backend settings of the command line, parsed once (each backend adds its own environment settings).</summary>
+    public BackendSettings Settings(ParseResult pr, bool? profile = null) =>
+        new(pr.GetValue(Device), pr.GetValue(Threads), profile ?? pr.GetValue(Profile), Float32: pr.GetValue(Precision) == "f32", Log: BackendLog());
+
+    /// <summary>Creates the backend the command line asks for (<see cref="BackendProviders.Create"/>).</summary>
+    public IBackend CreateBackend(ParseResult pr, bool? profile = null) => BackendProviders.Create(ResolveBackend(pr), Settings(pr, profile));
+
+    /// <summary>Backend diagnostics (why auto fell back to the CPU, fallbacks inside a backend, XLSTM_VK_STATS) go to stderr
+    /// under XLSTM_DEBUG=1 or XLSTM_VK_STATS=1; otherwise nowhere.</summary>
+    private static Action<string>? BackendLog() =>
+        Environment.GetEnvironmentVariable("XLSTM_DEBUG") == "1" || Environment.GetEnvironmentVariable("XLSTM_VK_STATS") == "1"
+            ? line => Console.Error.WriteLine(line)
+            : null;
 
     public void AddTo(Command c, bool state = true)
     {
@@ -116,8 +130,7 @@ public sealed class ModelSession : IDisposable
             if (TokenizerGguf.Has(file)) tok = TokenizerGguf.Build(TokenizerGguf.Read(file), path);
             else if (needTokenizer) throw new BadInputException($"{path}: the model has no tokenizer (convert it with a tokenizer.json beside the checkpoint or --tokenizer)");
             bool profile = pr.GetValue(o.Profile);
-            var be = BackendFactory.Create(o.ResolveBackend(pr), pr.GetValue(o.Device), pr.GetValue(o.Threads), profile,
-                float32: pr.GetValue(o.Precision) == "f32");
+            var be = o.CreateBackend(pr);
             var runner = new ModelRunner(file, be, maxBatch, cfg);
             var s = new ModelSession { File = file, Config = cfg, Backend = be, Runner = runner, Tokenizer = tok, Profile = profile };
             var ls = pr.GetValue(o.LoadState);

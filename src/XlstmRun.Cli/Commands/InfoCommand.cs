@@ -17,7 +17,7 @@ public static class InfoCommand
         {
             if (pr.GetValue(devices))
             {
-                foreach (var line in DeviceList.Describe()) Console.WriteLine(line);
+                foreach (var line in Backends.BackendProviders.Describe()) Console.WriteLine(line);
                 return 0;
             }
             string path = ModelSession.ResolveModelPath(pr.GetValue(model));

@@ -77,8 +77,7 @@ public static class OpBench
                 throw new BadInputException($"--op {op}: expected matmul, cell or 7b");
         }
 
-        using var be = BackendFactory.Create(mo.ResolveBackend(pr), pr.GetValue(mo.Device), pr.GetValue(mo.Threads), profile: true,
-            float32: pr.GetValue(mo.Precision) == "f32");
+        using var be = mo.CreateBackend(pr, profile: true);
         Console.Error.WriteLine($"bench --op: {be.Device}");
         var prof = be as IProfilingBackend;
         bool deviceTimes = prof is { Profiling: true };

@@ -53,7 +53,7 @@ public static class PerplexityCommand
                 var bf = GgufFile.Open(kp);
                 var bc = ModelConfig.FromGguf(bf);
                 if (bc.Vocab != s.Config.Vocab) throw new BadInputException($"{kp}: vocabulary {bc.Vocab} differs from the model's {s.Config.Vocab}");
-                var be = BackendFactory.Create(mo.ResolveBackend(pr), pr.GetValue(mo.Device), pr.GetValue(mo.Threads));
+                var be = mo.CreateBackend(pr, profile: false);
                 baseModel = new ModelSession { File = bf, Config = bc, Backend = be, Runner = new ModelRunner(bf, be, Math.Min(512, n + 1), bc) };
             }
             using var _ = baseModel;
