@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Unicode;
 using Microsoft.Win32.SafeHandles;
@@ -21,7 +20,7 @@ public readonly record struct BatchRecord(long Line, LineId Id, bool IsError);
 /// </summary>
 public static class BatchRecords
 {
-    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private static readonly JsonWriterOptions WriterOptions = JsonStrings.WriterOptions;
     private static readonly JsonDocumentOptions ReadOptions = new() { MaxDepth = 8 };
 
     public static byte[] Result(InputLine l, GenerationResult r, ulong seed) => Encode(w =>

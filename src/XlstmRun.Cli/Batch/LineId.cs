@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
-using System.Text.Encodings.Web;
 using System.Text.Json;
+using XlstmRun.Formats;
 
 namespace XlstmRun.Cli.Batch;
 
@@ -41,8 +41,6 @@ public readonly record struct LineId(string? Text, long Number)
 /// <summary>Untrusted strings made safe to print: JSON-quoted (control characters escaped) and shortened.</summary>
 public static class Shown
 {
-    private static readonly JavaScriptEncoder Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
-
     public static string Quote(string s, int max = 60)
     {
         if (s.Length > max)
@@ -51,7 +49,7 @@ public static class Shown
             if (char.IsHighSurrogate(s[cut - 1])) cut--;
             s = s[..cut] + "…";
         }
-        return "\"" + Encoder.Encode(s) + "\"";
+        return JsonStrings.Quote(s);
     }
 
     /// <summary>A message that may quote input, with control characters (terminal escapes) written as \uXXXX.</summary>

@@ -111,7 +111,7 @@ public static class PerplexityCommand
             {
                 using var o = TextIO.OpenStdout();
                 o.Flush();
-                using (var jw = new Utf8JsonWriter(o.BaseStream))
+                using (var jw = new Utf8JsonWriter(o.BaseStream, JsonStrings.WriterOptions))
                 {
                     jw.WriteStartObject();
                     jw.WriteNumber("perplexity", ppl);
