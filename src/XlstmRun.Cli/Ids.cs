@@ -4,7 +4,7 @@ using XlstmRun.Formats.IO;
 
 namespace XlstmRun.Cli;
 
-public static partial class Ids
+internal static partial class Ids
 {
     [GeneratedRegex(@"[\s,\[\]]+")]
     private static partial Regex Separators();

@@ -7,7 +7,7 @@ using XlstmRun.Model;
 namespace XlstmRun.Cli;
 
 /// <summary>Options shared by the commands that run a model.</summary>
-public sealed class ModelOptions
+internal sealed class ModelOptions
 {
     public Option<string?> Model { get; } = new("--model", "-m") { Description = "GGUF model file (default: $XLSTM_MODEL, then the installed default model)", HelpName = "FILE" };
     public Option<string> Backend { get; } = new("--backend") { Description = $"Compute backend: {string.Join(", ", BackendProviders.Names)} (see 'xlstm-run info --devices')", DefaultValueFactory = _ => "auto" };

@@ -10,7 +10,7 @@ using XlstmRun.Text.Tokenization;
 namespace XlstmRun.Cli;
 
 /// <summary>An opened model: file, config, backend, runner and (if stored) tokenizer.</summary>
-public sealed class ModelSession : IDisposable
+internal sealed class ModelSession : IDisposable
 {
     public required GgufFile File { get; init; }
     public required ModelConfig Config { get; init; }
@@ -82,7 +82,7 @@ public sealed class ModelSession : IDisposable
 }
 
 /// <summary>Feeds a <see cref="ModelRunner"/> for the generation loop.</summary>
-public sealed class RunnerGenerationModel(ModelRunner runner) : IGenerationModel
+internal sealed class RunnerGenerationModel(ModelRunner runner) : IGenerationModel
 {
     public int LogitsSize => runner.Config.Vocab;
 

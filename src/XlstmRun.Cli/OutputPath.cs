@@ -6,7 +6,7 @@ namespace XlstmRun.Cli;
 /// Checks that an output path can be written before any work is done, so a bad path fails fast. Kept for commands not
 /// yet moved to <see cref="OutputFile"/> (which also refuses inputs and non-regular files, and writes atomically).
 /// </summary>
-public static class OutputPath
+internal static class OutputPath
 {
     public static void Check(string path, bool force) => OutputFile.Check(path, "--output", force, [], allowStdout: false);
 }

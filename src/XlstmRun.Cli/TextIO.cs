@@ -8,7 +8,7 @@ using XlstmRun.Text.Tokenization;
 namespace XlstmRun.Cli;
 
 /// <summary>UTF-8 text in and out, whatever the locale says; one-line errors for unreadable input.</summary>
-public static class TextIO
+internal static class TextIO
 {
     public static readonly UTF8Encoding Utf8 = new(encoderShouldEmitUTF8Identifier: false);
 
@@ -37,7 +37,7 @@ public static class TextIO
 }
 
 /// <summary>Loads only the tokenizer: from a model's GGUF metadata or from a tokenizer.json.</summary>
-public static class TokenizerSource
+internal static class TokenizerSource
 {
     public static XlstmTokenizer Load(string? modelPath, string? tokenizerJson)
     {

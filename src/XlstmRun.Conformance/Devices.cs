@@ -7,9 +7,6 @@ using XlstmRun.Model;
 
 namespace XlstmRun.Conformance;
 
-/// <summary>Writes host floats into a backend tensor (not part of <see cref="IBackend"/>; each backend has its own way).</summary>
-public delegate void TensorWriter(IBackend backend, ITensor dst, ReadOnlySpan<float> src);
-
 /// <summary>How devices are listed: CPU threads, and whether to add the variants the tests exercise on top of the defaults.</summary>
 public sealed record DeviceOptions(int Threads = 0, bool Variants = false);
 

@@ -9,7 +9,7 @@ namespace XlstmRun.Cli.Batch;
 /// The id of a prompt line: the <c>"id"</c> the line gives (a string or an integer), else its line number. Ids are
 /// unique in a file (a later line repeating one gets an error record); records are keyed by line number all the same.
 /// </summary>
-public readonly record struct LineId(string? Text, long Number)
+internal readonly record struct LineId(string? Text, long Number)
 {
     public static LineId OfLine(int line) => new(null, line);
 
@@ -39,7 +39,7 @@ public readonly record struct LineId(string? Text, long Number)
 }
 
 /// <summary>Untrusted strings made safe to print: JSON-quoted (control characters escaped) and shortened.</summary>
-public static class Shown
+internal static class Shown
 {
     public static string Quote(string s, int max = 60)
     {

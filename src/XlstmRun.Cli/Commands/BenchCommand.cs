@@ -18,7 +18,7 @@ namespace XlstmRun.Cli.Commands;
 /// streaming-read probe); on a backend with device memory of its own (<see cref="IBandwidthProbe"/>: Vulkan) that
 /// device's copy bandwidth (read + write, timed on the device).
 /// </summary>
-public static class BenchCommand
+internal static class BenchCommand
 {
     public static Command Create()
     {

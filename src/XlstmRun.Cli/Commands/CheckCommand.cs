@@ -10,7 +10,7 @@ namespace XlstmRun.Cli.Commands;
 /// (Hugging Face checkpoints + float64 references, converted to GGUF in a temporary directory) on every backend and
 /// device found, at every weight type, in one table.
 /// </summary>
-public static class CheckCommand
+internal static class CheckCommand
 {
     private const string Notes =
         "F32 weights are compared with the fixtures' float64 references (transformers' own xLSTM run in float64): every\n" +

@@ -8,7 +8,7 @@ using XlstmRun.Text;
 
 namespace XlstmRun.Cli.Commands;
 
-public static class ConvertCommand
+internal static class ConvertCommand
 {
     public static Command Create()
     {
@@ -74,7 +74,7 @@ public static class ConvertCommand
 }
 
 /// <summary>Progress on stderr: percentage and current tensor, redrawn at most a few times a second.</summary>
-public sealed class ConsoleProgress : IProgress<(long Done, long Total, string Tensor)>
+internal sealed class ConsoleProgress : IProgress<(long Done, long Total, string Tensor)>
 {
     private readonly string _what;
     private readonly System.Diagnostics.Stopwatch _sw = System.Diagnostics.Stopwatch.StartNew();

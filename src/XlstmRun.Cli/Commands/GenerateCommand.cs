@@ -12,7 +12,7 @@ namespace XlstmRun.Cli.Commands;
 /// `generate`, also the root command: text prompt (-p, -f, words, stdin) → tokens → streamed text; or, with --ids,
 /// the machine-facing token-id form (no BOS, greedy unless --temp, prints ids).
 /// </summary>
-public static class GenerateCommand
+internal static class GenerateCommand
 {
     /// <summary>The options of the root command, `generate` and `chat`.</summary>
     public sealed class Options

@@ -6,7 +6,7 @@ using XlstmRun.Text;
 
 namespace XlstmRun.Cli.Commands;
 
-public static class InfoCommand
+internal static class InfoCommand
 {
     public static Command Create()
     {

@@ -7,7 +7,7 @@ using XlstmRun.Text;
 
 namespace XlstmRun.Cli.Commands;
 
-public static class InitCommand
+internal static class InitCommand
 {
     public static Command Create()
     {

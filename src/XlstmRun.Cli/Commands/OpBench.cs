@@ -17,7 +17,7 @@ namespace XlstmRun.Cli.Commands;
 /// of the 7B model (decode matvecs and prefill GEMMs) and the cell kernels at 7B head sizes.
 /// Weights larger than a few MiB rotate over several copies so that no call finds its weights in the L2 cache.
 /// </summary>
-public static class OpBench
+internal static class OpBench
 {
     private static readonly Option<string?> Op = new("--op") { Description = "Benchmark one op instead of a model: matmul, cell, or 7b (every 7B shape); needs no -m", HelpName = "OP" };
     private static readonly Option<string> Type = new("--type") { Description = $"--op: weight types, comma-separated ({GgmlTypes.NameList()})", DefaultValueFactory = _ => "q4_0" };

@@ -18,7 +18,7 @@ namespace XlstmRun.Cli.Commands;
 /// llama-perplexity's KL statistics are reported: KL(p_base ‖ p_model) per token (mean ± se, median, 99th percentile,
 /// maximum) and how often both models rank the same token first (top-1 agreement).
 /// </summary>
-public static class PerplexityCommand
+internal static class PerplexityCommand
 {
     public static Command Create()
     {
@@ -184,7 +184,7 @@ public static class PerplexityCommand
 }
 
 /// <summary>Mean, standard error and percentiles of per-token values.</summary>
-public sealed class Stats
+internal sealed class Stats
 {
     private readonly double[] _sorted;
 

@@ -12,7 +12,7 @@ namespace XlstmRun.Cli.Commands;
 /// weight type. Each tensor is decoded to float32 rows and streamed through the same writer as `convert` (same type
 /// rules, same quantizers), so quantizing the F32 file of a checkpoint gives the bytes `convert --type` gives.
 /// </summary>
-public static class QuantizeCommand
+internal static class QuantizeCommand
 {
     public static readonly string Notes =
         $"Types: {GgmlTypes.NameList()} (any case). Norms, gate weights and biases stay f32; a matrix whose rows are not\n" +

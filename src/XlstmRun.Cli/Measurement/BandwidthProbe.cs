@@ -6,7 +6,7 @@ using XlstmRun.Backends.Cpu.Kernels;
 namespace XlstmRun.Cli.Measurement;
 
 /// <summary>Multi-threaded streaming read of a buffer larger than the last-level cache: the machine's read bandwidth.</summary>
-public static unsafe class BandwidthProbe
+internal static unsafe class BandwidthProbe
 {
     private sealed class SumWork(float* p, long n, int parts) : IParallelWork
     {

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace XlstmRun.Cli.Measurement;
 
 /// <summary>/proc/self/status and clear_refs (Linux); zeros elsewhere.</summary>
-public static class ProcStatus
+internal static class ProcStatus
 {
     public static long PeakRssBytes()
     {
