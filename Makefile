@@ -1,5 +1,6 @@
 # xlstm-run build. `make` builds, `make publish` writes the native binary to build/xlstm-run,
-# `make test` installs missing system packages and runs every test, `make run` generates text with the default model.
+# `make test` installs missing system packages and runs every test (the full gate, as CI and the README use it),
+# `make check` is the fast inner loop (build + unit tests: no apt, no NativeAOT publish), `make run` generates text.
 # `make install PREFIX=/usr/local` installs the binary and the default model, `make uninstall` removes them,
 # `make dist` writes a release tarball to build/dist/.
 DOTNET    ?= dotnet
@@ -20,7 +21,12 @@ MODEL     := models/default/default.gguf
 SOURCES   := $(shell find src shaders -type f \( -name '*.cs' -o -name '*.csproj' -o -name '*.comp' -o -name '*.glsl' -o -name '*.cl' \) \
                -not -path '*/obj/*' -not -path '*/bin/*' 2>/dev/null) Directory.Build.props
 
-.PHONY: all build publish test run deps clean install uninstall dist
+# Tests that run the xlstm-run executable end to end (they need the published binary): left out of `make check`.
+E2E_FILTER := FullyQualifiedName!~XlstmRun.Tests.Cli.&FullyQualifiedName!~CliTests.&FullyQualifiedName!~DefaultModelTests.F16Greedy&FullyQualifiedName!~DefaultModelTests.Q8Greedy&FullyQualifiedName!~DefaultModelTests.ExcerptPerplexity
+# `make check FILTER=WeightType` narrows the unit tests further (a substring of the test names).
+FILTER    ?=
+
+.PHONY: all build publish test check run deps clean install uninstall dist
 
 all: build
 
@@ -40,6 +46,11 @@ test: deps publish
 	@rm -rf $(RESULTS)
 	XLSTM_RUN_BIN=$(CURDIR)/$(BIN) $(DOTNET) test tests/XlstmRun.Tests/XlstmRun.Tests.csproj -c $(CONFIG) -nologo \
 		--logger "trx;LogFileName=results.trx" --logger "console;verbosity=normal" --results-directory $(RESULTS)
+
+# Fast inner loop: build the solution and run the unit tests in process (no system packages installed, no publish).
+check: build
+	$(DOTNET) test tests/XlstmRun.Tests/XlstmRun.Tests.csproj -c $(CONFIG) -nologo --no-build \
+		--filter "$(E2E_FILTER)$(if $(FILTER),&FullyQualifiedName~$(FILTER))"
 
 run: deps publish
 	$(BIN) -n 60 -p "$(PROMPT)"

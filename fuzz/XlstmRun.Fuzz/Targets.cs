@@ -117,7 +117,7 @@ public static class FuzzTargets
         if (data.Length >= 4)
         {
             var fixedUp = (byte[])data.Clone();
-            BinaryPrimitives.WriteUInt32LittleEndian(fixedUp.AsSpan(fixedUp.Length - 4), Crc32.Update(0, fixedUp.AsSpan(0, fixedUp.Length - 4)));
+            BinaryPrimitives.WriteUInt32LittleEndian(fixedUp.AsSpan(fixedUp.Length - 4), System.IO.Hashing.Crc32.HashToUInt32(fixedUp.AsSpan(0, fixedUp.Length - 4)));
             try { LoadState(fixedUp); }
             catch (BadInputException e) when (!ParseGuard.IsUnexpected(e)) { }
         }

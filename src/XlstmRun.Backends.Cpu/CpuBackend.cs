@@ -68,7 +68,7 @@ public sealed unsafe class CpuBackend : IBackend
     public bool PacksWeights => Int8Activations && Int8 == Int8Path.Avx2;
     public string Name => "cpu";
     public ActivationPrecision MatMulActivations(GgmlType weightType, int tokens) =>
-        Int8Activations && weightType is GgmlType.Q8_0 or GgmlType.Q4_0 ? ActivationPrecision.Int8 : ActivationPrecision.Float32;
+        Int8Activations && GgmlTypes.IsQuantized(weightType) ? ActivationPrecision.Int8 : ActivationPrecision.Float32;
     public string Device => $"CPU ({Environment.ProcessorCount} logical cores, {Threads} threads, {CpuCaps.Describe()})";
 
     /// <summary>Per-op-class timings so far (empty unless constructed with profile: true).</summary>

@@ -14,7 +14,6 @@ namespace XlstmRun.Backends.OpenCL;
 public sealed unsafe class OpenClBackend : IBackend
 {
     private static readonly string[] KernelFiles = ["0_common.cl", "1_matmul.cl", "2_elementwise.cl", "3_mlstm.cl"];
-    private static readonly GgmlType[] Types = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0];
 
     private readonly CL _cl;
     private readonly ClDeviceInfo _dev;
@@ -39,7 +38,7 @@ public sealed unsafe class OpenClBackend : IBackend
     public bool WorkGroupKernels { get; }
 
     /// <param name="deviceIndex">-1: the first GPU, else the first CPU device, else the first device; otherwise the index
-    /// into <see cref="DescribeDevices"/>' list (all devices of all platforms, in order).</param>
+    /// into <see cref="OpenClBackendProvider.Devices"/>' list (all devices of all platforms, in order).</param>
     public OpenClBackend(int deviceIndex = -1) : this(deviceIndex, 0) { }
 
     /// <param name="deviceIndex">As in <see cref="OpenClBackend(int)"/>.</param>
@@ -92,29 +91,13 @@ public sealed unsafe class OpenClBackend : IBackend
     public string Name => "opencl";
     public string Device => $"OpenCL: {_dev.PlatformName} / {_dev.Name} ({_dev.TypeName}, max allocation {_dev.MaxAlloc >> 20} MiB, {(WorkGroupKernels ? "work-group" : "register-blocked")} matmul)";
 
-    /// <summary>One line per OpenCL device, or one line saying why there is none. Never throws.</summary>
-    public static IReadOnlyList<string> DescribeDevices()
-    {
-        try
-        {
-            var api = ClNative.TryGetApi(out var err);
-            if (api == null) return [$"opencl: {err}"];
-            if (ClNative.Platforms(api).Length == 0) return ["opencl: no OpenCL platform found (no ICD driver installed, e.g. pocl-opencl-icd)"];
-            var devs = ClNative.AllDevices(api);
-            if (devs.Count == 0) return ["opencl: no OpenCL device found on any platform"];
-            return devs.Select(d => d.Describe()).ToList();
-        }
-        catch (Exception e)
-        {
-            return [$"opencl: device enumeration failed: {e.Message.Split('\n')[0]}"];
-        }
-    }
-
     // ---- setup ------------------------------------------------------------------------------------------------------
     private static string KernelSource()
     {
         var asm = typeof(OpenClBackend).Assembly;
         var sb = new System.Text.StringBuilder();
+        // the weight types come from the table: 1_matmul.cl instantiates every kernel family once per type
+        sb.Append("#define ALL_TYPES(M)").AppendJoin("", GgmlTypes.All.Select(t => $" M({t.Name})")).Append('\n');
         foreach (var f in KernelFiles)
         {
             using var s = asm.GetManifestResourceStream("XlstmRun.Backends.OpenCL." + f)
@@ -145,9 +128,10 @@ public sealed unsafe class OpenClBackend : IBackend
         }
         var names = new List<string> { "rmsnorm", "headnorm_gate", "swiglu", "softcap", "argmax_rows", "mlstm_step", "mlstm_step_post",
             "mlstm_chunk_prep", "mlstm_chunk_out", "mlstm_chunk_state" };
-        foreach (var t in Types)
+        // one kernel of each family per weight type of the table, named after the type (matvec_q8_0, …)
+        foreach (var t in GgmlTypes.All)
         {
-            string s = TypeSuffix(t);
+            string s = t.Name;
             names.Add("embed_" + s);
             names.Add("matvec_" + s);
             names.Add("matmul_" + s);
@@ -162,15 +146,7 @@ public sealed unsafe class OpenClBackend : IBackend
         }
     }
 
-    private static string TypeSuffix(GgmlType t) => t switch
-    {
-        GgmlType.F32 => "f32",
-        GgmlType.F16 => "f16",
-        GgmlType.BF16 => "bf16",
-        GgmlType.Q8_0 => "q8_0",
-        GgmlType.Q4_0 => "q4_0",
-        _ => throw new NotSupportedException($"weight type {t} is not supported by the OpenCL backend"),
-    };
+    private static string TypeSuffix(GgmlType t) => GgmlTypes.Name(t);
 
     private nint NewBuffer(long bytes, MemFlags flags, void* host)
     {

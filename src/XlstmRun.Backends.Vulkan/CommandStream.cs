@@ -25,7 +25,7 @@ public sealed unsafe class CommandStream : IDisposable
     }
 
     private const uint QueryCap = 4096;
-    private readonly VulkanContext _cx;
+    private readonly VulkanContext _context;
     private readonly Vk _vk;
     private readonly CommandPool _pool;
     private readonly Fence _fence;
@@ -45,7 +45,7 @@ public sealed unsafe class CommandStream : IDisposable
 
     public CommandStream(VulkanContext cx, bool profile)
     {
-        _cx = cx;
+        _context = cx;
         _vk = cx.Vk;
         Profiling = profile && cx.Timestamps;
         var cpci = new CommandPoolCreateInfo { SType = StructureType.CommandPoolCreateInfo, QueueFamilyIndex = cx.QueueFamily, Flags = CommandPoolCreateFlags.ResetCommandBufferBit };
@@ -69,13 +69,13 @@ public sealed unsafe class CommandStream : IDisposable
     {
         var ai = new CommandBufferAllocateInfo { SType = StructureType.CommandBufferAllocateInfo, CommandPool = _pool, Level = CommandBufferLevel.Primary, CommandBufferCount = 1 };
         CommandBuffer cb;
-        _cx.Check(_vk.AllocateCommandBuffers(_cx.Device, &ai, &cb), "vkAllocateCommandBuffers");
+        _context.Check(_vk.AllocateCommandBuffers(_context.Device, &ai, &cb), "vkAllocateCommandBuffers");
         var r = new Recording { Cb = cb, Phase = phase };
         if (Profiling)
         {
             var qpci = new QueryPoolCreateInfo { SType = StructureType.QueryPoolCreateInfo, QueryType = QueryType.Timestamp, QueryCount = QueryCap };
             QueryPool qp;
-            _cx.Check(_vk.CreateQueryPool(_cx.Device, &qpci, null, &qp), "vkCreateQueryPool");
+            _context.Check(_vk.CreateQueryPool(_context.Device, &qpci, null, &qp), "vkCreateQueryPool");
             r.Pool = qp;
         }
         return r;
@@ -86,7 +86,7 @@ public sealed unsafe class CommandStream : IDisposable
     private void Begin(Recording r, bool oneTime)
     {
         var bi = new CommandBufferBeginInfo { SType = StructureType.CommandBufferBeginInfo, Flags = oneTime ? CommandBufferUsageFlags.OneTimeSubmitBit : 0 };
-        _cx.Check(_vk.BeginCommandBuffer(r.Cb, &bi), "vkBeginCommandBuffer");
+        _context.Check(_vk.BeginCommandBuffer(r.Cb, &bi), "vkBeginCommandBuffer");
         var mb = new MemoryBarrier { SType = StructureType.MemoryBarrier, SrcAccessMask = AccessFlags.MemoryWriteBit, DstAccessMask = AccessFlags.MemoryReadBit | AccessFlags.MemoryWriteBit };
         _vk.CmdPipelineBarrier(r.Cb, PipelineStageFlags.AllCommandsBit, PipelineStageFlags.AllCommandsBit, 0, 1, &mb, 0, null, 0, null);
         r.Open = true;
@@ -107,7 +107,7 @@ public sealed unsafe class CommandStream : IDisposable
     {
         var mb = new MemoryBarrier { SType = StructureType.MemoryBarrier, SrcAccessMask = AccessFlags.ShaderWriteBit | AccessFlags.TransferWriteBit, DstAccessMask = AccessFlags.HostReadBit };
         _vk.CmdPipelineBarrier(r.Cb, Work, PipelineStageFlags.HostBit, 0, 1, &mb, 0, null, 0, null);
-        _cx.Check(_vk.EndCommandBuffer(r.Cb), "vkEndCommandBuffer");
+        _context.Check(_vk.EndCommandBuffer(r.Cb), "vkEndCommandBuffer");
         r.Open = false;
     }
 
@@ -179,7 +179,7 @@ public sealed unsafe class CommandStream : IDisposable
         var cbs = stackalloc CommandBuffer[recs.Count];
         for (int i = 0; i < recs.Count; i++) cbs[i] = recs[i].Cb;
         var si = new SubmitInfo { SType = StructureType.SubmitInfo, CommandBufferCount = (uint)recs.Count, PCommandBuffers = cbs };
-        _cx.Check(_vk.QueueSubmit(_cx.Queue, 1, &si, _fence), "vkQueueSubmit");
+        _context.Check(_vk.QueueSubmit(_context.Queue, 1, &si, _fence), "vkQueueSubmit");
         _inflight = recs;
     }
 
@@ -188,10 +188,10 @@ public sealed unsafe class CommandStream : IDisposable
     {
         if (_inflight == null) return;
         var fence = _fence;
-        var r = _vk.WaitForFences(_cx.Device, 1, &fence, true, ulong.MaxValue);
+        var r = _vk.WaitForFences(_context.Device, 1, &fence, true, ulong.MaxValue);
         if (r == Result.ErrorDeviceLost) throw new InvalidOperationException("Vulkan device lost (the GPU stopped or a kernel faulted)");
-        _cx.Check(r, "vkWaitForFences");
-        _vk.ResetFences(_cx.Device, 1, &fence);
+        _context.Check(r, "vkWaitForFences");
+        _vk.ResetFences(_context.Device, 1, &fence);
         long now = System.Diagnostics.Stopwatch.GetTimestamp();
         foreach (var rec in _inflight)
         {
@@ -304,12 +304,12 @@ public sealed unsafe class CommandStream : IDisposable
         if (rec.Queries < 2) return;
         var ts = new ulong[rec.Queries];
         fixed (ulong* p = ts)
-            _cx.Check(_vk.GetQueryPoolResults(_cx.Device, rec.Pool, 0, rec.Queries, (nuint)(8 * ts.Length), p, 8,
+            _context.Check(_vk.GetQueryPoolResults(_context.Device, rec.Pool, 0, rec.Queries, (nuint)(8 * ts.Length), p, 8,
                 QueryResultFlags.Result64Bit | QueryResultFlags.ResultWaitBit), "vkGetQueryPoolResults");
         string phase = rec == _eager ? "eager" : "decode";
         for (int i = 0; i < rec.Ops.Count; i++)
         {
-            double ns = (ts[i + 1] - ts[i]) * (double)_cx.TimestampPeriodNs;
+            double ns = (ts[i + 1] - ts[i]) * (double)_context.TimestampPeriodNs;
             var k = (phase, rec.Ops[i]);
             var (c, t) = _prof.GetValueOrDefault(k);
             _prof[k] = (c + 1, t + ns);
@@ -340,7 +340,7 @@ public sealed unsafe class CommandStream : IDisposable
         var sb = new StringBuilder();
         if (!Profiling)
         {
-            sb.AppendLine($"profile: {_cx.Info.Name} has no timestamp queries on its compute queue");
+            sb.AppendLine($"profile: {_context.Info.Name} has no timestamp queries on its compute queue");
             return sb.ToString();
         }
         foreach (var phase in new[] { "eager", "decode" })
@@ -362,10 +362,10 @@ public sealed unsafe class CommandStream : IDisposable
     public void Dispose()
     {
         try { Wait(); } catch (InvalidOperationException) { }
-        _vk.DeviceWaitIdle(_cx.Device);
+        _vk.DeviceWaitIdle(_context.Device);
         foreach (var r in _replays.Values.Append(_eager))
-            if (r.Pool.Handle != 0) _vk.DestroyQueryPool(_cx.Device, r.Pool, null);
-        _vk.DestroyFence(_cx.Device, _fence, null);
-        _vk.DestroyCommandPool(_cx.Device, _pool, null);
+            if (r.Pool.Handle != 0) _vk.DestroyQueryPool(_context.Device, r.Pool, null);
+        _vk.DestroyFence(_context.Device, _fence, null);
+        _vk.DestroyCommandPool(_context.Device, _pool, null);
     }
 }

@@ -11,13 +11,13 @@ namespace XlstmRun.Backends.Vulkan;
 /// </summary>
 internal sealed unsafe class DeviceProbe
 {
-    private readonly VulkanContext _cx;
+    private readonly VulkanContext _context;
     private readonly Allocator _mem;
     private readonly Kernel _copy;
 
     public DeviceProbe(VulkanContext cx, Allocator mem, Kernel copy)
     {
-        _cx = cx;
+        _context = cx;
         _mem = mem;
         _copy = copy;
     }
@@ -26,7 +26,7 @@ internal sealed unsafe class DeviceProbe
     {
         if (bytes < 1 << 20) throw new ArgumentOutOfRangeException(nameof(bytes), "at least 1 MiB");
         passes = Math.Max(1, passes);
-        ulong size = Math.Min((ulong)bytes, _cx.MaxAllocation) & ~0xFFFFUL;
+        ulong size = Math.Min((ulong)bytes, _context.MaxAllocation) & ~0xFFFFUL;
         VkBuf? src = null, dst = null;
         while (true)
         {
@@ -43,38 +43,38 @@ internal sealed unsafe class DeviceProbe
                 size /= 2;
             }
         }
-        var vk = _cx.Vk;
+        var vk = _context.Vk;
         CommandPool pool = default;
         QueryPool qp = default;
         DescriptorPool dp = default;
         Fence fence = default;
         try
         {
-            var cpci = new CommandPoolCreateInfo { SType = StructureType.CommandPoolCreateInfo, QueueFamilyIndex = _cx.QueueFamily, Flags = CommandPoolCreateFlags.ResetCommandBufferBit };
-            _cx.Check(vk.CreateCommandPool(_cx.Device, &cpci, null, &pool), "vkCreateCommandPool");
+            var cpci = new CommandPoolCreateInfo { SType = StructureType.CommandPoolCreateInfo, QueueFamilyIndex = _context.QueueFamily, Flags = CommandPoolCreateFlags.ResetCommandBufferBit };
+            _context.Check(vk.CreateCommandPool(_context.Device, &cpci, null, &pool), "vkCreateCommandPool");
             var ai = new CommandBufferAllocateInfo { SType = StructureType.CommandBufferAllocateInfo, CommandPool = pool, Level = CommandBufferLevel.Primary, CommandBufferCount = 1 };
             CommandBuffer cb;
-            _cx.Check(vk.AllocateCommandBuffers(_cx.Device, &ai, &cb), "vkAllocateCommandBuffers");
+            _context.Check(vk.AllocateCommandBuffers(_context.Device, &ai, &cb), "vkAllocateCommandBuffers");
             var fci = new FenceCreateInfo { SType = StructureType.FenceCreateInfo };
-            _cx.Check(vk.CreateFence(_cx.Device, &fci, null, &fence), "vkCreateFence");
+            _context.Check(vk.CreateFence(_context.Device, &fci, null, &fence), "vkCreateFence");
             uint nq = 2 * (uint)(passes + 1);
-            if (_cx.Timestamps)
+            if (_context.Timestamps)
             {
                 var qpci = new QueryPoolCreateInfo { SType = StructureType.QueryPoolCreateInfo, QueryType = QueryType.Timestamp, QueryCount = nq };
-                _cx.Check(vk.CreateQueryPool(_cx.Device, &qpci, null, &qp), "vkCreateQueryPool");
+                _context.Check(vk.CreateQueryPool(_context.Device, &qpci, null, &qp), "vkCreateQueryPool");
             }
             // descriptor set of the shader copy (its own pool: the buffers are gone after the probe)
-            bool shader = size <= _cx.MaxBinding;
+            bool shader = size <= _context.MaxBinding;
             DescriptorSet set = default;
             if (shader)
             {
                 var ps = new DescriptorPoolSize { Type = DescriptorType.StorageBuffer, DescriptorCount = 2 };
                 var dpci = new DescriptorPoolCreateInfo { SType = StructureType.DescriptorPoolCreateInfo, MaxSets = 1, PoolSizeCount = 1, PPoolSizes = &ps };
-                _cx.Check(vk.CreateDescriptorPool(_cx.Device, &dpci, null, &dp), "vkCreateDescriptorPool");
+                _context.Check(vk.CreateDescriptorPool(_context.Device, &dpci, null, &dp), "vkCreateDescriptorPool");
                 var layout = _copy.SetLayout;
                 var dsai = new DescriptorSetAllocateInfo { SType = StructureType.DescriptorSetAllocateInfo, DescriptorPool = dp, DescriptorSetCount = 1, PSetLayouts = &layout };
                 DescriptorSet set0;
-                _cx.Check(vk.AllocateDescriptorSets(_cx.Device, &dsai, &set0), "vkAllocateDescriptorSets");
+                _context.Check(vk.AllocateDescriptorSets(_context.Device, &dsai, &set0), "vkAllocateDescriptorSets");
                 set = set0;
                 var infos = stackalloc DescriptorBufferInfo[2];
                 infos[0] = new DescriptorBufferInfo { Buffer = src!.Handle, Offset = 0, Range = size };
@@ -82,7 +82,7 @@ internal sealed unsafe class DeviceProbe
                 var w = stackalloc WriteDescriptorSet[2];
                 for (int i = 0; i < 2; i++)
                     w[i] = new WriteDescriptorSet { SType = StructureType.WriteDescriptorSet, DstSet = set, DstBinding = (uint)i, DescriptorCount = 1, DescriptorType = DescriptorType.StorageBuffer, PBufferInfo = &infos[i] };
-                vk.UpdateDescriptorSets(_cx.Device, 2, w, 0, null);
+                vk.UpdateDescriptorSets(_context.Device, 2, w, 0, null);
             }
 
             // fill the source once (not timed): 1.0f everywhere
@@ -111,18 +111,18 @@ internal sealed unsafe class DeviceProbe
                 });
             }
             double gbCopy = 2.0 * size / copyBest / 1e9, gbShader = shaderBest > 0 ? 2.0 * size / shaderBest / 1e9 : 0;
-            string timing = _cx.Timestamps ? "timestamps" : "host clock";
+            string timing = _context.Timestamps ? "timestamps" : "host clock";
             string method = $"{size >> 20} MiB device-to-device copy, read + write, best of {passes} ({timing}): vkCmdCopyBuffer {gbCopy:F1} GB/s" +
                             (shader ? $", shader copy {gbShader:F1} GB/s" : "");
             return new BandwidthProbeResult(Math.Max(gbCopy, gbShader), (long)size, method);
         }
         finally
         {
-            vk.DeviceWaitIdle(_cx.Device);
-            if (dp.Handle != 0) vk.DestroyDescriptorPool(_cx.Device, dp, null);
-            if (qp.Handle != 0) vk.DestroyQueryPool(_cx.Device, qp, null);
-            if (fence.Handle != 0) vk.DestroyFence(_cx.Device, fence, null);
-            if (pool.Handle != 0) vk.DestroyCommandPool(_cx.Device, pool, null);
+            vk.DeviceWaitIdle(_context.Device);
+            if (dp.Handle != 0) vk.DestroyDescriptorPool(_context.Device, dp, null);
+            if (qp.Handle != 0) vk.DestroyQueryPool(_context.Device, qp, null);
+            if (fence.Handle != 0) vk.DestroyFence(_context.Device, fence, null);
+            if (pool.Handle != 0) vk.DestroyCommandPool(_context.Device, pool, null);
             _mem.Release(src);
             if (dst != null) _mem.Release(dst);
         }
@@ -130,21 +130,21 @@ internal sealed unsafe class DeviceProbe
 
     private void Submit(CommandBuffer cb, Fence fence, Action<CommandBuffer> record)
     {
-        var vk = _cx.Vk;
+        var vk = _context.Vk;
         var bi = new CommandBufferBeginInfo { SType = StructureType.CommandBufferBeginInfo, Flags = CommandBufferUsageFlags.OneTimeSubmitBit };
-        _cx.Check(vk.BeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer");
+        _context.Check(vk.BeginCommandBuffer(cb, &bi), "vkBeginCommandBuffer");
         record(cb);
-        _cx.Check(vk.EndCommandBuffer(cb), "vkEndCommandBuffer");
+        _context.Check(vk.EndCommandBuffer(cb), "vkEndCommandBuffer");
         var si = new SubmitInfo { SType = StructureType.SubmitInfo, CommandBufferCount = 1, PCommandBuffers = &cb };
-        _cx.Check(vk.QueueSubmit(_cx.Queue, 1, &si, fence), "vkQueueSubmit");
-        _cx.Check(vk.WaitForFences(_cx.Device, 1, &fence, true, ulong.MaxValue), "vkWaitForFences");
-        _cx.Check(vk.ResetFences(_cx.Device, 1, &fence), "vkResetFences");
+        _context.Check(vk.QueueSubmit(_context.Queue, 1, &si, fence), "vkQueueSubmit");
+        _context.Check(vk.WaitForFences(_context.Device, 1, &fence, true, ulong.MaxValue), "vkWaitForFences");
+        _context.Check(vk.ResetFences(_context.Device, 1, &fence), "vkResetFences");
     }
 
     /// <summary>Seconds of the fastest of <paramref name="passes"/> runs of <paramref name="op"/> after one warm-up.</summary>
     private double Time(CommandBuffer cb, Fence fence, QueryPool qp, int passes, Action<CommandBuffer> op)
     {
-        var vk = _cx.Vk;
+        var vk = _context.Vk;
         var mb = new MemoryBarrier
         {
             SType = StructureType.MemoryBarrier,
@@ -171,8 +171,8 @@ internal sealed unsafe class DeviceProbe
             });
             var ts = new ulong[nq];
             fixed (ulong* p = ts)
-                _cx.Check(vk.GetQueryPoolResults(_cx.Device, qp, 0, nq, (nuint)(8 * nq), p, 8, QueryResultFlags.Result64Bit | QueryResultFlags.ResultWaitBit), "vkGetQueryPoolResults");
-            for (int i = 1; i <= passes; i++) best = Math.Min(best, (ts[2 * i + 1] - ts[2 * i]) * (double)_cx.TimestampPeriodNs * 1e-9);
+                _context.Check(vk.GetQueryPoolResults(_context.Device, qp, 0, nq, (nuint)(8 * nq), p, 8, QueryResultFlags.Result64Bit | QueryResultFlags.ResultWaitBit), "vkGetQueryPoolResults");
+            for (int i = 1; i <= passes; i++) best = Math.Min(best, (ts[2 * i + 1] - ts[2 * i]) * (double)_context.TimestampPeriodNs * 1e-9);
         }
         else
         {

@@ -17,7 +17,7 @@ public readonly record struct Binding(VkBuf Buf, ulong Offset, ulong Range)
 /// </summary>
 public sealed unsafe class Kernel : IDisposable
 {
-    private readonly VulkanContext _cx;
+    private readonly VulkanContext _context;
     private readonly ShaderModule _module;
     private readonly Dictionary<UInt128, Pipeline> _pipelines = new();
 
@@ -29,7 +29,7 @@ public sealed unsafe class Kernel : IDisposable
 
     public Kernel(VulkanContext cx, string name, int bindings, uint pushBytes)
     {
-        _cx = cx;
+        _context = cx;
         Name = name;
         Bindings = bindings;
         PushBytes = pushBytes;
@@ -104,7 +104,7 @@ public sealed unsafe class Kernel : IDisposable
             };
             var cpci = new ComputePipelineCreateInfo { SType = StructureType.ComputePipelineCreateInfo, Stage = stage, Layout = Layout };
             Pipeline pipe;
-            _cx.Check(_cx.Vk.CreateComputePipelines(_cx.Device, default, 1, &cpci, null, &pipe), $"vkCreateComputePipelines({Name})");
+            _context.Check(_context.Vk.CreateComputePipelines(_context.Device, default, 1, &cpci, null, &pipe), $"vkCreateComputePipelines({Name})");
             _pipelines[key] = pipe;
             return pipe;
         }
@@ -116,10 +116,10 @@ public sealed unsafe class Kernel : IDisposable
 
     public void Dispose()
     {
-        foreach (var p in _pipelines.Values) _cx.Vk.DestroyPipeline(_cx.Device, p, null);
-        _cx.Vk.DestroyPipelineLayout(_cx.Device, Layout, null);
-        _cx.Vk.DestroyDescriptorSetLayout(_cx.Device, SetLayout, null);
-        _cx.Vk.DestroyShaderModule(_cx.Device, _module, null);
+        foreach (var p in _pipelines.Values) _context.Vk.DestroyPipeline(_context.Device, p, null);
+        _context.Vk.DestroyPipelineLayout(_context.Device, Layout, null);
+        _context.Vk.DestroyDescriptorSetLayout(_context.Device, SetLayout, null);
+        _context.Vk.DestroyShaderModule(_context.Device, _module, null);
         _pipelines.Clear();
     }
 }
@@ -133,14 +133,14 @@ public sealed unsafe class Kernel : IDisposable
 /// </summary>
 public sealed unsafe class DescriptorCache : IDisposable
 {
-    private readonly VulkanContext _cx;
+    private readonly VulkanContext _context;
     private readonly Dictionary<DescKey, DescriptorSet> _sets = new();
     private readonly Dictionary<long, List<DescKey>> _byBuffer = new();
     private readonly Dictionary<Kernel, Stack<DescriptorSet>> _spare = new();
     private readonly List<DescriptorPool> _pools = new();
     private const uint SetsPerPool = 256;
 
-    public DescriptorCache(VulkanContext cx) { _cx = cx; }
+    public DescriptorCache(VulkanContext cx) { _context = cx; }
 
     public int Count => _sets.Count;
 
@@ -179,7 +179,7 @@ public sealed unsafe class DescriptorCache : IDisposable
         var key = new DescKey(k, b);
         if (_sets.TryGetValue(key, out var set)) return set;
         for (int i = 0; i < b.Length; i++)
-            if (b[i].Range > _cx.MaxBinding || b[i].Range == 0 || b[i].Offset % _cx.Limits.MinStorageBufferOffsetAlignment != 0)
+            if (b[i].Range > _context.MaxBinding || b[i].Range == 0 || b[i].Offset % _context.Limits.MinStorageBufferOffsetAlignment != 0)
                 throw new InvalidOperationException($"{k.Name}: binding {i} (offset {b[i].Offset}, {b[i].Range} bytes) breaks the device limits");
         set = _spare.TryGetValue(k, out var sp) && sp.Count > 0 ? sp.Pop() : Allocate(k);
         var infos = stackalloc DescriptorBufferInfo[b.Length];
@@ -193,7 +193,7 @@ public sealed unsafe class DescriptorCache : IDisposable
                 DescriptorType = DescriptorType.StorageBuffer, PBufferInfo = &infos[i],
             };
         }
-        _cx.Vk.UpdateDescriptorSets(_cx.Device, (uint)b.Length, writes, 0, null);
+        _context.Vk.UpdateDescriptorSets(_context.Device, (uint)b.Length, writes, 0, null);
         _sets[key] = set;
         foreach (var id in key.Buffers.Distinct())
         {
@@ -225,24 +225,24 @@ public sealed unsafe class DescriptorCache : IDisposable
         {
             var ai = new DescriptorSetAllocateInfo { SType = StructureType.DescriptorSetAllocateInfo, DescriptorPool = _pools[^1], DescriptorSetCount = 1, PSetLayouts = &layout };
             DescriptorSet s;
-            var r = _cx.Vk.AllocateDescriptorSets(_cx.Device, &ai, &s);
+            var r = _context.Vk.AllocateDescriptorSets(_context.Device, &ai, &s);
             if (r == Result.Success) return s;
-            if (r != Result.ErrorOutOfPoolMemory && r != Result.ErrorFragmentedPool) _cx.Check(r, "vkAllocateDescriptorSets");
+            if (r != Result.ErrorOutOfPoolMemory && r != Result.ErrorFragmentedPool) _context.Check(r, "vkAllocateDescriptorSets");
         }
         var size = new DescriptorPoolSize { Type = DescriptorType.StorageBuffer, DescriptorCount = SetsPerPool * 12 };
         var pci = new DescriptorPoolCreateInfo { SType = StructureType.DescriptorPoolCreateInfo, MaxSets = SetsPerPool, PoolSizeCount = 1, PPoolSizes = &size };
         DescriptorPool pool;
-        _cx.Check(_cx.Vk.CreateDescriptorPool(_cx.Device, &pci, null, &pool), "vkCreateDescriptorPool");
+        _context.Check(_context.Vk.CreateDescriptorPool(_context.Device, &pci, null, &pool), "vkCreateDescriptorPool");
         _pools.Add(pool);
         var ai2 = new DescriptorSetAllocateInfo { SType = StructureType.DescriptorSetAllocateInfo, DescriptorPool = pool, DescriptorSetCount = 1, PSetLayouts = &layout };
         DescriptorSet s2;
-        _cx.Check(_cx.Vk.AllocateDescriptorSets(_cx.Device, &ai2, &s2), "vkAllocateDescriptorSets");
+        _context.Check(_context.Vk.AllocateDescriptorSets(_context.Device, &ai2, &s2), "vkAllocateDescriptorSets");
         return s2;
     }
 
     public void Dispose()
     {
-        foreach (var p in _pools) _cx.Vk.DestroyDescriptorPool(_cx.Device, p, null);
+        foreach (var p in _pools) _context.Vk.DestroyDescriptorPool(_context.Device, p, null);
         _pools.Clear();
         _sets.Clear();
         _byBuffer.Clear();

@@ -55,15 +55,16 @@ public sealed unsafe class Allocator : IDisposable
         public int TypeIndex;
     }
 
-    private readonly VulkanContext _cx;
+    private readonly VulkanContext _context;
     private readonly List<Block> _blocks = new();
     private readonly List<(DeviceMemory Mem, bool Mapped, ulong Size, bool Device)> _dedicated = new();
     private readonly List<VkBuf> _buffers = new();
     private readonly int[] _typeFor = new int[3];
 
-    public Allocator(VulkanContext cx)
+    /// <param name="mapDeviceMemory">Map host-visible device-local memory (false: staging copies, as on a discrete GPU).</param>
+    public Allocator(VulkanContext cx, bool mapDeviceMemory = true)
     {
-        _cx = cx;
+        _context = cx;
         // Probe the memory-type bits of a storage buffer once.
         var probe = CreateHandle(256, out var req);
         cx.Vk.DestroyBuffer(cx.Device, probe, null);
@@ -77,7 +78,7 @@ public sealed unsafe class Allocator : IDisposable
             throw new VulkanUnavailableException($"{cx.Info.Name}: no host-visible coherent memory type");
         var df = cx.MemoryProperties.MemoryTypes[_typeFor[(int)MemKind.Device]].PropertyFlags;
         DeviceIsHostVisible = (df & hv) == hv;
-        MapDevice = DeviceIsHostVisible && !VulkanContext.TestNoDirectMapping;
+        MapDevice = DeviceIsHostVisible && mapDeviceMemory;
     }
 
     /// <summary>Device-local buffers are mapped (host-visible device memory, not disabled for tests).</summary>
@@ -117,28 +118,28 @@ public sealed unsafe class Allocator : IDisposable
             SharingMode = SharingMode.Exclusive,
         };
         VkBuffer b;
-        _cx.Check(_cx.Vk.CreateBuffer(_cx.Device, &bci, null, &b), "vkCreateBuffer");
+        _context.Check(_context.Vk.CreateBuffer(_context.Device, &bci, null, &b), "vkCreateBuffer");
         MemoryRequirements r;
-        _cx.Vk.GetBufferMemoryRequirements(_cx.Device, b, &r);
+        _context.Vk.GetBufferMemoryRequirements(_context.Device, b, &r);
         req = r;
         return b;
     }
 
     private DeviceMemory AllocateMemory(ulong size, int type, bool map, out byte* mapped)
     {
-        if (size > _cx.MaxAllocation) throw new InvalidOperationException($"allocation of {size} bytes exceeds maxMemoryAllocationSize {_cx.MaxAllocation}");
+        if (size > _context.MaxAllocation) throw new InvalidOperationException($"allocation of {size} bytes exceeds maxMemoryAllocationSize {_context.MaxAllocation}");
         var mai = new MemoryAllocateInfo { SType = StructureType.MemoryAllocateInfo, AllocationSize = size, MemoryTypeIndex = (uint)type };
         DeviceMemory m;
-        var r = _cx.Vk.AllocateMemory(_cx.Device, &mai, null, &m);
+        var r = _context.Vk.AllocateMemory(_context.Device, &mai, null, &m);
         if (r is Result.ErrorOutOfDeviceMemory or Result.ErrorOutOfHostMemory)
-            throw new InsufficientMemoryException($"out of Vulkan memory allocating {size / 1048576.0:F1} MiB ({DeviceBytes / 1048576.0:F0} MiB in use on {_cx.Info.Name})");
-        _cx.Check(r, "vkAllocateMemory");
+            throw new InsufficientMemoryException($"out of Vulkan memory allocating {size / 1048576.0:F1} MiB ({DeviceBytes / 1048576.0:F0} MiB in use on {_context.Info.Name})");
+        _context.Check(r, "vkAllocateMemory");
         mapped = null;
-        var f = _cx.MemoryProperties.MemoryTypes[type].PropertyFlags;
+        var f = _context.MemoryProperties.MemoryTypes[type].PropertyFlags;
         if (map && (f & MemoryPropertyFlags.HostVisibleBit) != 0)
         {
             void* p;
-            _cx.Check(_cx.Vk.MapMemory(_cx.Device, m, 0, size, 0, &p), "vkMapMemory");
+            _context.Check(_context.Vk.MapMemory(_context.Device, m, 0, size, 0, &p), "vkMapMemory");
             mapped = (byte*)p;
         }
         if (type == _typeFor[(int)MemKind.Device]) DeviceBytes += size;
@@ -156,7 +157,7 @@ public sealed unsafe class Allocator : IDisposable
         {
             var mem = AllocateMemory(req.Size, type, kind != MemKind.Device || MapDevice, out var mapped);
             _dedicated.Add((mem, mapped != null, req.Size, type == _typeFor[(int)MemKind.Device]));
-            _cx.Check(_cx.Vk.BindBufferMemory(_cx.Device, handle, mem, 0), "vkBindBufferMemory");
+            _context.Check(_context.Vk.BindBufferMemory(_context.Device, handle, mem, 0), "vkBindBufferMemory");
             buf = new VkBuf(handle, size, mem, 0, mapped, true);
         }
         else
@@ -167,7 +168,7 @@ public sealed unsafe class Allocator : IDisposable
             {
                 var (fb, fo, _) = _free[fi];
                 _free.RemoveAt(fi);
-                _cx.Check(_cx.Vk.BindBufferMemory(_cx.Device, handle, fb.Memory, fo), "vkBindBufferMemory");
+                _context.Check(_context.Vk.BindBufferMemory(_context.Device, handle, fb.Memory, fo), "vkBindBufferMemory");
                 buf = new VkBuf(handle, size, fb.Memory, fo, fb.Mapped != null ? fb.Mapped + fo : null, false) { SubSize = req.Size };
                 _buffers.Add(buf);
                 return buf;
@@ -177,14 +178,14 @@ public sealed unsafe class Allocator : IDisposable
                 if (b.TypeIndex == type && ((b.Used + align - 1) & ~(align - 1)) + req.Size <= b.Size) { blk = b; break; }
             if (blk == null)
             {
-                ulong bs = Math.Min(BlockSize, _cx.MaxAllocation);
+                ulong bs = Math.Min(BlockSize, _context.MaxAllocation);
                 blk = new Block { TypeIndex = type, Size = bs };
                 blk.Memory = AllocateMemory(bs, type, MapDevice, out blk.Mapped);
                 _blocks.Add(blk);
             }
             ulong off = (blk.Used + align - 1) & ~(align - 1);
             blk.Used = off + req.Size;
-            _cx.Check(_cx.Vk.BindBufferMemory(_cx.Device, handle, blk.Memory, off), "vkBindBufferMemory");
+            _context.Check(_context.Vk.BindBufferMemory(_context.Device, handle, blk.Memory, off), "vkBindBufferMemory");
             buf = new VkBuf(handle, size, blk.Memory, off, blk.Mapped != null ? blk.Mapped + off : null, false) { SubSize = req.Size };
         }
         _buffers.Add(buf);
@@ -196,7 +197,7 @@ public sealed unsafe class Allocator : IDisposable
     public void Release(VkBuf b)
     {
         if (!_buffers.Remove(b)) throw new InvalidOperationException("buffer not owned by this allocator");
-        _cx.Vk.DestroyBuffer(_cx.Device, b.Handle, null);
+        _context.Vk.DestroyBuffer(_context.Device, b.Handle, null);
         if (!b.Dedicated)
         {
             var blk = _blocks.First(x => x.Memory.Handle == b.Memory.Handle);
@@ -207,23 +208,23 @@ public sealed unsafe class Allocator : IDisposable
         if (i < 0) throw new InvalidOperationException("buffer not owned by this allocator");
         var d = _dedicated[i];
         _dedicated.RemoveAt(i);
-        if (d.Mapped) _cx.Vk.UnmapMemory(_cx.Device, d.Mem);
-        _cx.Vk.FreeMemory(_cx.Device, d.Mem, null);
+        if (d.Mapped) _context.Vk.UnmapMemory(_context.Device, d.Mem);
+        _context.Vk.FreeMemory(_context.Device, d.Mem, null);
         if (d.Device) DeviceBytes -= d.Size;
     }
 
     public void Dispose()
     {
-        foreach (var b in _buffers) _cx.Vk.DestroyBuffer(_cx.Device, b.Handle, null);
+        foreach (var b in _buffers) _context.Vk.DestroyBuffer(_context.Device, b.Handle, null);
         foreach (var (m, mapped, _, _) in _dedicated)
         {
-            if (mapped) _cx.Vk.UnmapMemory(_cx.Device, m);
-            _cx.Vk.FreeMemory(_cx.Device, m, null);
+            if (mapped) _context.Vk.UnmapMemory(_context.Device, m);
+            _context.Vk.FreeMemory(_context.Device, m, null);
         }
         foreach (var b in _blocks)
         {
-            if (b.Mapped != null) _cx.Vk.UnmapMemory(_cx.Device, b.Memory);
-            _cx.Vk.FreeMemory(_cx.Device, b.Memory, null);
+            if (b.Mapped != null) _context.Vk.UnmapMemory(_context.Device, b.Memory);
+            _context.Vk.FreeMemory(_context.Device, b.Memory, null);
         }
         _buffers.Clear();
         _dedicated.Clear();

@@ -21,7 +21,7 @@ public sealed unsafe class Uploader : IDisposable
         public readonly List<(VkBuf Dst, BufferCopy Region)> Copies = new();
     }
 
-    private readonly VulkanContext _cx;
+    private readonly VulkanContext _context;
     private readonly Allocator _mem;
     private readonly CommandPool _pool;
     private readonly Slot[] _slots = new Slot[2];
@@ -30,7 +30,7 @@ public sealed unsafe class Uploader : IDisposable
 
     public Uploader(VulkanContext cx, Allocator mem, ulong stagingSize = 64UL << 20)
     {
-        _cx = cx;
+        _context = cx;
         _mem = mem;
         StagingSize = stagingSize;
         var cpci = new CommandPoolCreateInfo { SType = StructureType.CommandPoolCreateInfo, QueueFamilyIndex = cx.QueueFamily, Flags = CommandPoolCreateFlags.ResetCommandBufferBit };
@@ -45,11 +45,11 @@ public sealed unsafe class Uploader : IDisposable
         var s = new Slot { Staging = _mem.Create(StagingSize, MemKind.Upload) };
         var ai = new CommandBufferAllocateInfo { SType = StructureType.CommandBufferAllocateInfo, CommandPool = _pool, Level = CommandBufferLevel.Primary, CommandBufferCount = 1 };
         CommandBuffer cb;
-        _cx.Check(_cx.Vk.AllocateCommandBuffers(_cx.Device, &ai, &cb), "vkAllocateCommandBuffers");
+        _context.Check(_context.Vk.AllocateCommandBuffers(_context.Device, &ai, &cb), "vkAllocateCommandBuffers");
         s.Cb = cb;
         var fci = new FenceCreateInfo { SType = StructureType.FenceCreateInfo };
         Fence f;
-        _cx.Check(_cx.Vk.CreateFence(_cx.Device, &fci, null, &f), "vkCreateFence");
+        _context.Check(_context.Vk.CreateFence(_context.Device, &fci, null, &f), "vkCreateFence");
         s.Fence = f;
         return _slots[i] = s;
     }
@@ -58,9 +58,9 @@ public sealed unsafe class Uploader : IDisposable
     {
         if (!s.Busy) return;
         var f = s.Fence;
-        _cx.Check(_cx.Vk.WaitForFences(_cx.Device, 1, &f, true, ulong.MaxValue), "vkWaitForFences");
-        _cx.Vk.ResetFences(_cx.Device, 1, &f);
-        _cx.Vk.ResetCommandBuffer(s.Cb, 0);
+        _context.Check(_context.Vk.WaitForFences(_context.Device, 1, &f, true, ulong.MaxValue), "vkWaitForFences");
+        _context.Vk.ResetFences(_context.Device, 1, &f);
+        _context.Vk.ResetCommandBuffer(s.Cb, 0);
         s.Busy = false;
     }
 
@@ -68,16 +68,16 @@ public sealed unsafe class Uploader : IDisposable
     {
         if (s.Copies.Count == 0) return;
         var bi = new CommandBufferBeginInfo { SType = StructureType.CommandBufferBeginInfo, Flags = CommandBufferUsageFlags.OneTimeSubmitBit };
-        _cx.Check(_cx.Vk.BeginCommandBuffer(s.Cb, &bi), "vkBeginCommandBuffer");
+        _context.Check(_context.Vk.BeginCommandBuffer(s.Cb, &bi), "vkBeginCommandBuffer");
         foreach (var (dst, region) in s.Copies)
         {
             var r = region;
-            _cx.Vk.CmdCopyBuffer(s.Cb, s.Staging.Handle, dst.Handle, 1, &r);
+            _context.Vk.CmdCopyBuffer(s.Cb, s.Staging.Handle, dst.Handle, 1, &r);
         }
-        _cx.Check(_cx.Vk.EndCommandBuffer(s.Cb), "vkEndCommandBuffer");
+        _context.Check(_context.Vk.EndCommandBuffer(s.Cb), "vkEndCommandBuffer");
         var cb = s.Cb;
         var si = new SubmitInfo { SType = StructureType.SubmitInfo, CommandBufferCount = 1, PCommandBuffers = &cb };
-        _cx.Check(_cx.Vk.QueueSubmit(_cx.Queue, 1, &si, s.Fence), "vkQueueSubmit");
+        _context.Check(_context.Vk.QueueSubmit(_context.Queue, 1, &si, s.Fence), "vkQueueSubmit");
         s.Busy = true;
         s.Copies.Clear();
         s.Used = 0;
@@ -133,7 +133,7 @@ public sealed unsafe class Uploader : IDisposable
     {
         try { Finish(); } catch (InvalidOperationException) { }
         foreach (var s in _slots)
-            if (s != null) _cx.Vk.DestroyFence(_cx.Device, s.Fence, null);
-        _cx.Vk.DestroyCommandPool(_cx.Device, _pool, null);
+            if (s != null) _context.Vk.DestroyFence(_context.Device, s.Fence, null);
+        _context.Vk.DestroyCommandPool(_context.Device, _pool, null);
     }
 }

@@ -63,7 +63,7 @@ public sealed unsafe partial class VulkanBackend
             catch (Exception e) when (e is InvalidOperationException or VulkanUnavailableException)
             {
                 _gemmCm = null;
-                if (Environment.GetEnvironmentVariable("XLSTM_DEBUG") == "1") Console.Error.WriteLine($"vulkan: cooperative-matrix GEMM unavailable ({e.Message})");
+                Options.Log?.Invoke($"vulkan: cooperative-matrix GEMM unavailable ({e.Message})");
             }
         }
     }
@@ -92,8 +92,8 @@ public sealed unsafe partial class VulkanBackend
         if (Options.MatVec is { } s) return s;
         // several tokens per workgroup (H200 sweep, 4 tokens per workgroup: Q4_0 best with 8 rows, which share the
         // per-token activation quantization; F16 with 4)
-        if (tokens > 1) return WeightLayout.IsQuant(w.DevType) ? new MatVecShape(128, 8, 1) : new MatVecShape(128, 4, 1);
-        return WeightLayout.IsQuant(w.DevType) ? new MatVecShape(128, 8, 1) : new MatVecShape(128, 2, 1);
+        if (tokens > 1) return GgmlTypes.IsQuantized(w.DevType) ? new MatVecShape(128, 8, 1) : new MatVecShape(128, 4, 1);
+        return GgmlTypes.IsQuantized(w.DevType) ? new MatVecShape(128, 8, 1) : new MatVecShape(128, 2, 1);
     }
 
     private static Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t) =>

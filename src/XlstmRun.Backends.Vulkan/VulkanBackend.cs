@@ -17,6 +17,8 @@ namespace XlstmRun.Backends.Vulkan;
 public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IProfilingBackend, IDeviceMemory
 {
     private readonly VulkanContext _cx;
+    /// <summary>The largest storage-buffer binding: the device's, or less when the options ask (tests).</summary>
+    private readonly ulong _maxBinding;
     private readonly bool _ownsContext;
     private readonly Allocator _mem;
     private readonly CommandStream _cs;
@@ -30,9 +32,10 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
         _cx = cx;
         _ownsContext = ownsContext;
         Options = options ?? new VulkanOptions();
+        _maxBinding = Math.Min(cx.MaxBinding, Options.MaxBindingBytes ?? ulong.MaxValue);
         try
         {
-            _mem = new Allocator(cx);
+            _mem = new Allocator(cx, Options.MapDeviceMemory);
             _cs = new CommandStream(cx, Options.Profile);
             _up = new Uploader(cx, _mem);
             _cs.BeforeSubmit = _up.Submit;
@@ -82,12 +85,12 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
     private bool HalfGemm(VkWeight w) => _gemmCm != null && !Options.Float32 && w.DevType != GgmlType.F32 && w.F16Safe;
 
     /// <summary>Quantized matvec with int8 activations (integer dot products).</summary>
-    private bool IntDotVec(VkWeight w) => _intDot && WeightLayout.IsQuant(w.DevType);
+    private bool IntDotVec(VkWeight w) => _intDot && GgmlTypes.IsQuantized(w.DevType);
 
     public ActivationPrecision MatMulActivations(GgmlType weightType, int tokens)
     {
         if (Options.Float32 || weightType == GgmlType.F32) return ActivationPrecision.Float32;
-        if (tokens <= Options.VecTokens) return _intDot && WeightLayout.IsQuant(weightType) ? ActivationPrecision.Int8 : ActivationPrecision.Float32;
+        if (tokens <= Options.VecTokens) return _intDot && GgmlTypes.IsQuantized(weightType) ? ActivationPrecision.Int8 : ActivationPrecision.Float32;
         return _gemmCm != null ? ActivationPrecision.Float16 : ActivationPrecision.Float32;
     }
 
@@ -140,7 +143,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
             decoded = t.ToFloatArray();
             srcRowBytes = cols * 4L;
         }
-        int perPart = WeightLayout.RowsPerPart(devType, cols, rows, _cx.MaxBinding);
+        int perPart = WeightLayout.RowsPerPart(devType, cols, rows, _maxBinding);
         var parts = new List<WeightPart>();
         fixed (float* dp = decoded)
         {
@@ -220,7 +223,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
         ulong stride = VkState.StrideFor(config);
         ulong slotBytes = stride * (ulong)config.Blocks;
         // as many slots per buffer as the allocation (and one binding) may hold
-        ulong limit = Math.Min(_cx.MaxAllocation, _cx.MaxBinding);
+        ulong limit = Math.Min(_cx.MaxAllocation, _maxBinding);
         int perBuffer = (int)Math.Clamp(limit / slotBytes, 1UL, (ulong)slots);
         var groups = new List<(VkBuf, int, int)>();
         for (int first = 0; first < slots; first += perBuffer)
@@ -451,13 +454,13 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
     /// <summary>A binding that covers the tensor's rows, and the tensor's first element relative to it.</summary>
     private (Binding B, uint Off) Act(VkTensor t)
     {
-        if (t.Buf.Size <= _cx.MaxBinding) return (Binding.Whole(t.Buf), checked((uint)t.Offset));
+        if (t.Buf.Size <= _maxBinding) return (Binding.Whole(t.Buf), checked((uint)t.Offset));
         ulong start = (ulong)t.Offset * 4;
         ulong align = Math.Max(256UL, _cx.Limits.MinStorageBufferOffsetAlignment);
         ulong off = start / align * align;
-        ulong range = Math.Min(t.Buf.Size - off, _cx.MaxBinding / align * align);
+        ulong range = Math.Min(t.Buf.Size - off, _maxBinding / align * align);
         if (start + (ulong)t.Rows * (ulong)t.Stride * 4 > off + range)
-            throw new InvalidOperationException($"an activation view of {(ulong)t.Rows * (ulong)t.Stride * 4} bytes exceeds the device's storage-buffer range ({_cx.MaxBinding} bytes): use a smaller batch");
+            throw new InvalidOperationException($"an activation view of {(ulong)t.Rows * (ulong)t.Stride * 4} bytes exceeds the device's storage-buffer range ({_maxBinding} bytes): use a smaller batch");
         return (new Binding(t.Buf, off, range), (uint)((start - off) / 4));
     }
 
@@ -500,8 +503,8 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
     {
         if (_disposed) return;
         _disposed = true;
-        if (Environment.GetEnvironmentVariable("XLSTM_VK_STATS") == "1")
-            try { _cs.Flush(); Console.Error.Write(StatsReport()); } catch (InvalidOperationException) { }
+        if (Options.Stats && Options.Log != null)
+            try { _cs.Flush(); Options.Log(StatsReport().TrimEnd('\n')); } catch (InvalidOperationException) { }
         DisposeResources();
         if (_ownsContext) _cx.Dispose();
     }

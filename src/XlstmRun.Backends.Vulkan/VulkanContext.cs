@@ -91,7 +91,7 @@ public sealed unsafe class VulkanContext : IDisposable
             if ((mp.MemoryProperties.MemoryHeaps[i].Flags & MemoryHeapFlags.DeviceLocalBit) != 0) used += (long)budget.HeapUsage[i];
         return used;
     }
-    public ulong MaxBinding { get; private set; }
+    public ulong MaxBinding { get; }
     public ulong MaxAllocation { get; }
 
     /// <summary>The Vulkan entry points (loader), or an exception saying why they are missing.</summary>
@@ -376,7 +376,7 @@ public sealed unsafe class VulkanContext : IDisposable
         bool noSg = noSubgroups || Environment.GetEnvironmentVariable("XLSTM_VK_NO_SUBGROUPS") == "1";
         UseSubgroups = probe.SubgroupArithmetic && !noSg;
         FullSubgroups = probe.FullSubgroups;
-        MaxBinding = Math.Min(Limits.MaxStorageBufferRange, TestMaxBinding ?? ulong.MaxValue);
+        MaxBinding = Limits.MaxStorageBufferRange;
         MaxAllocation = probe.Maint3.MaxMemoryAllocationSize > 0 ? probe.Maint3.MaxMemoryAllocationSize : 1UL << 30;
         bool coopShape = probe.CoopNvFeature && CoopMat16x16x16F16F32(vk, inst, pd);
         // glslang's GL_NV_cooperative_matrix code uses the Vulkan memory model: that feature is needed too
@@ -458,16 +458,6 @@ public sealed unsafe class VulkanContext : IDisposable
                 return true;
         return false;
     }
-
-    /// <summary>Tests only: pretend the device's maxStorageBufferRange is this small, to exercise weight splitting
-    /// (applies to contexts created afterwards, or after <see cref="RefreshTestLimits"/>).</summary>
-    public static ulong? TestMaxBinding { get; set; }
-
-    public void RefreshTestLimits() => MaxBinding = Math.Min(Limits.MaxStorageBufferRange, TestMaxBinding ?? ulong.MaxValue);
-
-    /// <summary>Tests only: never map device-local memory, so that uploads and reads take the staging-copy path that a
-    /// discrete GPU uses even on a device whose memory is host-visible (lavapipe).</summary>
-    public static bool TestNoDirectMapping { get; set; }
 
     public void Check(Result r, string what)
     {

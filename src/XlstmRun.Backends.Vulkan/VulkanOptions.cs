@@ -26,7 +26,7 @@ public readonly record struct GemmTile(uint WarpsM, uint WarpsN, uint TM, uint T
 /// <summary>
 /// Settings of the Vulkan backend, fixed at creation. The command line sets <see cref="Profile"/> and
 /// <see cref="Float32"/>; the XLSTM_VK_* environment variables (<see cref="FromEnvironment"/>) exist for measurements
-/// and diagnosis and are listed in docs/backends.md.
+/// and diagnosis and are listed, with every other backend setting, in docs/backends.md.
 /// </summary>
 public sealed record VulkanOptions
 {
@@ -61,6 +61,17 @@ public sealed record VulkanOptions
     /// <summary>Tests and diagnosis (XLSTM_VK_EMULATE_COOPMAT=warpsM,warpsN,tm,tn,bkv): run the prefill GEMM through
     /// matmul_coopmat_emu (emulated matrix operations) on any device, with this tile.</summary>
     public GemmTile? EmulateCoopMat { get; init; }
+    /// <summary>Tests only: pretend the device's maxStorageBufferRange is at most this many bytes, to exercise the
+    /// splitting of weights into several buffers.</summary>
+    public ulong? MaxBindingBytes { get; init; }
+    /// <summary>Map host-visible device-local memory directly (the default). Tests set false so that uploads and reads
+    /// take the staging-copy path of a discrete GPU even on a device whose memory is host-visible (lavapipe).</summary>
+    public bool MapDeviceMemory { get; init; } = true;
+    /// <summary>Print the command-stream statistics through <see cref="Log"/> when the backend is disposed (XLSTM_VK_STATS=1).</summary>
+    public bool Stats { get; init; }
+    /// <summary>Where the backend reports diagnostics (fallbacks, statistics); null: nowhere. The CLI passes a writer
+    /// to stderr under XLSTM_DEBUG=1 (and for XLSTM_VK_STATS=1).</summary>
+    public Action<string>? Log { get; init; }
 
     /// <summary>Defaults with the XLSTM_VK_* environment overrides applied; a malformed value is an error naming it.</summary>
     public static VulkanOptions FromEnvironment(bool profile = false, bool float32 = false)
@@ -80,6 +91,7 @@ public sealed record VulkanOptions
         if (Env("XLSTM_VK_FUSE") is { } fu) o = o with { Fusion = fu != "0" };
         if (Env("XLSTM_VK_COOPMAT") is { } cm) o = o with { CoopMat = cm != "0" };
         if (Env("XLSTM_VK_INTDOT") is { } id) o = o with { IntDot = id != "0" };
+        if (Env("XLSTM_VK_STATS") is { } st) o = o with { Stats = st == "1" };
         if (Env("XLSTM_VK_MATVEC") is { } mv)
         {
             var n = Nums("XLSTM_VK_MATVEC", mv, 2, 3);

@@ -111,31 +111,32 @@ public sealed class VkState : IStateBuffer
 /// <summary>Device layouts of weights and the host-side repacking into them.</summary>
 public static unsafe class WeightLayout
 {
-    public static uint WType(GgmlType t) => t switch
-    {
-        GgmlType.F32 => 0, GgmlType.F16 => 1, GgmlType.BF16 => 2, GgmlType.Q8_0 => 3, GgmlType.Q4_0 => 4,
-        _ => throw new ArgumentOutOfRangeException(nameof(t), t, "unsupported weight type"),
-    };
+    /// <summary>The WTYPE specialisation constant: the type's index in the weight-type table (= WT_* in shaders/weights.glsl).</summary>
+    public static uint WType(GgmlType t) => (uint)GgmlTypes.Info(t).Index;
 
-    public static bool IsQuant(GgmlType t) => t is GgmlType.Q8_0 or GgmlType.Q4_0;
-    public static int QuantBytes(GgmlType t) => t == GgmlType.Q8_0 ? 32 : 16;
+    /// <summary>Bytes of the quantized values of one block (the scale is stored apart on the device).</summary>
+    public static int QuantBytes(GgmlType t) => GgmlTypes.Info(t).QuantBytes;
     public static int Pad8(int cols) => (cols + 7) & ~7;
 
     /// <summary>Bytes of the main (element or quant) region per row.</summary>
-    public static long MainRowBytes(GgmlType t, int cols) => t switch
+    public static long MainRowBytes(GgmlType t, int cols)
     {
-        GgmlType.F32 => Pad8(cols) * 4L,
-        GgmlType.F16 or GgmlType.BF16 => Pad8(cols) * 2L,
-        _ => cols / 32 * (long)QuantBytes(t),
-    };
+        var info = GgmlTypes.Info(t);
+        return info.Quantized ? cols / info.BlockSize * (long)info.QuantBytes : Pad8(cols) * (long)info.ElementBytes;
+    }
 
     /// <summary>Bytes of the scale region per row (quant types).</summary>
-    public static long ScaleRowBytes(GgmlType t, int cols) => IsQuant(t) ? cols / 32 * 2L : 0;
+    public static long ScaleRowBytes(GgmlType t, int cols)
+    {
+        var info = GgmlTypes.Info(t);
+        return cols / info.BlockSize * (long)info.ScaleBytes;
+    }
 
     public static ulong PartBytes(GgmlType t, int cols, int rows) =>
         (ulong)(MainRowBytes(t, cols) * rows) + (((ulong)(ScaleRowBytes(t, cols) * rows) + 15) & ~15UL);
 
-    public static uint WStride(GgmlType t, int cols) => IsQuant(t) ? (uint)(cols / 32) : (uint)(MainRowBytes(t, cols) / 16);
+    public static uint WStride(GgmlType t, int cols) =>
+        GgmlTypes.IsQuantized(t) ? (uint)(cols / GgmlTypes.BlockSize(t)) : (uint)(MainRowBytes(t, cols) / 16);
 
     /// <summary>Rows per part so that no part's buffer exceeds <paramref name="maxBytes"/>.</summary>
     public static int RowsPerPart(GgmlType t, int cols, int rows, ulong maxBytes)
@@ -150,27 +151,21 @@ public static unsafe class WeightLayout
     public static void FillMain(GgmlType t, byte* src, long srcRowBytes, int cols, int r0, int r1, byte* dst)
     {
         long mrb = MainRowBytes(t, cols);
-        int nb = cols / 32;
+        var info = GgmlTypes.Info(t);
+        int nb = cols / info.BlockSize, bb = info.BlockBytes, sb = info.ScaleBytes, qb = info.QuantBytes;
         Parallel.For(r0, r1, new ParallelOptions { MaxDegreeOfParallelism = (r1 - r0) >= 64 ? Environment.ProcessorCount : 1 }, r =>
         {
             byte* s = src + r * srcRowBytes;
             byte* d = dst + (r - r0) * mrb;
-            switch (t)
+            if (!info.Quantized)
             {
-                case GgmlType.F32:
-                case GgmlType.F16:
-                case GgmlType.BF16:
-                    System.Buffer.MemoryCopy(s, d, mrb, srcRowBytes);
-                    new Span<byte>(d + srcRowBytes, (int)(mrb - srcRowBytes)).Clear();
-                    break;
-                case GgmlType.Q8_0:
-                    for (int b = 0; b < nb; b++) System.Buffer.MemoryCopy(s + 34 * b + 2, d + 32 * b, 32, 32);
-                    break;
-                case GgmlType.Q4_0:
-                    for (int b = 0; b < nb; b++) System.Buffer.MemoryCopy(s + 18 * b + 2, d + 16 * b, 16, 16);
-                    break;
-                default:
-                    throw new ArgumentOutOfRangeException(nameof(t));
+                System.Buffer.MemoryCopy(s, d, mrb, srcRowBytes);
+                new Span<byte>(d + srcRowBytes, (int)(mrb - srcRowBytes)).Clear();
+            }
+            else
+            {
+                // the quantized values of each block, without its scale (FillScales writes those)
+                for (int b = 0; b < nb; b++) System.Buffer.MemoryCopy(s + (long)bb * b + sb, d + (long)qb * b, qb, qb);
             }
         });
     }
@@ -201,11 +196,11 @@ public static unsafe class WeightLayout
                     }
                 });
                 return bad == 0;
-            case GgmlType.Q8_0:
-            case GgmlType.Q4_0:
+            case var _ when GgmlTypes.IsQuantized(t):
             {
-                int nb = cols / 32, bb = t == GgmlType.Q8_0 ? 34 : 18;
-                float qmax = t == GgmlType.Q8_0 ? 128f : 8f;
+                var info = GgmlTypes.Info(t);
+                int nb = cols / info.BlockSize, bb = info.BlockBytes;
+                float qmax = info.QuantMax;
                 Parallel.For(0, rows, (r, st) =>
                 {
                     byte* s = src + r * srcRowBytes;
@@ -225,7 +220,7 @@ public static unsafe class WeightLayout
     /// <summary>Write the f16 scales of rows [r0, r1) to dst (quant types).</summary>
     public static void FillScales(GgmlType t, byte* src, long srcRowBytes, int cols, int r0, int r1, byte* dst)
     {
-        int nb = cols / 32, bb = t == GgmlType.Q8_0 ? 34 : 18;
+        int nb = cols / GgmlTypes.BlockSize(t), bb = GgmlTypes.BlockBytes(t);
         Parallel.For(r0, r1, new ParallelOptions { MaxDegreeOfParallelism = (r1 - r0) >= 256 ? Environment.ProcessorCount : 1 }, r =>
         {
             byte* s = src + r * srcRowBytes;

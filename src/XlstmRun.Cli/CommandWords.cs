@@ -9,7 +9,7 @@ namespace XlstmRun.Cli;
 /// -p hi` works). A first word that names no command is an error with a suggestion, unless it holds spaces (a quoted
 /// prompt, `xlstm-run "Once upon a time"`); prompts are otherwise given with -p, -f, stdin, or after `--`.
 /// </summary>
-public static class CommandWords
+internal static class CommandWords
 {
     /// <summary>Other tools' names for our commands (llama.cpp, ollama, habits), used only for suggestions.</summary>
     private static readonly Dictionary<string, string> Synonyms = new(StringComparer.OrdinalIgnoreCase)

@@ -6,7 +6,7 @@ namespace XlstmRun.Cli;
 /// ../share/xlstm-run/default.gguf relative to the executable; and, for a source checkout, models/default/default.gguf
 /// in the repository that contains the executable (build/xlstm-run → models/default/default.gguf).
 /// </summary>
-public static class DefaultModel
+internal static class DefaultModel
 {
     public const string FileName = "default.gguf";
 

@@ -8,7 +8,7 @@ namespace XlstmRun.Cli;
 /// A "Notes:" section at the end of a command's --help, so that the command list stays one line per command while
 /// `COMMAND --help` still explains the rules.
 /// </summary>
-public static class HelpNotes
+internal static class HelpNotes
 {
     private static readonly Dictionary<Command, string> Notes = new();
 

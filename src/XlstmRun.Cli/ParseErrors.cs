@@ -9,7 +9,7 @@ namespace XlstmRun.Cli;
 /// argument 'abc' for option '-s' as expected type 'System.Int64'". Only the first error is shown (the others usually
 /// follow from it).
 /// </summary>
-public static partial class ParseErrors
+internal static partial class ParseErrors
 {
     [GeneratedRegex(@"^Unrecognized command or argument '(?<v>.*)'\.$", RegexOptions.Singleline)]
     private static partial Regex Unrecognized();

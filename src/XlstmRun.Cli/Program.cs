@@ -6,7 +6,7 @@ using XlstmRun.Formats;
 
 namespace XlstmRun.Cli;
 
-public static class Program
+internal static class Program
 {
     public static int Main(string[] args)
     {
@@ -103,7 +103,7 @@ public static class Program
     private static string OneLine(string s) => Formats.IO.TerminalText.OneLine(s);
 }
 
-public static class ExitCodes
+internal static class ExitCodes
 {
     public const int Ok = 0, Failure = 1, BadInput = 2, Interrupted = 130, BrokenPipe = 141;
 }

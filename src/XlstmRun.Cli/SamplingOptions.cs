@@ -5,7 +5,7 @@ using XlstmRun.Text.Sampling;
 namespace XlstmRun.Cli;
 
 /// <summary>Generation options shared by the root command, `generate` and `batch` (llama.cpp names and defaults).</summary>
-public sealed class SamplingOptions
+internal sealed class SamplingOptions
 {
     public const int DefaultTokens = 256, DefaultTokensIds = 32;
 

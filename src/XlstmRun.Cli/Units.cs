@@ -3,7 +3,7 @@ using System.Globalization;
 namespace XlstmRun.Cli;
 
 /// <summary>Sizes and counts in the unit that suits them (a 14 MiB model is not "0.01 GiB").</summary>
-public static class Units
+internal static class Units
 {
     private static string F(double x, string fmt) => x.ToString(fmt, CultureInfo.InvariantCulture);
 

@@ -1,3 +1,4 @@
+using XlstmRun.Backends;
 using XlstmRun.Backends.Cpu;
 using XlstmRun.Backends.OpenCL;
 using XlstmRun.Backends.Vulkan;
@@ -6,17 +7,19 @@ using XlstmRun.Model;
 
 namespace XlstmRun.Conformance;
 
-/// <summary>Writes host floats into a backend tensor (not part of <see cref="IBackend"/>; each backend has its own way).</summary>
-public delegate void TensorWriter(IBackend backend, ITensor dst, ReadOnlySpan<float> src);
-
 /// <summary>How devices are listed: CPU threads, and whether to add the variants the tests exercise on top of the defaults.</summary>
 public sealed record DeviceOptions(int Threads = 0, bool Variants = false);
 
 /// <summary>
-/// One backend as the conformance checks see it: its name, the devices it has on this machine (or why none), and how to
-/// write a tensor. <see cref="BackendCatalog.Kinds"/> lists them all: a new backend is one more line there.
+/// One backend as the conformance checks see it: its provider (name, devices, creation, tensor writer) and how its
+/// devices are listed for the checks (each device with default settings, plus the kernel variants the checks exercise
+/// for the backends that have them). <see cref="BackendCatalog.Kinds"/> has one per registered provider.
 /// </summary>
-public sealed record BackendKind(string Name, Func<DeviceOptions, (List<ConformanceDevice> Devices, string? WhyNone)> Enumerate, TensorWriter Write);
+public sealed record BackendKind(IBackendProvider Provider, Func<DeviceOptions, (List<ConformanceDevice> Devices, string? WhyNone)> Enumerate)
+{
+    public string Name => Provider.Name;
+    public void Write(IBackend be, ITensor t, ReadOnlySpan<float> v) => Provider.Write(be, t, v);
+}
 
 /// <summary>
 /// A device (or a variant of one) that backends can be created on. Creating a backend is cheap after the first time:
@@ -56,13 +59,15 @@ public sealed class ConformanceDevice : IDisposable
 
 public static class BackendCatalog
 {
-    /// <summary>Every backend of the project. A new backend = one line here (its device listing and tensor writer).</summary>
-    public static readonly BackendKind[] Kinds =
-    [
-        new("cpu", CpuDevices, (be, t, v) => v.CopyTo(((CpuTensor)t).Span)),
-        new("vulkan", VulkanDevices, (be, t, v) => ((VulkanBackend)be).Write(t, v)),
-        new("opencl", OpenClDevices, (be, t, v) => ((OpenClBackend)be).Write(t, v)),
-    ];
+    /// <summary>Every backend of the project: one per provider of <see cref="BackendProviders.All"/>. A backend without
+    /// its own listing below is checked on each of its devices with default settings.</summary>
+    public static readonly BackendKind[] Kinds = BackendProviders.All.Select(p => new BackendKind(p, p.Name switch
+    {
+        "cpu" => CpuDevices,
+        "vulkan" => VulkanDevices,
+        "opencl" => OpenClDevices,
+        _ => o => ProviderDevices(p, o),
+    })).ToArray();
 
     public static BackendKind Kind(string name) =>
         Kinds.FirstOrDefault(k => k.Name == name) ?? throw new BadInputException($"unknown backend '{name}' (expected {string.Join(", ", Kinds.Select(k => k.Name))})");
@@ -99,13 +104,23 @@ public static class BackendCatalog
 
     // ---- per-backend device listings ----------------------------------------------------------------------------------
 
+    /// <summary>Each device of a provider, with default settings.</summary>
+    private static (List<ConformanceDevice>, string?) ProviderDevices(IBackendProvider provider, DeviceOptions o)
+    {
+        var kind = Kinds.First(k => k.Provider == provider);
+        var list = provider.Devices(out var why);
+        var res = list.Select(d => new ConformanceDevice($"{provider.Name}:{d.Index}", kind, d.Description,
+            _ => provider.Create(new BackendSettings(Device: d.Index, Threads: o.Threads)))).ToList();
+        return (res, res.Count == 0 ? why ?? $"no {provider.Name} device" : null);
+    }
+
     private static (List<ConformanceDevice>, string?) CpuDevices(DeviceOptions o)
     {
-        var kind = Kinds[0];
+        var kind = Kinds.First(k => k.Name == "cpu");
         int threads = o.Threads > 0 ? o.Threads : Environment.ProcessorCount;
         // the float path is the baseline every other backend is compared with; the default 8-bit path for Q8_0/Q4_0 too
         var f = new ConformanceDevice("cpu", kind, "", _ => new CpuBackend(threads, int8Activations: false));
-        var i8 = new ConformanceDevice("cpu-int8", kind, "", _ => new CpuBackend(threads, int8Activations: true), types: [GgmlType.Q8_0, GgmlType.Q4_0]);
+        var i8 = new ConformanceDevice("cpu-int8", kind, "", _ => new CpuBackend(threads, int8Activations: true), types: GgmlTypes.QuantizedTypes);
         using (var be = new CpuBackend(threads, int8Activations: false)) f.Description = be.Device + ", float activations";
         i8.Description = f.Description.Replace(", float activations", ", 8-bit activations for Q8_0/Q4_0");
         return ([f, i8], null);
@@ -113,7 +128,7 @@ public static class BackendCatalog
 
     private static (List<ConformanceDevice>, string?) VulkanDevices(DeviceOptions o)
     {
-        var kind = Kinds[1];
+        var kind = Kinds.First(k => k.Name == "vulkan");
         var list = VulkanContext.Enumerate(out var err);
         var res = new List<ConformanceDevice>();
         foreach (var info in list)
@@ -140,38 +155,35 @@ public static class BackendCatalog
                     var be = new VulkanBackend(cx, ownsContext: false, options());
                     self.Description = be.Device;
                     return be;
-                }, self => (self.State as VulkanContext)?.Dispose(), types: suffix == ":intdot" ? [GgmlType.Q8_0, GgmlType.Q4_0] : null));
+                }, self => (self.State as VulkanContext)?.Dispose(), types: suffix == ":intdot" ? GgmlTypes.QuantizedTypes : null));
         }
         return (res, res.Count == 0 ? err ?? "no Vulkan device" : null);
     }
 
     private static (List<ConformanceDevice>, string?) OpenClDevices(DeviceOptions o)
     {
-        var kind = Kinds[2];
-        var lines = OpenClBackend.DescribeDevices();
+        var kind = Kinds.First(k => k.Name == "opencl");
         var res = new List<ConformanceDevice>();
-        foreach (var line in lines)
+        var devices = kind.Provider.Devices(out var why);
+        foreach (var d in devices)
         {
-            // "opencl:N: platform / name (TYPE), ..." per device; otherwise one line saying why there is none
-            if (!line.StartsWith("opencl:", StringComparison.Ordinal) || line.Length < 8 || !char.IsAsciiDigit(line[7])) continue;
-            int colon = line.IndexOf(':', 7);
-            if (colon < 0 || !int.TryParse(line.AsSpan(7, colon - 7), out int index)) continue;
-            bool gpu = line.Contains("(GPU)", StringComparison.Ordinal);
-            res.Add(new ConformanceDevice($"opencl:{index}", kind, line[(colon + 2)..], self =>
+            int index = d.Index;
+            string description = d.Description[(d.Description.IndexOf(": ", StringComparison.Ordinal) + 2)..];
+            res.Add(new ConformanceDevice($"opencl:{index}", kind, description, self =>
             {
                 var be = new OpenClBackend(index);
                 self.Description = be.Device;
                 return be;
             }));
             // on a CPU device the register-blocked kernels run by default; the GPU (work-group) kernels are checked there too
-            if (!gpu && o.Variants)
-                res.Add(new ConformanceDevice($"opencl:{index}:wg", kind, line[(colon + 2)..] + ", work-group kernels", self =>
+            if (d.Class == DeviceClass.Cpu && o.Variants)
+                res.Add(new ConformanceDevice($"opencl:{index}:wg", kind, description + ", work-group kernels", self =>
                 {
                     var be = new OpenClBackend(index, 0, workGroupKernels: true);
                     self.Description = be.Device;
                     return be;
                 }));
         }
-        return (res, res.Count == 0 ? string.Join("; ", lines).Replace("opencl: ", "") : null);
+        return (res, res.Count == 0 ? why ?? "no OpenCL device" : null);
     }
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using XlstmRun.Formats;
 
 namespace XlstmRun.Conformance;
 
@@ -41,7 +42,7 @@ public static class CheckReport
 
     public static void WriteJson(Stream s, IReadOnlyList<CheckRow> rows, IEnumerable<(string Id, string Description)> devices, IEnumerable<string> missing, double seconds)
     {
-        using var w = new Utf8JsonWriter(s, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        using var w = new Utf8JsonWriter(s, JsonStrings.WriterOptions with { Indented = true });
         w.WriteStartObject();
         w.WriteString("summary", Summary(rows));
         w.WriteBoolean("pass", rows.All(r => r.Pass));

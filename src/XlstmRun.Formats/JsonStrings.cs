@@ -1,3 +1,6 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 
 namespace XlstmRun.Formats;
@@ -18,6 +21,18 @@ public static class JsonStrings
     {
         try { return p.Name; }
         catch (InvalidOperationException) { throw Bad(source); }
+    }
+
+    /// <summary>How every JSON output of the program is written: Utf8JsonWriter with control characters, quotes and
+    /// backslashes escaped, other text (non-ASCII, &lt;, &gt;, &amp;) kept readable.</summary>
+    public static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>The JSON string literal of <paramref name="s"/>, quotes included (for messages that quote text).</summary>
+    public static string Quote(string s)
+    {
+        var buffer = new ArrayBufferWriter<byte>(s.Length + 16);
+        using (var w = new Utf8JsonWriter(buffer, WriterOptions)) w.WriteStringValue(s);
+        return Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 
     private static BadInputException Bad(string source) =>

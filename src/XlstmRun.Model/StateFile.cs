@@ -1,3 +1,4 @@
+using System.IO.Hashing;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using XlstmRun.Formats;
@@ -39,7 +40,10 @@ public static class StateFile
         output.Write(fs =>
         {
             var body = MemoryMarshal.AsBytes(state.AsSpan());
-            uint crc = Crc32.Update(Crc32.Update(0, header), body);
+            var checksum = new Crc32();
+            checksum.Append(header);
+            checksum.Append(body);
+            uint crc = checksum.GetCurrentHashAsUInt32();
             fs.Write(header);
             fs.Write(body);
             Span<byte> tail = stackalloc byte[4];
@@ -119,37 +123,12 @@ public static class StateFile
         if (headerOnly) return null;
         if (all.Length != FileBytes(c)) throw new BadInputException($"{path}: state file is truncated or has the wrong size");
         uint want = BinaryPrimitives.ReadUInt32LittleEndian(all.AsSpan(all.Length - 4));
-        uint got = Crc32.Update(0, all.AsSpan(0, all.Length - 4));
+        uint got = Crc32.HashToUInt32(all.AsSpan(0, all.Length - 4));
         if (want != got) throw new BadInputException($"{path}: state file checksum mismatch (corrupt file)");
         if (pos < 0) throw new BadInputException($"{path}: state file has a negative position {pos}");
         var res = new float[count];
         MemoryMarshal.Cast<byte, float>(all.AsSpan(HeaderBytes, (int)(count * 4))).CopyTo(res);
         position = pos;
         return res;
-    }
-}
-
-/// <summary>CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320).</summary>
-public static class Crc32
-{
-    private static readonly uint[] Table = Build();
-
-    private static uint[] Build()
-    {
-        var t = new uint[256];
-        for (uint i = 0; i < 256; i++)
-        {
-            uint c = i;
-            for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            t[i] = c;
-        }
-        return t;
-    }
-
-    public static uint Update(uint crc, ReadOnlySpan<byte> data)
-    {
-        crc = ~crc;
-        foreach (byte b in data) crc = Table[(crc ^ b) & 0xff] ^ (crc >> 8);
-        return ~crc;
     }
 }

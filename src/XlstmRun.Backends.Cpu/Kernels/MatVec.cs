@@ -19,7 +19,7 @@ public readonly unsafe struct WeightRef
     public int Cols { get; }
     public long RowBytes { get; }
     public byte* Row(int r) => Data + r * RowBytes;
-    public bool IsQuant => Type is GgmlType.Q8_0 or GgmlType.Q4_0;
+    public bool IsQuant => GgmlTypes.IsQuantized(Type);
 }
 
 /// <summary>Where a result row value goes: dst[r] = (accumulate ? dst[r] : 0) + (dot + bias[r]).</summary>

@@ -120,7 +120,7 @@ __kernel void NAME##_##T(__global const uchar* W, int rowBytes, int K, int nrows
 #define MATVEC_R(T) MATMUL_RB(T, matvecr, 1)
 #define MATMUL_R(T) MATMUL_RB(T, matmulr, 4)
 
-#define ALL_TYPES(M) M(f32) M(f16) M(bf16) M(q8_0) M(q4_0)
+// ALL_TYPES(M) is defined by the host from the weight-type table (GgmlTypes.All): M(f32) M(f16) ...
 ALL_TYPES(EMBED)
 ALL_TYPES(MATVEC)
 ALL_TYPES(MATMUL)

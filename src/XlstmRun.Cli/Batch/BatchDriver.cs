@@ -6,7 +6,7 @@ using XlstmRun.Text.Tokenization;
 namespace XlstmRun.Cli.Batch;
 
 /// <summary>What a batch run did.</summary>
-public sealed class BatchSummary
+internal sealed class BatchSummary
 {
     public int Generated { get; set; }
     public int Errors { get; set; }
@@ -21,7 +21,7 @@ public sealed class BatchSummary
 /// The scheduler: keeps up to <see cref="ISequenceEngine.Slots"/> lines in flight, fills a free slot with the next
 /// pending line, writes each record as soon as its line is done (errors at once, results when their sequence ends).
 /// </summary>
-public sealed class BatchDriver
+internal sealed class BatchDriver
 {
     public required BatchInput Input { get; init; }
     public required BatchOutput Output { get; init; }

@@ -5,7 +5,7 @@ using XlstmRun.Formats;
 namespace XlstmRun.Cli.Batch;
 
 [Flags]
-public enum LineFlags : byte
+internal enum LineFlags : byte
 {
     None = 0,
     /// <summary>The line has its own valid "id".</summary>
@@ -24,7 +24,7 @@ public enum LineFlags : byte
 /// <param name="Line">1-based line number in the input file; what records are keyed by.</param>
 /// <param name="Id">The line's id: its "id", else its line number.</param>
 /// <param name="DupOf">The earlier line whose id this line repeats (then this line is an error), or 0.</param>
-public readonly record struct InputLine(int Line, long Offset, int Length, int Hash, LineId Id, LineFlags Flags, int DupOf = 0)
+internal readonly record struct InputLine(int Line, long Offset, int Length, int Hash, LineId Id, LineFlags Flags, int DupOf = 0)
 {
     public bool HasId => (Flags & LineFlags.HasId) != 0;
     public bool NotObject => (Flags & LineFlags.NotObject) != 0;
@@ -37,7 +37,7 @@ public readonly record struct InputLine(int Line, long Offset, int Length, int H
 /// ids are found over the whole file whatever the shard), but only its position is kept; a line is read again when it
 /// is run. Memory is proportional to the number of lines, not to their size.
 /// </summary>
-public sealed class BatchInput : IDisposable
+internal sealed class BatchInput : IDisposable
 {
     /// <summary>Longest prompt line accepted; a longer one gets an error record.</summary>
     public const int MaxLineBytes = 16 << 20;

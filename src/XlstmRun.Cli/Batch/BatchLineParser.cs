@@ -6,7 +6,7 @@ using XlstmRun.Text.Sampling;
 namespace XlstmRun.Cli.Batch;
 
 /// <summary>What a line does not set: the command line's generation options.</summary>
-public sealed class BatchDefaults
+internal sealed class BatchDefaults
 {
     /// <summary>Sampling for lines that set nothing; its <c>Seed</c> is the base seed.</summary>
     public required SamplingParams Sampling { get; init; }
@@ -21,7 +21,7 @@ public sealed class BatchDefaults
 }
 
 /// <summary>One line's generation settings, every default resolved.</summary>
-public sealed class BatchRequest
+internal sealed class BatchRequest
 {
     public required string Prompt { get; init; }
     public required int MaxTokens { get; init; }
@@ -30,7 +30,7 @@ public sealed class BatchRequest
 }
 
 /// <summary>The outcome of parsing one line: a request, or an error (with the line's id when it could be read).</summary>
-public sealed class ParsedLine
+internal sealed class ParsedLine
 {
     /// <summary>The id the line gives, when it has a valid one.</summary>
     public LineId? Id { get; set; }
@@ -44,7 +44,7 @@ public sealed class ParsedLine
 /// Parses one JSONL prompt line. Every way a line can be wrong (not UTF-8, not JSON, not an object, unknown or repeated
 /// keys, wrong types, values out of range, text that is not valid Unicode) gives an error, never an exception.
 /// </summary>
-public static class BatchLineParser
+internal static class BatchLineParser
 {
     public const string KeyList = "id, prompt, n_predict or max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, " +
         "repeat_last_n, presence_penalty, frequency_penalty, seed, stop";

@@ -6,7 +6,7 @@ using XlstmRun.Formats;
 namespace XlstmRun.Cli.Batch;
 
 /// <summary>What <see cref="BatchOutput.Resume"/> found in an existing output.</summary>
-public sealed class ResumeInfo
+internal sealed class ResumeInfo
 {
     /// <summary>Indexed by input line number: the line has a record (a result, or an error unless errors are retried).</summary>
     public required bool[] Done { get; init; }
@@ -27,7 +27,7 @@ public sealed class ResumeInfo
 /// fsync'd at a cadence and at the end. An interrupted run leaves at most an incomplete last record, which
 /// <see cref="Resume"/> cuts off.
 /// </summary>
-public sealed class BatchOutput : IDisposable
+internal sealed class BatchOutput : IDisposable
 {
     private SafeFileHandle _h;
     private SafeFileHandle? _replaced; // the file a --retry-errors rewrite replaced: kept open (and locked) until the end

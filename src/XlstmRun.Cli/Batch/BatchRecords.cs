@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Unicode;
 using Microsoft.Win32.SafeHandles;
@@ -12,16 +11,16 @@ namespace XlstmRun.Cli.Batch;
 /// <param name="Line">The input line it is for.</param>
 /// <param name="Id">The id it carries.</param>
 /// <param name="IsError">An error record (else a result).</param>
-public readonly record struct BatchRecord(long Line, LineId Id, bool IsError);
+internal readonly record struct BatchRecord(long Line, LineId Id, bool IsError);
 
 /// <summary>
 /// The output records, one JSON object per line: results <c>{"id", "line", "text", "tokens", "prompt_tokens",
 /// "finish_reason", "seed"}</c> and errors <c>{"id", "line", "error"}</c>. Each is encoded whole, newline included, so
 /// that it is written with one write.
 /// </summary>
-public static class BatchRecords
+internal static class BatchRecords
 {
-    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private static readonly JsonWriterOptions WriterOptions = JsonStrings.WriterOptions;
     private static readonly JsonDocumentOptions ReadOptions = new() { MaxDepth = 8 };
 
     public static byte[] Result(InputLine l, GenerationResult r, ulong seed) => Encode(w =>

@@ -8,13 +8,13 @@ namespace XlstmRun.Cli.Batch;
 /// <param name="End">Byte offset just after the line's newline (or the end of the file).</param>
 /// <param name="Terminated">Whether the line ends with a newline (false only for the last line).</param>
 /// <param name="TooLong">The line is longer than the scanner's limit; its bytes were skipped, not kept.</param>
-public readonly record struct ScannedLine(int Number, long Offset, ReadOnlyMemory<byte> Content, long End, bool Terminated, bool TooLong);
+internal readonly record struct ScannedLine(int Number, long Offset, ReadOnlyMemory<byte> Content, long End, bool Terminated, bool TooLong);
 
 /// <summary>
 /// Splits a stream into lines without holding more than one line (up to a limit) in memory, keeping each line's byte
 /// offset so that it can be read again or cut off later.
 /// </summary>
-public static class JsonlScanner
+internal static class JsonlScanner
 {
     public delegate void LineHandler(in ScannedLine line);
 

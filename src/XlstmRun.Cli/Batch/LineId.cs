@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
-using System.Text.Encodings.Web;
 using System.Text.Json;
+using XlstmRun.Formats;
 
 namespace XlstmRun.Cli.Batch;
 
@@ -9,7 +9,7 @@ namespace XlstmRun.Cli.Batch;
 /// The id of a prompt line: the <c>"id"</c> the line gives (a string or an integer), else its line number. Ids are
 /// unique in a file (a later line repeating one gets an error record); records are keyed by line number all the same.
 /// </summary>
-public readonly record struct LineId(string? Text, long Number)
+internal readonly record struct LineId(string? Text, long Number)
 {
     public static LineId OfLine(int line) => new(null, line);
 
@@ -39,10 +39,8 @@ public readonly record struct LineId(string? Text, long Number)
 }
 
 /// <summary>Untrusted strings made safe to print: JSON-quoted (control characters escaped) and shortened.</summary>
-public static class Shown
+internal static class Shown
 {
-    private static readonly JavaScriptEncoder Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
-
     public static string Quote(string s, int max = 60)
     {
         if (s.Length > max)
@@ -51,7 +49,7 @@ public static class Shown
             if (char.IsHighSurrogate(s[cut - 1])) cut--;
             s = s[..cut] + "…";
         }
-        return "\"" + Encoder.Encode(s) + "\"";
+        return JsonStrings.Quote(s);
     }
 
     /// <summary>A message that may quote input, with control characters (terminal escapes) written as \uXXXX.</summary>

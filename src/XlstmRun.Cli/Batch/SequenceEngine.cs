@@ -6,7 +6,7 @@ using XlstmRun.Text.Tokenization;
 namespace XlstmRun.Cli.Batch;
 
 /// <summary>One prompt line ready to run: its tokens and every setting resolved.</summary>
-public sealed class SequenceJob
+internal sealed class SequenceJob
 {
     public required InputLine Line { get; init; }
     /// <summary>Token ids to feed first (BOS included unless --no-bos).</summary>
@@ -20,7 +20,7 @@ public sealed class SequenceJob
 }
 
 /// <summary>A sequence that ended, and the slot it frees.</summary>
-public readonly record struct SequenceDone(int Slot, SequenceJob Job, GenerationResult Result, double Seconds);
+internal readonly record struct SequenceDone(int Slot, SequenceJob Job, GenerationResult Result, double Seconds);
 
 /// <summary>
 /// The seam between the batch driver and a generation engine (continuous batching, issue 12). The engine holds up to
@@ -34,7 +34,7 @@ public readonly record struct SequenceDone(int Slot, SequenceJob Job, Generation
 /// queued prefills too. Results must not depend on which slot or which neighbours a sequence had: each job carries its
 /// own seed, so a line gives the same text at any --parallel.
 /// </remarks>
-public interface ISequenceEngine
+internal interface ISequenceEngine
 {
     /// <summary>How many sequences can be in flight at once.</summary>
     int Slots { get; }
@@ -52,7 +52,7 @@ public interface ISequenceEngine
 /// Today's engine: one model state, so the started sequences run one after the other, each to its end, in the order
 /// they were started (the slots only bound how many lines are taken up at once).
 /// </summary>
-public sealed class SequentialEngine(ModelRunner runner, XlstmTokenizer tokenizer, int validVocab, int slots) : ISequenceEngine
+internal sealed class SequentialEngine(ModelRunner runner, XlstmTokenizer tokenizer, int validVocab, int slots) : ISequenceEngine
 {
     private readonly Queue<(int Slot, SequenceJob Job)> _started = new();
     private readonly RunnerGenerationModel _model = new(runner);
@@ -88,7 +88,7 @@ public sealed class SequentialEngine(ModelRunner runner, XlstmTokenizer tokenize
 /// <see cref="SequenceGenerator"/> with its own seed, so its text does not depend on its slot or its neighbours (up to
 /// float rounding: products over several rows may sum in another order than over one).
 /// </summary>
-public sealed class BatchedEngine : ISequenceEngine, IDisposable
+internal sealed class BatchedEngine : ISequenceEngine, IDisposable
 {
     private readonly BatchRunner _runner;
     private readonly XlstmTokenizer _tokenizer;
@@ -197,7 +197,7 @@ public sealed class BatchedEngine : ISequenceEngine, IDisposable
 }
 
 /// <summary>Chooses the engine for a batch run.</summary>
-public static class SequenceEngines
+internal static class SequenceEngines
 {
     /// <summary>--parallel when not given: 16 sequences per step on a GPU (a decode step reads the weights once for all
     /// of them), 4 on the CPU (its GEMM kernels read a block of weights once for several tokens too), 1 on a backend

@@ -7,7 +7,7 @@ namespace XlstmRun.Cli.Batch;
 /// <c>--shard K/N</c>: this process runs the lines whose index (line number − 1) is ≡ K (mod N). The split depends only
 /// on line numbers, so it is the same on every rerun and N processes cover the file exactly once.
 /// </summary>
-public readonly record struct ShardSpec(int Index, int Count)
+internal readonly record struct ShardSpec(int Index, int Count)
 {
     public static readonly ShardSpec Whole = new(0, 1);
 

@@ -11,7 +11,7 @@ namespace XlstmRun.Cli.Commands;
 /// `batch`: one prompt per JSONL line → one record per line, appended as each completes; crash-safe (one write per
 /// record, fsync at a cadence, --resume repairs and continues), lockable, sharded (--shard K/N or auto).
 /// </summary>
-public static class BatchCommand
+internal static class BatchCommand
 {
     public static Command Create()
     {

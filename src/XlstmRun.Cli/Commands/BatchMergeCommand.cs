@@ -10,7 +10,7 @@ namespace XlstmRun.Cli.Commands;
 /// `batch-merge`: joins the outputs of `batch --shard` runs into one file in input-line order, and says which prompt
 /// lines have no record or more than one.
 /// </summary>
-public static class BatchMergeCommand
+internal static class BatchMergeCommand
 {
     private const int ListMax = 10;
 

@@ -6,6 +6,7 @@ using System.Text.Json;
 using XlstmRun.Backends.Cpu;
 using XlstmRun.Formats;
 using XlstmRun.Formats.Gguf;
+using XlstmRun.Cli.Measurement;
 using XlstmRun.Model;
 
 namespace XlstmRun.Cli.Commands;
@@ -18,7 +19,7 @@ namespace XlstmRun.Cli.Commands;
 /// streaming-read probe); on a backend with device memory of its own (<see cref="IBandwidthProbe"/>: Vulkan) that
 /// device's copy bandwidth (read + write, timed on the device).
 /// </summary>
-public static class BenchCommand
+internal static class BenchCommand
 {
     public static Command Create()
     {
@@ -286,7 +287,7 @@ public static class BenchCommand
     private static string JsonText(Action<Utf8JsonWriter> write)
     {
         var buf = new System.Buffers.ArrayBufferWriter<byte>();
-        using (var w = new Utf8JsonWriter(buf, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        using (var w = new Utf8JsonWriter(buf, JsonStrings.WriterOptions))
             write(w);
         return Encoding.UTF8.GetString(buf.WrittenSpan);
     }
@@ -341,30 +342,5 @@ public static class BenchCommand
             sb.Append(string.Join(",", row.Select(Q))).Append('\n');
         }
         return sb.ToString();
-    }
-}
-
-/// <summary>/proc/self/status and clear_refs (Linux); zeros elsewhere.</summary>
-public static class ProcStatus
-{
-    public static long PeakRssBytes()
-    {
-        try
-        {
-            foreach (var line in File.ReadLines("/proc/self/status"))
-                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                    return long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
-        }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
-        return 0;
-    }
-
-    /// <summary>Reset the peak-RSS mark to the current RSS ("5" to /proc/self/clear_refs).</summary>
-    public static void ResetPeak()
-    {
-        try { File.WriteAllText("/proc/self/clear_refs", "5"); }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
     }
 }

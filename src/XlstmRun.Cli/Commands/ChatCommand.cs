@@ -13,7 +13,7 @@ namespace XlstmRun.Cli.Commands;
 /// `chat` (and `-i`): an interactive session that keeps the model's recurrent state between turns. Each turn feeds
 /// only the new text (prefix + input + suffix) and generates a reply; the history is never re-read.
 /// </summary>
-public static class ChatCommand
+internal static class ChatCommand
 {
     public const string Notes =
         "Each turn feeds only your new text (--in-prefix + input + --in-suffix) into the model's recurrent state, never the\n" +

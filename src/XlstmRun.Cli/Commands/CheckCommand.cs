@@ -10,7 +10,7 @@ namespace XlstmRun.Cli.Commands;
 /// (Hugging Face checkpoints + float64 references, converted to GGUF in a temporary directory) on every backend and
 /// device found, at every weight type, in one table.
 /// </summary>
-public static class CheckCommand
+internal static class CheckCommand
 {
     private const string Notes =
         "F32 weights are compared with the fixtures' float64 references (transformers' own xLSTM run in float64): every\n" +
@@ -31,7 +31,7 @@ public static class CheckCommand
         var only = new Option<string?>("--fixture") { Description = "Only these fixtures (comma separated names, e.g. tiny-f32,tiny-long)", HelpName = "NAMES" };
         var backends = new Option<string?>("--backends") { Description = "Only these backends (comma separated: " + string.Join(", ", BackendCatalog.Kinds.Select(k => k.Name)) + "; default: every backend with a device)", HelpName = "LIST" };
         var devices = new Option<string?>("--devices") { Description = "Only these devices (comma separated ids as listed at the start, e.g. vulkan:0,cpu)", HelpName = "LIST" };
-        var types = new Option<string>("--types") { Description = "Weight types (comma separated)", DefaultValueFactory = _ => "f32,f16,bf16,q8_0,q4_0", HelpName = "LIST" };
+        var types = new Option<string>("--types") { Description = "Weight types (comma separated)", DefaultValueFactory = _ => string.Join(",", GgmlTypes.All.Select(t => t.Name)), HelpName = "LIST" };
         var variants = new Option<bool>("--variants") { Description = "Also check the kernel variants the tests use (Vulkan without subgroup operations; OpenCL work-group kernels on CPU devices)" };
         var threads = new Option<int>("--threads", "-t") { Description = "CPU threads (0 = all cores)", DefaultValueFactory = _ => 0, HelpName = "N" };
         var json = new Option<string?>("--json") { Description = "Also write the results as JSON to FILE ('-': JSON on stdout, the table on stderr)", HelpName = "FILE" };

@@ -8,14 +8,14 @@ using XlstmRun.Text;
 
 namespace XlstmRun.Cli.Commands;
 
-public static class ConvertCommand
+internal static class ConvertCommand
 {
     public static Command Create()
     {
         var dir = new Argument<string>("hf-dir") { Description = "Hugging Face checkpoint directory (config.json + model.safetensors or sharded safetensors with model.safetensors.index.json)" };
         var output = new Option<string>("--output", "-o") { Description = "Output GGUF file (- = stdout)", Required = true };
-        var type = new Option<string>("--type") { Description = "Weight type of the matrices: f32, f16, bf16, q8_0 or q4_0 (norms and gates stay f32)", DefaultValueFactory = _ => "f16" };
-        type.AcceptOnlyFromAmong("f32", "f16", "bf16", "q8_0", "q4_0");
+        var type = new Option<string>("--type") { Description = $"Weight type of the matrices: {GgmlTypes.NameList()} (norms and gates stay f32)", DefaultValueFactory = _ => "f16" };
+        type.AcceptOnlyFromAmong([.. GgmlTypes.All.Select(t => t.Name)]);
         var force = new Option<bool>("--force") { Description = "Overwrite the output file if it exists" };
         var tok = new Option<string?>("--tokenizer") { Description = "tokenizer.json to store in the model (default: tokenizer.json beside the checkpoint, if present)" };
         var threads = new Option<int>("--threads", "-t") { Description = "Threads for quantization (0 = all cores)" };
@@ -74,7 +74,7 @@ public static class ConvertCommand
 }
 
 /// <summary>Progress on stderr: percentage and current tensor, redrawn at most a few times a second.</summary>
-public sealed class ConsoleProgress : IProgress<(long Done, long Total, string Tensor)>
+internal sealed class ConsoleProgress : IProgress<(long Done, long Total, string Tensor)>
 {
     private readonly string _what;
     private readonly System.Diagnostics.Stopwatch _sw = System.Diagnostics.Stopwatch.StartNew();

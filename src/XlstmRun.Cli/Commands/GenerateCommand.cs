@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using XlstmRun.Cli.Terminal;
 using XlstmRun.Formats;
@@ -13,7 +12,7 @@ namespace XlstmRun.Cli.Commands;
 /// `generate`, also the root command: text prompt (-p, -f, words, stdin) → tokens → streamed text; or, with --ids,
 /// the machine-facing token-id form (no BOS, greedy unless --temp, prints ids).
 /// </summary>
-public static class GenerateCommand
+internal static class GenerateCommand
 {
     /// <summary>The options of the root command, `generate` and `chat`.</summary>
     public sealed class Options
@@ -194,7 +193,7 @@ public static class GenerateCommand
             Console.Error.WriteLine($"state: position {s.Runner.Position}{(string.IsNullOrEmpty(pr.GetValue(o.Model.LoadState)) ? " (fresh)" : " (loaded)")}");
             Console.Error.WriteLine($"prompt: {prompt.Length} tokens{(bos ? " (BOS first)" : "")}");
             Console.Error.WriteLine($"sampling: {sampling.Describe()}");
-            Console.Error.WriteLine($"generate: n_predict = {maxTokens}, eos = {(eos?.ToString(CultureInfo.InvariantCulture) ?? "none")}{(stops.Length > 0 ? ", stop = " + string.Join(", ", stops.Select(x => JsonSerializerEscape(x))) : "")}");
+            Console.Error.WriteLine($"generate: n_predict = {maxTokens}, eos = {(eos?.ToString(CultureInfo.InvariantCulture) ?? "none")}{(stops.Length > 0 ? ", stop = " + string.Join(", ", stops.Select(JsonStrings.Quote)) : "")}");
         }
 
         // First Ctrl-C: finish the current token, then print, save the state and report as usual; a second one kills.
@@ -239,7 +238,14 @@ public static class GenerateCommand
         } : null);
         ctrlC.Current = null;
 
-        if (idsMode) Write(w => w.WriteLine(json ? "{\"ids\":[" + string.Join(",", result.Ids) + "]}" : string.Join(",", result.Ids)));
+        if (idsMode && json)
+            Write(w =>
+            {
+                w.Flush();
+                WriteIdsJson(w.BaseStream, result.Ids);
+                w.BaseStream.WriteByte((byte)'\n');
+            });
+        else if (idsMode) Write(w => w.WriteLine(string.Join(",", result.Ids)));
         else if (json)
             Write(w =>
             {
@@ -259,8 +265,6 @@ public static class GenerateCommand
         return result.FinishReason == FinishReason.Cancelled ? ExitCodes.Interrupted : ExitCodes.Ok;
     }
 
-    private static string JsonSerializerEscape(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n") + "\"";
-
     /// <summary>stdin (when redirected and not named by -f) + "\n" + the prompt; null when there is no prompt at all.</summary>
     private static string? ReadPrompt(string? promptOpt, string? fileOpt, string[] words)
     {
@@ -276,9 +280,20 @@ public static class GenerateCommand
         return main;
     }
 
+    /// <summary>--json in token-id mode: {"ids": [...]}.</summary>
+    private static void WriteIdsJson(Stream output, IEnumerable<int> ids)
+    {
+        using var w = new Utf8JsonWriter(output, JsonStrings.WriterOptions);
+        w.WriteStartObject();
+        w.WriteStartArray("ids");
+        foreach (var id in ids) w.WriteNumberValue(id);
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
     public static void WriteJson(Stream output, GenerationResult r)
     {
-        using var w = new Utf8JsonWriter(output, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        using var w = new Utf8JsonWriter(output, JsonStrings.WriterOptions);
         w.WriteStartObject();
         w.WriteString("text", r.Text);
         w.WriteStartArray("ids");

@@ -5,7 +5,7 @@ using XlstmRun.Formats;
 namespace XlstmRun.Cli.Commands;
 
 /// <summary>`help [COMMAND]` (the same as `COMMAND --help`) and `version`.</summary>
-public static class HelpCommand
+internal static class HelpCommand
 {
     public static Command Create(RootCommand root)
     {

@@ -6,7 +6,7 @@ using XlstmRun.Text;
 
 namespace XlstmRun.Cli.Commands;
 
-public static class InfoCommand
+internal static class InfoCommand
 {
     public static Command Create()
     {
@@ -17,7 +17,7 @@ public static class InfoCommand
         {
             if (pr.GetValue(devices))
             {
-                foreach (var line in DeviceList.Describe()) Console.WriteLine(line);
+                foreach (var line in Backends.BackendProviders.Describe()) Console.WriteLine(line);
                 return 0;
             }
             string path = ModelSession.ResolveModelPath(pr.GetValue(model));

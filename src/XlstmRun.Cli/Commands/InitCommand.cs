@@ -7,7 +7,7 @@ using XlstmRun.Text;
 
 namespace XlstmRun.Cli.Commands;
 
-public static class InitCommand
+internal static class InitCommand
 {
     public static Command Create()
     {
@@ -18,8 +18,8 @@ public static class InitCommand
         var blocks = new Option<int?>("--blocks") { Description = "Number of blocks (overrides the preset)" };
         var heads = new Option<int?>("--heads") { Description = "Number of mLSTM heads (overrides the preset)" };
         var vocab = new Option<int?>("--vocab") { Description = "Vocabulary size (overrides the preset; default: the tokenizer's, rounded up to 64)" };
-        var type = new Option<string>("--type") { Description = "Weight type: f32, f16, bf16, q8_0 or q4_0", DefaultValueFactory = _ => "f32" };
-        type.AcceptOnlyFromAmong("f32", "f16", "bf16", "q8_0", "q4_0");
+        var type = new Option<string>("--type") { Description = $"Weight type: {GgmlTypes.NameList()}", DefaultValueFactory = _ => "f32" };
+        type.AcceptOnlyFromAmong([.. GgmlTypes.All.Select(t => t.Name)]);
         var tok = new Option<string?>("--tokenizer") { Description = "tokenizer.json to store in the model" };
         var seed = new Option<ulong>("--seed") { Description = "Random seed", DefaultValueFactory = _ => 42UL };
         var force = new Option<bool>("--force") { Description = "Overwrite the output file if it exists" };

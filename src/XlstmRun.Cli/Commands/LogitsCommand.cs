@@ -6,7 +6,7 @@ using XlstmRun.Model;
 
 namespace XlstmRun.Cli.Commands;
 
-public static class LogitsCommand
+internal static class LogitsCommand
 {
     public static Command Create()
     {

@@ -17,10 +17,10 @@ namespace XlstmRun.Cli.Commands;
 /// of the 7B model (decode matvecs and prefill GEMMs) and the cell kernels at 7B head sizes.
 /// Weights larger than a few MiB rotate over several copies so that no call finds its weights in the L2 cache.
 /// </summary>
-public static class OpBench
+internal static class OpBench
 {
     private static readonly Option<string?> Op = new("--op") { Description = "Benchmark one op instead of a model: matmul, cell, or 7b (every 7B shape); needs no -m", HelpName = "OP" };
-    private static readonly Option<string> Type = new("--type") { Description = "--op: weight types, comma-separated (f32, f16, bf16, q8_0, q4_0)", DefaultValueFactory = _ => "q4_0" };
+    private static readonly Option<string> Type = new("--type") { Description = $"--op: weight types, comma-separated ({GgmlTypes.NameList()})", DefaultValueFactory = _ => "q4_0" };
     private static readonly Option<int> Rows = new("--rows") { Description = "--op matmul: weight rows", DefaultValueFactory = _ => 4096 };
     private static readonly Option<int> Cols = new("--cols") { Description = "--op matmul: weight columns", DefaultValueFactory = _ => 4096 };
     private static readonly Option<string> Tokens = new("--tokens") { Description = "--op: tokens per call, comma-separated (1 = decode matvec / step kernel)", DefaultValueFactory = _ => "1" };
@@ -77,8 +77,7 @@ public static class OpBench
                 throw new BadInputException($"--op {op}: expected matmul, cell or 7b");
         }
 
-        using var be = BackendFactory.Create(mo.ResolveBackend(pr), pr.GetValue(mo.Device), pr.GetValue(mo.Threads), profile: true,
-            float32: pr.GetValue(mo.Precision) == "f32");
+        using var be = mo.CreateBackend(pr, profile: true);
         Console.Error.WriteLine($"bench --op: {be.Device}");
         var prof = be as IProfilingBackend;
         bool deviceTimes = prof is { Profiling: true };
@@ -101,11 +100,17 @@ public static class OpBench
         return 0;
     }
 
-    private static GgmlType ParseType(string s) => s.ToLowerInvariant() switch
+    private static GgmlType ParseType(string s)
     {
-        "f32" => GgmlType.F32, "f16" => GgmlType.F16, "bf16" => GgmlType.BF16, "q8_0" => GgmlType.Q8_0, "q4_0" => GgmlType.Q4_0,
-        _ => throw new BadInputException($"--type: unknown weight type '{s}' (f32, f16, bf16, q8_0, q4_0)"),
-    };
+        try
+        {
+            return GgmlTypes.Parse(s);
+        }
+        catch (BadInputException e)
+        {
+            throw new BadInputException("--type: " + e.Message);
+        }
+    }
 
     private static string F(double x, string fmt) => double.IsFinite(x) ? x.ToString(fmt, CultureInfo.InvariantCulture) : "-";
 

@@ -18,7 +18,7 @@ namespace XlstmRun.Cli.Commands;
 /// llama-perplexity's KL statistics are reported: KL(p_base ‖ p_model) per token (mean ± se, median, 99th percentile,
 /// maximum) and how often both models rank the same token first (top-1 agreement).
 /// </summary>
-public static class PerplexityCommand
+internal static class PerplexityCommand
 {
     public static Command Create()
     {
@@ -53,7 +53,7 @@ public static class PerplexityCommand
                 var bf = GgufFile.Open(kp);
                 var bc = ModelConfig.FromGguf(bf);
                 if (bc.Vocab != s.Config.Vocab) throw new BadInputException($"{kp}: vocabulary {bc.Vocab} differs from the model's {s.Config.Vocab}");
-                var be = BackendFactory.Create(mo.ResolveBackend(pr), pr.GetValue(mo.Device), pr.GetValue(mo.Threads));
+                var be = mo.CreateBackend(pr, profile: false);
                 baseModel = new ModelSession { File = bf, Config = bc, Backend = be, Runner = new ModelRunner(bf, be, Math.Min(512, n + 1), bc) };
             }
             using var _ = baseModel;
@@ -111,7 +111,7 @@ public static class PerplexityCommand
             {
                 using var o = TextIO.OpenStdout();
                 o.Flush();
-                using (var jw = new Utf8JsonWriter(o.BaseStream))
+                using (var jw = new Utf8JsonWriter(o.BaseStream, JsonStrings.WriterOptions))
                 {
                     jw.WriteStartObject();
                     jw.WriteNumber("perplexity", ppl);
@@ -184,7 +184,7 @@ public static class PerplexityCommand
 }
 
 /// <summary>Mean, standard error and percentiles of per-token values.</summary>
-public sealed class Stats
+internal sealed class Stats
 {
     private readonly double[] _sorted;
 

@@ -12,10 +12,10 @@ namespace XlstmRun.Cli.Commands;
 /// weight type. Each tensor is decoded to float32 rows and streamed through the same writer as `convert` (same type
 /// rules, same quantizers), so quantizing the F32 file of a checkpoint gives the bytes `convert --type` gives.
 /// </summary>
-public static class QuantizeCommand
+internal static class QuantizeCommand
 {
-    public const string Notes =
-        "Types: f32, f16, bf16, q8_0, q4_0 (any case). Norms, gate weights and biases stay f32; a matrix whose rows are not\n" +
+    public static readonly string Notes =
+        $"Types: {GgmlTypes.NameList()} (any case). Norms, gate weights and biases stay f32; a matrix whose rows are not\n" +
         "  whole 32-blocks falls back to f16, as convert does. Metadata (tokenizer, name) is copied; general.file_type is set.\n" +
         "From f32, f16 or bf16 weights any type can be made. Back up to f32 is always exact. From q8_0/q4_0 weights to\n" +
         "  another type (not f32) quantizes twice and loses more than quantizing the original: it needs --allow-requantize.\n" +
@@ -27,12 +27,12 @@ public static class QuantizeCommand
     {
         var input = new Argument<string>("input") { Description = "GGUF model to read" };
         var output = new Argument<string>("output") { Description = "GGUF file to write" };
-        var type = new Argument<string>("type") { Description = "Weight type of the matrices: f32, f16, bf16, q8_0 or q4_0" };
+        var type = new Argument<string>("type") { Description = $"Weight type of the matrices: {GgmlTypes.NameList()}" };
         var force = new Option<bool>("--force") { Description = "Overwrite the output file if it exists" };
         var allow = new Option<bool>("--allow-requantize") { Description = "Allow quantizing q8_0/q4_0 weights to another type than f32 (loses quality twice)" };
         var threads = new Option<int>("--threads", "-t") { Description = "Threads for quantization (0 = all cores)", HelpName = "N" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "No progress output" };
-        var cmd = new Command("quantize", "Rewrite a GGUF model at another weight type (f32, f16, bf16, q8_0, q4_0), like llama-quantize.")
+        var cmd = new Command("quantize", $"Rewrite a GGUF model at another weight type ({GgmlTypes.NameList()}), like llama-quantize.")
         {
             input, output, type, force, allow, threads, quiet,
         };
@@ -88,7 +88,7 @@ public static class QuantizeCommand
             var t = src.Tensor(name);
             var to = ModelWriter.TypeFor(wanted, quantizable, shape[^1]);
             if (to != t.Type) changes = true;
-            bool quantized = t.Type is GgmlType.Q8_0 or GgmlType.Q4_0;
+            bool quantized = GgmlTypes.IsQuantized(t.Type);
             if (quantized && to != t.Type && to != GgmlType.F32 && !allowRequantize)
                 throw new BadInputException($"{path}: its weights are already {GgmlTypes.Name(t.Type)}; making {GgmlTypes.Name(to)} of them loses quality twice " +
                                             "(quantize the f32/f16/bf16 model instead, or pass --allow-requantize)");

@@ -4,7 +4,7 @@ using XlstmRun.Formats;
 namespace XlstmRun.Cli.Commands;
 
 /// <summary>`tokenize` (text → JSON ids) and `detokenize` (ids → text), with the tokenizer stored in a model.</summary>
-public static class TokenizeCommand
+internal static class TokenizeCommand
 {
     private static Option<string?> ModelOpt() => new("--model", "-m") { Description = "GGUF model whose tokenizer to use (default: $XLSTM_MODEL, then the installed default model)", HelpName = "FILE" };
     private static Option<string?> JsonOpt() => new("--tokenizer") { Description = "Use a Hugging Face tokenizer.json instead of a model's tokenizer", HelpName = "FILE" };

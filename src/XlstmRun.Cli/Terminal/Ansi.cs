@@ -4,7 +4,7 @@ namespace XlstmRun.Cli.Terminal;
 /// Colours for --color: only when asked and stdout is a terminal that is not "dumb" (and NO_COLOR is not set), so a
 /// pipe or a file never gets escape codes.
 /// </summary>
-public sealed class Ansi
+internal sealed class Ansi
 {
     public bool On { get; }
 

@@ -8,7 +8,7 @@ namespace XlstmRun.Cli.Terminal;
 /// (exit 130) after <see cref="BeforeExit"/>. Uses a POSIX signal registration rather than Console.CancelKeyPress,
 /// which would put the terminal into keypad mode.
 /// </summary>
-public sealed class CtrlC : IDisposable
+internal sealed class CtrlC : IDisposable
 {
     private readonly PosixSignalRegistration _reg;
 

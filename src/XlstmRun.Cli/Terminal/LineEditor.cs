@@ -2,9 +2,9 @@ using System.Text;
 
 namespace XlstmRun.Cli.Terminal;
 
-public enum LineStatus { Line, Eof, Interrupt }
+internal enum LineStatus { Line, Eof, Interrupt }
 
-public readonly record struct LineResult(LineStatus Status, string Text);
+internal readonly record struct LineResult(LineStatus Status, string Text);
 
 /// <summary>
 /// A small readline for the chat prompt on a terminal: editing (arrows, Home/End, Ctrl-A/E/B/F/K/U/W/L, Delete,
@@ -12,7 +12,7 @@ public readonly record struct LineResult(LineStatus Status, string Text);
 /// newlines: bracketed paste), Ctrl-C (<see cref="LineStatus.Interrupt"/>) and Ctrl-D on an empty line
 /// (<see cref="LineStatus.Eof"/>). Lines that wrap are redrawn correctly; characters are taken as one column wide.
 /// </summary>
-public sealed class LineEditor
+internal sealed class LineEditor
 {
     private const int MaxHistory = 1000;
     private readonly List<string> _history = [];

@@ -5,7 +5,7 @@ namespace XlstmRun.Cli.Terminal;
 /// by <see cref="Dispose"/>, and also when the process exits. Output processing stays on (\n still moves to the start
 /// of the next line).
 /// </summary>
-public sealed unsafe class RawMode : IDisposable
+internal sealed unsafe class RawMode : IDisposable
 {
     // struct termios on Linux (glibc): c_iflag, c_oflag, c_cflag, c_lflag (4 bytes each), c_line, c_cc[32], speeds.
     private const int Size = 64, IFlag = 0, LFlag = 12, Cc = 17;

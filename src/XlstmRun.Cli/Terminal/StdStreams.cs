@@ -3,7 +3,7 @@ using System.Text;
 namespace XlstmRun.Cli.Terminal;
 
 /// <summary>Standard output was closed by the reader (EPIPE: `xlstm-run ... | head`). Ends the command quietly.</summary>
-public sealed class StdoutClosedException() : IOException("standard output was closed");
+internal sealed class StdoutClosedException() : IOException("standard output was closed");
 
 /// <summary>
 /// stdout and stderr as plain file descriptors. .NET's Console streams are not used for output: the first write
@@ -12,7 +12,7 @@ public sealed class StdoutClosedException() : IOException("standard output was c
 /// <see cref="StdoutClosedException"/>, and anything written to stderr starts on its own line when stderr and stdout
 /// go to the same place (a terminal, or `2>&amp;1`) and stdout's text did not end with a newline.
 /// </summary>
-public static class StdStreams
+internal static class StdStreams
 {
     private static readonly UTF8Encoding Utf8 = new(encoderShouldEmitUTF8Identifier: false);
     private static StdoutStream? _out;

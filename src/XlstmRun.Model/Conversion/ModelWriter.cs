@@ -25,10 +25,7 @@ public static class ModelWriter
         quantizable ? GgmlTypes.FitRow(wanted, rowLength) : GgmlType.F32;
 
     /// <summary>general.file_type as llama.cpp numbers it.</summary>
-    public static uint FileType(GgmlType t) => t switch
-    {
-        GgmlType.F32 => 0, GgmlType.F16 => 1, GgmlType.Q4_0 => 2, GgmlType.Q8_0 => 7, GgmlType.BF16 => 32, _ => 0,
-    };
+    public static uint FileType(GgmlType t) => GgmlTypes.Info(t).FileType;
 
     /// <summary>Write to <paramref name="path"/>, replacing it if it exists (commands check their outputs first and use the other overload).</summary>
     public static void Write(string path, ModelConfig c, GgmlType type, Func<string, IRowSource> sourceFor,
@@ -41,7 +38,7 @@ public static class ModelWriter
         var w = new GgufWriter();
         c.WriteGguf(w);
         w.AddU32("general.file_type", FileType(type));
-        if (type is GgmlType.Q4_0 or GgmlType.Q8_0) w.AddU32("general.quantization_version", 2);
+        if (GgmlTypes.IsQuantized(type)) w.AddU32("general.quantization_version", 2);
         addMetadata(w);
         long totalElems = TensorNames.All(c).Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b));
         long done = 0;

@@ -92,7 +92,7 @@ public class CliCommandLineTests(CliModels m) : IClassFixture<CliModels>
     [InlineData("-p hi -n 1.5", "'1.5' is not an integer")]
     [InlineData("-p hi --temp warm", "'warm' is not a number")]
     [InlineData("-p", "-p needs a value")]
-    [InlineData("-p hi --backend gpu", "--backend: 'gpu' is not one of auto, vulkan, opencl, cpu")]
+    [InlineData("-p hi --backend gpu", "--backend: 'gpu' is not one of auto, cpu, vulkan, opencl")]
     [InlineData("-p hi --temmp 0", "unknown option '--temmp': did you mean --temp?")]
     [InlineData("convert", "(required)")]
     [InlineData("perplexity", "missing --file (required)")]

@@ -128,10 +128,9 @@ public class VulkanFixtureTests
     {
         // maxBatch 64 splits the 150-token prompt into three batches (token ids rewritten between them); device memory
         // is not mapped, so weights, token-driven reads and logits take the copy paths of a discrete GPU
-        using var lim = VulkanTestDevice.Limits(noDirectMapping: true);
         var rf = new Reference(TestPaths.Fixture("tiny-f32"));
         string path = Models.Converted("tiny-f32", GgmlType.Q8_0);
-        using var v = new Session(path, vulkan: true, maxBatch: 64);
+        using var v = new Session(path, vulkan: true, maxBatch: 64, options: VulkanTestDevice.Limits(noDirectMapping: true));
         using var c = new Session(path, vulkan: false);
         Assert.InRange(Reference.RelErr(v.Logits(rf.InputIds), c.Logits(rf.InputIds)), 0, SameFileTolerance);
         Assert.Equal(c.Greedy(rf.ContinueIds, 8), v.Greedy(rf.ContinueIds, 8));

@@ -160,8 +160,7 @@ public class VulkanOpTests
     public void SplitWeightsAndStagingPathMatchCpu(GgmlType type)
     {
         // weights split into parts of a few rows each (binding limit 2 KiB), uploads and reads through staging copies
-        using var lim = VulkanTestDevice.Limits(noDirectMapping: true, maxBinding: 2048);
-        using var p = new OpPair(7);
+        using var p = new OpPair(7, options: VulkanTestDevice.Limits(noDirectMapping: true, maxBinding: 2048));
         int rows = 150, cols = 96;
         var (wc, wv) = p.Weight(type, rows, cols);
         Assert.True(((VkWeight)wv).Parts.Length > 3, "the weight should have been split");

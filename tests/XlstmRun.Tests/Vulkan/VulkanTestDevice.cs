@@ -39,23 +39,8 @@ public static class VulkanTestDevice
     /// lavapipe's 32 KiB of shared memory (64 × 64, two K groups per step).</summary>
     public static readonly VulkanOptions EmulatedCoopMat = new() { EmulateCoopMat = new GemmTile(2, 2, 2, 2, 4) };
 
-    /// <summary>Within the scope, device memory is not mapped (uploads and reads go through staging copies) and no
+    /// <summary>Options under which device memory is not mapped (uploads and reads go through staging copies) and no
     /// binding may exceed <paramref name="maxBinding"/> bytes (weights are split into several buffers).</summary>
-    public static IDisposable Limits(bool noDirectMapping = false, ulong? maxBinding = null)
-    {
-        VulkanContext.TestNoDirectMapping = noDirectMapping;
-        VulkanContext.TestMaxBinding = maxBinding;
-        Context.RefreshTestLimits();
-        return new Restore();
-    }
-
-    private sealed class Restore : IDisposable
-    {
-        public void Dispose()
-        {
-            VulkanContext.TestNoDirectMapping = false;
-            VulkanContext.TestMaxBinding = null;
-            Context.RefreshTestLimits();
-        }
-    }
+    public static VulkanOptions Limits(bool noDirectMapping = false, ulong? maxBinding = null) =>
+        new() { MapDeviceMemory = !noDirectMapping, MaxBindingBytes = maxBinding };
 }
