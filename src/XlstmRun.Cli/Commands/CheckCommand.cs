@@ -23,6 +23,7 @@ public static class CheckCommand
         "loaded on the CPU (and back) through a state file. The error column is a relative error, a mean KL (KL rows),\n" +
         "a count of differing ids (greedy ids: 'near tie' where a 16- or 8-bit backend parts at a near tie), or the largest\n" +
         "|C| or |n| seen (long runs, --long-tokens).\n" +
+        "The precision policy behind these bounds (what each backend runs at each weight type): docs/precision.md.\n" +
         "Exit code: 0 when every check passes, 1 when one fails, 2 for bad usage.";
 
     public static Command Create()
