@@ -68,11 +68,18 @@ public static class CheckReport
         return sb.ToString();
     }
 
+    /// <summary>The check with the largest error relative to its bound (id counts and long runs left out), or null.</summary>
+    public static CheckRow? Closest(IEnumerable<CheckRow> rows) =>
+        rows.Where(r => !r.IsCount && !r.IsLongRun && r.Bound > 0 && !double.IsNaN(r.Error)).MaxBy(r => r.Error / r.Bound);
+
+    /// <summary>"quantity error of bound" for <see cref="Closest"/>, or "".</summary>
+    public static string ClosestText(IEnumerable<CheckRow> rows) => Closest(rows) is { } w ? $"{w.Quantity} {F(w.Error)} of {F(w.Bound)}" : "";
+
     /// <summary>One line: checks, failures, and the worst error relative to its bound.</summary>
     public static string Summary(IReadOnlyList<CheckRow> rows)
     {
         int failed = rows.Count(r => !r.Pass);
-        var worst = rows.Where(r => !r.IsCount && !r.IsLongRun && r.Bound > 0 && !double.IsNaN(r.Error)).OrderByDescending(r => r.Error / r.Bound).FirstOrDefault();
+        var worst = Closest(rows);
         string w = worst == null ? "" : $"; closest to its bound: {worst.Fixture} {worst.Device} {worst.Type} {worst.Quantity} {F(worst.Error)} of {F(worst.Bound)}";
         return $"{rows.Count} checks, {failed} failed{w}";
     }
