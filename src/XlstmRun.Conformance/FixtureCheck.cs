@@ -175,7 +175,10 @@ public sealed class ConformanceSession : IDisposable
             var r = Check(f, d, t);
             results[i] = r;
             int bad = r.Count(x => !x.Pass);
-            progress?.Invoke($"{f.Name} {d.Id} {GgmlTypes.Name(t)}: {r.Count} checks, {(bad == 0 ? "all pass" : $"{bad} FAILED")} ({sw.Elapsed.TotalSeconds:F1} s)");
+            // the closest call in the line too: an interrupted run still leaves its figures on stderr
+            string closest = CheckReport.ClosestText(r);
+            progress?.Invoke($"{f.Name} {d.Id} {GgmlTypes.Name(t)}: {r.Count} checks, {(bad == 0 ? "all pass" : $"{bad} FAILED")}" +
+                             (closest.Length > 0 ? $", closest to its bound: {closest}" : "") + $" ({sw.Elapsed.TotalSeconds:F1} s)");
         }
         var cpuJobs = Enumerable.Range(0, jobs.Count).Where(i => jobs[i].D.Backend == "cpu").ToList();
         var cpuTask = Task.Run(() => Parallel.ForEach(cpuJobs, opts, Do));

@@ -31,11 +31,56 @@ public static class CheckReport
         return sb.ToString();
     }
 
+    /// <summary>
+    /// The short form: one row per fixture × device, one column per weight type; each cell is the relative error of the check
+    /// closest to its bound (logits, state; KL, id counts and long runs left out), that bound in brackets, "FAIL" when any
+    /// check of the cell failed and "tie" when greedy ids parted at an accepted near tie.
+    /// </summary>
+    public static string SummaryTable(IReadOnlyList<CheckRow> rows)
+    {
+        var types = rows.Select(r => r.Type).Distinct().ToList();
+        var keys = rows.Select(r => (r.Fixture, r.Device)).Distinct().ToList();
+        var sb = new StringBuilder();
+        sb.Append("| fixture | device |");
+        foreach (var t in types) sb.Append(' ').Append(t).Append(" |");
+        sb.AppendLine();
+        sb.Append("| --- | --- |");
+        foreach (var _ in types) sb.Append(" ---: |");
+        sb.AppendLine();
+        foreach (var (fixture, device) in keys)
+        {
+            sb.Append("| ").Append(fixture).Append(" | ").Append(device).Append(" |");
+            foreach (var t in types)
+            {
+                var cell = rows.Where(r => r.Fixture == fixture && r.Device == device && r.Type == t).ToList();
+                var rel = cell.Where(r => !r.IsCount && !r.IsLongRun && !r.IsKl && r.Bound > 0 && !double.IsNaN(r.Error)).ToList();
+                var text = new List<string>();
+                if (rel.Count > 0)
+                {
+                    var w = rel.MaxBy(r => r.Error / r.Bound)!;
+                    text.Add($"{F(w.Error)} ({F(w.Bound)})");
+                }
+                if (cell.Any(r => !r.Pass)) text.Add("FAIL");
+                if (cell.Any(r => r.IsCount && r.Pass && r.Error > 0)) text.Add("tie");
+                sb.Append(' ').Append(cell.Count == 0 ? "" : text.Count == 0 ? "pass" : string.Join(' ', text)).Append(" |");
+            }
+            sb.AppendLine();
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>The check with the largest error relative to its bound (id counts and long runs left out), or null.</summary>
+    public static CheckRow? Closest(IEnumerable<CheckRow> rows) =>
+        rows.Where(r => !r.IsCount && !r.IsLongRun && r.Bound > 0 && !double.IsNaN(r.Error)).MaxBy(r => r.Error / r.Bound);
+
+    /// <summary>"quantity error of bound" for <see cref="Closest"/>, or "".</summary>
+    public static string ClosestText(IEnumerable<CheckRow> rows) => Closest(rows) is { } w ? $"{w.Quantity} {F(w.Error)} of {F(w.Bound)}" : "";
+
     /// <summary>One line: checks, failures, and the worst error relative to its bound.</summary>
     public static string Summary(IReadOnlyList<CheckRow> rows)
     {
         int failed = rows.Count(r => !r.Pass);
-        var worst = rows.Where(r => !r.IsCount && !r.IsLongRun && r.Bound > 0 && !double.IsNaN(r.Error)).OrderByDescending(r => r.Error / r.Bound).FirstOrDefault();
+        var worst = Closest(rows);
         string w = worst == null ? "" : $"; closest to its bound: {worst.Fixture} {worst.Device} {worst.Type} {worst.Quantity} {F(worst.Error)} of {F(worst.Bound)}";
         return $"{rows.Count} checks, {failed} failed{w}";
     }

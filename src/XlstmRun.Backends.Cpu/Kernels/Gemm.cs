@@ -9,9 +9,16 @@ namespace XlstmRun.Backends.Cpu.Kernels;
 /// Register-tiled float matrix products C += A·B with strided row-major operands: a 4×(2 vectors) micro-kernel keeps
 /// eight accumulators in registers, broadcasts one element of A per row and loads two vectors of B per k.
 /// Used by the prefill projections (B = a packed, transposed panel of weight rows) and inside the mLSTM cell.
+/// Blocked summation: the micro-kernels sum each <see cref="KBlock"/> products in fresh registers and add that partial to C,
+/// so float32 rounding grows with K/KBlock rather than K (one running sum over K was the largest float32 error of the
+/// engine on the issue-9 look-alike models, up to 1e-3 of a logits row at ill-conditioned positions; docs/NOTES.md
+/// "Conformance"). Cost: one load, add and store of C per block of KBlock FMA steps.
 /// </summary>
 public static unsafe class FloatGemm
 {
+    /// <summary>Products per partial sum in the micro-kernels.</summary>
+    public const int KBlock = 32;
+
     /// <summary>C[M×N] += A[M×K] · B[K×N]; element (i,k) of A at A[i·lda + k], (k,j) of B at B[k·ldb + j], (i,j) of C at C[i·ldc + j].</summary>
     public static void Gemm(SimdLevel level, int M, int N, int K, float* A, long lda, float* B, long ldb, float* C, long ldc)
     {
@@ -51,42 +58,56 @@ public static unsafe class FloatGemm
         int V = TV.Count;
         float* a0 = A, a1 = A + lda, a2 = A + 2 * lda, a3 = A + 3 * lda;
         float* c0 = C, c1 = C + ldc, c2 = C + 2 * ldc, c3 = C + 3 * ldc;
-        TV x00 = TV.Load(c0), x01 = TV.Load(c0 + V), x10 = TV.Load(c1), x11 = TV.Load(c1 + V);
-        TV x20 = TV.Load(c2), x21 = TV.Load(c2 + V), x30 = TV.Load(c3), x31 = TV.Load(c3 + V);
-        for (int k = 0; k < K; k++)
+        for (int k0 = 0; k0 < K; k0 += KBlock)
         {
-            float* b = B + k * ldb;
-            TV b0 = TV.Load(b), b1 = TV.Load(b + V);
-            TV a = TV.Bcast(a0[k]); x00 = TV.Fma(a, b0, x00); x01 = TV.Fma(a, b1, x01);
-            a = TV.Bcast(a1[k]); x10 = TV.Fma(a, b0, x10); x11 = TV.Fma(a, b1, x11);
-            a = TV.Bcast(a2[k]); x20 = TV.Fma(a, b0, x20); x21 = TV.Fma(a, b1, x21);
-            a = TV.Bcast(a3[k]); x30 = TV.Fma(a, b0, x30); x31 = TV.Fma(a, b1, x31);
+            int k1 = Math.Min(K, k0 + KBlock);
+            TV x00 = TV.Zero, x01 = TV.Zero, x10 = TV.Zero, x11 = TV.Zero, x20 = TV.Zero, x21 = TV.Zero, x30 = TV.Zero, x31 = TV.Zero;
+            for (int k = k0; k < k1; k++)
+            {
+                float* b = B + k * ldb;
+                TV b0 = TV.Load(b), b1 = TV.Load(b + V);
+                TV a = TV.Bcast(a0[k]); x00 = TV.Fma(a, b0, x00); x01 = TV.Fma(a, b1, x01);
+                a = TV.Bcast(a1[k]); x10 = TV.Fma(a, b0, x10); x11 = TV.Fma(a, b1, x11);
+                a = TV.Bcast(a2[k]); x20 = TV.Fma(a, b0, x20); x21 = TV.Fma(a, b1, x21);
+                a = TV.Bcast(a3[k]); x30 = TV.Fma(a, b0, x30); x31 = TV.Fma(a, b1, x31);
+            }
+            AddTo(c0, x00); AddTo(c0 + V, x01); AddTo(c1, x10); AddTo(c1 + V, x11);
+            AddTo(c2, x20); AddTo(c2 + V, x21); AddTo(c3, x30); AddTo(c3 + V, x31);
         }
-        TV.Store(c0, x00); TV.Store(c0 + V, x01); TV.Store(c1, x10); TV.Store(c1 + V, x11);
-        TV.Store(c2, x20); TV.Store(c2 + V, x21); TV.Store(c3, x30); TV.Store(c3 + V, x31);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddTo<TV>(float* c, TV x) where TV : struct, IVec<TV> => TV.Store(c, TV.Add(TV.Load(c), x));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Micro1x2<TV>(int K, float* A, float* B, long ldb, float* C) where TV : struct, IVec<TV>
     {
         int V = TV.Count;
-        TV x0 = TV.Load(C), x1 = TV.Load(C + V);
-        for (int k = 0; k < K; k++)
+        for (int k0 = 0; k0 < K; k0 += KBlock)
         {
-            float* b = B + k * ldb;
-            TV a = TV.Bcast(A[k]);
-            x0 = TV.Fma(a, TV.Load(b), x0);
-            x1 = TV.Fma(a, TV.Load(b + V), x1);
+            int k1 = Math.Min(K, k0 + KBlock);
+            TV x0 = TV.Zero, x1 = TV.Zero;
+            for (int k = k0; k < k1; k++)
+            {
+                float* b = B + k * ldb;
+                TV a = TV.Bcast(A[k]);
+                x0 = TV.Fma(a, TV.Load(b), x0);
+                x1 = TV.Fma(a, TV.Load(b + V), x1);
+            }
+            AddTo(C, x0); AddTo(C + V, x1);
         }
-        TV.Store(C, x0); TV.Store(C + V, x1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Micro1x1<TV>(int K, float* A, float* B, long ldb, float* C) where TV : struct, IVec<TV>
     {
-        TV x0 = TV.Load(C);
-        for (int k = 0; k < K; k++) x0 = TV.Fma(TV.Bcast(A[k]), TV.Load(B + k * ldb), x0);
-        TV.Store(C, x0);
+        for (int k0 = 0; k0 < K; k0 += KBlock)
+        {
+            int k1 = Math.Min(K, k0 + KBlock);
+            TV x0 = TV.Zero;
+            for (int k = k0; k < k1; k++) x0 = TV.Fma(TV.Bcast(A[k]), TV.Load(B + k * ldb), x0);
+            AddTo(C, x0);
+        }
     }
 }
 

@@ -23,6 +23,7 @@ internal static class CheckCommand
         "loaded on the CPU (and back) through a state file. The error column is a relative error, a mean KL (KL rows),\n" +
         "a count of differing ids (greedy ids: 'near tie' where a 16- or 8-bit backend parts at a near tie), or the largest\n" +
         "|C| or |n| seen (long runs, --long-tokens).\n" +
+        "The precision policy behind these bounds (what each backend runs at each weight type): docs/precision.md.\n" +
         "Exit code: 0 when every check passes, 1 when one fails, 2 for bad usage.";
 
     public static Command Create()
@@ -39,9 +40,10 @@ internal static class CheckCommand
         var stepTokens = new Option<int>("--step-tokens") { Description = "Feed at most N prompt tokens one per call for the step logits (0 = the whole prompt; for slow devices)", DefaultValueFactory = _ => 0, HelpName = "N" };
         var longTokens = new Option<long>("--long-tokens") { Description = "Also generate N tokens on the first fixture at every device and type, checking that the state stays finite and the logits bounded (0 = skip)", DefaultValueFactory = _ => 0, HelpName = "N" };
         var failures = new Option<bool>("--failures") { Description = "Print only the failed checks (the summary line always)" };
+        var summary = new Option<bool>("--summary") { Description = "Print one row per fixture and device instead of every check: per weight type the error closest to its bound (the failed checks still in full)" };
         var cmd = new Command("check", "Run the conformance checks (reference fixtures, every backend, device and weight type) and print one table.")
         {
-            fixtures, only, backends, devices, types, variants, threads, stepTokens, longTokens, json, force, failures,
+            fixtures, only, backends, devices, types, variants, threads, stepTokens, longTokens, json, force, failures, summary,
         };
         HelpNotes.Add(cmd, Notes);
         cmd.SetAction(pr => Program.Run(() =>
@@ -99,7 +101,16 @@ internal static class CheckCommand
                 foreach (var d in devs) outW.WriteLine($"- {d.Id}: {d.Description}");
                 foreach (var m in missing) outW.WriteLine($"- no device for {m}");
                 outW.WriteLine();
-                outW.Write(CheckReport.Table(rows, pr.GetValue(failures)));
+                if (pr.GetValue(summary))
+                {
+                    outW.Write(CheckReport.SummaryTable(rows));
+                    if (rows.Any(r => !r.Pass))
+                    {
+                        outW.WriteLine();
+                        outW.Write(CheckReport.Table(rows, failuresOnly: true));
+                    }
+                }
+                else outW.Write(CheckReport.Table(rows, pr.GetValue(failures)));
                 outW.WriteLine();
                 outW.WriteLine(CheckReport.Summary(rows));
                 if (jsonPath != null)

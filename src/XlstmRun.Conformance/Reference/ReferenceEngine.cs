@@ -181,12 +181,19 @@ public sealed class ReferenceEngine<T> where T : unmanaged, IFloatingPointIeee75
         }
     }
 
-    private void Cell(int block, T[] qkvo, T[] gates, T[] h, int n)
+    private void Cell(int block, T[] qkvo, T[] gates, T[] h, int n) =>
+        RunCell(Config, _state.AsSpan((int)(block * Config.StateFloatsPerBlock), (int)Config.StateFloatsPerBlock), qkvo, gates, h, n, Form);
+
+    /// <summary>
+    /// The mLSTM cell op on its own (IBackend.MlstmCell in <typeparamref name="T"/>): <paramref name="n"/> tokens of qkvo
+    /// [n, QkvoDim] and raw gate pre-activations [n, 2·Heads] (soft-capped here), one block's state (C, n, m of every head),
+    /// h [n, VDim]. The chunkwise form in chunks of ChunkSize (or the step form), as the forward pass uses it.
+    /// </summary>
+    public static void RunCell(ModelConfig c, Span<T> blockState, ReadOnlySpan<T> qkvo, ReadOnlySpan<T> gates, Span<T> h, int n,
+        CellForm form = CellForm.Chunkwise)
     {
-        var c = Config;
         int NH = c.Heads, dqk = c.DQk, dv = c.DV, L = c.ChunkSize, ld = c.QkvoDim;
         T cap = T.CreateChecked(c.GateSoftCap), eps = T.CreateChecked(c.CellEps);
-        long so = block * c.StateFloatsPerBlock;
         var Q = new T[Math.Min(n, L) * dqk];
         var K = new T[Q.Length];
         var Vv = new T[Math.Min(n, L) * dv];
@@ -196,19 +203,19 @@ public sealed class ReferenceEngine<T> where T : unmanaged, IFloatingPointIeee75
         var scratch = new T[MlstmCpu<T>.ChunkScratch(Math.Min(n, L))];
         for (int hd = 0; hd < NH; hd++)
         {
-            var C = _state.AsSpan((int)(so + (long)hd * dqk * dv), dqk * dv);
-            var nv = _state.AsSpan((int)(so + (long)NH * dqk * dv + hd * dqk), dqk);
-            ref T m = ref _state[so + (long)NH * dqk * dv + NH * dqk + hd];
-            int step = n == 1 || Form == CellForm.Step ? 1 : L;
+            var C = blockState.Slice(hd * dqk * dv, dqk * dv);
+            var nv = blockState.Slice(NH * dqk * dv + hd * dqk, dqk);
+            ref T m = ref blockState[NH * dqk * dv + NH * dqk + hd];
+            int step = n == 1 || form == CellForm.Step ? 1 : L;
             for (int t0 = 0; t0 < n; t0 += step)
             {
                 int len = Math.Min(step, n - t0);
                 for (int j = 0; j < len; j++)
                 {
                     int t = t0 + j;
-                    qkvo.AsSpan(t * ld + hd * dqk, dqk).CopyTo(Q.AsSpan(j * dqk));
-                    qkvo.AsSpan(t * ld + c.QkDim + hd * dqk, dqk).CopyTo(K.AsSpan(j * dqk));
-                    qkvo.AsSpan(t * ld + 2 * c.QkDim + hd * dv, dv).CopyTo(Vv.AsSpan(j * dv));
+                    qkvo.Slice(t * ld + hd * dqk, dqk).CopyTo(Q.AsSpan(j * dqk));
+                    qkvo.Slice(t * ld + c.QkDim + hd * dqk, dqk).CopyTo(K.AsSpan(j * dqk));
+                    qkvo.Slice(t * ld + 2 * c.QkDim + hd * dv, dv).CopyTo(Vv.AsSpan(j * dv));
                     ig[j] = cap * T.Tanh(gates[t * 2 * NH + hd] / cap);
                     fg[j] = cap * T.Tanh(gates[t * 2 * NH + NH + hd] / cap);
                 }
@@ -216,7 +223,7 @@ public sealed class ReferenceEngine<T> where T : unmanaged, IFloatingPointIeee75
                     MlstmCpu<T>.Step(C, nv, ref m, Q.AsSpan(0, dqk), K.AsSpan(0, dqk), Vv.AsSpan(0, dv), ig[0], fg[0], eps, H.AsSpan(0, dv));
                 else
                     MlstmCpu<T>.Chunk(C, nv, ref m, len, dqk, dv, Q, K, Vv, ig.AsSpan(0, len), fg.AsSpan(0, len), eps, H, scratch);
-                for (int j = 0; j < len; j++) H.AsSpan(j * dv, dv).CopyTo(h.AsSpan((t0 + j) * c.VDim + hd * dv));
+                for (int j = 0; j < len; j++) H.AsSpan(j * dv, dv).CopyTo(h.Slice((t0 + j) * c.VDim + hd * dv));
             }
         }
     }

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using XlstmRun.Backends.Cpu;
 using XlstmRun.Conformance;
+using XlstmRun.Conformance.Reference;
 using XlstmRun.Formats;
 using XlstmRun.Formats.Gguf;
 using XlstmRun.Formats.Quant;
@@ -330,6 +331,58 @@ public class OpConformanceTests
             int mo = per + heads * dqk * (dv + 1);
             Close(a.AsSpan(mo, heads).ToArray(), g.AsSpan(mo, heads).ToArray(), Bounds.OpCell, $"m, call {rep + 1}");
         }
+    }
+
+    public static TheoryData<string> ClosingGateDevices()
+    {
+        var d = new TheoryData<string>();
+        d.Add("cpu");
+        foreach (var dev in OpDevices()) d.Add(dev);
+        return d;
+    }
+
+    /// <summary>
+    /// Closing forget gates over whole chunks (log σ(f) from −1.5 to −6 per token; input gates around them): the cumulative
+    /// log-forget b reaches about −250 within a chunk of 64 while the decay weights exp(b_i − b_j) of the neighbouring tokens
+    /// still count. A float running sum of b puts |b|·2⁻²⁴ into every exponent; the kernels keep b in double (CPU) or as a
+    /// compensated pair (OpenCL, Vulkan). Against the float64 cell (<see cref="ReferenceEngine{T}.RunCell"/>), from a
+    /// non-zero state, three chunks and a remainder: h and the state within 2e-6 on every device, the CPU engine included.
+    /// Measured (2-core dev box, 2026-11-30): h 1.6e-7 on the CPU and PoCL, 8.5e-7 on lavapipe; 2.6e-6 on lavapipe with the
+    /// compensation taken out of mlstm_chunk_prep.comp (this test then fails).
+    /// </summary>
+    [Theory, MemberData(nameof(ClosingGateDevices))]
+    public void ChunkCellKeepsLogGateSumsExactWhenForgetGatesClose(string device)
+    {
+        const int T = 200, heads = 2, dqk = 16, dv = 24;
+        var c = Cfg(heads, dqk, dv, 64);
+        using var b = new OpBench(device, 4242);
+        var s0 = b.Random((int)c.StateFloats, 0.5f);
+        int per = (int)c.StateFloatsPerBlock;
+        for (int h = 0; h < heads; h++) s0[per + heads * dqk * (dv + 1) + h] = 1.5f;
+        var qkvo = b.Random(T * c.QkvoDim, 1.5f);
+        var gates = new float[T * 2 * heads];
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < heads; h++)
+            {
+                gates[t * 2 * heads + h] = b.Random(1, 3f, 1f)[0];
+                gates[t * 2 * heads + heads + h] = b.Random(1, 2.25f, -3.75f)[0];
+            }
+        var sb = b.Be.AllocState(c);
+        b.Be.WriteState(sb, s0);
+        var (_, qb) = b.Tensor(T, c.QkvoDim, qkvo);
+        var (_, gb) = b.Tensor(T, 2 * heads, gates);
+        var (_, hb) = b.Tensor(T, c.VDim);
+        b.Be.MlstmCell(c, qb, gb, sb, 1, hb);
+        var got = new float[c.StateFloats];
+        b.Be.ReadState(sb, got);
+
+        var state = s0.AsSpan(per, per).ToArray().Select(x => (double)x).ToArray();
+        var h64 = new double[T * c.VDim];
+        ReferenceEngine<double>.RunCell(c, state, qkvo.Select(x => (double)x).ToArray(), gates.Select(x => (double)x).ToArray(), h64, T);
+        double eh = Metrics.RelErr(b.ReadBe(hb), h64), es = Metrics.RelErr(got.AsSpan(per, per), state);
+        _out.WriteLine($"{device}: h {eh:E2}, state {es:E2} vs float64");
+        Assert.InRange(eh, 0, 2e-6);
+        Assert.InRange(es, 0, 2e-6);
     }
 
     public static TheoryData<string> StateDevices()
