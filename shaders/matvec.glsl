@@ -324,7 +324,7 @@ void main()
                 {
                     // j is a constant after unrolling: acc[j] stays in registers (a runtime index would put the
                     // accumulators in local memory: 28x slower, measured on the H200)
-                    if (j >= ntok) continue;
+                    if (NTOK > 1u && j >= ntok) continue;   // folds away for one token
                     uint xb = ((pc.xOff + (t0 + j) * pc.xStride) >> 2) + 8u * c;
                     vec4 x[8];
                     [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = X4[xb + i];
@@ -385,7 +385,7 @@ void main()
                 if (g >= ng) break;
                 [[unroll]] for (uint j = 0u; j < NTOK; j++)
                 {
-                    if (j >= ntok) continue;
+                    if (NTOK > 1u && j >= ntok) continue;   // folds away for one token
                     vec4 x0, x1;
                     load_x8(pc.xOff + (t0 + j) * pc.xStride, g, x0, x1, ss[j]);
                     [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[j][r] += dot(lo[u][r], x0) + dot(hi[u][r], x1);
@@ -395,7 +395,7 @@ void main()
     }
 
     [[unroll]] for (uint j = 0u; j < NTOK; j++)
-        if (j < ntok) reduce_rows(acc[j], ss[j], j * NV);   // ntok is uniform: the barriers inside are reached by all
+        if (NTOK == 1u || j < ntok) reduce_rows(acc[j], ss[j], j * NV);   // ntok is uniform: the barriers inside are reached by all
 
     for (uint j = 0u; j < ntok; j++)
     {
