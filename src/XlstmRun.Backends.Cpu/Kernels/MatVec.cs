@@ -228,7 +228,7 @@ public static unsafe class MatVec
         switch (path)
         {
             case Int8Path.AvxVnni:
-                if (q4) Q4Avx<Vnni>(w, x, r0, r1, epi); else Q8Avx<Vnni>(w, x, r0, r1, epi);
+                if (q4) BlocksAvx<Vnni, Q4Block>(w, x, r0, r1, epi); else BlocksAvx<Vnni, Q8Block>(w, x, r0, r1, epi);
                 break;
             case Int8Path.Avx2:
                 if (q4) Q4Avx2(w, x, r0, r1, epi); else Q8Avx2(w, x, r0, r1, epi);
@@ -297,111 +297,74 @@ public static unsafe class MatVec
         if (step > 192) Sse.Prefetch0(p + 192);
     }
 
-    private static void Q4Avx<TD>(in WeightRef w, in QRow x, int r0, int r1, in Epilogue epi) where TD : struct, IDotU8S8
+    /// <summary>One 32-element weight block (half scale, then the quants) times the 8-bit activations of the same block:
+    /// per 32-bit lane, the integer sums of four products.</summary>
+    private interface IBlockDot
     {
-        var mask = Vector256.Create((byte)0x0F);
-        var sh = Vector256.Create(0u, 0, 0, 0, 4, 4, 4, 4);
-        int nb = x.Blocks;
-        long rb = w.RowBytes;
-        byte* wd = w.Data;
-        sbyte* xq = x.Q;
-        float* xs = x.DS;
-        int* xi = x.Init4;
-        var ep = epi;
-        long pstep = PrefetchStep(rb, nb);
-        int r = r0;
-        for (; r + 4 <= r1; r += 4)
+        static abstract int Bytes { get; }
+        /// <param name="init4">Q4_0: the block's −8·Σq start values (the nibble offset folded in); unused for Q8_0.</param>
+        static abstract Vector256<int> Dot<TD>(byte* block, Vector256<sbyte> xv, int* init4) where TD : struct, IDotU8S8;
+    }
+
+    private struct Q4Block : IBlockDot
+    {
+        public static int Bytes => 18;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot<TD>(byte* block, Vector256<sbyte> xv, int* init4) where TD : struct, IDotU8S8 =>
+            TD.Dot(Vector256.Load(init4), Nibbles(block + 2, Vector256.Create(0u, 0, 0, 0, 4, 4, 4, 4), Vector256.Create((byte)0x0F)), xv);
+    }
+
+    private struct Q8Block : IBlockDot
+    {
+        public static int Bytes => 34;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot<TD>(byte* block, Vector256<sbyte> xv, int* init4) where TD : struct, IDotU8S8
         {
-            byte* p0 = wd + r * rb, p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb;
-            byte* pf = p0 + 4 * rb;
-            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (int b = 0; b < nb; b++)
-            {
-                Prefetch(pf, pstep);
-                pf += pstep;
-                var xv = Vector256.Load(xq + 32 * b);
-                var init = Vector256.Load(xi + 8 * b);
-                float ds = xs[b];
-                var i0 = TD.Dot(init, Nibbles(p0 + 2, sh, mask), xv);
-                var i1 = TD.Dot(init, Nibbles(p1 + 2, sh, mask), xv);
-                var i2 = TD.Dot(init, Nibbles(p2 + 2, sh, mask), xv);
-                var i3 = TD.Dot(init, Nibbles(p3 + 2, sh, mask), xv);
-                a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), BlockScale(p0, ds), a0);
-                a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), BlockScale(p1, ds), a1);
-                a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), BlockScale(p2, ds), a2);
-                a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), BlockScale(p3, ds), a3);
-                p0 += 18; p1 += 18; p2 += 18; p3 += 18;
-            }
-            ep.Write(r, Vector256.Sum(a0)); ep.Write(r + 1, Vector256.Sum(a1));
-            ep.Write(r + 2, Vector256.Sum(a2)); ep.Write(r + 3, Vector256.Sum(a3));
-        }
-        for (; r < r1; r++)
-        {
-            byte* p = wd + r * rb;
-            Vector256<float> a0 = default, a1 = default;
-            int b = 0;
-            for (; b + 2 <= nb; b += 2, p += 36)
-            {
-                var i0 = TD.Dot(Vector256.Load(xi + 8 * b), Nibbles(p + 2, sh, mask), Vector256.Load(xq + 32 * b));
-                var i1 = TD.Dot(Vector256.Load(xi + 8 * b + 8), Nibbles(p + 20, sh, mask), Vector256.Load(xq + 32 * b + 32));
-                a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), BlockScale(p, xs[b]), a0);
-                a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), BlockScale(p + 18, xs[b + 1]), a1);
-            }
-            for (; b < nb; b++, p += 18)
-            {
-                var i0 = TD.Dot(Vector256.Load(xi + 8 * b), Nibbles(p + 2, sh, mask), Vector256.Load(xq + 32 * b));
-                a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), BlockScale(p, xs[b]), a0);
-            }
-            ep.Write(r, Vector256.Sum(a0 + a1));
+            var wv = Vector256.Load((sbyte*)(block + 2));
+            return TD.Dot(default, Avx2.Abs(wv), Avx2.Sign(xv, wv));
         }
     }
 
-    private static void Q8Avx<TD>(in WeightRef w, in QRow x, int r0, int r1, in Epilogue epi) where TD : struct, IDotU8S8
+    /// <summary>Q4_0/Q8_0 rows (<typeparamref name="TB"/>) times 8-bit activations: four rows per pass sharing each
+    /// activation load, the next four rows prefetched while these are read.</summary>
+    private static void BlocksAvx<TD, TB>(in WeightRef w, in QRow x, int r0, int r1, in Epilogue epi)
+        where TD : struct, IDotU8S8 where TB : struct, IBlockDot
     {
-        int nb = x.Blocks;
-        long rb = w.RowBytes;
-        byte* wd = w.Data;
-        sbyte* xq = x.Q;
-        float* xs = x.DS;
+        int nb = x.Blocks, bytes = TB.Bytes, r = r0;
+        long rb = w.RowBytes, pstep = PrefetchStep(rb, nb);
+        sbyte* xq = x.Q; float* xs = x.DS; int* xi = x.Init4;
         var ep = epi;
-        long pstep = PrefetchStep(rb, nb);
-        int r = r0;
         for (; r + 4 <= r1; r += 4)
         {
-            byte* p0 = wd + r * rb, p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb;
-            byte* pf = p0 + 4 * rb;
+            byte* p0 = w.Data + r * rb, p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb, pf = p0 + 4 * rb;
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int b = 0; b < nb; b++)
             {
                 Prefetch(pf, pstep);
                 pf += pstep;
                 var xv = Vector256.Load(xq + 32 * b);
+                int* init = xi + 8 * b;
                 float ds = xs[b];
-                var w0 = Vector256.Load((sbyte*)(p0 + 2));
-                var w1 = Vector256.Load((sbyte*)(p1 + 2));
-                var w2 = Vector256.Load((sbyte*)(p2 + 2));
-                var w3 = Vector256.Load((sbyte*)(p3 + 2));
-                var i0 = TD.Dot(default, Avx2.Abs(w0), Avx2.Sign(xv, w0));
-                var i1 = TD.Dot(default, Avx2.Abs(w1), Avx2.Sign(xv, w1));
-                var i2 = TD.Dot(default, Avx2.Abs(w2), Avx2.Sign(xv, w2));
-                var i3 = TD.Dot(default, Avx2.Abs(w3), Avx2.Sign(xv, w3));
+                var i0 = TB.Dot<TD>(p0, xv, init);
+                var i1 = TB.Dot<TD>(p1, xv, init);
+                var i2 = TB.Dot<TD>(p2, xv, init);
+                var i3 = TB.Dot<TD>(p3, xv, init);
                 a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), BlockScale(p0, ds), a0);
                 a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i1), BlockScale(p1, ds), a1);
                 a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i2), BlockScale(p2, ds), a2);
                 a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i3), BlockScale(p3, ds), a3);
-                p0 += 34; p1 += 34; p2 += 34; p3 += 34;
+                p0 += bytes; p1 += bytes; p2 += bytes; p3 += bytes;
             }
             ep.Write(r, Vector256.Sum(a0)); ep.Write(r + 1, Vector256.Sum(a1));
             ep.Write(r + 2, Vector256.Sum(a2)); ep.Write(r + 3, Vector256.Sum(a3));
         }
         for (; r < r1; r++)
         {
-            byte* p = wd + r * rb;
+            byte* p = w.Data + r * rb;
             Vector256<float> a0 = default;
-            for (int b = 0; b < nb; b++, p += 34)
+            for (int b = 0; b < nb; b++, p += bytes)
             {
-                var wv = Vector256.Load((sbyte*)(p + 2));
-                var i0 = TD.Dot(default, Avx2.Abs(wv), Avx2.Sign(Vector256.Load(xq + 32 * b), wv));
+                var i0 = TB.Dot<TD>(p, Vector256.Load(xq + 32 * b), xi + 8 * b);
                 a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(i0), BlockScale(p, xs[b]), a0);
             }
             ep.Write(r, Vector256.Sum(a0));
@@ -462,25 +425,20 @@ public static unsafe class MatVec
             ep.Write(r, s4.GetElement(0)); ep.Write(r + 1, s4.GetElement(1));
             ep.Write(r + 2, s4.GetElement(2)); ep.Write(r + 3, s4.GetElement(3));
         }
-        if (r < r1) Q4Avx<MaddUbs>(w, x, r, r1, epi);
+        if (r < r1) BlocksAvx<MaddUbs, Q4Block>(w, x, r, r1, epi);
     }
 
     /// <summary>Q8_0 × 8-bit activations with AVX2 only, four rows at a time, the rows' int32 sums folded with `vphaddd`.</summary>
     private static void Q8Avx2(in WeightRef w, in QRow x, int r0, int r1, in Epilogue epi)
     {
         var ones = Vector256.Create((short)1);
-        int nb = x.Blocks;
-        long rb = w.RowBytes;
-        byte* wd = w.Data;
-        sbyte* xq = x.Q;
-        float* xs = x.DS;
+        int nb = x.Blocks, r = r0;
+        long rb = w.RowBytes, pstep = PrefetchStep(rb, nb);
+        sbyte* xq = x.Q; float* xs = x.DS;
         var ep = epi;
-        long pstep = PrefetchStep(rb, nb);
-        int r = r0;
         for (; r + 4 <= r1; r += 4)
         {
-            byte* p0 = wd + r * rb, p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb;
-            byte* pf = p0 + 4 * rb;
+            byte* p0 = w.Data + r * rb, p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb, pf = p0 + 4 * rb;
             Vector256<float> acc = default;
             for (int b = 0; b < nb; b++)
             {
@@ -503,7 +461,7 @@ public static unsafe class MatVec
             ep.Write(r, s4.GetElement(0)); ep.Write(r + 1, s4.GetElement(1));
             ep.Write(r + 2, s4.GetElement(2)); ep.Write(r + 3, s4.GetElement(3));
         }
-        if (r < r1) Q8Avx<MaddUbs>(w, x, r, r1, epi);
+        if (r < r1) BlocksAvx<MaddUbs, Q8Block>(w, x, r, r1, epi);
     }
 
     /// <summary>128-bit path for CPUs without AVX2: widen to 16 bits, multiply, widen-add to 32 bits.</summary>
