@@ -2,9 +2,10 @@
 // (+ bias[row]). A workgroup of WG invocations computes NUM_ROWS rows for NTOK tokens (workgroup z = group of NTOK
 // tokens): each weight load serves the NTOK tokens. Every token's sums are formed in the same order whatever NTOK and
 // NUM_ROWS are (invocation tid takes chunks tid, tid + WG, ...; the same reduction), so a token's result does not
-// depend on how many tokens share the workgroup: the multi-sequence step equals the one-sequence step bit for bit. Invocations stride over 16-byte weight chunks (8 elements of
-// F32/F16/BF16, or one 32-element block of Q8_0/Q4_0), UNROLL chunks per iteration with every weight load of the
-// iteration issued before any arithmetic; the workgroup reduces with subgroupAdd (+ shared memory across subgroups).
+// depend on how many tokens share the workgroup: the multi-sequence step equals the one-sequence step bit for bit.
+// Invocations stride over 16-byte weight chunks (8 elements of F32/F16/BF16, or one 32-element block of Q8_0/Q4_0),
+// UNROLL chunks per iteration with every weight load of the iteration issued before any arithmetic; the workgroup
+// reduces with subgroupAdd (+ shared memory across subgroups).
 //
 // Q8_0/Q4_0 weights:
 //   INT_DOT 1    the activations are quantized to int8 per 32-block in registers (d = max|x|/127, q = roundEven(x/d), as
