@@ -540,7 +540,7 @@ public class VulkanOpTests
     [InlineData(GgmlType.BF16, 40, 2, 4, 2, 1)]
     public void SmallTokenTilesEmulatedMatchCpu(GgmlType type, int T, uint wm, uint wn, uint tm, uint tn)
     {
-        using var p = new OpPair(T * 7 + (int)type, options: new VulkanOptions { EmulateCoopMat = new GemmTile(wm, wn, tm, tn, 4) });
+        using var p = new OpPair(T * 7 + (int)type, options: new VulkanOptions { EmulateCoopMat = new GemmTile(wm, wn, tm, tn, 4), VecTokens = 1 });
         int rows = 200, cols = type is GgmlType.Q8_0 or GgmlType.Q4_0 ? 96 : 100;
         var (wc, wv) = p.Weight(type, rows, cols);
         var (xc, xv) = p.Tensor(T, cols);

@@ -36,8 +36,9 @@ public static class VulkanTestDevice
     public static readonly VulkanOptions IntDot = new() { IntDot = true };
 
     /// <summary>Options that run the prefill GEMM through the emulated cooperative-matrix kernel, with a tile that fits
-    /// lavapipe's 32 KiB of shared memory (64 × 64, two K groups per step).</summary>
-    public static readonly VulkanOptions EmulatedCoopMat = new() { EmulateCoopMat = new GemmTile(2, 2, 2, 2, 4) };
+    /// lavapipe's 32 KiB of shared memory (64 × 64, two K groups per step). VecTokens = 1: every product of two or more
+    /// tokens takes the GEMM (by default up to 64 tokens run as matvecs).</summary>
+    public static readonly VulkanOptions EmulatedCoopMat = new() { EmulateCoopMat = new GemmTile(2, 2, 2, 2, 4), VecTokens = 1 };
 
     /// <summary>Options under which device memory is not mapped (uploads and reads go through staging copies) and no
     /// binding may exceed <paramref name="maxBinding"/> bytes (weights are split into several buffers).</summary>
