@@ -87,64 +87,38 @@ public sealed record VulkanOptions
             if (p.Length < min || p.Length > max) throw new ArgumentException($"{name}={v}: expected {min} to {max} comma-separated whole numbers");
             return r;
         }
+        MatVecShape Shape(string name, string v)
+        {
+            var n = Nums(name, v, 2, 3);
+            var s = new MatVecShape(n[0], n[1], n.Length > 2 ? n[2] : 1);
+            return s.Valid ? s : throw new ArgumentException($"{name}={v}: workgroup a power of two in 32..256, rows 1..16, unroll 1..4");
+        }
+        GemmTile Tile(string name, string v)
+        {
+            var n = Nums(name, v, 5, 5);
+            var t = new GemmTile(n[0], n[1], n[2], n[3], n[4]);
+            return t.Valid ? t : throw new ArgumentException($"{name}={v}: warps 1..4 each way, tiles 1..8 each way, bkv 2 or 4");
+        }
+        int Int(string name, string v, int min, int max, string unit = "")
+        {
+            if (!int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < min || n > max)
+                throw new ArgumentException($"{name}={v}: expected {min}..{max}{unit}");
+            return n;
+        }
         var o = new VulkanOptions { Profile = profile, Float32 = float32 };
         if (Env("XLSTM_VK_FUSE") is { } fu) o = o with { Fusion = fu != "0" };
         if (Env("XLSTM_VK_COOPMAT") is { } cm) o = o with { CoopMat = cm != "0" };
         if (Env("XLSTM_VK_INTDOT") is { } id) o = o with { IntDot = id != "0" };
         if (Env("XLSTM_VK_STATS") is { } st) o = o with { Stats = st == "1" };
-        if (Env("XLSTM_VK_MATVEC") is { } mv)
-        {
-            var n = Nums("XLSTM_VK_MATVEC", mv, 2, 3);
-            var s = new MatVecShape(n[0], n[1], n.Length > 2 ? n[2] : 1);
-            if (!s.Valid) throw new ArgumentException($"XLSTM_VK_MATVEC={mv}: workgroup a power of two in 32..256, rows 1..16, unroll 1..4");
-            o = o with { MatVec = s };
-        }
-        if (Env("XLSTM_VK_VEC_MATVEC") is { } vm)
-        {
-            var n = Nums("XLSTM_VK_VEC_MATVEC", vm, 2, 3);
-            var s = new MatVecShape(n[0], n[1], n.Length > 2 ? n[2] : 1);
-            if (!s.Valid) throw new ArgumentException($"XLSTM_VK_VEC_MATVEC={vm}: workgroup a power of two in 32..256, rows 1..16, unroll 1..4");
-            o = o with { VecMatVec = s };
-        }
-        if (Env("XLSTM_VK_GEMM") is { } gm)
-        {
-            var n = Nums("XLSTM_VK_GEMM", gm, 5, 5);
-            var t = new GemmTile(n[0], n[1], n[2], n[3], n[4]);
-            if (!t.Valid) throw new ArgumentException($"XLSTM_VK_GEMM={gm}: warps 1..4 each way, tiles 1..8 each way, bkv 2 or 4");
-            o = o with { Gemm = t };
-        }
-        if (Env("XLSTM_VK_EMULATE_COOPMAT") is { } em)
-        {
-            // diagnosis: the cooperative-matrix GEMM's tiling with emulated matrix operations, on any device
-            var n = Nums("XLSTM_VK_EMULATE_COOPMAT", em, 5, 5);
-            var t = new GemmTile(n[0], n[1], n[2], n[3], n[4]);
-            if (!t.Valid) throw new ArgumentException($"XLSTM_VK_EMULATE_COOPMAT={em}: warps 1..4 each way, tiles 1..8 each way, bkv 2 or 4");
-            o = o with { EmulateCoopMat = t };
-        }
-        if (Env("XLSTM_VK_STEP_ROWS") is { } sr)
-        {
-            if (!int.TryParse(sr, NumberStyles.None, CultureInfo.InvariantCulture, out var r) || r < 4 || r > 256)
-                throw new ArgumentException($"XLSTM_VK_STEP_ROWS={sr}: expected 4..256");
-            o = o with { StepRows = r };
-        }
-        if (Env("XLSTM_VK_VEC_TOKENS") is { } vt)
-        {
-            if (!int.TryParse(vt, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < 1 || n > 1024)
-                throw new ArgumentException($"XLSTM_VK_VEC_TOKENS={vt}: expected 1..1024");
-            o = o with { VecTokens = n };
-        }
-        if (Env("XLSTM_VK_VEC_GROUP") is { } vg)
-        {
-            if (!int.TryParse(vg, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < 1 || n > 8)
-                throw new ArgumentException($"XLSTM_VK_VEC_GROUP={vg}: expected 1..8");
-            o = o with { VecGroup = n };
-        }
-        if (Env("XLSTM_VK_BATCH") is { } b)
-        {
-            if (!int.TryParse(b, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < 64 || n > 65536)
-                throw new ArgumentException($"XLSTM_VK_BATCH={b}: expected 64..65536 tokens");
-            o = o with { Batch = n };
-        }
+        if (Env("XLSTM_VK_MATVEC") is { } mv) o = o with { MatVec = Shape("XLSTM_VK_MATVEC", mv) };
+        if (Env("XLSTM_VK_VEC_MATVEC") is { } vm) o = o with { VecMatVec = Shape("XLSTM_VK_VEC_MATVEC", vm) };
+        if (Env("XLSTM_VK_GEMM") is { } gm) o = o with { Gemm = Tile("XLSTM_VK_GEMM", gm) };
+        // diagnosis: the cooperative-matrix GEMM's tiling with emulated matrix operations, on any device
+        if (Env("XLSTM_VK_EMULATE_COOPMAT") is { } em) o = o with { EmulateCoopMat = Tile("XLSTM_VK_EMULATE_COOPMAT", em) };
+        if (Env("XLSTM_VK_STEP_ROWS") is { } sr) o = o with { StepRows = Int("XLSTM_VK_STEP_ROWS", sr, 4, 256) };
+        if (Env("XLSTM_VK_VEC_TOKENS") is { } vt) o = o with { VecTokens = Int("XLSTM_VK_VEC_TOKENS", vt, 1, 1024) };
+        if (Env("XLSTM_VK_VEC_GROUP") is { } vg) o = o with { VecGroup = Int("XLSTM_VK_VEC_GROUP", vg, 1, 8) };
+        if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;
     }
 }
