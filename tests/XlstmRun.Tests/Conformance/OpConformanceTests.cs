@@ -1,23 +1,22 @@
-using System.Runtime.InteropServices;
 using XlstmRun.Backends.Cpu;
 using XlstmRun.Conformance;
 using XlstmRun.Conformance.Reference;
 using XlstmRun.Formats;
 using XlstmRun.Formats.Gguf;
-using XlstmRun.Formats.Quant;
 using XlstmRun.Model;
+using XlstmRun.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
 
 namespace XlstmRun.Tests.Conformance;
 
 /// <summary>One backend beside the CPU engine (float path), with random inputs written to both.</summary>
-public sealed unsafe class OpBench : IDisposable
+public sealed class OpBench : IDisposable
 {
     public readonly CpuBackend Cpu = new(Shared.Threads, int8Activations: false);
     public readonly IBackend Be;
     public readonly ConformanceDevice Device;
-    private readonly List<nint> _native = new();
+    private readonly EncodedWeights _weights = new();
     private readonly Random _rng;
 
     public OpBench(string device, int seed)
@@ -38,14 +37,7 @@ public sealed unsafe class OpBench : IDisposable
     /// <summary>A [rows, cols] weight of <paramref name="type"/> from random values (a vector when <paramref name="vector"/>), loaded on both.</summary>
     public (IWeight Cpu, IWeight Be) Weight(GgmlType type, int rows, int cols, float scale = 0.5f, bool vector = false, float shift = 0f)
     {
-        var f = Random(rows * cols, scale, shift);
-        long rowBytes = GgmlTypes.RowBytes(type, cols);
-        long bytes = rowBytes * rows;
-        var p = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
-        _native.Add((nint)p);
-        for (int r = 0; r < rows; r++) Quantizer.EncodeRow(type, f.AsSpan(r * cols, cols), new Span<byte>(p + r * rowBytes, (int)rowBytes));
-        long[] ne = vector ? [cols] : [cols, rows];
-        var view = new TensorView($"w{_native.Count}", type, ne, p, bytes);
+        var view = _weights.Encode(type, rows, cols, Random(rows * cols, scale, shift), vector);
         return (Cpu.LoadWeight(view), Be.LoadWeight(view));
     }
 
@@ -73,7 +65,7 @@ public sealed unsafe class OpBench : IDisposable
     {
         Be.Dispose();
         Cpu.Dispose();
-        foreach (var p in _native) NativeMemory.AlignedFree((void*)p);
+        _weights.Dispose();
     }
 }
 

@@ -1,9 +1,7 @@
-using System.Runtime.InteropServices;
 using XlstmRun.Backends.Cpu;
 using XlstmRun.Backends.Vulkan;
 using XlstmRun.Formats;
 using XlstmRun.Formats.Gguf;
-using XlstmRun.Formats.Quant;
 using XlstmRun.Model;
 using XlstmRun.Tests.Support;
 using Xunit;
@@ -12,11 +10,11 @@ using Xunit.Abstractions;
 namespace XlstmRun.Tests.Vulkan;
 
 /// <summary>The same weights and inputs on the CPU backend and on the Vulkan backend (lavapipe), op by op.</summary>
-public sealed unsafe class OpPair : IDisposable
+public sealed class OpPair : IDisposable
 {
     public readonly CpuBackend Cpu = new(2, int8Activations: false); // the exact float path: other backends keep float activations
     public readonly VulkanBackend Vk;
-    private readonly List<nint> _native = new();
+    private readonly EncodedWeights _weights = new();
     private readonly Random _rng;
 
     public OpPair(int seed, bool noSubgroups = false, VulkanOptions? options = null)
@@ -45,24 +43,13 @@ public sealed unsafe class OpPair : IDisposable
     {
         var f = values ?? Random(rows * cols, scale);
         LastValues = f;
-        var view = View(type, rows, cols, f, vector);
+        var view = _weights.Encode(type, rows, cols, f, vector);
         return (Cpu.LoadWeight(view), Vk.LoadWeight(view));
     }
 
     /// <summary>The same encoded weight loaded into another backend.</summary>
     public IWeight LoadInto(IBackend be, GgmlType type, int rows, int cols, float[] values, bool vector = false) =>
-        be.LoadWeight(View(type, rows, cols, values, vector));
-
-    private TensorView View(GgmlType type, int rows, int cols, float[] f, bool vector)
-    {
-        long rowBytes = GgmlTypes.RowBytes(type, cols);
-        long bytes = rowBytes * rows;
-        var p = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(bytes, 64), 64);
-        _native.Add((nint)p);
-        for (int r = 0; r < rows; r++) Quantizer.EncodeRow(type, f.AsSpan(r * cols, cols), new Span<byte>(p + r * rowBytes, (int)rowBytes));
-        long[] ne = vector ? [cols] : [cols, rows];
-        return new TensorView($"w{_native.Count}", type, ne, p, bytes);
-    }
+        be.LoadWeight(_weights.Encode(type, rows, cols, values, vector));
 
     public (ITensor Cpu, ITensor Vk) Tensor(int rows, int cols, float[]? values = null)
     {
@@ -93,7 +80,7 @@ public sealed unsafe class OpPair : IDisposable
     public void Dispose()
     {
         Vk.Dispose();
-        foreach (var p in _native) NativeMemory.AlignedFree((void*)p);
+        _weights.Dispose();
     }
 }
 
