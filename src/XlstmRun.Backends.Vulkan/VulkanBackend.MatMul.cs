@@ -84,16 +84,15 @@ public sealed unsafe partial class VulkanBackend
 
     // ---- launch shapes -----------------------------------------------------------------------------------------------
 
-    /// <summary>Decode matvec shape per weight type (XLSTM_VK_MATVEC overrides): rows per workgroup chosen so that
-    /// 4096-column rows keep every invocation busy with one 16-byte load per row.</summary>
+    /// <summary>Matvec shape per weight type and token count (XLSTM_VK_MATVEC, for several tokens XLSTM_VK_VEC_MATVEC,
+    /// override): rows per workgroup chosen so that 4096-column rows keep every invocation busy with one 16-byte load per
+    /// row. With several tokens per workgroup (H200 sweep, 4 tokens) Q8_0/Q4_0 stay best at 8 rows, which share the
+    /// per-token activation quantization; float weights at 4 rows instead of 2.</summary>
     private MatVecShape MatVecShapeFor(VkWeight w, int tokens)
     {
         if (tokens > 1 && Options.VecMatVec is { } v) return v;
         if (Options.MatVec is { } s) return s;
-        // several tokens per workgroup (H200 sweep, 4 tokens per workgroup: Q4_0 best with 8 rows, which share the
-        // per-token activation quantization; F16 with 4)
-        if (tokens > 1) return GgmlTypes.IsQuantized(w.DevType) ? new MatVecShape(128, 8, 1) : new MatVecShape(128, 4, 1);
-        return GgmlTypes.IsQuantized(w.DevType) ? new MatVecShape(128, 8, 1) : new MatVecShape(128, 2, 1);
+        return new MatVecShape(128, GgmlTypes.IsQuantized(w.DevType) ? 8u : tokens > 1 ? 4u : 2u, 1);
     }
 
     private static Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t) =>

@@ -407,7 +407,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
 
     public void Run(ForwardPlan plan)
     {
-        foreach (var step in Planner.Fuse(plan, PlanFacts, Options.Fusion))
+        foreach (var step in Planner.Fuse(plan, new Facts(this), Options.Fusion))
         {
             switch (step)
             {
@@ -426,9 +426,6 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
             }
         }
     }
-
-    private Facts? _facts;
-    private Facts PlanFacts => _facts ??= new Facts(this);
 
     private sealed class Facts(VulkanBackend be) : Planner.IFacts
     {
