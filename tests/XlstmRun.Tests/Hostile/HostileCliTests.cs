@@ -56,18 +56,6 @@ public class HostileCliTests(HostileCliFiles f) : IClassFixture<HostileCliFiles>
 {
     private const int Quick = 60_000; // a hang detector, not a speed measurement
 
-    private static string OneErrorLine(Result r, string what)
-    {
-        Assert.True(r.ExitCode == 2, $"{what}: exit code {r.ExitCode}, stderr: {r.Stderr}");
-        var lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.True(lines.Length == 1, $"{what}: stderr should be one line, got:\n{r.Stderr}");
-        Assert.StartsWith("error: ", lines[0]);
-        Assert.DoesNotContain("   at ", r.Stderr);
-        Assert.DoesNotContain("Exception", r.Stderr);
-        Assert.DoesNotContain('\u001b', r.Stderr);
-        return lines[0];
-    }
-
     private static string Sha(string path) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));
 
     private string A(string args, string outDir) => args.Replace("{model}", Q(f.Model)).Replace("{fifo}", Q(f.Fifo))

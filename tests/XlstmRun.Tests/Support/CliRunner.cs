@@ -56,6 +56,22 @@ public static class CliRunner
         return new Result(p.ExitCode, so.Result, se.Result);
     }
 
+    /// <summary>
+    /// Bad input as the project promises to report it: exit code 2 and one stderr line "error: …", no stack trace, no
+    /// exception name, no escape character. Returns that line.
+    /// </summary>
+    public static string OneErrorLine(Result r, string what)
+    {
+        Xunit.Assert.True(r.ExitCode == 2, $"{what}: exit code {r.ExitCode}, stderr: {r.Stderr}");
+        var lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Xunit.Assert.True(lines.Length == 1, $"{what}: stderr should be one line, got:\n{r.Stderr}");
+        Xunit.Assert.StartsWith("error: ", lines[0]);
+        Xunit.Assert.DoesNotContain("   at ", r.Stderr);
+        Xunit.Assert.DoesNotContain("Exception", r.Stderr);
+        Xunit.Assert.DoesNotContain('\u001b', r.Stderr);
+        return lines[0];
+    }
+
     /// <summary>Quote an argument for the command line.</summary>
     public static string Q(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
 }
