@@ -9,7 +9,7 @@
 #   model    synthetic 7B models (init --preset 7b, in the background from the start): bench pp/tg per type, decode
 #            profile, device memory
 #   batch    batch --parallel 1/4/16/64 on synthetic 7B models with a tokenizer: aggregate tokens/s, device memory,
-#            greedy outputs of every B against B=1
+#            greedy outputs of every B against B=1 (BATCH_WAVES=w: B·w lines per B; BATCH_PROFILE=1: the step's op table)
 #   anchor   Hugging Face transformers' xLSTM on a 7B-shape model (.scratch/hf_xlstm7b_bench.py, copied from the
 #            team's shared bench folder), in the same call; then cublas
 #   cublas   cuBLAS GEMMs at our prefill shapes through torch (scripts/gpu/torch_gemm.py): the ceiling for our GEMM
@@ -162,9 +162,11 @@ PY
     for B in ${BATCH_SIZES:-1 4 16 64}; do
       [ "$(left)" -gt 30 ] || break
       n=$(( B == 1 ? 24 : (B == 4 ? 48 : (B == 16 ? 128 : 256)) ))
+      [ -n "${BATCH_WAVES:-}" ] && n=$(( B * BATCH_WAVES < 8 ? 8 : B * BATCH_WAVES ))
       head -n "$n" "$TMP/prompts.jsonl" > "$TMP/p$n.jsonl"
-      timeout 120 "$BIN" batch -m "$m" --backend vulkan -i "$TMP/p$n.jsonl" -o "$TMP/out-$t-$B.jsonl" --parallel "$B" --ignore-eos --force 2> "$OUT/logs/batch-$t-$B.txt" > /dev/null
+      timeout 120 "$BIN" batch -m "$m" --backend vulkan -i "$TMP/p$n.jsonl" -o "$TMP/out-$t-$B.jsonl" --parallel "$B" --ignore-eos --force ${BATCH_PROFILE:+--profile} 2> "$OUT/logs/batch-$t-$B.txt" > /dev/null
       echo "| $t | B=$B | $n lines | $(grep -E 'done:|device memory' "$OUT/logs/batch-$t-$B.txt" | sed 's/^batch: //' | tr '\n' ' ') |" >> "$SUM"
+      [ -n "${BATCH_PROFILE:-}" ] && grep -E -A9 'replayed decode steps|eager ops|wall clock' "$OUT/logs/batch-$t-$B.txt" | grep -v '^ *$' >> "$SUM"
     done
     # greedy equality: each B against B=1 on the lines both ran
     python3 - "$TMP" "$t" >> "$SUM" <<'PY'
