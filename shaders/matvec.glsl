@@ -13,6 +13,9 @@
 //                invocation that handles a block quantizes it once for all NUM_ROWS rows) and each block is a handful of
 //                packed 4×8-bit integer dot products (SPV_KHR_integer_dot_product); Q4_0's −8 offset is folded in with
 //                the block's sum of quantized activations. Activations are then 8-bit: docs/precision.md.
+//                PREQ (specialization constant): the quantized activations come from quantize_x.comp (once per
+//                token: XQ4 quants, XD (d, Σq), XSS the raw Σx² for M_NORM) instead of every workgroup quantizing its
+//                slice of x; the same bits, so the results equal the in-register path's (up to M_NORM's Σx² order).
 //   INT_DOT 0    float activations; quants become floats without conversion instructions (magic_f in weights.glsl), each
 //                bit position in its own accumulator. Exact float products (the --precision f32 path).
 //
@@ -40,7 +43,8 @@ layout(constant_id = 2) const uint WTYPE = 0u;
 layout(constant_id = 3) const uint MODE = 0u;
 layout(constant_id = 4) const uint UNROLL = 1u;
 layout(constant_id = 5) const uint NTOK = 1u;     // tokens per workgroup, at most MAX_NTOK
-#define MAX_NTOK 8u
+layout(constant_id = 6) const uint PREQ = 0u;     // INT_DOT only: activations pre-quantized by quantize_x.comp
+#define MAX_NTOK 16u
 #define M_NORM 1u
 #define M_SWIGLU 2u
 #define M_SOFTCAP 4u
@@ -57,6 +61,11 @@ layout(std430, binding = 7) writeonly buffer Sb { float S[]; };    // M_SWIGLU: 
 layout(std430, binding = 8) readonly buffer AWb { vec4 AW4[]; };   // M_AUX: F32 weight, rows padded to 8 elements
 layout(std430, binding = 9) writeonly buffer ADb { float AD[]; };  // M_AUX: its output
 layout(std430, binding = 10) readonly buffer ABb { float AB[]; };  // M_AUX: its bias
+#if INT_DOT
+layout(std430, binding = 11) readonly buffer XQb { uvec4 XQ4[]; }; // PREQ: quants, token t block b at 2·(t·xqStride + b)
+layout(std430, binding = 12) readonly buffer XDb { vec2 XD[]; };   // PREQ: (d, Σq) at xdOff + t·xqStride + b
+layout(std430, binding = 13) readonly buffer XSb { float XSS[]; }; // PREQ: Σx² of token t at xsOff + t
+#endif
 
 layout(push_constant) uniform PC
 {
@@ -64,6 +73,7 @@ layout(push_constant) uniform PC
     uint aOff, aStride, sOff, sStride, half_;
     float eps, cap;
     uint auxRows, auxOff, auxStride, mainGroups, nTok;
+    uint xqStride, xdOff, xsOff;   // PREQ
 } pc;
 
 #include "weights.glsl"
@@ -328,14 +338,28 @@ void main()
                     if (NTOK > 1u && j >= ntok) continue;   // folds away for one token
                     uint xb = ((pc.xOff + (t0 + j) * pc.xStride) >> 2) + 8u * c;
                     vec4 x[8];
-                    [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = X4[xb + i];
-                    if (NORM)
+                    if (PREQ == 0u) [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = X4[xb + i];
+                    if (NORM && PREQ == 0u)
                         [[unroll]] for (uint i = 0u; i < 8u; i++)
                         {
                             ss[j] += dot(x[i], x[i]);
                             x[i] *= NW4[8u * c + i];
                         }
 #if INT_DOT
+                    if (PREQ != 0u)
+                    {
+                        uint qb = (t0 + j) * pc.xqStride + c;
+                        uvec4 qa = XQ4[2u * qb], qc = XQ4[2u * qb + 1u];
+                        vec2 dd = XD[pc.xdOff + qb];
+                        uint xq[8] = uint[8](qa.x, qa.y, qa.z, qa.w, qc.x, qc.y, qc.z, qc.w);
+                        int xs = int(dd.y);
+                        [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
+                        {
+                            int s = WTYPE == WT_Q8_0 ? q8_idot(wu[u][r], wv[u][r], xq) : q4_idot(wu[u][r], xq) - 8 * xs;
+                            acc[j][r] += float(s) * (wd[u][r] * dd.x);
+                        }
+                    }
+                    else
                     {
                         vec4 m4 = max(abs(x[0]), abs(x[1]));
                         [[unroll]] for (uint i = 2u; i < 8u; i++) m4 = max(m4, abs(x[i]));
@@ -402,7 +426,11 @@ void main()
     {
         uint t = t0 + j;
         uint dOff = pc.dOff + t * pc.dStride;
-        float inv = NORM ? 1.0 / sqrt(tot[j * NV + NUM_ROWS] / float(pc.cols) + pc.eps) : 1.0;
+        float ssj = tot[j * NV + NUM_ROWS];
+#if INT_DOT
+        if (PREQ != 0u && NORM) ssj = XSS[pc.xsOff + t];
+#endif
+        float inv = NORM ? 1.0 / sqrt(ssj / float(pc.cols) + pc.eps) : 1.0;
         if ((MODE & M_SWIGLU) != 0u)
         {
             const uint HALF = NUM_ROWS / 2u;

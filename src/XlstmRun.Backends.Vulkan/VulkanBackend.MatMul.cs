@@ -10,8 +10,9 @@ namespace XlstmRun.Backends.Vulkan;
 public sealed unsafe partial class VulkanBackend
 {
     private Kernel _matvec = null!, _matvecIdot = null!, _matmul = null!, _embed = null!, _rmsnorm = null!, _headnorm = null!, _swiglu = null!,
-        _softcap = null!, _argmax = null!, _step = null!, _chunkPrep = null!, _chunkKv = null!, _chunkScan = null!, _chunkOut = null!, _copy = null!;
+        _softcap = null!, _argmax = null!, _quantize = null!, _step = null!, _chunkPrep = null!, _chunkKv = null!, _chunkScan = null!, _chunkOut = null!, _copy = null!;
     private Kernel? _gemmCm;
+    private VkBuf? _xq;   // QuantizeX's workspace
     private GemmTile _gemmTile;
     private bool _intDot;
 
@@ -36,7 +37,11 @@ public sealed unsafe partial class VulkanBackend
 
         // int8-activation matvecs: where the device accelerates packed dot products (or forced on/off by the options)
         _intDot = cx.IntDot && !Options.Float32 && (Options.IntDot ?? cx.IntDotAccelerated);
-        if (_intDot) _matvecIdot = K("matvec_idot", 11, (uint)sizeof(MatVecPush));
+        if (_intDot)
+        {
+            _matvecIdot = K("matvec_idot", 14, (uint)sizeof(MatVecPush));
+            _quantize = K("quantize_x", 5, (uint)sizeof(QuantizePush));
+        }
 
         // tensor-core GEMM: where the device lists the f16 shape; the tile must fit the device's shared memory
         var limit = cx.Limits.MaxComputeSharedMemorySize;
@@ -68,7 +73,7 @@ public sealed unsafe partial class VulkanBackend
         }
     }
 
-    // ---- push constants (must match the shaders' push_constant blocks; VulkanPushLayoutTests compares them) -------------
+    // ---- push constants (must match the shaders' push_constant blocks) ---------------------------------------------------
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct MatVecPush
@@ -77,7 +82,11 @@ public sealed unsafe partial class VulkanBackend
         public uint AOff, AStride, SOff, SStride, Half;
         public float Eps, Cap;
         public uint AuxRows, AuxOff, AuxStride, MainGroups, NTok;
+        public uint XqStride, XdOff, XsOff;
     }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct QuantizePush { public uint Cols, XOff, XStride, Nb, XdOff, XsOff; }
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct GemmPush { public uint Rows, Cols, WStride, ScaleBase, XOff, XStride, DOff, DStride, BOff, Flags, NTok; }
@@ -170,6 +179,7 @@ public sealed unsafe partial class VulkanBackend
         var S = (VkTensor?)mv.SwiGlu?.Dst;
         int T = XIn.Rows;
         bool idot = IntDotVec(W);
+        bool preq = idot && T >= Options.PreQuantTokens;
         var kernel = idot ? _matvecIdot : _matvec;
         var shape = MatVecShapeFor(W, T);
         uint nr = shape.Rows;
@@ -180,7 +190,10 @@ public sealed unsafe partial class VulkanBackend
 
         var (xb, xo) = Act(XIn);
         var (db, dOff) = Act(D);
-        var reads = new List<VkBuf?>(W.Parts.Length + 6);
+        Binding nwb = NW != null ? Whole(NW.Parts[0].Buf) : Whole(_dummy);
+        uint nb = (uint)W.Cols / 32, xdOff = (uint)T * nb * 4, xsOff = (uint)T * nb * 10;   // XQ regions (see QuantizeX)
+        VkBuf? xq = preq ? QuantizeX(XIn, xb, xo, nwb, NW != null, T, nb) : null;
+        var reads = new List<VkBuf?>(W.Parts.Length + 7);
         foreach (var p in W.Parts) reads.Add(p.Buf);
         reads.Add(XIn.Buf);
         reads.Add(B?.Parts[0].Buf);
@@ -188,16 +201,17 @@ public sealed unsafe partial class VulkanBackend
         reads.Add(NW?.Parts[0].Buf);
         reads.Add(AW?.Parts[0].Buf);
         reads.Add(AB?.Parts[0].Buf);
+        reads.Add(xq);
         bool writeD = S == null || mv.WriteGateUp;
         VkBuf?[] writes = [writeD ? D.Buf : null, mv.WriteNorm ? A!.Buf : null, S?.Buf, AD?.Buf];
-        string name = "matvec." + GgmlTypes.Name(W.DevType) + (idot ? ".i8" : "") + (norm != null ? "+norm" : "") + (aux != null ? "+aux" : "") +
+        string name = "matvec." + GgmlTypes.Name(W.DevType) + (idot ? preq ? ".q8x" : ".i8" : "") + (norm != null ? "+norm" : "") + (aux != null ? "+aux" : "") +
                       (S != null ? "+swiglu" : "") + (mv.Cap != null ? "+softcap" : "");
         _cs.BeginOp(name, reads.ToArray(), writes);
         if (mode != 0) FusedDispatches++;
         uint group = (uint)Math.Min(T, Options.VecGroup);   // tokens per workgroup
-        var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group]);
+        var pipe = idot ? kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u])
+                        : kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group]);
 
-        Binding nwb = NW != null ? Whole(NW.Parts[0].Buf) : Whole(_dummy);
         Binding ab = Whole(_dummy), sb = Whole(_dummy), awb = Whole(_dummy), adb = Whole(_dummy), abb = Whole(_dummy);
         uint aOff = 0, aStride = 0, sOff = 0, sStride = 0, auxOff = 0, auxStride = 0;
         if (mv.WriteNorm) { (ab, aOff) = Act(A!); aStride = (uint)A!.Stride; }
@@ -224,12 +238,34 @@ public sealed unsafe partial class VulkanBackend
                 AOff = aOff, AStride = aStride, SOff = sOff, SStride = sStride, Half = (uint)(W.Rows / 2),
                 Eps = norm?.Eps ?? 0f, Cap = mv.Cap?.Cap ?? 0f,
                 AuxRows = aux != null ? (uint)AW!.Rows : 0, AuxOff = auxOff, AuxStride = auxStride, MainGroups = mainGroups,
-                NTok = (uint)T,
+                NTok = (uint)T, XqStride = nb, XdOff = xdOff, XsOff = xsOff,
             };
             firstPart = false;
             var (gx, gy) = Grid2(mainGroups + auxGroups);
-            Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb], &pc, gx, gy, Groups(T, group));
+            if (idot)
+            {
+                var q = Whole(xq ?? _dummy);
+                Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb, q, q, q], &pc, gx, gy, Groups(T, group));
+            }
+            else Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb], &pc, gx, gy, Groups(T, group));
         }
         _cs.EndOp();
+    }
+
+    /// <summary>
+    /// The input of an int8 matvec quantized once per token (shaders/quantize_x.comp, times the fused RmsNorm's weight when
+    /// <paramref name="norm"/>) into the XQ workspace: T·nb·32 bytes of quants, then T·nb (d, Σq) pairs (float index
+    /// T·nb·8), then T sums of x² (float index T·nb·10).
+    /// </summary>
+    private VkBuf QuantizeX(VkTensor x, Binding xb, uint xo, Binding nwb, bool norm, int T, uint nb)
+    {
+        ulong need = (ulong)T * nb * 40 + (ulong)T * 4;
+        if (_xq == null || _xq.Size < need) _xq = _mem.Create(Math.Max(need, 64UL << 10), MemKind.Device);
+        _cs.BeginOp(norm ? "quantize+norm" : "quantize", [x.Buf, norm ? ((VkBuf?)nwb.Buf) : null], [_xq]);
+        var pc = new QuantizePush { Cols = nb * 32, XOff = xo, XStride = (uint)x.Stride, Nb = nb, XdOff = (uint)T * nb * 4, XsOff = (uint)T * nb * 10 };
+        var q = Whole(_xq);
+        Run(_quantize, _quantize.Pipeline([norm ? 1u : 0u]), [xb, nwb, q, q, q], &pc, (uint)T, 1, 1);
+        _cs.EndOp();
+        return _xq;
     }
 }

@@ -49,8 +49,11 @@ public sealed record VulkanOptions
     /// <summary>Products with at most this many tokens run as matvecs (XLSTM_VK_VEC_TOKENS, 1..1024): the multi-sequence
     /// decode step and short feeds, with each weight load serving <see cref="VecGroup"/> tokens; larger ones run as GEMMs.</summary>
     public int VecTokens { get; init; } = 64;
-    /// <summary>Tokens per matvec workgroup (XLSTM_VK_VEC_GROUP, 1..8; 4 was best in the H200 sweep, docs/NOTES.md).</summary>
+    /// <summary>Tokens per matvec workgroup (XLSTM_VK_VEC_GROUP, 1..16; 4 was best in the H200 sweep, docs/NOTES.md).</summary>
     public int VecGroup { get; init; } = 4;
+    /// <summary>Int8 matvecs over at least this many tokens take their activations quantized once per token by a small
+    /// kernel (shaders/quantize_x.comp) instead of by every workgroup (XLSTM_VK_PREQ, 1..65536; 65536 = never).</summary>
+    public int PreQuantTokens { get; init; } = 1;
     /// <summary>Launch shape of matvecs over several tokens (XLSTM_VK_VEC_MATVEC=128,rows[,unroll]; the workgroup size
     /// must stay the one-token one, 128, for the results to be the same bits); null = per-type defaults.</summary>
     public MatVecShape? VecMatVec { get; init; }
@@ -117,7 +120,8 @@ public sealed record VulkanOptions
         if (Env("XLSTM_VK_EMULATE_COOPMAT") is { } em) o = o with { EmulateCoopMat = Tile("XLSTM_VK_EMULATE_COOPMAT", em) };
         if (Env("XLSTM_VK_STEP_ROWS") is { } sr) o = o with { StepRows = Int("XLSTM_VK_STEP_ROWS", sr, 4, 256) };
         if (Env("XLSTM_VK_VEC_TOKENS") is { } vt) o = o with { VecTokens = Int("XLSTM_VK_VEC_TOKENS", vt, 1, 1024) };
-        if (Env("XLSTM_VK_VEC_GROUP") is { } vg) o = o with { VecGroup = Int("XLSTM_VK_VEC_GROUP", vg, 1, 8) };
+        if (Env("XLSTM_VK_VEC_GROUP") is { } vg) o = o with { VecGroup = Int("XLSTM_VK_VEC_GROUP", vg, 1, 16) };
+        if (Env("XLSTM_VK_PREQ") is { } pq) o = o with { PreQuantTokens = Int("XLSTM_VK_PREQ", pq, 1, 65536) };
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;
     }
