@@ -44,6 +44,7 @@ layout(constant_id = 3) const uint MODE = 0u;
 layout(constant_id = 4) const uint UNROLL = 1u;
 layout(constant_id = 5) const uint NTOK = 1u;     // tokens per workgroup, at most MAX_NTOK
 layout(constant_id = 6) const uint PREQ = 0u;     // INT_DOT only: activations pre-quantized by quantize_x.comp
+layout(constant_id = 7) const uint RLOOP = 1u;    // row groups (of NUM_ROWS rows) per workgroup, one after the other
 #define MAX_NTOK 16u
 #define M_NORM 1u
 #define M_SWIGLU 2u
@@ -64,7 +65,7 @@ layout(std430, binding = 10) readonly buffer ABb { float AB[]; };  // M_AUX: its
 #if INT_DOT
 layout(std430, binding = 11) readonly buffer XQb { uvec4 XQ4[]; }; // PREQ: quants, token t block b at 2·(t·xqStride + b)
 layout(std430, binding = 12) readonly buffer XDb { vec2 XD[]; };   // PREQ: (d, Σq) at xdOff + t·xqStride + b
-layout(std430, binding = 13) readonly buffer XSb { float XSS[]; }; // PREQ: Σx² of token t at xsOff + t
+layout(std430, binding = 13) readonly buffer XSb { float XSS[]; }; // PREQ: Σx² of token t: xsParts partials at xsOff + t·xsParts
 #endif
 
 layout(push_constant) uniform PC
@@ -73,7 +74,8 @@ layout(push_constant) uniform PC
     uint aOff, aStride, sOff, sStride, half_;
     float eps, cap;
     uint auxRows, auxOff, auxStride, mainGroups, nTok;
-    uint xqStride, xdOff, xsOff;   // PREQ
+    uint xqStride, xdOff, xsOff, xsParts;   // PREQ
+    uint rowGroups;                         // groups of NUM_ROWS rows (mainGroups = ⌈rowGroups / RLOOP⌉)
 } pc;
 
 #include "weights.glsl"
@@ -281,23 +283,12 @@ void aux_rows(uint awg, uint xOff, uint t)
     if (tid < NUM_ROWS && row < pc.auxRows) AD[pc.auxOff + t * pc.auxStride + row] = tot[tid] * inv + ((pc.flags & 16u) != 0u ? AB[row] : 0.0);
 }
 
-void main()
+// Row group wgi (NUM_ROWS rows) for tokens t0 .. t0 + ntok − 1.
+void row_group(uint wgi, uint t0, uint ntok)
 {
     const uint WG = gl_WorkGroupSize.x;
     const bool NORM = (MODE & M_NORM) != 0u;
     uint tid = gl_LocalInvocationID.x;
-    uint wgi = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
-    uint t0 = gl_WorkGroupID.z * NTOK;
-    uint ntok = min(NTOK, pc.nTok - t0);   // tokens of this workgroup (uniform)
-    if ((MODE & M_AUX) != 0u && wgi >= pc.mainGroups)
-    {
-        for (uint j = 0u; j < ntok; j++)
-        {
-            barrier();   // the previous token's results are read from tot[] before it is reused
-            aux_rows(wgi - pc.mainGroups, pc.xOff + (t0 + j) * pc.xStride, t0 + j);
-        }
-        return;
-    }
     float acc[NTOK][NUM_ROWS];
     float ss[NTOK];
     [[unroll]] for (uint j = 0u; j < NTOK; j++)
@@ -428,7 +419,11 @@ void main()
         uint dOff = pc.dOff + t * pc.dStride;
         float ssj = tot[j * NV + NUM_ROWS];
 #if INT_DOT
-        if (PREQ != 0u && NORM) ssj = XSS[pc.xsOff + t];
+        if (PREQ != 0u && NORM)
+        {
+            ssj = 0.0;
+            for (uint i = 0u; i < pc.xsParts; i++) ssj += XSS[pc.xsOff + t * pc.xsParts + i];
+        }
 #endif
         float inv = NORM ? 1.0 / sqrt(ssj / float(pc.cols) + pc.eps) : 1.0;
         if ((MODE & M_SWIGLU) != 0u)
@@ -466,5 +461,28 @@ void main()
                 A[ao + k] = X4[e >> 2][e & 3u] * inv * NW4[k >> 2][k & 3u];
             }
         }
+    }
+}
+
+void main()
+{
+    uint wg = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+    uint t0 = gl_WorkGroupID.z * NTOK;
+    uint ntok = min(NTOK, pc.nTok - t0);   // tokens of this workgroup (uniform)
+    if ((MODE & M_AUX) != 0u && wg >= pc.mainGroups)
+    {
+        for (uint j = 0u; j < ntok; j++)
+        {
+            barrier();   // the previous token's results are read from tot[] before it is reused
+            aux_rows(wg - pc.mainGroups, pc.xOff + (t0 + j) * pc.xStride, t0 + j);
+        }
+        return;
+    }
+    for (uint rl = 0u; rl < RLOOP; rl++)
+    {
+        uint wgi = wg * RLOOP + rl;
+        if (wgi >= pc.rowGroups) break;   // uniform
+        if (rl > 0u) barrier();           // the previous group's results are read from tot[] before it is reused
+        row_group(wgi, t0, ntok);
     }
 }

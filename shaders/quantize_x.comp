@@ -3,11 +3,13 @@
 // (times an RmsNorm weight when NORM) in 32-element blocks, d = max|x| / 127, q = roundEven(x / d): the quantization
 // the matvec otherwise does in every workgroup for its own rows (same expressions, same bits), here once per token.
 // Writes per block the 32 quants (two uvec4: XQ4[2b], XQ4[2b + 1]) and vec2(d, Σq) (XD[b]; Σq folds Q4_0's −8 offset
-// in), and per token Σ x² of the raw row (XSS, for the fused RmsNorm), summed in the matvec's order: invocation tid
-// takes blocks tid, tid + 128, ..., then the same workgroup reduction.
-// Grid: one workgroup per token. x's columns are whole 32-blocks (a quantized weight's rows are).
+// in), and per token and workgroup the partial Σ x² of the raw row (XSS[t·groups + g], for the fused RmsNorm; the
+// matvec adds the partials in order).
+// Grid (⌈nb / 64⌉ workgroups, tokens): one 32-block per invocation, so that a token is spread over the GPU (one
+// workgroup per token took ~5 µs on the H200, a fifth of a 4096² matvec). x's columns are whole 32-blocks (a
+// quantized weight's rows are).
 #include "common.glsl"
-layout(local_size_x = 128) in;
+layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint NORM = 0u;
 
 layout(std430, binding = 0) readonly buffer Xb { vec4 X4[]; };
@@ -22,19 +24,21 @@ layout(push_constant) uniform PC
 } pc;
 
 #if USE_SUBGROUPS
-shared float red[32];
+shared float red[64];
 #else
-shared float red[128];
+shared float red[64];
 #endif
 
 void main()
 {
     const uint WG = gl_WorkGroupSize.x;
     uint tid = gl_LocalInvocationID.x;
-    uint t = gl_WorkGroupID.x;
+    uint t = gl_WorkGroupID.y;
+    uint xs = t * gl_NumWorkGroups.x + gl_WorkGroupID.x;   // this workgroup's Σx² partial
     uint xb0 = (pc.xOff + t * pc.xStride) >> 2;
     float ss = 0.0;
-    for (uint c = tid; c < pc.nb; c += WG)
+    uint c = gl_WorkGroupID.x * WG + tid;
+    if (c < pc.nb)
     {
         vec4 x[8];
         [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = X4[xb0 + 8u * c + i];
@@ -68,7 +72,7 @@ void main()
     ss = subgroupAdd(ss);
     if (gl_NumSubgroups == 1u)
     {
-        if (subgroupElect()) XSS[pc.xsOff + t] = ss;
+        if (subgroupElect()) XSS[pc.xsOff + xs] = ss;
         return;
     }
     if (subgroupElect()) red[gl_SubgroupID] = ss;
@@ -77,7 +81,7 @@ void main()
     {
         float s = 0.0;
         for (uint i = 0u; i < gl_NumSubgroups; i++) s += red[i];
-        XSS[pc.xsOff + t] = s;
+        XSS[pc.xsOff + xs] = s;
     }
 #else
     red[tid] = ss;
@@ -87,6 +91,6 @@ void main()
         if (tid < s) red[tid] += red[tid + s];
         barrier();
     }
-    if (tid == 0u) XSS[pc.xsOff + t] = red[0];
+    if (tid == 0u) XSS[pc.xsOff + xs] = red[0];
 #endif
 }

@@ -5,6 +5,7 @@
 #   opbench  op-level benchmark at 7B shapes (bench --op 7b): decode matvecs and prefill GEMMs per type, cell kernels
 #   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
 #   vecsweep few-token matvec shapes (tokens per workgroup x rows per workgroup)
+#   preq     int8 matvecs with activations quantized once per token (XLSTM_VK_PREQ) against per workgroup, and shapes
 #   sweep    matvec launch shapes (XLSTM_VK_MATVEC) and GEMM tiles (XLSTM_VK_GEMM) through bench --op matmul
 #   model    synthetic 7B models (init --preset 7b, in the background from the start): bench pp/tg per type, decode
 #            profile, device memory
@@ -85,6 +86,22 @@ if has vecsweep; then
   sec "few-token matvec shapes (XLSTM_VK_VEC_GROUP tokens per workgroup, XLSTM_VK_VEC_MATVEC=128,rows; µs per call, 21888x4096 | 4096x10944)"
   for t in ${VS_TYPES:-q4_0 f16}; do for T in ${VS_TOKENS:-16 64}; do for g in ${VS_GROUPS:-2 4 8}; do for r in ${VS_ROWS:-1 2 4 8}; do
     [ "$(left)" -gt 20 ] || break
+    a=$(XLSTM_VK_VEC_GROUP=$g XLSTM_VK_VEC_MATVEC=128,$r timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 21888 --cols 4096 --tokens "$T" -r 5 2>/dev/null | opline)
+    b=$(XLSTM_VK_VEC_GROUP=$g XLSTM_VK_VEC_MATVEC=128,$r timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 4096 --cols 10944 --tokens "$T" -r 5 2>/dev/null | opline)
+    echo "| $t | T=$T | group $g | rows $r | $a | $b |" >> "$SUM"
+  done; done; done; done
+fi
+
+# ---- pre-quantized activations for int8 matvecs (XLSTM_VK_PREQ) ----------------------------------------------------------
+if has preq; then
+  say "preq"
+  for pq in 1 65536; do
+    sec "int8 matvecs with XLSTM_VK_PREQ=$pq (1: quantize_x once per token; 65536: every workgroup quantizes its slice)"
+    XLSTM_VK_PREQ=$pq timeout 120 "$BIN" bench --op 7b --backend vulkan --type "${PQ_TYPES:-q4_0}" --tokens "${PQ_TOKENS:-1,16,64}" -r 5 2>> "$OUT/logs/preq.err" | grep -E '^\| (matmul|fused)|^\| op|^\| ---' >> "$SUM"
+  done
+  sec "few-token int8 matvec shapes with XLSTM_VK_PREQ=1 (tokens per workgroup x rows; µs per call, 21888x4096 | 4096x10944)"
+  for t in ${PQ_TYPES:-q4_0}; do for T in ${PQ_SWEEP_TOKENS:-16 64}; do for g in ${PQ_GROUPS:-4 8 16}; do for r in ${PQ_ROWS:-2 4 8}; do
+    [ "$(left)" -gt 60 ] || break
     a=$(XLSTM_VK_VEC_GROUP=$g XLSTM_VK_VEC_MATVEC=128,$r timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 21888 --cols 4096 --tokens "$T" -r 5 2>/dev/null | opline)
     b=$(XLSTM_VK_VEC_GROUP=$g XLSTM_VK_VEC_MATVEC=128,$r timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 4096 --cols 10944 --tokens "$T" -r 5 2>/dev/null | opline)
     echo "| $t | T=$T | group $g | rows $r | $a | $b |" >> "$SUM"

@@ -82,7 +82,8 @@ public sealed unsafe partial class VulkanBackend
         public uint AOff, AStride, SOff, SStride, Half;
         public float Eps, Cap;
         public uint AuxRows, AuxOff, AuxStride, MainGroups, NTok;
-        public uint XqStride, XdOff, XsOff;
+        public uint XqStride, XdOff, XsOff, XsParts;
+        public uint RowGroups;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -95,13 +96,14 @@ public sealed unsafe partial class VulkanBackend
 
     /// <summary>Matvec shape per weight type and token count (XLSTM_VK_MATVEC, for several tokens XLSTM_VK_VEC_MATVEC,
     /// override): rows per workgroup chosen so that 4096-column rows keep every invocation busy with one 16-byte load per
-    /// row. With several tokens per workgroup (H200 sweep, 4 tokens) Q8_0/Q4_0 stay best at 8 rows, which share the
-    /// per-token activation quantization; float weights at 4 rows instead of 2.</summary>
+    /// row. With several tokens per workgroup (H200 sweeps, 4 tokens): int8 Q8_0/Q4_0 with pre-quantized activations
+    /// at 4 rows (16 and 64 tokens: 25-30 % faster than 8), in-register quantization at 8 rows (which share it); float
+    /// weights at 4 rows instead of 2.</summary>
     private MatVecShape MatVecShapeFor(VkWeight w, int tokens)
     {
         if (tokens > 1 && Options.VecMatVec is { } v) return v;
         if (Options.MatVec is { } s) return s;
-        return new MatVecShape(128, GgmlTypes.IsQuantized(w.DevType) ? 8u : tokens > 1 ? 4u : 2u, 1);
+        return new MatVecShape(128, GgmlTypes.IsQuantized(w.DevType) ? tokens > 1 && IntDotVec(w) ? 4u : 8u : tokens > 1 ? 4u : 2u, 1);
     }
 
     private static Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t) =>
@@ -191,8 +193,8 @@ public sealed unsafe partial class VulkanBackend
         var (xb, xo) = Act(XIn);
         var (db, dOff) = Act(D);
         Binding nwb = NW != null ? Whole(NW.Parts[0].Buf) : Whole(_dummy);
-        uint nb = (uint)W.Cols / 32, xdOff = (uint)T * nb * 4, xsOff = (uint)T * nb * 10;   // XQ regions (see QuantizeX)
-        VkBuf? xq = preq ? QuantizeX(XIn, xb, xo, nwb, NW != null, T, nb) : null;
+        uint nb = (uint)W.Cols / 32, xdOff = (uint)T * nb * 4, xsOff = (uint)T * nb * 10, xsParts = Groups((int)nb, 64);   // XQ regions (see QuantizeX)
+        VkBuf? xq = preq ? QuantizeX(XIn, xb, xo, nwb, NW != null, T, nb, xsParts) : null;
         var reads = new List<VkBuf?>(W.Parts.Length + 7);
         foreach (var p in W.Parts) reads.Add(p.Buf);
         reads.Add(XIn.Buf);
@@ -209,8 +211,8 @@ public sealed unsafe partial class VulkanBackend
         _cs.BeginOp(name, reads.ToArray(), writes);
         if (mode != 0) FusedDispatches++;
         uint group = (uint)Math.Min(T, Options.VecGroup);   // tokens per workgroup
-        var pipe = idot ? kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u])
-                        : kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group]);
+        uint rloop = T > 1 ? (uint)Options.VecRowLoop : 1u;   // row groups per workgroup
+        var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u, rloop]);
 
         Binding ab = Whole(_dummy), sb = Whole(_dummy), awb = Whole(_dummy), adb = Whole(_dummy), abb = Whole(_dummy);
         uint aOff = 0, aStride = 0, sOff = 0, sStride = 0, auxOff = 0, auxStride = 0;
@@ -227,7 +229,8 @@ public sealed unsafe partial class VulkanBackend
         bool firstPart = true;
         foreach (var p in W.Parts)
         {
-            uint mainGroups = S != null ? Groups(W.Rows / 2, nr / 2) : Groups(p.RowCount, nr);
+            uint rowGroups = S != null ? Groups(W.Rows / 2, nr / 2) : Groups(p.RowCount, nr);
+            uint mainGroups = (rowGroups + rloop - 1) / rloop;
             uint auxGroups = aux != null ? Groups(AW!.Rows, nr) : 0;
             var pc = new MatVecPush
             {
@@ -238,7 +241,7 @@ public sealed unsafe partial class VulkanBackend
                 AOff = aOff, AStride = aStride, SOff = sOff, SStride = sStride, Half = (uint)(W.Rows / 2),
                 Eps = norm?.Eps ?? 0f, Cap = mv.Cap?.Cap ?? 0f,
                 AuxRows = aux != null ? (uint)AW!.Rows : 0, AuxOff = auxOff, AuxStride = auxStride, MainGroups = mainGroups,
-                NTok = (uint)T, XqStride = nb, XdOff = xdOff, XsOff = xsOff,
+                NTok = (uint)T, XqStride = nb, XdOff = xdOff, XsOff = xsOff, XsParts = xsParts, RowGroups = rowGroups,
             };
             firstPart = false;
             var (gx, gy) = Grid2(mainGroups + auxGroups);
@@ -255,16 +258,16 @@ public sealed unsafe partial class VulkanBackend
     /// <summary>
     /// The input of an int8 matvec quantized once per token (shaders/quantize_x.comp, times the fused RmsNorm's weight when
     /// <paramref name="norm"/>) into the XQ workspace: T·nb·32 bytes of quants, then T·nb (d, Σq) pairs (float index
-    /// T·nb·8), then T sums of x² (float index T·nb·10).
+    /// T·nb·8), then T·parts partial sums of x² (float index T·nb·10), one per quantize workgroup of 64 blocks.
     /// </summary>
-    private VkBuf QuantizeX(VkTensor x, Binding xb, uint xo, Binding nwb, bool norm, int T, uint nb)
+    private VkBuf QuantizeX(VkTensor x, Binding xb, uint xo, Binding nwb, bool norm, int T, uint nb, uint parts)
     {
-        ulong need = (ulong)T * nb * 40 + (ulong)T * 4;
+        ulong need = (ulong)T * nb * 40 + (ulong)T * parts * 4;
         if (_xq == null || _xq.Size < need) _xq = _mem.Create(Math.Max(need, 64UL << 10), MemKind.Device);
         _cs.BeginOp(norm ? "quantize+norm" : "quantize", [x.Buf, norm ? ((VkBuf?)nwb.Buf) : null], [_xq]);
         var pc = new QuantizePush { Cols = nb * 32, XOff = xo, XStride = (uint)x.Stride, Nb = nb, XdOff = (uint)T * nb * 4, XsOff = (uint)T * nb * 10 };
         var q = Whole(_xq);
-        Run(_quantize, _quantize.Pipeline([norm ? 1u : 0u]), [xb, nwb, q, q, q], &pc, (uint)T, 1, 1);
+        Run(_quantize, _quantize.Pipeline([norm ? 1u : 0u]), [xb, nwb, q, q, q], &pc, parts, (uint)T, 1);
         _cs.EndOp();
         return _xq;
     }

@@ -54,6 +54,9 @@ public sealed record VulkanOptions
     /// <summary>Int8 matvecs over at least this many tokens take their activations quantized once per token by a small
     /// kernel (shaders/quantize_x.comp) instead of by every workgroup (XLSTM_VK_PREQ, 1..65536; 65536 = never).</summary>
     public int PreQuantTokens { get; init; } = 1;
+    /// <summary>Row groups per matvec workgroup over several tokens, one after the other (XLSTM_VK_VEC_RLOOP, 1..16): the
+    /// workgroup re-reads its tokens' activations from its own cache instead of more workgroups each reading them.</summary>
+    public int VecRowLoop { get; init; } = 1;
     /// <summary>Launch shape of matvecs over several tokens (XLSTM_VK_VEC_MATVEC=128,rows[,unroll]; the workgroup size
     /// must stay the one-token one, 128, for the results to be the same bits); null = per-type defaults.</summary>
     public MatVecShape? VecMatVec { get; init; }
@@ -121,6 +124,7 @@ public sealed record VulkanOptions
         if (Env("XLSTM_VK_STEP_ROWS") is { } sr) o = o with { StepRows = Int("XLSTM_VK_STEP_ROWS", sr, 4, 256) };
         if (Env("XLSTM_VK_VEC_TOKENS") is { } vt) o = o with { VecTokens = Int("XLSTM_VK_VEC_TOKENS", vt, 1, 1024) };
         if (Env("XLSTM_VK_VEC_GROUP") is { } vg) o = o with { VecGroup = Int("XLSTM_VK_VEC_GROUP", vg, 1, 16) };
+        if (Env("XLSTM_VK_VEC_RLOOP") is { } rl) o = o with { VecRowLoop = Int("XLSTM_VK_VEC_RLOOP", rl, 1, 16) };
         if (Env("XLSTM_VK_PREQ") is { } pq) o = o with { PreQuantTokens = Int("XLSTM_VK_PREQ", pq, 1, 65536) };
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;

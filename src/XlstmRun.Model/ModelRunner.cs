@@ -168,7 +168,10 @@ public sealed class ModelRunner : IDisposable
         }
         else
         {
-            ws = _batch ??= NewWorkspace(_be, _c, _maxBatch);
+            // sized to the feed (whole chunks, at most the batch): a 20-token prompt does not allocate (and a GPU
+            // backend does not clear) activations for thousands of tokens
+            if (_batch != null && _batch.Capacity < n) ReleaseBatch();
+            ws = _batch ??= NewWorkspace(_be, _c, Math.Min(_maxBatch, (n + _c.ChunkSize - 1) / _c.ChunkSize * _c.ChunkSize));
             _be.WriteTokens(ws.Tokens, ids);
             plan = Plan(ws, n, mode, 0);
             _be.Run(plan);

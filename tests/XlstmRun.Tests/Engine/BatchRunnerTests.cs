@@ -50,10 +50,10 @@ public class BatchRunnerTests
         // int8 activations quantized once per token (quantize_x) at every token count
         { "vulkan-int8", GgmlType.Q4_0 },
         { "vulkan-int8", GgmlType.Q8_0 },
-        // one token quantized inside the matvec, several by quantize_x: the same bits either way
-        { "vulkan-int8-mixed", GgmlType.Q4_0 },
-        // 16 tokens and 4 rows per workgroup
+        // 16 tokens and 4 rows per workgroup, 3 row groups one after the other
         { "vulkan-int8-wide", GgmlType.Q8_0 },
+        // activations quantized by every matvec workgroup
+        { "vulkan-int8-inline", GgmlType.Q4_0 },
     };
 
     private static IBackend NewBackend(string backend) => backend switch
@@ -61,8 +61,8 @@ public class BatchRunnerTests
         "cpu" => new CpuBackend(2, int8Activations: false),
         "vulkan" => VulkanTestDevice.NewBackend(),
         "vulkan-int8" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot),
-        "vulkan-int8-mixed" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { PreQuantTokens = 2 }),
-        "vulkan-int8-wide" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { VecGroup = 16, VecMatVec = new(128, 4, 1) }),
+        "vulkan-int8-wide" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { VecGroup = 16, VecMatVec = new(128, 4, 1), VecRowLoop = 3 }),
+        "vulkan-int8-inline" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { PreQuantTokens = 65536 }),
         _ => throw new ArgumentException(backend),
     };
 
