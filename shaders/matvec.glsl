@@ -45,6 +45,8 @@ layout(constant_id = 4) const uint UNROLL = 1u;
 layout(constant_id = 5) const uint NTOK = 1u;     // tokens per workgroup, at most MAX_NTOK
 layout(constant_id = 6) const uint PREQ = 0u;     // INT_DOT only: activations pre-quantized by quantize_x.comp
 layout(constant_id = 7) const uint RLOOP = 1u;    // row groups (of NUM_ROWS rows) per workgroup, one after the other
+layout(constant_id = 8) const uint AUX_ROWS = 0u; // M_AUX rows per workgroup (0: NUM_ROWS)
+const uint AUXR = AUX_ROWS == 0u ? NUM_ROWS : AUX_ROWS;   // at most NUM_ROWS (the host checks)
 #define MAX_NTOK 16u
 #define M_NORM 1u
 #define M_SWIGLU 2u
@@ -257,7 +259,8 @@ void reduce_rows(float acc[NUM_ROWS], float ss, uint o)
     barrier();
 }
 
-// The M_AUX rows (F32 weight) of workgroup awg: same input, same norm.
+// The M_AUX rows (F32 weight) of workgroup awg (AUXR of them: few rows per workgroup spread the small weight over
+// several workgroups, which all finish with the main rows): same input, same norm.
 void aux_rows(uint awg, uint xOff, uint t)
 {
     const uint WG = gl_WorkGroupSize.x;
@@ -271,16 +274,16 @@ void aux_rows(uint awg, uint xOff, uint t)
     {
         vec4 x0, x1;
         load_x8(xOff, g, x0, x1, ss);
-        [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
+        [[unroll]] for (uint r = 0u; r < AUXR; r++)
         {
-            uint row = min(awg * NUM_ROWS + r, pc.auxRows - 1u);
+            uint row = min(awg * AUXR + r, pc.auxRows - 1u);
             acc[r] += dot(AW4[row * aStride4 + 2u * g], x0) + dot(AW4[row * aStride4 + 2u * g + 1u], x1);
         }
     }
     reduce_rows(acc, ss, 0u);
     float inv = (MODE & M_NORM) != 0u ? 1.0 / sqrt(tot[NUM_ROWS] / float(pc.cols) + pc.eps) : 1.0;
-    uint row = awg * NUM_ROWS + tid;
-    if (tid < NUM_ROWS && row < pc.auxRows) AD[pc.auxOff + t * pc.auxStride + row] = tot[tid] * inv + ((pc.flags & 16u) != 0u ? AB[row] : 0.0);
+    uint row = awg * AUXR + tid;
+    if (tid < AUXR && row < pc.auxRows) AD[pc.auxOff + t * pc.auxStride + row] = tot[tid] * inv + ((pc.flags & 16u) != 0u ? AB[row] : 0.0);
 }
 
 // Row group wgi (NUM_ROWS rows) for tokens t0 .. t0 + ntok − 1.

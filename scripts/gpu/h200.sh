@@ -95,17 +95,17 @@ fi
 # ---- pre-quantized activations for int8 matvecs (XLSTM_VK_PREQ) ----------------------------------------------------------
 if has preq; then
   say "preq"
-  for pq in 1 65536; do
+  for pq in ${PQ_MODES:-1 65536}; do
     sec "int8 matvecs with XLSTM_VK_PREQ=$pq (1: quantize_x once per token; 65536: every workgroup quantizes its slice)"
     XLSTM_VK_PREQ=$pq timeout 120 "$BIN" bench --op 7b --backend vulkan --type "${PQ_TYPES:-q4_0}" --tokens "${PQ_TOKENS:-1,16,64}" -r 5 2>> "$OUT/logs/preq.err" | grep -E '^\| (matmul|fused)|^\| op|^\| ---' >> "$SUM"
   done
-  sec "few-token int8 matvec shapes with XLSTM_VK_PREQ=1 (tokens per workgroup x rows; µs per call, 21888x4096 | 4096x10944)"
-  for t in ${PQ_TYPES:-q4_0}; do for T in ${PQ_SWEEP_TOKENS:-16 64}; do for g in ${PQ_GROUPS:-4 8 16}; do for r in ${PQ_ROWS:-2 4 8}; do
+  sec "few-token int8 matvec shapes with XLSTM_VK_PREQ=1 (tokens per workgroup x rows x row groups per workgroup; µs per call, 21888x4096 | 4096x10944)"
+  for t in ${PQ_TYPES:-q4_0}; do for T in ${PQ_SWEEP_TOKENS:-16 64}; do for g in ${PQ_GROUPS:-4 8 16}; do for r in ${PQ_ROWS:-2 4 8}; do for l in ${PQ_RLOOPS:-1}; do
     [ "$(left)" -gt 60 ] || break
-    a=$(XLSTM_VK_VEC_GROUP=$g XLSTM_VK_VEC_MATVEC=128,$r timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 21888 --cols 4096 --tokens "$T" -r 5 2>/dev/null | opline)
-    b=$(XLSTM_VK_VEC_GROUP=$g XLSTM_VK_VEC_MATVEC=128,$r timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 4096 --cols 10944 --tokens "$T" -r 5 2>/dev/null | opline)
-    echo "| $t | T=$T | group $g | rows $r | $a | $b |" >> "$SUM"
-  done; done; done; done
+    a=$(XLSTM_VK_VEC_GROUP=$g XLSTM_VK_VEC_MATVEC=128,$r XLSTM_VK_VEC_RLOOP=$l timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 21888 --cols 4096 --tokens "$T" -r 5 2>/dev/null | opline)
+    b=$(XLSTM_VK_VEC_GROUP=$g XLSTM_VK_VEC_MATVEC=128,$r XLSTM_VK_VEC_RLOOP=$l timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 4096 --cols 10944 --tokens "$T" -r 5 2>/dev/null | opline)
+    echo "| $t | T=$T | group $g | rows $r | rloop $l | $a | $b |" >> "$SUM"
+  done; done; done; done; done
 fi
 
 # ---- sweeps ------------------------------------------------------------------------------------------------------------

@@ -97,11 +97,23 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
     // ---- profiling -------------------------------------------------------------------------------------------------
 
     public bool Profiling => _cs.Profiling;
-    public string ProfileReport() => _cs.ProfileReport() + _cs.StatsReport() + LoadReport();
+    public string ProfileReport() => _cs.ProfileReport() + _cs.StatsReport() + HostReport() + LoadReport();
     public IReadOnlyDictionary<string, (long Count, double Ns)> OpTimes() => _cs.OpTimes();
     public void ResetProfile() => _cs.ResetProfile();
     /// <summary>Wall-clock figures only (cheap; printed at dispose when XLSTM_VK_STATS=1).</summary>
     public string StatsReport() => _cs.StatsReport() + LoadReport();
+    private string HostReport() =>
+        $"vulkan host time: plan recording {_hostRun.Ms:F1} ms in {_hostRun.N} runs (fusion planning {_hostFuse.Ms:F1} ms), " +
+        $"tensor allocation {_hostAlloc.Ms:F1} ms ({_hostAlloc.N}), release {_hostRelease.Ms:F1} ms ({_hostRelease.N}, incl. waiting for the device); " +
+        $"descriptor sets {_desc.Count} cached\n";
+    /// <summary>Host wall time and count of one kind of backend work (the --profile report's host line).</summary>
+    private struct HostClock
+    {
+        public double Ms;
+        public long N;
+        public void Add(long t0) { Ms += System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds; N++; }
+    }
+    private HostClock _hostRun, _hostFuse, _hostAlloc, _hostRelease;
     private string LoadReport() =>
         $"vulkan weights: {_weightBytes / 1073741824.0:F2} GiB uploaded in {_loadMs / 1000:F2} s ({(_loadMs > 0 ? _weightBytes / 1e6 / _loadMs : 0):F2} GB/s); device memory {_mem.DeviceBytes / 1073741824.0:F3} GiB\n";
     private double _loadMs;
@@ -181,11 +193,13 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
 
     public ITensor Alloc(int rows, int cols)
     {
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         int stride = VkTensor.StrideFor(cols);
         var buf = _mem.Create((ulong)rows * (ulong)stride * 4, MemKind.Device);
         var cb = _cs.BeginOp("fill", [], [buf]);
         _cx.Vk.CmdFillBuffer(cb, buf.Handle, 0, Vk.WholeSize, 0);
         _cs.EndOp();
+        _hostAlloc.Add(t0);
         return new VkTensor(buf, 0, rows, cols, stride);
     }
 
@@ -199,9 +213,11 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
     /// <summary>Destroy a buffer once the device is done with it, and the descriptor sets that name it.</summary>
     private void Release(VkBuf b)
     {
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         _cs.Flush();
         _desc.Forget(b);
         _mem.Release(b);
+        _hostRelease.Add(t0);
     }
 
     public ITensor Rows(ITensor t, int row0, int rows)
@@ -407,7 +423,10 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
 
     public void Run(ForwardPlan plan)
     {
-        foreach (var step in Planner.Fuse(plan, new Facts(this), Options.Fusion))
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        var steps = Planner.Fuse(plan, new Facts(this), Options.Fusion);
+        _hostFuse.Add(t0);
+        foreach (var step in steps)
         {
             switch (step)
             {
@@ -425,6 +444,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
                     break;
             }
         }
+        _hostRun.Add(t0);
     }
 
     private sealed class Facts(VulkanBackend be) : Planner.IFacts

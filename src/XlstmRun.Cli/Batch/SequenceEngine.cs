@@ -39,6 +39,9 @@ internal interface ISequenceEngine
     /// <summary>How many sequences can be in flight at once.</summary>
     int Slots { get; }
 
+    /// <summary>Where the time went so far: prompts prefilled and their wall time, generation (decode) steps and theirs.</summary>
+    EngineTimes Times { get; }
+
     /// <summary>Starts <paramref name="job"/> in the free slot <paramref name="slot"/> (0 ≤ slot &lt; <see cref="Slots"/>).</summary>
     void Start(int slot, SequenceJob job);
 
@@ -46,6 +49,18 @@ internal interface ISequenceEngine
     /// least one slot is started; returns after at least one step of work. When <paramref name="cancel"/> is set, ends
     /// every started sequence with <see cref="FinishReason.Cancelled"/> soon.</summary>
     void Step(List<SequenceDone> done, CancellationToken cancel);
+}
+
+internal sealed class EngineTimes
+{
+    public int Prompts;
+    public double PrefillSeconds;
+    public long Steps;
+    public double StepSeconds;
+
+    public override string ToString() => string.Format(System.Globalization.CultureInfo.InvariantCulture,
+        "prefill {0:F2} s for {1} prompts ({2:F1} ms each), generation {3:F2} s for {4} steps ({5:F2} ms each)",
+        PrefillSeconds, Prompts, Prompts > 0 ? PrefillSeconds * 1000 / Prompts : 0, StepSeconds, Steps, Steps > 0 ? StepSeconds * 1000 / Steps : 0);
 }
 
 /// <summary>
@@ -58,6 +73,7 @@ internal sealed class SequentialEngine(ModelRunner runner, XlstmTokenizer tokeni
     private readonly RunnerGenerationModel _model = new(runner);
 
     public int Slots { get; } = slots;
+    public EngineTimes Times { get; } = new();
 
     public void Start(int slot, SequenceJob job) => _started.Enqueue((slot, job));
 
@@ -78,6 +94,10 @@ internal sealed class SequentialEngine(ModelRunner runner, XlstmTokenizer tokeni
             Cancel = cancel,
         });
         done.Add(new SequenceDone(slot, job, r, Stopwatch.GetElapsedTime(t0).TotalSeconds));
+        Times.Prompts++;
+        Times.PrefillSeconds += r.PromptMs / 1000;
+        Times.Steps += r.EvalRuns;
+        Times.StepSeconds += r.EvalMs / 1000;
     }
 }
 
@@ -118,6 +138,7 @@ internal sealed class BatchedEngine : ISequenceEngine, IDisposable
     }
 
     public int Slots => _runner.Slots;
+    public EngineTimes Times { get; } = new();
 
     public void Start(int slot, SequenceJob job) => _pending.Enqueue((slot, job));
 
@@ -151,6 +172,8 @@ internal sealed class BatchedEngine : ISequenceEngine, IDisposable
                 first = gen.Pick(0, l);
             }
             var a = new Active(job, gen, t0, Ms(t0));
+            Times.Prompts++;
+            Times.PrefillSeconds += a.PromptMs / 1000;
             if (gen.Accept(first)) _active[slot] = a;
             else done.Add(Finish(slot, a));
         }
@@ -173,7 +196,10 @@ internal sealed class BatchedEngine : ISequenceEngine, IDisposable
             sampling |= _active[i] is { Gen.Greedy: false };
         }
         if (sampling) _logits ??= new float[(long)Slots * _runner.Config.Vocab];
+        long s0 = Stopwatch.GetTimestamp();
         _runner.Step(_tokens, _validVocab, _argmax, sampling ? _logits : default);
+        Times.Steps++;
+        Times.StepSeconds += Stopwatch.GetElapsedTime(s0).TotalSeconds;
         int V = _runner.Config.Vocab;
         for (int i = 0; i < _active.Length; i++)
         {

@@ -157,6 +157,7 @@ internal static class BatchCommand
                             sum.Interrupted + sum.NotStarted > 0 ? "stopped" : "done", sum.Generated, sum.Errors, sum.Tokens, sec, sec > 0 ? sum.Tokens / sec : 0));
                         if (sum.Interrupted + sum.NotStarted > 0)
                             Console.Error.WriteLine($"batch: {sum.Interrupted + sum.NotStarted} lines not done; rerun with --resume to finish them");
+                        if (engine.Times.Prompts > 0) Console.Error.WriteLine($"batch: {engine.Times}");
                         if (s?.Backend is XlstmRun.Model.IDeviceMemory dm)
                             Console.Error.WriteLine(string.Format(CultureInfo.InvariantCulture, "batch: device memory peak {0:F1} MiB (weights {1:F1} MiB)",
                                 dm.PeakDeviceBytes / 1048576.0, dm.WeightBytes / 1048576.0));
@@ -222,6 +223,7 @@ internal static class BatchCommand
     private sealed class NoEngine(int slots) : ISequenceEngine
     {
         public int Slots => slots;
+        public EngineTimes Times { get; } = new();
         public void Start(int slot, SequenceJob job) => throw new InvalidOperationException("no model was loaded");
         public void Step(List<SequenceDone> done, CancellationToken cancel) => throw new InvalidOperationException("no model was loaded");
     }
