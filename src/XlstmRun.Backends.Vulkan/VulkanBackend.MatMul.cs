@@ -185,7 +185,11 @@ public sealed unsafe partial class VulkanBackend
         var S = (VkTensor?)mv.SwiGlu?.Dst;
         int T = XIn.Rows;
         bool idot = IntDotVec(W);
-        bool preq = idot && T >= Options.PreQuantTokens;
+        // pre-quantized activations: always under a fused norm (the in-register path's x·w and Σx² in the weight loop cost
+        // more than the extra dispatch), for plain products from PreQuantTokens tokens on (one token: the extra dispatch
+        // costs more than the in-register quantization saves, H200). Either way a token's quants and sums are the same
+        // bits, so one sequence and several stay bit-identical.
+        bool preq = idot && Options.PreQuantTokens < VulkanOptions.Never && (norm != null || T >= Options.PreQuantTokens);
         var kernel = idot ? _matvecIdot : _matvec;
         var shape = MatVecShapeFor(W, T);
         uint nr = shape.Rows;

@@ -51,9 +51,11 @@ public sealed record VulkanOptions
     public int VecTokens { get; init; } = 64;
     /// <summary>Tokens per matvec workgroup (XLSTM_VK_VEC_GROUP, 1..16; 4 was best in the H200 sweep, docs/NOTES.md).</summary>
     public int VecGroup { get; init; } = 4;
-    /// <summary>Int8 matvecs over at least this many tokens take their activations quantized once per token by a small
-    /// kernel (shaders/quantize_x.comp) instead of by every workgroup (XLSTM_VK_PREQ, 1..65536; 65536 = never).</summary>
-    public int PreQuantTokens { get; init; } = 1;
+    /// <summary>Int8 matvecs without a fused norm over at least this many tokens take their activations quantized once per
+    /// token by a small kernel (shaders/quantize_x.comp) instead of by every workgroup; those with a fused norm always do
+    /// (XLSTM_VK_PREQ, 1..65536; <see cref="Never"/>: no matvec does).</summary>
+    public int PreQuantTokens { get; init; } = 2;
+    public const int Never = 65536;
     /// <summary>Row groups per matvec workgroup over several tokens, one after the other (XLSTM_VK_VEC_RLOOP, 1..16): the
     /// workgroup re-reads its tokens' activations from its own cache instead of more workgroups each reading them.</summary>
     public int VecRowLoop { get; init; } = 1;

@@ -1,4 +1,5 @@
 using XlstmRun.Backends.Cpu;
+using XlstmRun.Backends.Vulkan;
 using XlstmRun.Formats;
 using XlstmRun.Formats.Gguf;
 using XlstmRun.Model;
@@ -47,13 +48,14 @@ public class BatchRunnerTests
         { "cpu", GgmlType.Q8_0 },
         { "vulkan", GgmlType.F32 },
         { "vulkan", GgmlType.Q4_0 },
-        // int8 activations quantized once per token (quantize_x) at every token count
+        // int8 activations: one token's plain products quantize in the matvec, several tokens' and norm-fused ones in quantize_x
         { "vulkan-int8", GgmlType.Q4_0 },
         { "vulkan-int8", GgmlType.Q8_0 },
         // 16 tokens and 4 rows per workgroup, 3 row groups one after the other
         { "vulkan-int8-wide", GgmlType.Q8_0 },
-        // activations quantized by every matvec workgroup
+        // activations quantized by every matvec workgroup; by quantize_x for every product
         { "vulkan-int8-inline", GgmlType.Q4_0 },
+        { "vulkan-int8-preq", GgmlType.Q4_0 },
     };
 
     private static IBackend NewBackend(string backend) => backend switch
@@ -62,7 +64,8 @@ public class BatchRunnerTests
         "vulkan" => VulkanTestDevice.NewBackend(),
         "vulkan-int8" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot),
         "vulkan-int8-wide" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { VecGroup = 16, VecMatVec = new(128, 4, 1), VecRowLoop = 3 }),
-        "vulkan-int8-inline" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { PreQuantTokens = 65536 }),
+        "vulkan-int8-inline" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { PreQuantTokens = VulkanOptions.Never }),
+        "vulkan-int8-preq" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { PreQuantTokens = 1 }),
         _ => throw new ArgumentException(backend),
     };
 
