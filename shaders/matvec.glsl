@@ -27,6 +27,10 @@
 //   M_SWIGLU   rows are taken in pairs (j, half + j) of a gate|up weight: each workgroup computes NUM_ROWS/2 gate rows
 //              and the matching up rows and writes silu(gate)·up to S (flags bit 8: also both rows to D).
 //   M_SOFTCAP  the result is soft-capped (cap · tanh(v / cap)) before it is stored.
+//   M_QOUT     (INT_DOT, one token) the result is the input of the next matvec's fused RmsNorm: the last workgroup to
+//              finish a 32-row block (atomic counter QC, reset by it) quantizes that block of D times the next norm's
+//              weight (NW, free here: no M_NORM) into XQ4/XD and its Σx² into XSS, as quantize_x.comp would: the next
+//              matvec needs no quantize dispatch.
 //   M_AUX      a second, small F32 weight (AW, rows auxRows, bias AB) on the same input: workgroups past the main
 //              weight's compute its rows into AD (the xLSTM gate pre-activations beside the q|k|v|o projection);
 //              flags bit 16: add the bias AB.
@@ -52,11 +56,12 @@ const uint AUXR = AUX_ROWS == 0u ? NUM_ROWS : AUX_ROWS;   // at most NUM_ROWS (t
 #define M_SWIGLU 2u
 #define M_SOFTCAP 4u
 #define M_AUX 8u
+#define M_QOUT 16u
 
 layout(std430, binding = 0) readonly buffer W4b { uvec4 W4[]; };
 layout(std430, binding = 1) readonly buffer W1b { uint W1[]; };
 layout(std430, binding = 2) readonly buffer Xb { vec4 X4[]; };
-layout(std430, binding = 3) buffer Db { float D[]; };
+layout(std430, binding = 3) coherent buffer Db { float D[]; };   // coherent: M_QOUT reads other workgroups' rows
 layout(std430, binding = 4) readonly buffer Bb { float B[]; };
 layout(std430, binding = 5) readonly buffer NWb { vec4 NW4[]; };   // M_NORM: the norm weight (F32, zero-padded to 8)
 layout(std430, binding = 6) writeonly buffer Ab { float A[]; };    // M_NORM: the normalized row (flags bit 4)
@@ -65,9 +70,11 @@ layout(std430, binding = 8) readonly buffer AWb { vec4 AW4[]; };   // M_AUX: F32
 layout(std430, binding = 9) writeonly buffer ADb { float AD[]; };  // M_AUX: its output
 layout(std430, binding = 10) readonly buffer ABb { float AB[]; };  // M_AUX: its bias
 #if INT_DOT
-layout(std430, binding = 11) readonly buffer XQb { uvec4 XQ4[]; }; // PREQ: quants, token t block b at 2·(t·xqStride + b)
-layout(std430, binding = 12) readonly buffer XDb { vec2 XD[]; };   // PREQ: (d, Σq) at xdOff + t·xqStride + b
-layout(std430, binding = 13) readonly buffer XSb { float XSS[]; }; // PREQ: Σx² of token t: xsParts partials at xsOff + t·xsParts
+layout(std430, binding = 11) buffer XQb { uvec4 XQ4[]; };  // PREQ/M_QOUT: quants, token t block b at 2·(t·xqStride + b)
+layout(std430, binding = 12) buffer XDb { vec2 XD[]; };    // PREQ/M_QOUT: (d, Σq) at xdOff + t·xqStride + b
+layout(std430, binding = 13) buffer XSb { float XSS[]; };  // PREQ/M_QOUT: Σx² of block b of token t at xsOff + t·xqStride + b
+layout(std430, binding = 14) buffer QCb { uint QC[]; };    // M_QOUT: finished row groups per 32-row block
+#include "quant8.glsl"
 #endif
 
 layout(push_constant) uniform PC
@@ -76,7 +83,7 @@ layout(push_constant) uniform PC
     uint aOff, aStride, sOff, sStride, half_;
     float eps, cap;
     uint auxRows, auxOff, auxStride, mainGroups, nTok;
-    uint xqStride, xdOff, xsOff, xsParts;   // PREQ
+    uint xqStride, xdOff, xsOff, xsParts;   // PREQ (xsParts: unused, = xqStride); M_QOUT: the layout it writes
     uint rowGroups;                         // groups of NUM_ROWS rows (mainGroups = ⌈rowGroups / RLOOP⌉)
 } pc;
 
@@ -286,6 +293,75 @@ void aux_rows(uint awg, uint xOff, uint t)
     if (tid < AUXR && row < pc.auxRows) AD[pc.auxOff + t * pc.auxStride + row] = tot[tid] * inv + ((pc.flags & 16u) != 0u ? AB[row] : 0.0);
 }
 
+#if INT_DOT
+// Σ of the n per-block Σx² partials at XSS[base ..] (a fused norm over pre-quantized input), in the same order in every
+// workgroup and whoever wrote them (quantize_x or an M_QOUT producer). Every invocation gets the sum.
+float parts_sum(uint base, uint n)
+{
+    const uint WG = gl_WorkGroupSize.x;
+    uint tid = gl_LocalInvocationID.x;
+    float s = 0.0;
+    for (uint i = tid; i < n; i += WG) s += XSS[base + i];
+    barrier();   // red[] may still be read by a previous reduction
+#if USE_SUBGROUPS
+    s = subgroupAdd(s);
+    if (gl_NumSubgroups == 1u) return s;
+    if (subgroupElect()) red[gl_SubgroupID] = s;
+    barrier();
+    float total = 0.0;
+    for (uint i = 0u; i < gl_NumSubgroups; i++) total += red[i];
+#else
+    red[tid] = s;
+    barrier();
+    for (uint h = WG / 2u; h > 0u; h >>= 1u)
+    {
+        if (tid < h) red[tid] += red[tid + h];
+        barrier();
+    }
+    float total = red[0];
+#endif
+    barrier();
+    return total;
+}
+
+shared bool qLast;
+
+// M_QOUT: this row group's rows of D are written; the last row group of their 32-row block quantizes the block for
+// the next matvec (see the header). One token (the host checks), NUM_ROWS divides 32.
+void quantize_out(uint wgi, uint t0)
+{
+    uint tid = gl_LocalInvocationID.x;
+    uint blk = wgi * NUM_ROWS / 32u;
+    memoryBarrierBuffer();
+    barrier();
+    if (tid == 0u)
+    {
+        uint done = atomicAdd(QC[t0 * pc.xqStride + blk], 1u);
+        qLast = done == 32u / NUM_ROWS - 1u;
+    }
+    barrier();
+    if (!qLast || tid != 0u) return;   // the caller has no barrier after this
+    memoryBarrierBuffer();
+    uint o = pc.dOff + t0 * pc.dStride + 32u * blk;
+    vec4 x[8], nw[8];
+    [[unroll]] for (uint i = 0u; i < 8u; i++)
+    {
+        x[i] = vec4(D[o + 4u * i], D[o + 4u * i + 1u], D[o + 4u * i + 2u], D[o + 4u * i + 3u]);
+        nw[i] = NW4[8u * blk + i];
+    }
+    uvec4 qa, qb;
+    vec2 dd;
+    float ssb;
+    quant8_block(x, true, nw, qa, qb, dd, ssb);
+    uint q = t0 * pc.xqStride + blk;
+    XQ4[2u * q] = qa;
+    XQ4[2u * q + 1u] = qb;
+    XD[pc.xdOff + q] = dd;
+    XSS[pc.xsOff + q] = ssb;
+    atomicExchange(QC[t0 * pc.xqStride + blk], 0u);
+}
+#endif
+
 // Row group wgi (NUM_ROWS rows) for tokens t0 .. t0 + ntok − 1.
 void row_group(uint wgi, uint t0, uint ntok)
 {
@@ -355,21 +431,13 @@ void row_group(uint wgi, uint t0, uint ntok)
                     }
                     else
                     {
-                        vec4 m4 = max(abs(x[0]), abs(x[1]));
-                        [[unroll]] for (uint i = 2u; i < 8u; i++) m4 = max(m4, abs(x[i]));
-                        float amax = max(max(m4.x, m4.y), max(m4.z, m4.w));
-                        // as the CPU engine: d = max|x| / 127, q = round-to-nearest-even(x · (1 / d))
-                        float dx = amax / 127.0;
-                        float rinv = dx != 0.0 ? 1.0 / dx : 0.0;
-                        uint xq[8];
-                        [[unroll]] for (uint i = 0u; i < 8u; i++)
-                        {
-                            uvec4 b = uvec4(ivec4(roundEven(x[i] * rinv))) & 0xFFu;
-                            xq[i] = b.x | (b.y << 8) | (b.z << 16) | (b.w << 24);
-                        }
-                        int xs = 0;
-                        if (WTYPE == WT_Q4_0)
-                            [[unroll]] for (uint i = 0u; i < 8u; i++) xs += DOT4(xq[i], 0x01010101u);
+                        uvec4 qa, qc;
+                        vec2 dd;
+                        float unused;
+                        quant8_block(x, false, x, qa, qc, dd, unused);
+                        uint xq[8] = uint[8](qa.x, qa.y, qa.z, qa.w, qc.x, qc.y, qc.z, qc.w);
+                        int xs = int(dd.y);
+                        float dx = dd.x;
                         [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
                         {
                             int s = WTYPE == WT_Q8_0 ? q8_idot(wu[u][r], wv[u][r], xq) : q4_idot(wu[u][r], xq) - 8 * xs;
@@ -422,11 +490,7 @@ void row_group(uint wgi, uint t0, uint ntok)
         uint dOff = pc.dOff + t * pc.dStride;
         float ssj = tot[j * NV + NUM_ROWS];
 #if INT_DOT
-        if (PREQ != 0u && NORM)
-        {
-            ssj = 0.0;
-            for (uint i = 0u; i < pc.xsParts; i++) ssj += XSS[pc.xsOff + t * pc.xsParts + i];
-        }
+        if (PREQ != 0u && NORM) ssj = parts_sum(pc.xsOff + t * pc.xqStride, pc.xqStride);   // uniform: barriers inside
 #endif
         float inv = NORM ? 1.0 / sqrt(ssj / float(pc.cols) + pc.eps) : 1.0;
         if ((MODE & M_SWIGLU) != 0u)
@@ -465,6 +529,9 @@ void row_group(uint wgi, uint t0, uint ntok)
             }
         }
     }
+#if INT_DOT
+    if ((MODE & M_QOUT) != 0u) quantize_out(wgi, t0);
+#endif
 }
 
 void main()

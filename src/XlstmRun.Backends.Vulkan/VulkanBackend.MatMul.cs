@@ -12,7 +12,9 @@ public sealed unsafe partial class VulkanBackend
     private Kernel _matvec = null!, _matvecIdot = null!, _matmul = null!, _embed = null!, _rmsnorm = null!, _headnorm = null!, _swiglu = null!,
         _softcap = null!, _argmax = null!, _quantize = null!, _step = null!, _chunkPrep = null!, _chunkKv = null!, _chunkScan = null!, _chunkOut = null!, _copy = null!;
     private Kernel? _gemmCm;
-    private VkBuf? _xq;   // QuantizeX's workspace
+    /// <summary>Matvecs recorded so far that quantized their output for the next one (M_QOUT; tests).</summary>
+    public long QuantizedOutputs { get; private set; }
+    private VkBuf? _xq, _qc;   // the XQ workspace (quantized activations), M_QOUT's counters
     /// <summary>Rows of a fused matvec's auxiliary weight per workgroup: one, so that the 16 gate rows of a 7B block are
     /// 16 workgroups (two workgroups of 8 rows each streamed 128 KiB and finished last: 22.9 µs for q|k|v|o + gates
     /// against 15.9 µs for q|k|v|o alone, H200).</summary>
@@ -43,7 +45,7 @@ public sealed unsafe partial class VulkanBackend
         _intDot = cx.IntDot && !Options.Float32 && (Options.IntDot ?? cx.IntDotAccelerated);
         if (_intDot)
         {
-            _matvecIdot = K("matvec_idot", 14, (uint)sizeof(MatVecPush));
+            _matvecIdot = K("matvec_idot", 15, (uint)sizeof(MatVecPush));
             _quantize = K("quantize_x", 5, (uint)sizeof(QuantizePush));
         }
 
@@ -167,8 +169,26 @@ public sealed unsafe partial class VulkanBackend
         _cs.EndOp();
     }
 
-    /// <summary>One matvec dispatch per weight part, with the step's fusions (see <see cref="Planner.MatVec"/>).</summary>
-    private void DispatchMatVec(Planner.MatVec mv)
+    /// <summary>
+    /// Whether <paramref name="producer"/> can quantize its output for <paramref name="consumer"/> (M_QOUT in matvec.glsl):
+    /// one token, a plain int8 matvec of whole 32-row blocks (reading its own input unquantized) writing exactly the input
+    /// of the consumer's fused norm, and a consumer that reads pre-quantized activations. Saves the consumer's quantize dispatch (about 5 µs on the H200).
+    /// </summary>
+    private bool CanQuantizeOut(Planner.MatVec producer, Planner.MatVec consumer)
+    {
+        var m = producer.Main;
+        var W = (VkWeight)m.W;
+        var D = (VkTensor)m.Dst;
+        return producer is { Norm: null, Aux: null, SwiGlu: null, Cap: null } && consumer.Norm is { } n && D.Rows == 1 && IntDotVec(W)
+            && W.Parts.Length == 1 && W.Rows % 32 == 0 && 32 % MatVecShapeFor(W, 1).Rows == 0 && (D.Offset & 3) == 0
+            && SameView((VkTensor)n.X, D) && IntDotVec((VkWeight)consumer.Main.W) && Options.PreQuantTokens < VulkanOptions.Never
+            && Options.PreQuantTokens > 1;   // the producer quantizes its own input in registers: the XQ workspace is free
+    }
+
+    /// <summary>One matvec dispatch per weight part, with the step's fusions (see <see cref="Planner.MatVec"/>).
+    /// <paramref name="quantizeFor"/>: also quantize the output for the next matvec's norm with this weight
+    /// (<see cref="CanQuantizeOut"/>); <paramref name="xqReady"/>: the input's quants are already in the XQ workspace.</summary>
+    private void DispatchMatVec(Planner.MatVec mv, VkWeight? quantizeFor = null, bool xqReady = false)
     {
         var m = mv.Main;
         var W = (VkWeight)m.W;
@@ -195,14 +215,17 @@ public sealed unsafe partial class VulkanBackend
         uint nr = shape.Rows;
         if (S != null && nr % 2 != 0) nr = Math.Max(2, nr + 1);
         if (aux != null && AW!.Rows > 64) throw new InvalidOperationException("auxiliary matvec rows exceed 64");
-        uint mode = (norm != null ? 1u : 0u) | (S != null ? 2u : 0u) | (mv.Cap != null ? 4u : 0u) | (aux != null ? 8u : 0u);
+        uint mode = (norm != null ? 1u : 0u) | (S != null ? 2u : 0u) | (mv.Cap != null ? 4u : 0u) | (aux != null ? 8u : 0u) | (quantizeFor != null ? 16u : 0u);
         if (mode != 0 && W.Parts.Length > 1) throw new InvalidOperationException("fused matvec over a split weight");
 
         var (xb, xo) = Act(XIn);
         var (db, dOff) = Act(D);
-        Binding nwb = NW != null ? Whole(NW.Parts[0].Buf) : Whole(_dummy);
-        uint nb = (uint)W.Cols / 32, xdOff = (uint)T * nb * 4, xsOff = (uint)T * nb * 10, xsParts = Groups((int)nb, 64);   // XQ regions (see QuantizeX)
-        VkBuf? xq = preq ? QuantizeX(XIn, xb, xo, nwb, NW != null, T, nb, xsParts) : null;
+        // the norm weight: this matvec's fused norm, or (M_QOUT) the next one's
+        Binding nwb = NW != null ? Whole(NW.Parts[0].Buf) : quantizeFor != null ? Whole(quantizeFor.Parts[0].Buf) : Whole(_dummy);
+        // XQ layout (see QuantizeX): of this matvec's input, or (M_QOUT) of its output
+        uint nb = (uint)(quantizeFor != null ? W.Rows : W.Cols) / 32, xdOff = (uint)T * nb * 4, xsOff = (uint)T * nb * 10;
+        VkBuf? xq = preq ? xqReady ? XqBuffer(T, nb) : QuantizeX(XIn, xb, xo, nwb, NW != null, T, nb) : quantizeFor != null ? XqBuffer(T, nb) : null;
+        VkBuf? qc = quantizeFor != null ? QuantizeCounters(nb) : null;
         var reads = new List<VkBuf?>(W.Parts.Length + 7);
         foreach (var p in W.Parts) reads.Add(p.Buf);
         reads.Add(XIn.Buf);
@@ -211,13 +234,14 @@ public sealed unsafe partial class VulkanBackend
         reads.Add(NW?.Parts[0].Buf);
         reads.Add(AW?.Parts[0].Buf);
         reads.Add(AB?.Parts[0].Buf);
-        reads.Add(xq);
+        reads.Add(preq ? xq : null);
         bool writeD = S == null || mv.WriteGateUp;
-        VkBuf?[] writes = [writeD ? D.Buf : null, mv.WriteNorm ? A!.Buf : null, S?.Buf, AD?.Buf];
+        VkBuf?[] writes = [writeD ? D.Buf : null, mv.WriteNorm ? A!.Buf : null, S?.Buf, AD?.Buf, quantizeFor != null ? xq : null, qc];
         string name = "matvec." + GgmlTypes.Name(W.DevType) + (idot ? preq ? ".q8x" : ".i8" : "") + (norm != null ? "+norm" : "") + (aux != null ? "+aux" : "") +
-                      (S != null ? "+swiglu" : "") + (mv.Cap != null ? "+softcap" : "");
+                      (S != null ? "+swiglu" : "") + (mv.Cap != null ? "+softcap" : "") + (quantizeFor != null ? "+qout" : "");
         _cs.BeginOp(name, reads.ToArray(), writes);
         if (mode != 0) FusedDispatches++;
+        if (quantizeFor != null) QuantizedOutputs++;
         uint group = (uint)Math.Min(T, Options.VecGroup);   // tokens per workgroup
         uint rloop = T > 1 ? (uint)Options.VecRowLoop : 1u;   // row groups per workgroup
         var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u, rloop, AuxRowsPerGroup]);
@@ -249,34 +273,52 @@ public sealed unsafe partial class VulkanBackend
                 AOff = aOff, AStride = aStride, SOff = sOff, SStride = sStride, Half = (uint)(W.Rows / 2),
                 Eps = norm?.Eps ?? 0f, Cap = mv.Cap?.Cap ?? 0f,
                 AuxRows = aux != null ? (uint)AW!.Rows : 0, AuxOff = auxOff, AuxStride = auxStride, MainGroups = mainGroups,
-                NTok = (uint)T, XqStride = nb, XdOff = xdOff, XsOff = xsOff, XsParts = xsParts, RowGroups = rowGroups,
+                NTok = (uint)T, XqStride = nb, XdOff = xdOff, XsOff = xsOff, XsParts = nb, RowGroups = rowGroups,
             };
             firstPart = false;
             var (gx, gy) = Grid2(mainGroups + auxGroups);
             if (idot)
             {
                 var q = Whole(xq ?? _dummy);
-                Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb, q, q, q], &pc, gx, gy, Groups(T, group));
+                Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb, q, q, q, Whole(qc ?? _dummy)], &pc, gx, gy, Groups(T, group));
             }
             else Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb], &pc, gx, gy, Groups(T, group));
         }
         _cs.EndOp();
     }
 
-    /// <summary>
-    /// The input of an int8 matvec quantized once per token (shaders/quantize_x.comp, times the fused RmsNorm's weight when
-    /// <paramref name="norm"/>) into the XQ workspace: T·nb·32 bytes of quants, then T·nb (d, Σq) pairs (float index
-    /// T·nb·8), then T·parts partial sums of x² (float index T·nb·10), one per quantize workgroup of 64 blocks.
-    /// </summary>
-    private VkBuf QuantizeX(VkTensor x, Binding xb, uint xo, Binding nwb, bool norm, int T, uint nb, uint parts)
+    /// <summary>The XQ workspace for T tokens of nb blocks: T·nb·32 bytes of quants, then T·nb (d, Σq) pairs (float
+    /// index T·nb·8), then T·nb partial sums of x², one per block (float index T·nb·10).</summary>
+    private VkBuf XqBuffer(int T, uint nb)
     {
-        ulong need = (ulong)T * nb * 40 + (ulong)T * parts * 4;
+        ulong need = (ulong)T * nb * 44;
         if (_xq == null || _xq.Size < need) _xq = _mem.Create(Math.Max(need, 64UL << 10), MemKind.Device);
-        _cs.BeginOp(norm ? "quantize+norm" : "quantize", [x.Buf, norm ? ((VkBuf?)nwb.Buf) : null], [_xq]);
-        var pc = new QuantizePush { Cols = nb * 32, XOff = xo, XStride = (uint)x.Stride, Nb = nb, XdOff = (uint)T * nb * 4, XsOff = (uint)T * nb * 10 };
-        var q = Whole(_xq);
-        Run(_quantize, _quantize.Pipeline([norm ? 1u : 0u]), [xb, nwb, q, q, q], &pc, parts, (uint)T, 1);
-        _cs.EndOp();
         return _xq;
+    }
+
+    /// <summary>M_QOUT's per-block counters (zero; the last workgroup of a block resets its counter).</summary>
+    private VkBuf QuantizeCounters(uint nb)
+    {
+        if (_qc == null || _qc.Size < nb * 4UL)
+        {
+            _qc = _mem.Create(Math.Max(nb * 4UL, 4096), MemKind.Device);
+            var cb = _cs.BeginOp("fill", [], [_qc]);
+            _cx.Vk.CmdFillBuffer(cb, _qc.Handle, 0, Vk.WholeSize, 0);
+            _cs.EndOp();
+        }
+        return _qc;
+    }
+
+    /// <summary>The input of an int8 matvec quantized once per token (shaders/quantize_x.comp, times the fused RmsNorm's
+    /// weight when <paramref name="norm"/>) into the XQ workspace (<see cref="XqBuffer"/>).</summary>
+    private VkBuf QuantizeX(VkTensor x, Binding xb, uint xo, Binding nwb, bool norm, int T, uint nb)
+    {
+        var xq = XqBuffer(T, nb);
+        _cs.BeginOp(norm ? "quantize+norm" : "quantize", [x.Buf, norm ? ((VkBuf?)nwb.Buf) : null], [xq]);
+        var pc = new QuantizePush { Cols = nb * 32, XOff = xo, XStride = (uint)x.Stride, Nb = nb, XdOff = (uint)T * nb * 4, XsOff = (uint)T * nb * 10 };
+        var q = Whole(xq);
+        Run(_quantize, _quantize.Pipeline([norm ? 1u : 0u]), [xb, nwb, q, q, q], &pc, Groups((int)nb, 64), (uint)T, 1);
+        _cs.EndOp();
+        return xq;
     }
 }

@@ -426,13 +426,18 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         var steps = Planner.Fuse(plan, new Facts(this), Options.Fusion);
         _hostFuse.Add(t0);
-        foreach (var step in steps)
+        bool xqReady = false;   // the previous matvec quantized this one's input (M_QOUT)
+        for (int i = 0; i < steps.Count; i++)
         {
+            var step = AsMatVec(steps[i]);
             switch (step)
             {
                 case Planner.MatVec mv:
-                    DispatchMatVec(mv);
-                    break;
+                    var next = i + 1 < steps.Count ? AsMatVec(steps[i + 1]) as Planner.MatVec : null;
+                    bool qout = next != null && CanQuantizeOut(mv, next);
+                    DispatchMatVec(mv, qout ? (VkWeight)next!.Norm!.W : null, xqReady);
+                    xqReady = qout;
+                    continue;
                 case Planner.Cell { Op: MlstmCellOp one } c:
                     DispatchStep(one.Config, one.Qkvo, one.Gates, one.State, one.Block, one.H, c.Norm, c.WriteH);
                     break;
@@ -443,9 +448,14 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IP
                     s.Op.RunOn(this);
                     break;
             }
+            xqReady = false;
         }
         _hostRun.Add(t0);
     }
+
+    /// <summary>A plain product that runs as a matvec, as a (fusion-free) matvec step; any other step as it is.</summary>
+    private Planner.Step AsMatVec(Planner.Step s) =>
+        s is Planner.Single { Op: MatMulOp m } && IsVec((VkWeight)m.W, m.X.Rows) ? new Planner.MatVec(m, null, false, null, null, false, null) : s;
 
     private sealed class Facts(VulkanBackend be) : Planner.IFacts
     {

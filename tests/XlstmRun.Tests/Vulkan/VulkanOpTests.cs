@@ -393,6 +393,59 @@ public class VulkanOpTests
         }
     }
 
+    /// <summary>
+    /// A one-token int8 matvec whose output (accumulated into a residual) is the next fused norm's input quantizes it for
+    /// the next matvec itself (M_QOUT): the two results must be the bits of the same products with the quantization in
+    /// its own kernel (one token's plan and a two-token plan, whose quantization runs in quantize_x), and close to the
+    /// CPU's 8-bit path.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_0, false)]
+    [InlineData(GgmlType.Q8_0, true)]
+    public void MatvecQuantizesItsOutputForTheNextNormExactly(GgmlType type, bool noSubgroups)
+    {
+        const int hidden = 320, inner = 96, rows2 = 64;
+        using var cpu8 = new CpuBackend(2, int8Activations: true);
+        using var p = new OpPair(hidden + rows2, noSubgroups, VulkanTestDevice.IntDot);
+        var f1 = p.Random(hidden * inner, 0.2f);
+        var f2 = p.Random(rows2 * hidden, 0.2f);
+        var nwv = p.Random(hidden, 1f);
+        var (_, w1) = p.Weight(type, hidden, inner, values: f1);
+        var (_, w2) = p.Weight(type, rows2, hidden, values: f2);
+        var (_, nw) = p.Weight(GgmlType.F32, 1, hidden, values: nwv, vector: true);
+        var xs = p.Random(2 * inner, 2f);
+        var res = p.Random(2 * hidden, 1f);
+        float[] RunVk(int tokens)
+        {
+            var (_, x) = p.Tensor(tokens, inner, xs[..(tokens * inner)]);
+            var (_, r) = p.Tensor(tokens, hidden, res[..(tokens * hidden)]);
+            var (_, a) = p.Tensor(tokens, hidden);
+            var (_, d) = p.Tensor(tokens, rows2);
+            p.Vk.Run(new ForwardPlan($"q{tokens}", tokens, [new MatMulOp(w1, x, r, null, true, 0), new RmsNormOp(r, nw, a, 1e-5f, 0), new MatMulOp(w2, a, d, null, false, 0)]));
+            return p.ReadVk(d);
+        }
+        long before = p.Vk.QuantizedOutputs;
+        var one = RunVk(1);
+        Assert.Equal(before + 1, p.Vk.QuantizedOutputs);
+        var two = RunVk(2);
+        Assert.Equal(before + 1, p.Vk.QuantizedOutputs);   // two tokens: quantize_x
+        Assert.Equal(one, two[..rows2]);
+        // the CPU's 8-bit path on the same ops (sums in another order, and the norm's Σx² too: a tie may round apart)
+        var c1 = p.LoadInto(cpu8, type, hidden, inner, f1);
+        var c2 = p.LoadInto(cpu8, type, rows2, hidden, f2);
+        var cn = p.LoadInto(cpu8, GgmlType.F32, 1, hidden, nwv, vector: true);
+        var cx = (CpuTensor)cpu8.Alloc(1, inner);
+        xs.AsSpan(0, inner).CopyTo(cx.Span);
+        var cr = (CpuTensor)cpu8.Alloc(1, hidden);
+        res.AsSpan(0, hidden).CopyTo(cr.Span);
+        var ca = cpu8.Alloc(1, hidden);
+        var cd = (CpuTensor)cpu8.Alloc(1, rows2);
+        new ForwardPlan("c", 1, [new MatMulOp(c1, cx, cr, null, true, 0), new RmsNormOp(cr, cn, ca, 1e-5f, 0), new MatMulOp(c2, ca, cd, null, false, 0)]).RunUnfused(cpu8);
+        double e = Reference.RelErr(one, cd.Span.ToArray());
+        _out.WriteLine($"{type}: quantized-output path vs CPU int8 {e:E2}");
+        Assert.InRange(e, 0, 2e-3);
+    }
+
     [Theory]
     [InlineData(3, 20, 40, false)]     // one split (h goes through the partials when fused), dv not a multiple of 64
     [InlineData(2, 256, 512, false)]   // 7B head size: 8 row splits, 2 column tiles
