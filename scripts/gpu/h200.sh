@@ -182,7 +182,7 @@ PY
       [ -n "${BATCH_WAVES:-}" ] && n=$(( B * BATCH_WAVES < 8 ? 8 : B * BATCH_WAVES ))
       head -n "$n" "$TMP/prompts.jsonl" > "$TMP/p$n.jsonl"
       timeout 120 "$BIN" batch -m "$m" --backend vulkan -i "$TMP/p$n.jsonl" -o "$TMP/out-$t-$B.jsonl" --parallel "$B" --ignore-eos --force ${BATCH_PROFILE:+--profile} 2> "$OUT/logs/batch-$t-$B.txt" > /dev/null
-      echo "| $t | B=$B | $n lines | $(grep -E 'done:|device memory' "$OUT/logs/batch-$t-$B.txt" | sed 's/^batch: //' | tr '\n' ' ') |" >> "$SUM"
+      echo "| $t | B=$B | $n lines | $(grep -E 'done:|device memory|prefill' "$OUT/logs/batch-$t-$B.txt" | sed 's/^batch: //' | tr '\n' ' ') |" >> "$SUM"
       [ -n "${BATCH_PROFILE:-}" ] && grep -E -A9 'replayed decode steps|eager ops|wall clock' "$OUT/logs/batch-$t-$B.txt" | grep -v '^ *$' >> "$SUM"
     done
     # greedy equality: each B against B=1 on the lines both ran
