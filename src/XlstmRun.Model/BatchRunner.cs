@@ -15,6 +15,8 @@ public sealed class BatchRunner : IDisposable
     private readonly ModelRunner?[] _slots;
     private readonly int? _maxBatch;
     private readonly ModelRunner.Workspace _ws;
+    // the slots' prefill activations: one set for all of them (they feed one at a time), kept for the runner's life
+    private readonly ModelRunner.SharedWorkspace _prefill = new();
     private readonly IIndexBuffer _argmax;
     private ForwardPlan? _plan;
     private int _planVocab;
@@ -46,7 +48,7 @@ public sealed class BatchRunner : IDisposable
     public ModelRunner Slot(int slot)
     {
         if ((uint)slot >= (uint)Slots) throw new ArgumentOutOfRangeException(nameof(slot));
-        return _slots[slot] ??= new ModelRunner(_w, _be.StateSlot(State, slot), _maxBatch);
+        return _slots[slot] ??= new ModelRunner(_w, _be.StateSlot(State, slot), _maxBatch, _prefill);
     }
 
     /// <summary>Empty slot <paramref name="slot"/> for a new sequence.</summary>
@@ -85,5 +87,6 @@ public sealed class BatchRunner : IDisposable
     public void Dispose()
     {
         foreach (var r in _slots) r?.Dispose();
+        _prefill.Release(_be);
     }
 }

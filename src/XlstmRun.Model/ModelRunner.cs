@@ -20,6 +20,9 @@ public sealed class ModelRunner : IDisposable
     // weights + state + the step workspace).
     private readonly Workspace _step;
     private Workspace? _batch;
+    // or a batch workspace shared with other runners (BatchRunner's slots), kept between feeds
+    private readonly SharedWorkspace? _shared;
+    private int _sharedVersion;
     private readonly IIndexBuffer _argmax;
     private readonly Dictionary<string, ForwardPlan> _plans = new();
     // plan keys are replay keys of the backend: unique per runner (several runners may share a backend and its weights)
@@ -42,6 +45,27 @@ public sealed class ModelRunner : IDisposable
         }
     }
 
+    /// <summary>
+    /// A batch workspace for several runners that never feed at the same time (the slots of a <see cref="BatchRunner"/>):
+    /// kept between feeds, so a new prompt allocates and clears nothing and finds its descriptor sets and recorded
+    /// plans; grown when a longer feed comes. <see cref="Version"/> changes whenever buffers are replaced: a runner drops
+    /// its plans that name the old ones before its next feed.
+    /// </summary>
+    internal sealed class SharedWorkspace
+    {
+        public Workspace? Ws;
+        public int Version;
+
+        public void Release(IBackend be)
+        {
+            if (Ws == null) return;
+            foreach (var t in Ws.All()) be.Free(t);
+            be.FreeTokens(Ws.Tokens);
+            Ws = null;
+            Version++;
+        }
+    }
+
     public ModelConfig Config => _c;
     public IBackend Backend => _be;
     public ModelWeights Weights => _w;
@@ -59,7 +83,13 @@ public sealed class ModelRunner : IDisposable
     /// <summary>A runner over weights already on the backend, with its own state (a new one, or
     /// <paramref name="state"/>: e.g. one slot of a multi-sequence state).</summary>
     public ModelRunner(ModelWeights weights, IStateBuffer? state, int? maxBatch = null)
+        : this(weights, state, maxBatch, null)
     {
+    }
+
+    internal ModelRunner(ModelWeights weights, IStateBuffer? state, int? maxBatch, SharedWorkspace? shared)
+    {
+        _shared = shared;
         _w = weights;
         _be = weights.Backend;
         _c = weights.Config;
@@ -86,11 +116,21 @@ public sealed class ModelRunner : IDisposable
 
     private void ReleaseBatch()
     {
+        if (_shared != null)
+        {
+            DropBatchPlans();
+            return;
+        }
         if (_batch == null) return;
         foreach (var t in _batch.All()) _be.Free(t);
         _be.FreeTokens(_batch.Tokens);
         _be.ReleaseScratch();
         _batch = null;
+        DropBatchPlans();
+    }
+
+    private void DropBatchPlans()
+    {
         foreach (var k in _plans.Keys.Where(k => k.StartsWith(_id + "-batch", StringComparison.Ordinal)).ToList()) _plans.Remove(k);
     }
 
@@ -125,7 +165,7 @@ public sealed class ModelRunner : IDisposable
         }
         finally
         {
-            if (_be.TransientBatchBuffers) ReleaseBatch();
+            if (_be.TransientBatchBuffers && _shared == null) ReleaseBatch();
         }
     }
 
@@ -170,8 +210,20 @@ public sealed class ModelRunner : IDisposable
         {
             // sized to the feed (whole chunks, at most the batch): a 20-token prompt does not allocate (and a GPU
             // backend does not clear) activations for thousands of tokens
-            if (_batch != null && _batch.Capacity < n) ReleaseBatch();
-            ws = _batch ??= NewWorkspace(_be, _c, Math.Min(_maxBatch, (n + _c.ChunkSize - 1) / _c.ChunkSize * _c.ChunkSize));
+            int capacity = Math.Min(_maxBatch, (n + _c.ChunkSize - 1) / _c.ChunkSize * _c.ChunkSize);
+            if (_shared != null)
+            {
+                if (_shared.Ws != null && _shared.Ws.Capacity < n) _shared.Release(_be);
+                _shared.Ws ??= NewWorkspace(_be, _c, capacity);
+                if (_sharedVersion != _shared.Version) DropBatchPlans();
+                _sharedVersion = _shared.Version;
+                ws = _shared.Ws;
+            }
+            else
+            {
+                if (_batch != null && _batch.Capacity < n) ReleaseBatch();
+                ws = _batch ??= NewWorkspace(_be, _c, capacity);
+            }
             _be.WriteTokens(ws.Tokens, ids);
             plan = Plan(ws, n, mode, 0);
             _be.Run(plan);
@@ -193,9 +245,10 @@ public sealed class ModelRunner : IDisposable
             {
                 _be.Free(ws.Logits);
                 _be.Free(ws.Xf!);
-                // cached plans of this workspace name the old buffers
+                // cached plans of this workspace name the old buffers (a shared one: every sharing runner's)
                 string prefix = $"{_id}-{(ws == _step ? "step" : "batch")}";
                 foreach (var k in _plans.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal)).ToList()) _plans.Remove(k);
+                if (_shared != null && ws == _shared.Ws) _sharedVersion = ++_shared.Version;
             }
             ws.Logits = _be.Alloc(headRows, _c.Vocab);
             ws.Xf = _be.Alloc(headRows, _c.Hidden);

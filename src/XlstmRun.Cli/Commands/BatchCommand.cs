@@ -32,7 +32,7 @@ internal static class BatchCommand
         var force = new Option<bool>("--force") { Description = "Overwrite an existing output file" };
         var parallel = new Option<int?>("--parallel", "-np")
         {
-            Description = "Sequences generated together [default: 16 on a GPU, 4 on the CPU, 1 with OpenCL]: up to B lines in flight, one forward pass per token for all of them (the weights are read once per step), a finished line's slot taking the next line at once. Greedy results are those of B = 1 up to float rounding (products over B rows sum in another order)",
+            Description = "Sequences generated together [default: 16 on a GPU, 4 on the CPU, 1 with OpenCL]: up to B lines in flight, one forward pass per token for all of them (the weights are read once per step), a finished line's slot taking the next line at once. Greedy results are those of B = 1: bit for bit on Vulkan, up to float rounding on the CPU (its products over B rows sum in another order)",
             HelpName = "B",
         };
         var shard = new Option<string?>("--shard") { Description = "Run only the lines whose index (line number - 1) is K mod N, so that N processes cover the file once; \"auto\" reads Slurm or Kubernetes variables (see notes)", HelpName = "K/N|auto" };

@@ -134,6 +134,38 @@ public class BatchRunnerTests
         _out.WriteLine($"{backend} {GgmlTypes.Name(type)}: worst rel err against single sequences {worst:E2}");
     }
 
+    /// <summary>
+    /// The slots' prefills share one workspace, kept between prompts: a longer prompt grows it (the other slots' plans
+    /// name the old buffers and must be rebuilt), a slot refilled afterwards still gets its single-sequence logits.
+    /// </summary>
+    [Theory]
+    [InlineData("cpu")]
+    [InlineData("vulkan")]
+    public void SlotPrefillsShareAWorkspaceThatGrows(string backend)
+    {
+        var rf = new Reference(TestPaths.Fixture("tiny-fused"));
+        using var file = GgufFile.Open(Models.Converted("tiny-fused", GgmlType.F32));
+        using IBackend be = NewBackend(backend);
+        var w = new ModelWeights(file, be);
+        int V = w.Config.Vocab;
+        var ids = rf.InputIds.Concat(rf.ContinueIds).ToArray();
+        int[] Take(int from, int n) => Enumerable.Range(0, n).Select(i => ids[(from + i) % ids.Length]).ToArray();
+        // slot 0 feeds 9 tokens before and after slot 1 grows the workspace: its cached 9-token plan must not be reused
+        var prompts = new[] { Take(3, 9), Take(11, 70), Take(30, 9), Take(50, 130) };
+        using var br = new BatchRunner(w, 2);
+        var l = new float[V];
+        double bound = backend == "vulkan" ? 0 : 3e-5;
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            int slot = i % 2;
+            br.Reset(slot);
+            br.Slot(slot).Forward(prompts[i], LogitsMode.Last, l);
+            var want = Single(w, new Seq(prompts[i], []))[0];
+            double e = Reference.RelErr(l, want);
+            Assert.True(e <= bound, $"prompt {i} in slot {slot}: rel err {e:E2}");
+        }
+    }
+
     private static float Max(ReadOnlySpan<float> a)
     {
         float m = float.NegativeInfinity;
