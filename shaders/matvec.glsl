@@ -13,9 +13,10 @@
 //                invocation that handles a block quantizes it once for all NUM_ROWS rows) and each block is a handful of
 //                packed 4×8-bit integer dot products (SPV_KHR_integer_dot_product); Q4_0's −8 offset is folded in with
 //                the block's sum of quantized activations. Activations are then 8-bit: docs/precision.md.
-//                PREQ (specialization constant): the quantized activations come from quantize_x.comp (once per
-//                token: XQ4 quants, XD (d, Σq), XSS the raw Σx² for M_NORM) instead of every workgroup quantizing its
-//                slice of x; the same bits, so the results equal the in-register path's (up to M_NORM's Σx² order).
+//                PREQ (specialization constant): the quantized activations come from quantize_x.comp or from the
+//                previous matvec (M_QOUT) once per token (XQ4 quants, XD (d, Σq), XSS per-block raw Σx² for M_NORM)
+//                instead of every workgroup quantizing its slice of x. All of them quantize with quant8.glsl, so a
+//                token's sums are the same bits on every path.
 //   INT_DOT 0    float activations; quants become floats without conversion instructions (magic_f in weights.glsl), each
 //                bit position in its own accumulator. Exact float products (the --precision f32 path).
 //
@@ -84,7 +85,7 @@ layout(push_constant) uniform PC
     uint aOff, aStride, sOff, sStride, half_;
     float eps, cap;
     uint auxRows, auxOff, auxStride, mainGroups, nTok;
-    uint xqStride, xdOff, xsOff, xsParts;   // PREQ (xsParts: unused, = xqStride); M_QOUT: the layout it writes
+    uint xqStride, xdOff, xsOff;   // PREQ: the layout of the quantized input; M_QOUT: of the quantized output
     uint rowGroups;                         // groups of NUM_ROWS rows (mainGroups = ⌈rowGroups / RLOOP⌉)
 } pc;
 

@@ -88,7 +88,7 @@ public sealed unsafe partial class VulkanBackend
         public uint AOff, AStride, SOff, SStride, Half;
         public float Eps, Cap;
         public uint AuxRows, AuxOff, AuxStride, MainGroups, NTok;
-        public uint XqStride, XdOff, XsOff, XsParts;
+        public uint XqStride, XdOff, XsOff;
         public uint RowGroups;
     }
 
@@ -172,7 +172,8 @@ public sealed unsafe partial class VulkanBackend
     /// <summary>
     /// Whether <paramref name="producer"/> can quantize its output for <paramref name="consumer"/> (M_QOUT in matvec.glsl):
     /// one token, a plain int8 matvec of whole 32-row blocks (reading its own input unquantized) writing exactly the input
-    /// of the consumer's fused norm, and a consumer that reads pre-quantized activations. Saves the consumer's quantize dispatch (about 5 µs on the H200).
+    /// of the consumer's fused norm, and a consumer that reads pre-quantized activations. Saves the consumer's quantize
+    /// dispatch (about 5 µs on the H200).
     /// </summary>
     private bool CanQuantizeOut(Planner.MatVec producer, Planner.MatVec consumer)
     {
@@ -273,7 +274,7 @@ public sealed unsafe partial class VulkanBackend
                 AOff = aOff, AStride = aStride, SOff = sOff, SStride = sStride, Half = (uint)(W.Rows / 2),
                 Eps = norm?.Eps ?? 0f, Cap = mv.Cap?.Cap ?? 0f,
                 AuxRows = aux != null ? (uint)AW!.Rows : 0, AuxOff = auxOff, AuxStride = auxStride, MainGroups = mainGroups,
-                NTok = (uint)T, XqStride = nb, XdOff = xdOff, XsOff = xsOff, XsParts = nb, RowGroups = rowGroups,
+                NTok = (uint)T, XqStride = nb, XdOff = xdOff, XsOff = xsOff, RowGroups = rowGroups,
             };
             firstPart = false;
             var (gx, gy) = Grid2(mainGroups + auxGroups);
@@ -288,7 +289,8 @@ public sealed unsafe partial class VulkanBackend
     }
 
     /// <summary>The XQ workspace for T tokens of nb blocks: T·nb·32 bytes of quants, then T·nb (d, Σq) pairs (float
-    /// index T·nb·8), then T·nb partial sums of x², one per block (float index T·nb·10).</summary>
+    /// index T·nb·8), then T·nb partial sums of x², one per block (float index T·nb·10). A larger one replaces it when
+    /// needed; the old one stays alive (under 1 MB at 64 tokens of 7B rows) because recorded steps may name it.</summary>
     private VkBuf XqBuffer(int T, uint nb)
     {
         ulong need = (ulong)T * nb * 44;
