@@ -76,7 +76,6 @@ layout(std430, binding = 12) buffer XDb { vec2 XD[]; };    // PREQ/M_QOUT: (d, �
 layout(std430, binding = 13) buffer XSb { float XSS[]; };  // PREQ/M_QOUT: Σx² of block b of token t at xsOff + t·xqStride + b
 layout(std430, binding = 14) buffer QCb { uint QC[]; };    // M_QOUT: finished row groups per 32-row block
 #include "quant8.glsl"
-#include "reduce.glsl"
 #endif
 
 layout(push_constant) uniform PC
@@ -300,9 +299,30 @@ void aux_rows(uint awg, uint xOff, uint t)
 // workgroup and whoever wrote them (quantize_x or an M_QOUT producer). Every invocation gets the sum.
 float parts_sum(uint base, uint n)
 {
+    const uint WG = gl_WorkGroupSize.x;
+    uint tid = gl_LocalInvocationID.x;
     float s = 0.0;
-    for (uint i = gl_LocalInvocationID.x; i < n; i += gl_WorkGroupSize.x) s += XSS[base + i];
-    return wg_sum(s);
+    for (uint i = tid; i < n; i += WG) s += XSS[base + i];
+    barrier();   // red[] may still be read by a previous reduction
+#if USE_SUBGROUPS
+    s = subgroupAdd(s);
+    if (gl_NumSubgroups == 1u) return s;
+    if (subgroupElect()) red[gl_SubgroupID] = s;
+    barrier();
+    float total = 0.0;
+    for (uint i = 0u; i < gl_NumSubgroups; i++) total += red[i];
+#else
+    red[tid] = s;
+    barrier();
+    for (uint h = WG / 2u; h > 0u; h >>= 1u)
+    {
+        if (tid < h) red[tid] += red[tid + h];
+        barrier();
+    }
+    float total = red[0];
+#endif
+    barrier();
+    return total;
 }
 
 shared bool qLast;
