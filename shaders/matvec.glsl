@@ -296,7 +296,9 @@ void aux_rows(uint awg, uint xOff, uint t)
 
 #if INT_DOT
 // Σ of the n per-block Σx² partials at XSS[base ..] (a fused norm over pre-quantized input), in the same order in every
-// workgroup and whoever wrote them (quantize_x or an M_QOUT producer). Every invocation gets the sum.
+// workgroup and whoever wrote them (quantize_x or an M_QOUT producer). Every invocation gets the sum. (reduce.glsl's
+// wg_sum computes the same: with it the q|k|v|o + gates matvec took 3 µs more per block on the H200, the same binary
+// otherwise, alternating runs: 364-372 vs 378-383 tok/s. Cause not found; kept as it is.)
 float parts_sum(uint base, uint n)
 {
     const uint WG = gl_WorkGroupSize.x;
