@@ -56,8 +56,9 @@ public sealed record VulkanOptions
     /// (XLSTM_VK_PREQ, 1..65536; <see cref="Never"/>: no matvec does).</summary>
     public int PreQuantTokens { get; init; } = 2;
     public const int Never = 65536;
-    /// <summary>Row groups per matvec workgroup over several tokens, one after the other (XLSTM_VK_VEC_RLOOP, 1..16): the
-    /// workgroup re-reads its tokens' activations from its own cache instead of more workgroups each reading them.</summary>
+    /// <summary>Row groups per matvec workgroup over several tokens, one after the other (XLSTM_VK_VEC_RLOOP, 1..16), so
+    /// that fewer workgroups read the tokens' activations. For sweeps: on the H200 2, 4 and 8 were all slower than 1
+    /// (docs/NOTES.md, H200 session 3).</summary>
     public int VecRowLoop { get; init; } = 1;
     /// <summary>Launch shape of matvecs over several tokens (XLSTM_VK_VEC_MATVEC=128,rows[,unroll]; the workgroup size
     /// must stay the one-token one, 128, for the results to be the same bits); null = per-type defaults.</summary>
