@@ -419,32 +419,28 @@ void row_group(uint wgi, uint t0, uint ntok)
                             x[i] *= NW4[8u * c + i];
                         }
 #if INT_DOT
-                    if (PREQ != 0u)
                     {
-                        uint qb = (t0 + j) * pc.xqStride + c;
-                        uvec4 qa = XQ4[2u * qb], qc = XQ4[2u * qb + 1u];
-                        vec2 dd = XD[pc.xdOff + qb];
+                        // the token's quants: pre-quantized (PREQ), or quantized here for all NUM_ROWS rows
+                        uvec4 qa, qc;
+                        vec2 dd;
+                        if (PREQ != 0u)
+                        {
+                            uint qb = (t0 + j) * pc.xqStride + c;
+                            qa = XQ4[2u * qb];
+                            qc = XQ4[2u * qb + 1u];
+                            dd = XD[pc.xdOff + qb];
+                        }
+                        else
+                        {
+                            float unused;
+                            quant8_block(x, false, x, qa, qc, dd, unused);
+                        }
                         uint xq[8] = uint[8](qa.x, qa.y, qa.z, qa.w, qc.x, qc.y, qc.z, qc.w);
                         int xs = int(dd.y);
                         [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
                         {
                             int s = WTYPE == WT_Q8_0 ? q8_idot(wu[u][r], wv[u][r], xq) : q4_idot(wu[u][r], xq) - 8 * xs;
                             acc[j][r] += float(s) * (wd[u][r] * dd.x);
-                        }
-                    }
-                    else
-                    {
-                        uvec4 qa, qc;
-                        vec2 dd;
-                        float unused;
-                        quant8_block(x, false, x, qa, qc, dd, unused);
-                        uint xq[8] = uint[8](qa.x, qa.y, qa.z, qa.w, qc.x, qc.y, qc.z, qc.w);
-                        int xs = int(dd.y);
-                        float dx = dd.x;
-                        [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
-                        {
-                            int s = WTYPE == WT_Q8_0 ? q8_idot(wu[u][r], wv[u][r], xq) : q4_idot(wu[u][r], xq) - 8 * xs;
-                            acc[j][r] += float(s) * (wd[u][r] * dx);
                         }
                     }
 #else

@@ -22,7 +22,7 @@ layout(std430, binding = 4) writeonly buffer XSb { float XSS[]; };
 
 layout(push_constant) uniform PC
 {
-    uint cols, xOff, xStride, nb, xdOff, xsOff;
+    uint xOff, xStride, nb, xdOff, xsOff;
 } pc;
 
 void main()
@@ -31,7 +31,6 @@ void main()
     uint tid = gl_LocalInvocationID.x;
     uint t = gl_WorkGroupID.y;
     uint xb0 = (pc.xOff + t * pc.xStride) >> 2;
-    float ss = 0.0;
     uint c = gl_WorkGroupID.x * WG + tid;
     if (c < pc.nb)
     {
@@ -43,11 +42,12 @@ void main()
         }
         uvec4 qa, qb;
         vec2 dd;
+        float ss;
         quant8_block(x, NORM != 0u, nw, qa, qb, dd, ss);
         uint o = t * pc.nb + c;
         XQ4[2u * o] = qa;
         XQ4[2u * o + 1u] = qb;
         XD[pc.xdOff + o] = dd;
+        if (NORM != 0u) XSS[pc.xsOff + o] = ss;
     }
-    if (NORM != 0u && c < pc.nb) XSS[pc.xsOff + t * pc.nb + c] = ss;
 }

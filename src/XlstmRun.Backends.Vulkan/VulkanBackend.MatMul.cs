@@ -93,7 +93,7 @@ public sealed unsafe partial class VulkanBackend
     }
 
     [StructLayout(LayoutKind.Sequential)]
-    internal struct QuantizePush { public uint Cols, XOff, XStride, Nb, XdOff, XsOff; }
+    internal struct QuantizePush { public uint XOff, XStride, Nb, XdOff, XsOff; }
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct GemmPush { public uint Rows, Cols, WStride, ScaleBase, XOff, XStride, DOff, DStride, BOff, Flags, NTok; }
@@ -225,7 +225,9 @@ public sealed unsafe partial class VulkanBackend
         Binding nwb = NW != null ? Whole(NW.Parts[0].Buf) : quantizeFor != null ? Whole(quantizeFor.Parts[0].Buf) : Whole(_dummy);
         // XQ layout (see QuantizeX): of this matvec's input, or (M_QOUT) of its output
         uint nb = (uint)(quantizeFor != null ? W.Rows : W.Cols) / 32, xdOff = (uint)T * nb * 4, xsOff = (uint)T * nb * 10;
-        VkBuf? xq = preq ? xqReady ? XqBuffer(T, nb) : QuantizeX(XIn, xb, xo, nwb, NW != null, T, nb) : quantizeFor != null ? XqBuffer(T, nb) : null;
+        VkBuf? xq = null;
+        if (preq && !xqReady) xq = QuantizeX(XIn, xb, xo, nwb, NW != null, T, nb);
+        else if (preq || quantizeFor != null) xq = XqBuffer(T, nb);   // quantized by the previous matvec, or to be written
         VkBuf? qc = quantizeFor != null ? QuantizeCounters(nb) : null;
         var reads = new List<VkBuf?>(W.Parts.Length + 7);
         foreach (var p in W.Parts) reads.Add(p.Buf);
@@ -317,7 +319,7 @@ public sealed unsafe partial class VulkanBackend
     {
         var xq = XqBuffer(T, nb);
         _cs.BeginOp(norm ? "quantize+norm" : "quantize", [x.Buf, norm ? ((VkBuf?)nwb.Buf) : null], [xq]);
-        var pc = new QuantizePush { Cols = nb * 32, XOff = xo, XStride = (uint)x.Stride, Nb = nb, XdOff = (uint)T * nb * 4, XsOff = (uint)T * nb * 10 };
+        var pc = new QuantizePush { XOff = xo, XStride = (uint)x.Stride, Nb = nb, XdOff = (uint)T * nb * 4, XsOff = (uint)T * nb * 10 };
         var q = Whole(xq);
         Run(_quantize, _quantize.Pipeline([norm ? 1u : 0u]), [xb, nwb, q, q, q], &pc, Groups((int)nb, 64), (uint)T, 1);
         _cs.EndOp();
