@@ -11,6 +11,11 @@
 // of padding) so that the 16-byte fragment loads of 8 consecutive rows hit distinct banks.
 // Precision: operands rounded to f16 (the host selects this kernel only where docs/precision.md allows it: weights other
 // than F32 whose values fit f16, --precision auto), f32 accumulation.
+// Variants (H200 measurements decide the defaults, docs/NOTES.md): XF16 reads x already converted to f16 (binding 5,
+// [tokens, xStride] halves, written by convert_f16.comp) instead of converting f32 per tile; the host may likewise hand
+// in quantized weights dequantized to F16 (WTYPE 1). SH_KIND (a #define of the including .comp) is the element type of
+// the shared tiles: 0 uvec4, 1 float16_t (the cooperative-matrix loads may take a different path per type; f16vec4
+// arrays are not accepted by glslang's coopMatLoadNV).
 layout(local_size_x_id = 0) in;                     // 32 · WARPS_M · WARPS_N
 layout(constant_id = 1) const uint WARPS_M = 2u;
 layout(constant_id = 2) const uint WTYPE = 1u;
@@ -18,12 +23,14 @@ layout(constant_id = 3) const uint WARPS_N = 2u;
 layout(constant_id = 4) const uint TM = 4u;
 layout(constant_id = 5) const uint TN = 4u;
 layout(constant_id = 6) const uint BKV = 4u;        // uvec4 (8 halves) per shared row: BK = 8 · BKV
+layout(constant_id = 7) const uint XF16 = 0u;       // 1: x is f16 in XH (binding 5)
 
 layout(std430, binding = 0) readonly buffer W4b { uvec4 W4[]; };
 layout(std430, binding = 1) readonly buffer W1b { uint W1[]; };
 layout(std430, binding = 2) readonly buffer Xb { vec4 X4[]; };
 layout(std430, binding = 3) buffer Db { float D[]; };
 layout(std430, binding = 4) readonly buffer Bb { float B[]; };
+layout(std430, binding = 5) readonly buffer XHb { uvec4 XH[]; };
 
 layout(push_constant) uniform PC
 {
@@ -39,8 +46,28 @@ const uint BK = 8u * BKV;
 const uint LDV = BKV + 1u;                          // uvec4 per shared row
 const uint A_ITEMS = (BM * BKV + NT - 1u) / NT;     // (token, 8-element group) items per invocation and step
 const uint B_ITEMS = (BN * BKV + NT - 1u) / NT;     // (row, 8-element group) items
-shared uvec4 As[2 * BM * LDV];
-shared uvec4 Bs[2 * BN * LDV];
+#ifndef SH_KIND
+#define SH_KIND 0
+#endif
+#if SH_KIND == 0
+#define SH_T uvec4
+const uint SHU = 1u;                                // shared elements per 8 halves
+#else
+#define SH_T float16_t
+const uint SHU = 8u;
+#endif
+#if EMULATE_COOPMAT && SH_KIND != 0
+#error the emulated build reads uvec4 tiles
+#endif
+shared SH_T As[2 * BM * LDV * SHU];
+shared SH_T Bs[2 * BN * LDV * SHU];
+// store 8 halves (a uvec4) at uvec4 index i of a shared tile
+#if SH_KIND == 0
+#define SH_STORE(arr, i, v) arr[i] = (v)
+#else
+#define SH_STORE(arr, i, v) { uvec4 v_ = (v); uint i_ = 8u * (i); [[unroll]] for (uint c_ = 0u; c_ < 4u; c_++) { \
+                              f16vec2 h_ = unpackFloat2x16(v_[c_]); arr[i_ + 2u * c_] = h_.x; arr[i_ + 2u * c_ + 1u] = h_.y; } }
+#endif
 shared float Cs[WARPS_M * WARPS_N * 256u];           // epilogue staging, one 16 × 16 tile per subgroup
 uint g_lane;
 
@@ -100,13 +127,19 @@ CmAcc cm_load_g(uint off, uint stride)
 #define CM_AB fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define CM_ACC fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 #define CM_ZERO fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0)
-#define CM_LOAD_S(m, arr, id, off, stride, colMajor) coopMatLoadNV(m, arr, off, stride, colMajor)
+#define CM_LOAD_S(m, arr, id, off, stride, colMajor) coopMatLoadNV(m, arr, (off) * SHU, (stride) * SHU, colMajor)
 #define CM_MULADD(a, b, c) coopMatMulAddNV(a, b, c)
 #define CM_STORE_S(m, off, stride) coopMatStoreNV(m, Cs, off, stride, false)
 #define CM_STORE_G(m, off, stride) coopMatStoreNV(m, D, off, stride, false)
 #define CM_LOAD_G(m, off, stride) coopMatLoadNV(m, D, off, stride, false)
 #define SG_SYNC() { subgroupMemoryBarrierShared(); subgroupBarrier(); }
 #endif
+
+// x[t, k..k+7] as f16 (XF16: xOff, xStride and every row's padding to 8 halves are the host's, zeros in the padding)
+uvec4 load_xh(uint t, uint k)
+{
+    return t < pc.nTok && k < pc.cols ? XH[(pc.xOff + t * pc.xStride + k) >> 3] : uvec4(0u);
+}
 
 // x[t, k..k+7] (zeros outside the matrix)
 void load_x8(uint t, uint k, out vec4 a, out vec4 b)
@@ -159,11 +192,13 @@ void main()
 
     // registers holding the next step's operands
     vec4 xa[A_ITEMS], xb[A_ITEMS];
+    uvec4 xh[A_ITEMS];
     uvec4 wr[B_ITEMS];
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        load_x8(tokBase + idx / BKV, 8u * (idx % BKV), xa[i], xb[i]);
+        if (XF16 != 0u) xh[i] = load_xh(tokBase + idx / BKV, 8u * (idx % BKV));
+        else load_x8(tokBase + idx / BKV, 8u * (idx % BKV), xa[i], xb[i]);
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
@@ -173,12 +208,12 @@ void main()
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        if (idx < BM * BKV) As[(idx / BKV) * LDV + idx % BKV] = pack8(xa[i], xb[i]);
+        if (idx < BM * BKV) SH_STORE(As, (idx / BKV) * LDV + idx % BKV, XF16 != 0u ? xh[i] : pack8(xa[i], xb[i]));
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        if (idx < BN * BKV) Bs[(idx / BKV) * LDV + idx % BKV] = wr[i];
+        if (idx < BN * BKV) SH_STORE(Bs, (idx / BKV) * LDV + idx % BKV, wr[i]);
     }
     barrier();
 
@@ -202,7 +237,8 @@ void main()
             [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
             {
                 uint idx = tid + NT * i;
-                load_x8(tokBase + idx / BKV, k0 + 8u * (idx % BKV), xa[i], xb[i]);
+                if (XF16 != 0u) xh[i] = load_xh(tokBase + idx / BKV, k0 + 8u * (idx % BKV));
+                else load_x8(tokBase + idx / BKV, k0 + 8u * (idx % BKV), xa[i], xb[i]);
             }
             [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
             {
@@ -229,12 +265,12 @@ void main()
             [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
             {
                 uint idx = tid + NT * i;
-                if (idx < BM * BKV) As[nxt * BM * LDV + (idx / BKV) * LDV + idx % BKV] = pack8(xa[i], xb[i]);
+                if (idx < BM * BKV) SH_STORE(As, nxt * BM * LDV + (idx / BKV) * LDV + idx % BKV, XF16 != 0u ? xh[i] : pack8(xa[i], xb[i]));
             }
             [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
             {
                 uint idx = tid + NT * i;
-                if (idx < BN * BKV) Bs[nxt * BN * LDV + (idx / BKV) * LDV + idx % BKV] = wr[i];
+                if (idx < BN * BKV) SH_STORE(Bs, nxt * BN * LDV + (idx / BKV) * LDV + idx % BKV, wr[i]);
             }
         }
         barrier();

@@ -6,6 +6,7 @@
 #   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
 #   vecsweep few-token matvec shapes (tokens per workgroup x rows per workgroup)
 #   preq     int8 matvecs with activations quantized once per token (XLSTM_VK_PREQ) against per workgroup, and shapes
+#   gemm     prefill GEMM variants (x in f16 once, weights dequantized once, shared tile type; GEMM_TILES2 for tiles)
 #   sweep    matvec launch shapes (XLSTM_VK_MATVEC) and GEMM tiles (XLSTM_VK_GEMM) through bench --op matmul
 #   model    synthetic 7B models (init --preset 7b, in the background from the start): bench pp/tg per type, decode
 #            profile, device memory
@@ -137,6 +138,37 @@ if has sweep; then
   done
 fi
 
+# ---- prefill GEMM variants (issue 10) -------------------------------------------------------------------------------
+if has gemm; then
+  say "gemm"
+  sec "prefill GEMM variants (µs per call and TFLOP/s; T=${GEMM_T:-2048}; columns: 4096x4096 | 21888x4096 | 4096x10944)"
+  echo "| variant | type | 4096x4096 | 21888x4096 | 4096x10944 |" >> "$SUM"
+  echo "| --- | --- | --- | --- | --- |" >> "$SUM"
+  gemm_row() {  # $1 label, $2 type, rest: environment assignments
+    local label=$1 t=$2; shift 2
+    local envs=("$@") cells="" shape
+    for shape in 4096x4096 21888x4096 4096x10944; do
+      cells="$cells | $(env "${envs[@]}" timeout 60 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows "${shape%x*}" --cols "${shape#*x}" --tokens "${GEMM_T:-2048}" -r "${GEMM_REPS:-10}" 2>/dev/null | grep '^| matmul' | awk -F'|' '{print $7 "/" $8}')"
+    done
+    echo "| $label | $t$cells |" >> "$SUM"
+  }
+  for v in ${GEMM_VARIANTS:-base xh sh1 xh+sh1 dq xh+dq xh+dq+sh1}; do
+    envs=()
+    [[ $v == *xh* ]] && envs+=(XLSTM_VK_GEMM_XF16=1)
+    [[ $v == *dq* ]] && envs+=(XLSTM_VK_GEMM_DEQUANT=1)
+    [[ $v == *sh1* ]] && envs+=(XLSTM_VK_GEMM_SHARED=1)
+    for t in ${GEMM_TYPES:-f16 q4_0 q8_0}; do
+      [[ $v == *dq* && $t == f16 ]] && continue
+      [ "$(left)" -gt 60 ] || break
+      gemm_row "$v" "$t" "${envs[@]}"
+    done
+  done
+  for g in ${GEMM_TILES2:-}; do
+    [ "$(left)" -gt 60 ] || break
+    gemm_row "tile $g ${GEMM_TILE_ENV:-}" f16 XLSTM_VK_GEMM=$g ${GEMM_TILE_ENV:-}
+  done
+fi
+
 # ---- model benches -----------------------------------------------------------------------------------------------------
 if has model; then
   say "model: waiting for the synthetic models"
@@ -147,6 +179,15 @@ if has model; then
     [ "$(left)" -gt 40 ] || break
     say "bench $t"
     timeout 150 "$BIN" bench -m "$TMP/7b-$t.gguf" --backend vulkan -p "${PP:-2048}" -n "${TG:-128}" -r "${REPS:-3}" >> "$SUM" 2> "$OUT/logs/bench-$t.err"
+  done
+  # the same benches under other settings (MODEL_VARIANTS="XLSTM_VK_GEMM_XF16=1,XLSTM_VK_GEMM_DEQUANT=1 ...": one
+  # comma-separated set of assignments per variant), prefill only unless MODEL_VARIANT_TG is set
+  for mv in ${MODEL_VARIANTS:-}; do
+    for t in $TYPES; do
+      [ -f "$TMP/7b-$t.gguf" ] && [ "$(left)" -gt 40 ] || continue
+      echo "variant $mv, $t:" >> "$SUM"
+      env ${mv//,/ } timeout 150 "$BIN" bench -m "$TMP/7b-$t.gguf" --backend vulkan -p "${PP:-2048}" -n "${MODEL_VARIANT_TG:-0}" -r "${REPS:-3}" 2>> "$OUT/logs/bench-variants.err" | grep -E '^\| (pp|tg)' >> "$SUM"
+    done
   done
   for t in ${PROFILE_TYPES:-q4_0 f16}; do
     [ -f "$TMP/7b-$t.gguf" ] && [ "$(left)" -gt 30 ] || continue

@@ -11,7 +11,8 @@ public sealed unsafe partial class VulkanBackend
 {
     private Kernel _matvec = null!, _matvecIdot = null!, _matmul = null!, _embed = null!, _rmsnorm = null!, _headnorm = null!, _swiglu = null!,
         _softcap = null!, _argmax = null!, _quantize = null!, _step = null!, _chunkPrep = null!, _chunkKv = null!, _chunkScan = null!, _chunkOut = null!, _copy = null!;
-    private Kernel? _gemmCm;
+    private Kernel? _gemmCm, _convertF16;
+    private VkBuf? _xh, _wh;   // the GEMM's f16 workspaces: x converted once (GemmHalfXTokens), a dequantized weight slab
     /// <summary>Matvecs recorded so far that quantized their output for the next one (M_QOUT; tests).</summary>
     public long QuantizedOutputs { get; private set; }
     private VkBuf? _xq, _qc;   // the XQ workspace (quantized activations), M_QOUT's counters
@@ -50,12 +51,13 @@ public sealed unsafe partial class VulkanBackend
         }
 
         // tensor-core GEMM: where the device lists the f16 shape; the tile must fit the device's shared memory
+        _convertF16 = K("convert_f16", 4, (uint)sizeof(ConvertPush));
         var limit = cx.Limits.MaxComputeSharedMemorySize;
         if (Options.EmulateCoopMat is { } emu)
         {
             if (emu.SharedBytes > limit) throw new ArgumentException($"emulated GEMM tile {emu} needs {emu.SharedBytes} bytes of shared memory, the device has {limit}");
             _gemmTile = emu;
-            _gemmCm = K("matmul_coopmat_emu", 5, (uint)sizeof(GemmPush));
+            _gemmCm = K("matmul_coopmat_emu", 6, (uint)sizeof(GemmPush));
         }
         else if (cx.CoopMatNv && Options.CoopMat && !Options.Float32)
         {
@@ -67,7 +69,7 @@ public sealed unsafe partial class VulkanBackend
             if (_gemmTile.Threads == 0) throw new ArgumentException($"no cooperative-matrix GEMM tile fits {limit} bytes of shared memory");
             try
             {
-                _gemmCm = K("matmul_coopmat", 5, (uint)sizeof(GemmPush));
+                _gemmCm = K(Options.GemmShared == 1 ? "matmul_coopmat_h1" : "matmul_coopmat", 6, (uint)sizeof(GemmPush));
                 // build one pipeline now: a driver that rejects the module leaves the fp32 GEMM in place
                 GemmPipeline(_gemmCm, WeightLayout.WType(GgmlType.F16), _gemmTile);
             }
@@ -96,6 +98,9 @@ public sealed unsafe partial class VulkanBackend
     internal struct QuantizePush { public uint XOff, XStride, Nb, XdOff, XsOff; }
 
     [StructLayout(LayoutKind.Sequential)]
+    internal struct ConvertPush { public uint Rows, Cols, Groups, WStride, ScaleBase, XOff, XStride, RowStart; }
+
+    [StructLayout(LayoutKind.Sequential)]
     internal struct GemmPush { public uint Rows, Cols, WStride, ScaleBase, XOff, XStride, DOff, DStride, BOff, Flags, NTok; }
 
     // ---- launch shapes -----------------------------------------------------------------------------------------------
@@ -112,8 +117,8 @@ public sealed unsafe partial class VulkanBackend
         return new MatVecShape(128, GgmlTypes.IsQuantized(w.DevType) ? tokens > 1 && IntDotVec(w) ? 4u : 8u : tokens > 1 ? 4u : 2u, 1);
     }
 
-    private static Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t) =>
-        k.Pipeline([t.Threads, t.WarpsM, wtype, t.WarpsN, t.TM, t.TN, t.Bkv]);
+    private static Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t, bool xf16 = false) =>
+        k.Pipeline([t.Threads, t.WarpsM, wtype, t.WarpsN, t.TM, t.TN, t.Bkv, xf16 ? 1u : 0u]);
 
     /// <summary>The GEMM tile for <paramref name="tokens"/> rows: the prefill tile, or for a few rows (the
     /// multi-sequence decode step) a tile of 16–64 tokens × 64 weight rows, so that the weights are still read once and
@@ -142,32 +147,116 @@ public sealed unsafe partial class VulkanBackend
     private void DispatchGemm(VkWeight W, VkTensor X, VkTensor D, VkWeight? B, bool accumulate)
     {
         int T = X.Rows;
-        bool half = HalfGemm(W);
-        var kernel = half ? _gemmCm! : _matmul;
-        var (xb, xo) = Act(X);
         var (db, dOff) = Act(D);
-        var reads = new VkBuf?[W.Parts.Length + 3];
-        for (int i = 0; i < W.Parts.Length; i++) reads[i] = W.Parts[i].Buf;
-        reads[^3] = X.Buf;
-        reads[^2] = B?.Parts[0].Buf;
-        reads[^1] = accumulate ? D.Buf : null;
-        _cs.BeginOp((half ? "gemm.f16." : "gemm.f32.") + GgmlTypes.Name(W.DevType), reads, [D.Buf]);
-        var tile = GemmTileFor(T);
-        var pipe = half ? GemmPipeline(kernel, W.WType, tile) : kernel.Pipeline([0, 0, W.WType]);
         var bb = B != null ? Whole(B.Parts[0].Buf) : Whole(_dummy);
+        uint flags = (accumulate ? 1u : 0u) | (B != null ? 2u : 0u);
+        if (!HalfGemm(W))
+        {
+            DispatchGemmF32(W, X, D, B, accumulate, db, dOff, bb, flags);
+            return;
+        }
+
+        var tile = GemmTileFor(T);
+        var kernel = _gemmCm!;
+        uint kPad = (uint)(W.Cols + 7) / 8 * 8;   // halves per row of the f16 workspaces
+        // x: float32 converted per tile, or once into the f16 workspace
+        bool xf16 = T >= Options.GemmHalfXTokens;
+        Binding xb, xhb = Whole(_dummy);
+        uint xOff, xStride;
+        VkBuf xRead;
+        if (xf16)
+        {
+            var (sb, so) = Act(X);
+            _xh = Workspace(_xh, (ulong)T * kPad * 2);
+            var cp = new ConvertPush { Rows = (uint)T, Cols = (uint)W.Cols, Groups = kPad / 8, XOff = so, XStride = (uint)X.Stride };
+            _cs.BeginOp("gemm.x.f16", [X.Buf], [_xh]);
+            Run(_convertF16!, _convertF16!.Pipeline([0, 0]), [Whole(_dummy), Whole(_dummy), sb, Whole(_xh)], &cp, ConvertGroups(T, kPad));
+            _cs.EndOp();
+            (xb, xhb, xOff, xStride, xRead) = (Whole(_dummy), Whole(_xh), 0u, kPad, _xh);
+        }
+        else
+        {
+            (xb, xOff) = Act(X);
+            (xStride, xRead) = ((uint)X.Stride, X.Buf);
+        }
+        // weights: as stored (dequantized per tile), or quantized ones dequantized to F16 once, slab by slab
+        bool deq = GgmlTypes.IsQuantized(W.DevType) && T >= Options.GemmDequantTokens;
+        var pipe = GemmPipeline(kernel, deq ? WeightLayout.WType(GgmlType.F16) : W.WType, tile, xf16);
+        string name = "gemm.f16." + GgmlTypes.Name(W.DevType) + (deq ? ".dq" : "") + (xf16 ? ".xh" : "");
+        foreach (var p in W.Parts)
+        {
+            int slab = deq ? SlabRows(p.RowCount, kPad, tile.BN) : p.RowCount;
+            for (int r0 = 0; r0 < p.RowCount; r0 += slab)
+            {
+                int n = Math.Min(slab, p.RowCount - r0);
+                VkBuf wb = p.Buf;
+                uint wStride = p.WStride, scaleBase = p.ScaleBase;
+                if (deq)
+                {
+                    _wh = Workspace(_wh, (ulong)slab * kPad * 2);
+                    var cp = new ConvertPush
+                    {
+                        Rows = (uint)n, Cols = (uint)W.Cols, Groups = kPad / 8, WStride = p.WStride, ScaleBase = p.ScaleBase, RowStart = (uint)r0,
+                    };
+                    _cs.BeginOp("gemm.dequant." + GgmlTypes.Name(W.DevType), [p.Buf], [_wh]);
+                    Run(_convertF16!, _convertF16!.Pipeline([1, W.WType]), [Whole(p.Buf), Whole(p.Buf), Whole(_dummy), Whole(_wh)], &cp, ConvertGroups(n, kPad));
+                    _cs.EndOp();
+                    (wb, wStride, scaleBase) = (_wh, kPad / 8, 0u);
+                }
+                BeginGemm(name, [wb], xRead, B, accumulate ? D.Buf : null, D.Buf);
+                var pc = new GemmPush
+                {
+                    Rows = (uint)n, Cols = (uint)W.Cols, WStride = wStride, ScaleBase = scaleBase,
+                    XOff = xOff, XStride = xStride, DOff = dOff + (uint)(p.RowStart + r0), DStride = (uint)D.Stride,
+                    BOff = (uint)(p.RowStart + r0), Flags = flags, NTok = (uint)T,
+                };
+                Run(kernel, pipe, [Whole(wb), Whole(wb), xb, db, bb, xhb], &pc, Groups(n, tile.BN), Groups(T, tile.BM));
+                _cs.EndOp();
+            }
+        }
+    }
+
+    /// <summary>The float32 GEMM (shaders/matmul.comp): F32 weights, --precision f32, devices without tensor cores.</summary>
+    private void DispatchGemmF32(VkWeight W, VkTensor X, VkTensor D, VkWeight? B, bool accumulate, Binding db, uint dOff, Binding bb, uint flags)
+    {
+        int T = X.Rows;
+        var (xb, xo) = Act(X);
+        BeginGemm("gemm.f32." + GgmlTypes.Name(W.DevType), W.Parts.Select(p => p.Buf), X.Buf, B, accumulate ? D.Buf : null, D.Buf);
+        var pipe = _matmul.Pipeline([0, 0, W.WType]);
         foreach (var p in W.Parts)
         {
             var pc = new GemmPush
             {
                 Rows = (uint)p.RowCount, Cols = (uint)W.Cols, WStride = p.WStride, ScaleBase = p.ScaleBase,
                 XOff = xo, XStride = (uint)X.Stride, DOff = dOff + (uint)p.RowStart, DStride = (uint)D.Stride,
-                BOff = (uint)p.RowStart, Flags = (accumulate ? 1u : 0u) | (B != null ? 2u : 0u), NTok = (uint)T,
+                BOff = (uint)p.RowStart, Flags = flags, NTok = (uint)T,
             };
-            if (half) Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb], &pc, Groups(p.RowCount, tile.BN), Groups(T, tile.BM));
-            else Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb], &pc, Groups(p.RowCount, 64), Groups(T, 64));
+            Run(_matmul, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb], &pc, Groups(p.RowCount, 64), Groups(T, 64));
         }
         _cs.EndOp();
     }
+
+    private void BeginGemm(string name, IEnumerable<VkBuf> weights, VkBuf x, VkWeight? bias, VkBuf? accumulated, VkBuf dst)
+    {
+        var reads = new List<VkBuf?>(weights) { x, bias?.Parts[0].Buf, accumulated };
+        _cs.BeginOp(name, reads.ToArray(), [dst]);
+    }
+
+    /// <summary>Rows of a dequantized weight slab: the whole part if it fits <see cref="VulkanOptions.GemmDequantBytes"/>,
+    /// else whole GEMM tiles of rows.</summary>
+    private int SlabRows(int rows, uint kPad, uint tileRows)
+    {
+        long fit = Options.GemmDequantBytes / (2L * kPad);
+        if (fit >= rows) return rows;
+        return (int)Math.Max(tileRows, fit / tileRows * tileRows);
+    }
+
+    /// <summary>A workspace of at least <paramref name="bytes"/>: <paramref name="cur"/> or a larger one (the old one stays
+    /// alive: recorded command buffers may name it).</summary>
+    private VkBuf Workspace(VkBuf? cur, ulong bytes) =>
+        cur != null && cur.Size >= bytes ? cur : _mem.Create(Math.Max(bytes, 64UL << 10), MemKind.Device);
+
+    private uint ConvertGroups(long rows, uint kPad) => (uint)Math.Min(Groups(rows * (kPad / 8), 256), 65535);
 
     /// <summary>
     /// Whether <paramref name="producer"/> can quantize its output for <paramref name="consumer"/> (M_QOUT in matvec.glsl):

@@ -67,6 +67,17 @@ public sealed record VulkanOptions
     public int StepRows { get; init; } = 32;
     /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
     public int? Batch { get; init; }
+    /// <summary>Tensor-core GEMMs over at least this many tokens read x converted to f16 once (shaders/convert_f16.comp)
+    /// instead of converting float32 in every tile (XLSTM_VK_GEMM_XF16, 1..65536; <see cref="Never"/>: never). Same bits.</summary>
+    public int GemmHalfXTokens { get; init; } = Never;
+    /// <summary>Tensor-core GEMMs of Q8_0/Q4_0 weights over at least this many tokens dequantize the weight to F16 once,
+    /// in slabs of rows (<see cref="GemmDequantBytes"/>), and run the F16 GEMM (XLSTM_VK_GEMM_DEQUANT, 1..65536;
+    /// <see cref="Never"/>: never). Same bits.</summary>
+    public int GemmDequantTokens { get; init; } = Never;
+    /// <summary>The dequantized slab's size (XLSTM_VK_GEMM_DEQUANT_MB, 1..4096 MiB).</summary>
+    public int GemmDequantBytes { get; init; } = 64 << 20;
+    /// <summary>Element type of the tensor-core GEMM's shared tiles (XLSTM_VK_GEMM_SHARED): 0 uvec4, 1 float16_t.</summary>
+    public int GemmShared { get; init; }
     /// <summary>Tests and diagnosis (XLSTM_VK_EMULATE_COOPMAT=warpsM,warpsN,tm,tn,bkv): run the prefill GEMM through
     /// matmul_coopmat_emu (emulated matrix operations) on any device, with this tile.</summary>
     public GemmTile? EmulateCoopMat { get; init; }
@@ -129,6 +140,10 @@ public sealed record VulkanOptions
         if (Env("XLSTM_VK_VEC_GROUP") is { } vg) o = o with { VecGroup = Int("XLSTM_VK_VEC_GROUP", vg, 1, 16) };
         if (Env("XLSTM_VK_VEC_RLOOP") is { } rl) o = o with { VecRowLoop = Int("XLSTM_VK_VEC_RLOOP", rl, 1, 16) };
         if (Env("XLSTM_VK_PREQ") is { } pq) o = o with { PreQuantTokens = Int("XLSTM_VK_PREQ", pq, 1, 65536) };
+        if (Env("XLSTM_VK_GEMM_XF16") is { } gx) o = o with { GemmHalfXTokens = Int("XLSTM_VK_GEMM_XF16", gx, 1, 65536) };
+        if (Env("XLSTM_VK_GEMM_DEQUANT") is { } gd) o = o with { GemmDequantTokens = Int("XLSTM_VK_GEMM_DEQUANT", gd, 1, 65536) };
+        if (Env("XLSTM_VK_GEMM_DEQUANT_MB") is { } gdm) o = o with { GemmDequantBytes = Int("XLSTM_VK_GEMM_DEQUANT_MB", gdm, 1, 4096, " MiB") << 20 };
+        if (Env("XLSTM_VK_GEMM_SHARED") is { } gs) o = o with { GemmShared = Int("XLSTM_VK_GEMM_SHARED", gs, 0, 1) };
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;
     }

@@ -572,6 +572,38 @@ public class VulkanOpTests
         Assert.InRange(e2, 0, 2e-3);
     }
 
+    /// <summary>
+    /// The tensor-core GEMM's f16 operands prepared once (x converted by convert_f16.comp, quantized weights dequantized
+    /// to F16 in slabs of rows) give the same bits as the GEMM converting them tile by tile: same rounding, same products.
+    /// Emulated matrix operations; slabs of 64 rows so that a 200-row weight takes four (the last one short).
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_0, 70, 96)]
+    [InlineData(GgmlType.Q8_0, 130, 64)]
+    [InlineData(GgmlType.F16, 70, 100)]
+    public void GemmOperandsPreparedOnceGiveTheSameBits(GgmlType type, int T, int cols)
+    {
+        const int rows = 200;
+        float[] Run(VulkanOptions o)
+        {
+            using var p = new OpPair(T + cols, options: o);
+            var (_, wv) = p.Weight(type, rows, cols);
+            var (_, bv) = p.Weight(GgmlType.F32, 1, rows, 1f, vector: true);
+            var (_, xv) = p.Tensor(T, cols);
+            var (_, dv) = p.Tensor(T, rows, p.Random(T * rows));
+            p.Vk.MatMul(wv, xv, dv, bv, accumulate: true);
+            var first = p.ReadVk(dv);
+            p.Vk.MatMul(wv, xv, dv);
+            return [.. first, .. p.ReadVk(dv)];
+        }
+        var plain = Run(VulkanTestDevice.EmulatedCoopMat);
+        var prepared = Run(VulkanTestDevice.EmulatedCoopMat with { GemmHalfXTokens = 1, GemmDequantTokens = 1, GemmDequantBytes = 2 * 104 * 100 });
+        var halfX = Run(VulkanTestDevice.EmulatedCoopMat with { GemmHalfXTokens = 1 });
+        Assert.Equal(plain, prepared);
+        Assert.Equal(plain, halfX);
+        Assert.Contains(plain, v => v != 0f);
+    }
+
     /// <summary>The GEMM tiles of the multi-sequence decode step (16 to 64 tokens × 64 rows), emulated on lavapipe.</summary>
     [Theory]
     [InlineData(GgmlType.Q4_0, 3, 1, 4, 1, 1)]
