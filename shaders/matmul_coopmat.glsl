@@ -11,7 +11,9 @@
 // of padding) so that the 16-byte fragment loads of 8 consecutive rows hit distinct banks.
 // Precision: operands rounded to f16 (the host selects this kernel only where docs/precision.md allows it: weights other
 // than F32 whose values fit f16, --precision auto), f32 accumulation.
-// Variants (H200 measurements decide the defaults, docs/NOTES.md): XF16 reads x already converted to f16 (binding 5,
+// Variants (H200 measurements decide the defaults, docs/NOTES.md): RSTAGES 2 keeps two steps of operands in registers
+// (the loads of step s+2 are issued before the products of step s, stored after those of step s+1), for f16 x and F16
+// weights; XF16 reads x already converted to f16 (binding 5,
 // [tokens, xStride] halves, written by convert_f16.comp) instead of converting f32 per tile; the host may likewise hand
 // in quantized weights dequantized to F16 (WTYPE 1). SH_KIND (a #define of the including .comp) is the element type of
 // the shared tiles: 0 uvec4, 1 float16_t (the cooperative-matrix loads may take a different path per type; f16vec4
@@ -24,6 +26,7 @@ layout(constant_id = 4) const uint TM = 4u;
 layout(constant_id = 5) const uint TN = 4u;
 layout(constant_id = 6) const uint BKV = 4u;        // uvec4 (8 halves) per shared row: BK = 8 · BKV
 layout(constant_id = 7) const uint XF16 = 0u;       // 1: x is f16 in XH (binding 5)
+layout(constant_id = 8) const uint RSTAGES = 1u;    // 2 (f16 x and F16 weights only): loads run two K steps ahead
 
 layout(std430, binding = 0) readonly buffer W4b { uvec4 W4[]; };
 layout(std430, binding = 1) readonly buffer W1b { uint W1[]; };
@@ -179,6 +182,56 @@ uvec4 load_w8(uint row, uint k, uint padCols)
     return pack8(lo, hi);
 }
 
+// products of the shared tiles of buffer `cur` into the accumulators (BK = 2 · 16 · (BKV / 2) per step)
+#define PRODUCTS(cur) \
+    { \
+        uint aBase_ = (cur) * BM * LDV + (wm * TM * 16u) * LDV; \
+        uint bBase_ = (cur) * BN * LDV + (wn * TN * 16u) * LDV; \
+        [[unroll]] for (uint kk = 0u; kk < BKV; kk += 2u) \
+        { \
+            CM_AB b_[TN]; \
+            [[unroll]] for (uint j = 0u; j < TN; j++) CM_LOAD_S(b_[j], Bs, 1u, bBase_ + j * 16u * LDV + kk, LDV, true); \
+            [[unroll]] for (uint i = 0u; i < TM; i++) \
+            { \
+                CM_AB a_; \
+                CM_LOAD_S(a_, As, 0u, aBase_ + i * 16u * LDV + kk, LDV, false); \
+                [[unroll]] for (uint j = 0u; j < TN; j++) acc[i][j] = CM_MULADD(a_, b_[j], acc[i][j]); \
+            } \
+        } \
+    }
+
+uint g_tid, g_tokBase, g_rowBase, g_padCols;
+
+// one K step of f16 operands (x from XH, F16 weights) into registers
+void load_f16_step(uint k0, out uvec4 a[A_ITEMS], out uvec4 b[B_ITEMS])
+{
+    [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
+    {
+        uint idx = g_tid + NT * i;
+        a[i] = load_xh(g_tokBase + idx / BKV, k0 + 8u * (idx % BKV));
+    }
+    [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
+    {
+        uint idx = g_tid + NT * i;
+        b[i] = load_w8(g_rowBase + idx / BKV, k0 + 8u * (idx % BKV), g_padCols);
+    }
+}
+
+// registers of one K step into shared buffer `buf`
+void store_step(uint buf, uvec4 a[A_ITEMS], uvec4 b[B_ITEMS])
+{
+    [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
+    {
+        uint idx = g_tid + NT * i;
+        if (idx < BM * BKV) SH_STORE(As, buf * BM * LDV + (idx / BKV) * LDV + idx % BKV, a[i]);
+    }
+    [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
+    {
+        uint idx = g_tid + NT * i;
+        if (idx < BN * BKV) SH_STORE(Bs, buf * BN * LDV + (idx / BKV) * LDV + idx % BKV, b[i]);
+    }
+}
+
 void main()
 {
     uint tid = gl_LocalInvocationID.x;
@@ -189,6 +242,10 @@ void main()
     uint tokBase = gl_WorkGroupID.y * BM;
     uint padCols = wt_is_quant() ? pc.cols : ((pc.cols + 7u) & ~7u);
     uint nSteps = (pc.cols + BK - 1u) / BK;
+    g_tid = tid;
+    g_tokBase = tokBase;
+    g_rowBase = rowBase;
+    g_padCols = padCols;
 
     // registers holding the next step's operands
     vec4 xa[A_ITEMS], xb[A_ITEMS];
@@ -227,53 +284,62 @@ void main()
             else acc[i][j] = CM_ZERO;
         }
 
-    for (uint s = 0u; s < nSteps; s++)
+    if (RSTAGES == 2u && XF16 != 0u && WTYPE == WT_F16)
     {
-        uint cur = s & 1u;
-        bool more = s + 1u < nSteps;
-        if (more)
+        // two register stages: set 1 holds step s+1 while the products of step s run and set 0 receives step s+2
+        uvec4 a1[A_ITEMS], b1[B_ITEMS];
+        if (nSteps > 1u) load_f16_step(BK, a1, b1);
+        for (uint s = 0u; s < nSteps; s += 2u)
         {
-            uint k0 = (s + 1u) * BK;
-            [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
-            {
-                uint idx = tid + NT * i;
-                if (XF16 != 0u) xh[i] = load_xh(tokBase + idx / BKV, k0 + 8u * (idx % BKV));
-                else load_x8(tokBase + idx / BKV, k0 + 8u * (idx % BKV), xa[i], xb[i]);
-            }
-            [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
-            {
-                uint idx = tid + NT * i;
-                wr[i] = load_w8(rowBase + idx / BKV, k0 + 8u * (idx % BKV), padCols);
-            }
+            if (s + 2u < nSteps) load_f16_step((s + 2u) * BK, xh, wr);
+            PRODUCTS(0u);
+            if (s + 1u < nSteps) store_step(1u, a1, b1);
+            barrier();
+            if (s + 1u >= nSteps) break;
+            if (s + 3u < nSteps) load_f16_step((s + 3u) * BK, a1, b1);
+            PRODUCTS(1u);
+            if (s + 2u < nSteps) store_step(0u, xh, wr);
+            barrier();
         }
-        uint aBase = cur * BM * LDV + (wm * TM * 16u) * LDV;
-        uint bBase = cur * BN * LDV + (wn * TN * 16u) * LDV;
-        [[unroll]] for (uint kk = 0u; kk < BKV; kk += 2u)
+    }
+    else
+    {
+        for (uint s = 0u; s < nSteps; s++)
         {
-            CM_AB b[TN];
-            [[unroll]] for (uint j = 0u; j < TN; j++) CM_LOAD_S(b[j], Bs, 1u, bBase + j * 16u * LDV + kk, LDV, true);
-            [[unroll]] for (uint i = 0u; i < TM; i++)
+            uint cur = s & 1u;
+            bool more = s + 1u < nSteps;
+            if (more)
             {
-                CM_AB a;
-                CM_LOAD_S(a, As, 0u, aBase + i * 16u * LDV + kk, LDV, false);
-                [[unroll]] for (uint j = 0u; j < TN; j++) acc[i][j] = CM_MULADD(a, b[j], acc[i][j]);
+                uint k0 = (s + 1u) * BK;
+                [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
+                {
+                    uint idx = tid + NT * i;
+                    if (XF16 != 0u) xh[i] = load_xh(tokBase + idx / BKV, k0 + 8u * (idx % BKV));
+                    else load_x8(tokBase + idx / BKV, k0 + 8u * (idx % BKV), xa[i], xb[i]);
+                }
+                [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
+                {
+                    uint idx = tid + NT * i;
+                    wr[i] = load_w8(rowBase + idx / BKV, k0 + 8u * (idx % BKV), padCols);
+                }
             }
+            PRODUCTS(cur);
+            if (more)
+            {
+                uint nxt = cur ^ 1u;
+                [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
+                {
+                    uint idx = tid + NT * i;
+                    if (idx < BM * BKV) SH_STORE(As, nxt * BM * LDV + (idx / BKV) * LDV + idx % BKV, XF16 != 0u ? xh[i] : pack8(xa[i], xb[i]));
+                }
+                [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
+                {
+                    uint idx = tid + NT * i;
+                    if (idx < BN * BKV) SH_STORE(Bs, nxt * BN * LDV + (idx / BKV) * LDV + idx % BKV, wr[i]);
+                }
+            }
+            barrier();
         }
-        if (more)
-        {
-            uint nxt = cur ^ 1u;
-            [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
-            {
-                uint idx = tid + NT * i;
-                if (idx < BM * BKV) SH_STORE(As, nxt * BM * LDV + (idx / BKV) * LDV + idx % BKV, XF16 != 0u ? xh[i] : pack8(xa[i], xb[i]));
-            }
-            [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
-            {
-                uint idx = tid + NT * i;
-                if (idx < BN * BKV) SH_STORE(Bs, nxt * BN * LDV + (idx / BKV) * LDV + idx % BKV, wr[i]);
-            }
-        }
-        barrier();
     }
 
     // epilogue: whole tiles go straight to memory (accumulation was folded into the initial values); edge tiles and

@@ -84,12 +84,14 @@ public sealed unsafe partial class VulkanBackend
         return _chunkScratch;
     }
 
-    /// <summary>Release the chunk kernels' scratch (sized for the longest batch so far).</summary>
+    /// <summary>Release the prefill scratch: the chunk kernels' (sized for the longest batch so far) and the GEMM's f16
+    /// workspaces.</summary>
     public void ReleaseScratch()
     {
-        if (_chunkScratch == null) return;
-        Release(_chunkScratch);
-        _chunkScratch = null;
+        if (_chunkScratch != null) Release(_chunkScratch);
+        if (_xh != null) Release(_xh);
+        if (_wh != null) Release(_wh);
+        (_chunkScratch, _xh, _wh) = (null, null, null);
     }
 
     public void MlstmCell(ModelConfig c, ITensor qkvo, ITensor gates, IStateBuffer state, int block, ITensor h)

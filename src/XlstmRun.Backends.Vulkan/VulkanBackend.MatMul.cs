@@ -117,8 +117,8 @@ public sealed unsafe partial class VulkanBackend
         return new MatVecShape(128, GgmlTypes.IsQuantized(w.DevType) ? tokens > 1 && IntDotVec(w) ? 4u : 8u : tokens > 1 ? 4u : 2u, 1);
     }
 
-    private static Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t, bool xf16 = false) =>
-        k.Pipeline([t.Threads, t.WarpsM, wtype, t.WarpsN, t.TM, t.TN, t.Bkv, xf16 ? 1u : 0u]);
+    private static Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t, bool xf16 = false, int registerStages = 1) =>
+        k.Pipeline([t.Threads, t.WarpsM, wtype, t.WarpsN, t.TM, t.TN, t.Bkv, xf16 ? 1u : 0u, (uint)registerStages]);
 
     /// <summary>The GEMM tile for <paramref name="tokens"/> rows: the prefill tile, or for a few rows (the
     /// multi-sequence decode step) a tile of 16–64 tokens × 64 weight rows, so that the weights are still read once and
@@ -181,7 +181,7 @@ public sealed unsafe partial class VulkanBackend
         }
         // weights: as stored (dequantized per tile), or quantized ones dequantized to F16 once, slab by slab
         bool deq = GgmlTypes.IsQuantized(W.DevType) && T >= Options.GemmDequantTokens;
-        var pipe = GemmPipeline(kernel, deq ? WeightLayout.WType(GgmlType.F16) : W.WType, tile, xf16);
+        var pipe = GemmPipeline(kernel, deq ? WeightLayout.WType(GgmlType.F16) : W.WType, tile, xf16, Options.GemmRegisterStages);
         string name = "gemm.f16." + GgmlTypes.Name(W.DevType) + (deq ? ".dq" : "") + (xf16 ? ".xh" : "");
         foreach (var p in W.Parts)
         {
@@ -251,10 +251,14 @@ public sealed unsafe partial class VulkanBackend
         return (int)Math.Max(tileRows, fit / tileRows * tileRows);
     }
 
-    /// <summary>A workspace of at least <paramref name="bytes"/>: <paramref name="cur"/> or a larger one (the old one stays
-    /// alive: recorded command buffers may name it).</summary>
-    private VkBuf Workspace(VkBuf? cur, ulong bytes) =>
-        cur != null && cur.Size >= bytes ? cur : _mem.Create(Math.Max(bytes, 64UL << 10), MemKind.Device);
+    /// <summary>A prefill workspace of at least <paramref name="bytes"/>: <paramref name="cur"/>, or a larger one in its
+    /// place (only eager prefill work names these, so the old one can go).</summary>
+    private VkBuf Workspace(VkBuf? cur, ulong bytes)
+    {
+        if (cur != null && cur.Size >= bytes) return cur;
+        if (cur != null) Release(cur);
+        return _mem.Create(Math.Max(bytes, 64UL << 10), MemKind.Device);
+    }
 
     private uint ConvertGroups(long rows, uint kPad) => (uint)Math.Min(Groups(rows * (kPad / 8), 256), 65535);
 

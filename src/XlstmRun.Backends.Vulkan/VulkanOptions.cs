@@ -68,14 +68,19 @@ public sealed record VulkanOptions
     /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
     public int? Batch { get; init; }
     /// <summary>Tensor-core GEMMs over at least this many tokens read x converted to f16 once (shaders/convert_f16.comp)
-    /// instead of converting float32 in every tile (XLSTM_VK_GEMM_XF16, 1..65536; <see cref="Never"/>: never). Same bits.</summary>
-    public int GemmHalfXTokens { get; init; } = Never;
+    /// instead of converting float32 in every tile (XLSTM_VK_GEMM_XF16, 1..65536; <see cref="Never"/>: never). Same bits;
+    /// H200: 99 → 134 TFLOP/s at 4096² × 2048 tokens (docs/NOTES.md).</summary>
+    public int GemmHalfXTokens { get; init; } = 1;
     /// <summary>Tensor-core GEMMs of Q8_0/Q4_0 weights over at least this many tokens dequantize the weight to F16 once,
     /// in slabs of rows (<see cref="GemmDequantBytes"/>), and run the F16 GEMM (XLSTM_VK_GEMM_DEQUANT, 1..65536;
-    /// <see cref="Never"/>: never). Same bits.</summary>
-    public int GemmDequantTokens { get; init; } = Never;
-    /// <summary>The dequantized slab's size (XLSTM_VK_GEMM_DEQUANT_MB, 1..4096 MiB).</summary>
-    public int GemmDequantBytes { get; init; } = 64 << 20;
+    /// <see cref="Never"/>: never). Same bits; H200 at 2048 tokens: Q4_0 82 → 131 TFLOP/s with f16 x (as fast as F16).</summary>
+    public int GemmDequantTokens { get; init; } = 256;
+    /// <summary>The dequantized slab's size (XLSTM_VK_GEMM_DEQUANT_MB, 1..4096 MiB): a whole 7B weight (at most 171 MiB)
+    /// by default, so that no GEMM waits for a second slab's dequantization. Released with the prefill scratch.</summary>
+    public int GemmDequantBytes { get; init; } = 192 << 20;
+    /// <summary>K steps of operands the tensor-core GEMM keeps in registers ahead of its products, with f16 x and F16 (or
+    /// dequantized) weights (XLSTM_VK_GEMM_RSTAGES, 1..2).</summary>
+    public int GemmRegisterStages { get; init; } = 1;
     /// <summary>Element type of the tensor-core GEMM's shared tiles (XLSTM_VK_GEMM_SHARED): 0 uvec4, 1 float16_t.</summary>
     public int GemmShared { get; init; }
     /// <summary>Tests and diagnosis (XLSTM_VK_EMULATE_COOPMAT=warpsM,warpsN,tm,tn,bkv): run the prefill GEMM through
@@ -143,6 +148,7 @@ public sealed record VulkanOptions
         if (Env("XLSTM_VK_GEMM_XF16") is { } gx) o = o with { GemmHalfXTokens = Int("XLSTM_VK_GEMM_XF16", gx, 1, 65536) };
         if (Env("XLSTM_VK_GEMM_DEQUANT") is { } gd) o = o with { GemmDequantTokens = Int("XLSTM_VK_GEMM_DEQUANT", gd, 1, 65536) };
         if (Env("XLSTM_VK_GEMM_DEQUANT_MB") is { } gdm) o = o with { GemmDequantBytes = Int("XLSTM_VK_GEMM_DEQUANT_MB", gdm, 1, 4096, " MiB") << 20 };
+        if (Env("XLSTM_VK_GEMM_RSTAGES") is { } grs) o = o with { GemmRegisterStages = Int("XLSTM_VK_GEMM_RSTAGES", grs, 1, 2) };
         if (Env("XLSTM_VK_GEMM_SHARED") is { } gs) o = o with { GemmShared = Int("XLSTM_VK_GEMM_SHARED", gs, 0, 1) };
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;

@@ -574,8 +574,9 @@ public class VulkanOpTests
 
     /// <summary>
     /// The tensor-core GEMM's f16 operands prepared once (x converted by convert_f16.comp, quantized weights dequantized
-    /// to F16 in slabs of rows) give the same bits as the GEMM converting them tile by tile: same rounding, same products.
-    /// Emulated matrix operations; slabs of 64 rows so that a 200-row weight takes four (the last one short).
+    /// to F16 in slabs of rows) give the same bits as the GEMM converting them tile by tile: same rounding, same products;
+    /// so do two register stages of operands. Emulated matrix operations; slabs of 64 rows so that a 200-row weight takes
+    /// four (the last one short); 96-136 columns are 3 to 5 K steps of 32 (odd and even step counts for the stages).
     /// </summary>
     [Theory]
     [InlineData(GgmlType.Q4_0, 70, 96)]
@@ -599,8 +600,10 @@ public class VulkanOpTests
         var plain = Run(VulkanTestDevice.EmulatedCoopMat);
         var prepared = Run(VulkanTestDevice.EmulatedCoopMat with { GemmHalfXTokens = 1, GemmDequantTokens = 1, GemmDequantBytes = 2 * 104 * 100 });
         var halfX = Run(VulkanTestDevice.EmulatedCoopMat with { GemmHalfXTokens = 1 });
+        var staged = Run(VulkanTestDevice.EmulatedCoopMat with { GemmHalfXTokens = 1, GemmDequantTokens = 1, GemmRegisterStages = 2 });
         Assert.Equal(plain, prepared);
         Assert.Equal(plain, halfX);
+        Assert.Equal(plain, staged);
         Assert.Contains(plain, v => v != 0f);
     }
 
