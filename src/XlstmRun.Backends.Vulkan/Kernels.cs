@@ -106,8 +106,10 @@ public sealed unsafe class Kernel : IDisposable
                 PSpecializationInfo = spec.Length > 0 ? &si : null,
             };
             var cpci = new ComputePipelineCreateInfo { SType = StructureType.ComputePipelineCreateInfo, Stage = stage, Layout = Layout };
+            if (_context.PipelineStats) cpci.Flags = PipelineCreateFlags.CreateCaptureStatisticsBitKhr;
             Pipeline pipe;
             _context.Check(_context.Vk.CreateComputePipelines(_context.Device, default, 1, &cpci, null, &pipe), $"vkCreateComputePipelines({Name})");
+            if (_context.PipelineStats) PrintStatistics(pipe, spec);
             _pipelines[key] = pipe;
             return pipe;
         }
@@ -115,6 +117,45 @@ public sealed unsafe class Kernel : IDisposable
         {
             SilkMarshal.Free((nint)entry);
         }
+    }
+
+    /// <summary>The driver's statistics of a pipeline's executables (VK_KHR_pipeline_executable_properties) on stderr.</summary>
+    private void PrintStatistics(Pipeline pipe, ReadOnlySpan<uint> spec)
+    {
+        var vk = _context.Vk;
+        var fProps = vk.GetDeviceProcAddr(_context.Device, "vkGetPipelineExecutablePropertiesKHR");
+        var fStats = vk.GetDeviceProcAddr(_context.Device, "vkGetPipelineExecutableStatisticsKHR");
+        if ((nint)fProps.Handle == 0 || (nint)fStats.Handle == 0) return;
+        var getProps = (delegate* unmanaged<Device, PipelineInfoKHR*, uint*, PipelineExecutablePropertiesKHR*, Result>)fProps.Handle;
+        var getStats = (delegate* unmanaged<Device, PipelineExecutableInfoKHR*, uint*, PipelineExecutableStatisticKHR*, Result>)fStats.Handle;
+        var pi = new PipelineInfoKHR { SType = StructureType.PipelineInfoKhr, Pipeline = pipe };
+        uint nExe = 0;
+        if (getProps(_context.Device, &pi, &nExe, null) != Result.Success) return;
+        var line = new System.Text.StringBuilder($"pipeline {Name} [{string.Join(",", spec.ToArray())}]:");
+        for (uint e = 0; e < nExe; e++)
+        {
+            var ei = new PipelineExecutableInfoKHR { SType = StructureType.PipelineExecutableInfoKhr, Pipeline = pipe, ExecutableIndex = e };
+            uint n = 0;
+            if (getStats(_context.Device, &ei, &n, null) != Result.Success || n == 0) continue;
+            var stats = new PipelineExecutableStatisticKHR[n];
+            for (int i = 0; i < n; i++) stats[i].SType = StructureType.PipelineExecutableStatisticKhr;
+            fixed (PipelineExecutableStatisticKHR* st = stats)
+                if (getStats(_context.Device, &ei, &n, st) != Result.Success) continue;
+            for (int i = 0; i < n; i++)
+            {
+                var st = stats[i];
+                string name = SilkMarshal.PtrToString((nint)st.Name) ?? "?";
+                string? v = st.Format switch
+                {
+                    PipelineExecutableStatisticFormatKHR.Bool32Khr => st.Value.B32.ToString(),
+                    PipelineExecutableStatisticFormatKHR.Int64Khr => st.Value.I64.ToString(),
+                    PipelineExecutableStatisticFormatKHR.Uint64Khr => st.Value.U64.ToString(),
+                    _ => st.Value.F64.ToString("G4"),
+                };
+                line.Append($" {name}={v};");
+            }
+        }
+        Console.Error.WriteLine(line.ToString());
     }
 
     public void Dispose()

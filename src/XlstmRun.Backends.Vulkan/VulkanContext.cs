@@ -78,6 +78,9 @@ public sealed unsafe class VulkanContext : IDisposable
     public bool IntDotAccelerated { get; }
     /// <summary>VK_EXT_memory_budget is enabled: <see cref="DeviceHeapUsage"/> reads the driver's count.</summary>
     public bool MemoryBudget { get; }
+    /// <summary>Diagnosis (XLSTM_VK_PIPELINE_STATS=1, where the driver has VK_KHR_pipeline_executable_properties): every
+    /// pipeline prints the driver's statistics for it (registers, shared memory, ...) to stderr when created.</summary>
+    public bool PipelineStats { get; }
 
     /// <summary>The driver's count of this process's usage of the device-local heaps (VK_EXT_memory_budget), or null.</summary>
     public long? DeviceHeapUsage()
@@ -408,6 +411,9 @@ public sealed unsafe class VulkanContext : IDisposable
             cm.PNext = chain; chain = &cm; exts.Add("VK_NV_cooperative_matrix");
             mm.PNext = chain; chain = &mm; if (api < Vk.Version12) exts.Add("VK_KHR_vulkan_memory_model");
         }
+        var pes = new PhysicalDevicePipelineExecutablePropertiesFeaturesKHR { SType = StructureType.PhysicalDevicePipelineExecutablePropertiesFeaturesKhr, PipelineExecutableInfo = true };
+        PipelineStats = Environment.GetEnvironmentVariable("XLSTM_VK_PIPELINE_STATS") == "1" && probe.Ext.Contains("VK_KHR_pipeline_executable_properties");
+        if (PipelineStats) { pes.PNext = chain; chain = &pes; exts.Add("VK_KHR_pipeline_executable_properties"); }
         var core = new PhysicalDeviceFeatures { ShaderInt16 = probe.Core.ShaderInt16, ShaderInt64 = probe.Core.ShaderInt64 };
         var f2 = new PhysicalDeviceFeatures2 { SType = StructureType.PhysicalDeviceFeatures2, PNext = chain, Features = core };
 

@@ -79,8 +79,8 @@ public sealed record VulkanOptions
     /// by default, so that no GEMM waits for a second slab's dequantization. Released with the prefill scratch.</summary>
     public int GemmDequantBytes { get; init; } = 192 << 20;
     /// <summary>K steps of operands the tensor-core GEMM keeps in registers ahead of its products, with f16 x and F16 (or
-    /// dequantized) weights (XLSTM_VK_GEMM_RSTAGES, 1..2).</summary>
-    public int GemmRegisterStages { get; init; } = 1;
+    /// dequantized) weights (XLSTM_VK_GEMM_RSTAGES, 1..2). H200, 2048 tokens: 2 stages 142 TFLOP/s against 134 with one.</summary>
+    public int GemmRegisterStages { get; init; } = 2;
     /// <summary>Element type of the tensor-core GEMM's shared tiles (XLSTM_VK_GEMM_SHARED): 0 uvec4, 1 float16_t.</summary>
     public int GemmShared { get; init; }
     /// <summary>Tests and diagnosis (XLSTM_VK_EMULATE_COOPMAT=warpsM,warpsN,tm,tn,bkv): run the prefill GEMM through
