@@ -6,7 +6,7 @@
 #   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
 #   vecsweep few-token matvec shapes (tokens per workgroup x rows per workgroup)
 #   preq     int8 matvecs with activations quantized once per token (XLSTM_VK_PREQ) against per workgroup, and shapes
-#   gemm     prefill GEMM variants (GEMM_VARIANTS=label=ENV=v,ENV=v ...; GEMM_TILES2 tiles under GEMM_TILE_ENV; GEMM_T tokens)
+#   gemm     prefill GEMM variants (GEMM_VARIANTS=label=ENV=v+ENV=v ...; GEMM_TILES2 tiles under GEMM_TILE_ENV; GEMM_T tokens)
 #   sweep    matvec launch shapes (XLSTM_VK_MATVEC) and GEMM tiles (XLSTM_VK_GEMM) through bench --op matmul
 #   model    synthetic 7B models (init --preset 7b, in the background from the start): bench pp/tg per type, decode
 #            profile, device memory
@@ -152,10 +152,10 @@ if has gemm; then
     done
     echo "| $label | $t$cells |" >> "$SUM"
   }
-  # GEMM_VARIANTS: label=ENV=value,ENV=value ... (label alone: the defaults)
-  for v in ${GEMM_VARIANTS:-default per-tile=XLSTM_VK_GEMM_XF16=65536,XLSTM_VK_GEMM_DEQUANT=65536 rs2=XLSTM_VK_GEMM_RSTAGES=2}; do
+  # GEMM_VARIANTS: label=ENV=value+ENV=value ... (label alone: the defaults)
+  for v in ${GEMM_VARIANTS:-default per-tile=XLSTM_VK_GEMM_XF16=65536+XLSTM_VK_GEMM_DEQUANT=65536 rs1=XLSTM_VK_GEMM_RSTAGES=1}; do
     label=${v%%=*}; envs=()
-    [[ $v == *=* ]] && IFS=, read -r -a envs <<< "${v#*=}"
+    [[ $v == *=* ]] && IFS=+ read -r -a envs <<< "${v#*=}"
     for t in ${GEMM_TYPES:-f16 q4_0 q8_0}; do
       [ "$(left)" -gt 60 ] || break
       gemm_row "$label" "$t" "${envs[@]}"
@@ -163,7 +163,7 @@ if has gemm; then
   done
   for g in ${GEMM_TILES2:-}; do
     [ "$(left)" -gt 60 ] || break
-    gemm_row "tile $g ${GEMM_TILE_ENV:-}" f16 XLSTM_VK_GEMM=$g ${GEMM_TILE_ENV//,/ }
+    gemm_row "tile $g ${GEMM_TILE_ENV:-}" f16 XLSTM_VK_GEMM=$g ${GEMM_TILE_ENV//+/ }
   done
 fi
 
@@ -178,13 +178,13 @@ if has model; then
     say "bench $t"
     timeout 150 "$BIN" bench -m "$TMP/7b-$t.gguf" --backend vulkan -p "${PP:-2048}" -n "${TG:-128}" -r "${REPS:-3}" >> "$SUM" 2> "$OUT/logs/bench-$t.err"
   done
-  # the same benches under other settings (MODEL_VARIANTS="XLSTM_VK_GEMM_XF16=1,XLSTM_VK_GEMM_DEQUANT=1 ...": one
-  # comma-separated set of assignments per variant), prefill only unless MODEL_VARIANT_TG is set
+  # the same benches under other settings (MODEL_VARIANTS="XLSTM_VK_GEMM_CM2=1+XLSTM_VK_CM2_TILE=256,128,128,32 ...":
+  # one +-separated set of assignments per variant), prefill only unless MODEL_VARIANT_TG is set
   for mv in ${MODEL_VARIANTS:-}; do
     for t in $TYPES; do
       [ -f "$TMP/7b-$t.gguf" ] && [ "$(left)" -gt 40 ] || continue
       echo "variant $mv, $t:" >> "$SUM"
-      env ${mv//,/ } timeout 150 "$BIN" bench -m "$TMP/7b-$t.gguf" --backend vulkan -p "${PP:-2048}" -n "${MODEL_VARIANT_TG:-0}" -r "${REPS:-3}" 2>> "$OUT/logs/bench-variants.err" | grep -E '^\| xlstm' >> "$SUM"
+      env ${mv//+/ } timeout 150 "$BIN" bench -m "$TMP/7b-$t.gguf" --backend vulkan -p "${PP:-2048}" -n "${MODEL_VARIANT_TG:-0}" -r "${REPS:-3}" 2>> "$OUT/logs/bench-variants.err" | grep -E '^\| xlstm' >> "$SUM"
     done
   done
   for t in ${PROFILE_TYPES:-q4_0 f16}; do

@@ -11,7 +11,7 @@ public sealed unsafe partial class VulkanBackend
 {
     private Kernel _matvec = null!, _matvecIdot = null!, _matmul = null!, _embed = null!, _rmsnorm = null!, _headnorm = null!, _swiglu = null!,
         _softcap = null!, _argmax = null!, _quantize = null!, _step = null!, _chunkPrep = null!, _chunkKv = null!, _chunkScan = null!, _chunkOut = null!, _copy = null!;
-    private Kernel? _gemmCm, _convertF16;
+    private Kernel? _gemmCm, _gemmCm2, _convertF16;
     private VkBuf? _xh, _wh;   // the GEMM's f16 workspaces: x converted once (GemmHalfXTokens), a dequantized weight slab
     /// <summary>Matvecs recorded so far that quantized their output for the next one (M_QOUT; tests).</summary>
     public long QuantizedOutputs { get; private set; }
@@ -67,6 +67,21 @@ public sealed unsafe partial class VulkanBackend
             foreach (var t in candidates)
                 if (t.SharedBytes <= limit) { _gemmTile = t; break; }
             if (_gemmTile.Threads == 0) throw new ArgumentException($"no cooperative-matrix GEMM tile fits {limit} bytes of shared memory");
+            if (cx.CoopMat2 && Options.GemmCoopMat2)
+            {
+                var ct = Options.Cm2Tile;
+                try
+                {
+                    if (ct.Threads > cx.CoopMat2MaxWorkgroup) throw new InvalidOperationException($"tile {ct}: the device allows {cx.CoopMat2MaxWorkgroup} invocations");
+                    _gemmCm2 = K("matmul_cm2", 4, (uint)sizeof(Cm2Push));
+                    _gemmCm2.Pipeline([ct.Threads, ct.BM, ct.BN, ct.BK]);
+                }
+                catch (Exception e) when (e is InvalidOperationException or VulkanUnavailableException)
+                {
+                    _gemmCm2 = null;
+                    Options.Log?.Invoke($"vulkan: coopmat2 GEMM unavailable ({e.Message})");
+                }
+            }
             try
             {
                 _gemmCm = K(Options.GemmShared == 1 ? "matmul_coopmat_h1" : "matmul_coopmat", 6, (uint)sizeof(GemmPush));
@@ -96,6 +111,9 @@ public sealed unsafe partial class VulkanBackend
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct QuantizePush { public uint XOff, XStride, Nb, XdOff, XsOff; }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct Cm2Push { public uint Rows, Cols, WStride, XStride, DOff, DStride, BOff, Flags, NTok; }
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct ConvertPush { public uint Rows, Cols, Groups, WStride, ScaleBase, XOff, XStride, RowStart; }
@@ -157,10 +175,12 @@ public sealed unsafe partial class VulkanBackend
         }
 
         var tile = GemmTileFor(T);
-        var kernel = _gemmCm!;
+        // workgroup-scope cooperative matrices (the large-tile prefill GEMM only): f16 operands prepared once
+        bool cm2 = _gemmCm2 != null && T > 64 && Options.Gemm == null;
+        var kernel = cm2 ? _gemmCm2! : _gemmCm!;
         uint kPad = (uint)(W.Cols + 7) / 8 * 8;   // halves per row of the f16 workspaces
         // x: float32 converted per tile, or once into the f16 workspace
-        bool xf16 = T >= Options.GemmHalfXTokens;
+        bool xf16 = cm2 || T >= Options.GemmHalfXTokens;
         Binding xb, xhb = Whole(_dummy);
         uint xOff, xStride;
         VkBuf xRead;
@@ -180,12 +200,14 @@ public sealed unsafe partial class VulkanBackend
             (xStride, xRead) = ((uint)X.Stride, X.Buf);
         }
         // weights: as stored (dequantized per tile), or quantized ones dequantized to F16 once, slab by slab
-        bool deq = GgmlTypes.IsQuantized(W.DevType) && T >= Options.GemmDequantTokens;
-        var pipe = GemmPipeline(kernel, deq ? WeightLayout.WType(GgmlType.F16) : W.WType, tile, xf16, Options.GemmRegisterStages);
-        string name = "gemm.f16." + GgmlTypes.Name(W.DevType) + (deq ? ".dq" : "") + (xf16 ? ".xh" : "");
+        bool deq = cm2 ? W.DevType != GgmlType.F16 : GgmlTypes.IsQuantized(W.DevType) && T >= Options.GemmDequantTokens;
+        var ct = Options.Cm2Tile;
+        var pipe = cm2 ? kernel.Pipeline([ct.Threads, ct.BM, ct.BN, ct.BK])
+                       : GemmPipeline(kernel, deq ? WeightLayout.WType(GgmlType.F16) : W.WType, tile, xf16, Options.GemmRegisterStages);
+        string name = (cm2 ? "gemm.cm2." : "gemm.f16.") + GgmlTypes.Name(W.DevType) + (deq ? ".dq" : "") + (xf16 && !cm2 ? ".xh" : "");
         foreach (var p in W.Parts)
         {
-            int slab = deq ? SlabRows(p.RowCount, kPad, tile.BN) : p.RowCount;
+            int slab = deq ? SlabRows(p.RowCount, kPad, cm2 ? ct.BN : tile.BN) : p.RowCount;
             for (int r0 = 0; r0 < p.RowCount; r0 += slab)
             {
                 int n = Math.Min(slab, p.RowCount - r0);
@@ -204,6 +226,17 @@ public sealed unsafe partial class VulkanBackend
                     (wb, wStride, scaleBase) = (_wh, kPad / 8, 0u);
                 }
                 BeginGemm(name, [wb], xRead, B, accumulate ? D.Buf : null, D.Buf);
+                if (cm2)
+                {
+                    var c2 = new Cm2Push
+                    {
+                        Rows = (uint)n, Cols = (uint)W.Cols, WStride = wStride * 8, XStride = xStride, DOff = dOff + (uint)(p.RowStart + r0),
+                        DStride = (uint)D.Stride, BOff = (uint)(p.RowStart + r0), Flags = flags, NTok = (uint)T,
+                    };
+                    Run(kernel, pipe, [Whole(wb), xhb, db, bb], &c2, Groups(n, ct.BN), Groups(T, ct.BM));
+                    _cs.EndOp();
+                    continue;
+                }
                 var pc = new GemmPush
                 {
                     Rows = (uint)n, Cols = (uint)W.Cols, WStride = wStride, ScaleBase = scaleBase,

@@ -15,7 +15,7 @@ public sealed record VulkanDeviceInfo(
     int Index, string Name, PhysicalDeviceType Type, string ApiVersion, string Driver, ulong DeviceLocalBytes,
     uint SubgroupSize, bool SubgroupArithmetic, bool Float16, bool Int8, bool Storage16, bool Storage8,
     bool CoopMatNv, bool CoopMatKhr, bool IntDot, bool IntDotAccelerated, bool Timestamps, ulong MaxStorageBufferRange, ulong MaxAllocation,
-    uint SharedMemory, uint MaxInvocations)
+    uint SharedMemory, uint MaxInvocations, bool CoopMat2 = false)
 {
     public bool IsHardware => Type is PhysicalDeviceType.DiscreteGpu or PhysicalDeviceType.IntegratedGpu;
 
@@ -39,6 +39,7 @@ public sealed record VulkanDeviceInfo(
         if (IntDot) feats.Add(IntDotAccelerated ? "int-dot(accelerated)" : "int-dot");
         if (CoopMatKhr) feats.Add("coopmat-khr");
         if (CoopMatNv) feats.Add("coopmat-nv");
+        if (CoopMat2) feats.Add("coopmat2");
         if (Timestamps) feats.Add("timestamps");
         return $"vulkan {Index}: {Name} ({TypeName(Type)}), Vulkan {ApiVersion}, driver {Driver}, {DeviceLocalBytes / 1073741824.0:F1} GiB device memory, " +
                $"subgroup {SubgroupSize}, shared {SharedMemory / 1024} KiB, max binding {MaxStorageBufferRange / 1048576} MiB, max allocation {MaxAllocation / 1048576} MiB; " +
@@ -71,6 +72,11 @@ public sealed unsafe class VulkanContext : IDisposable
     public bool Timestamps { get; }
     /// <summary>The prefill GEMM runs on VK_NV_cooperative_matrix (16×16×16, f16 × f16 → f32; see GemmSelection).</summary>
     public bool CoopMatNv { get; }
+    /// <summary>Workgroup-scope cooperative matrices with tensor addressing (VK_NV_cooperative_matrix2) are enabled: the
+    /// prefill GEMM may run shaders/cm2/matmul_cm2.comp (XLSTM_VK_COOPMAT2=0: not enabled).</summary>
+    public bool CoopMat2 { get; }
+    /// <summary>The largest workgroup a workgroup-scope cooperative matrix may span.</summary>
+    public uint CoopMat2MaxWorkgroup { get; }
     public float TimestampPeriodNs { get; }
     /// <summary>shaderIntegerDotProduct is enabled (matvec_idot.comp can run); <see cref="IntDotAccelerated"/>: the device
     /// says packed 4×8-bit signed dot products are accelerated.</summary>
@@ -181,6 +187,10 @@ public sealed unsafe class VulkanContext : IDisposable
         public readonly PhysicalDeviceMaintenance3Properties Maint3;
         public readonly PhysicalDeviceFeatures Core;
         public readonly bool F16, I8, S16, S8, SizeControl, FullSubgroups, CoopNvFeature, MemoryModel, IntDotFeature, IntDotAccelerated;
+        /// <summary>VK_NV_cooperative_matrix2 with what matmul_cm2 uses: workgroup scope, flexible dimensions, tensor
+        /// addressing, per-element operations (and VK_KHR_cooperative_matrix under it).</summary>
+        public readonly bool CoopMat2;
+        public readonly uint CoopMat2MaxWorkgroup;
         public readonly HashSet<string> Ext;
         public readonly PhysicalDeviceMemoryProperties Mem;
 
@@ -219,6 +229,10 @@ public sealed unsafe class VulkanContext : IDisposable
             if (hasSize) { sc.PNext = chain; chain = &sc; }
             var dotf = new PhysicalDeviceShaderIntegerDotProductFeatures { SType = StructureType.PhysicalDeviceShaderIntegerDotProductFeatures };
             if (hasDot) { dotf.PNext = chain; chain = &dotf; }
+            bool hasCm2 = Ext.Contains("VK_NV_cooperative_matrix2") && Ext.Contains("VK_KHR_cooperative_matrix");
+            var cmk = new PhysicalDeviceCooperativeMatrixFeaturesKHR { SType = StructureType.PhysicalDeviceCooperativeMatrixFeaturesKhr };
+            var cm2 = new PhysicalDeviceCooperativeMatrix2FeaturesNV { SType = StructureType.PhysicalDeviceCooperativeMatrix2FeaturesNV };
+            if (hasCm2) { cmk.PNext = chain; cm2.PNext = &cmk; chain = &cm2; }
             var f2 = new PhysicalDeviceFeatures2 { SType = StructureType.PhysicalDeviceFeatures2, PNext = chain };
             vk.GetPhysicalDeviceFeatures2(pd, &f2);
             Core = f2.Features;
@@ -232,6 +246,15 @@ public sealed unsafe class VulkanContext : IDisposable
             MemoryModel = hasMm && mm.VulkanMemoryModel;
             IntDotFeature = hasDot && dotf.ShaderIntegerDotProduct;
             IntDotAccelerated = IntDotFeature && dotp.IntegerDotProduct4x8BitPackedSignedAccelerated;
+            CoopMat2 = hasCm2 && cmk.CooperativeMatrix && cm2.CooperativeMatrixWorkgroupScope && cm2.CooperativeMatrixFlexibleDimensions &&
+                       cm2.CooperativeMatrixTensorAddressing && cm2.CooperativeMatrixPerElementOperations;
+            if (CoopMat2)
+            {
+                var cm2p = new PhysicalDeviceCooperativeMatrix2PropertiesNV { SType = StructureType.PhysicalDeviceCooperativeMatrix2PropertiesNV };
+                var pp2 = new PhysicalDeviceProperties2 { SType = StructureType.PhysicalDeviceProperties2, PNext = &cm2p };
+                vk.GetPhysicalDeviceProperties2(pd, &pp2);
+                CoopMat2MaxWorkgroup = cm2p.CooperativeMatrixWorkgroupScopeMaxWorkgroupSize;
+            }
             vk.GetPhysicalDeviceMemoryProperties(pd, out var mem);
             Mem = mem;
         }
@@ -271,7 +294,7 @@ public sealed unsafe class VulkanContext : IDisposable
                 Ext.Contains("VK_NV_cooperative_matrix"), Ext.Contains("VK_KHR_cooperative_matrix"),
                 IntDotFeature, IntDotAccelerated, ts,
                 p.Limits.MaxStorageBufferRange, Maint3.MaxMemoryAllocationSize, p.Limits.MaxComputeSharedMemorySize,
-                p.Limits.MaxComputeWorkGroupInvocations);
+                p.Limits.MaxComputeWorkGroupInvocations, CoopMat2);
         }
 
         private static string DriverString(PhysicalDeviceProperties p)
@@ -406,10 +429,26 @@ public sealed unsafe class VulkanContext : IDisposable
         if (MemoryBudget) exts.Add("VK_EXT_memory_budget");
         var cm = new PhysicalDeviceCooperativeMatrixFeaturesNV { SType = StructureType.PhysicalDeviceCooperativeMatrixFeaturesNV, CooperativeMatrix = true };
         var mm = new PhysicalDeviceVulkanMemoryModelFeatures { SType = StructureType.PhysicalDeviceVulkanMemoryModelFeatures, VulkanMemoryModel = true };
+        CoopMat2 = probe.CoopMat2 && probe.MemoryModel && probe.F16 && UseSubgroups && Environment.GetEnvironmentVariable("XLSTM_VK_COOPMAT2") != "0";
+        CoopMat2MaxWorkgroup = probe.CoopMat2MaxWorkgroup;
         if (CoopMatNv)
         {
             cm.PNext = chain; chain = &cm; exts.Add("VK_NV_cooperative_matrix");
+        }
+        if (CoopMatNv || CoopMat2)
+        {
             mm.PNext = chain; chain = &mm; if (api < Vk.Version12) exts.Add("VK_KHR_vulkan_memory_model");
+        }
+        var cmk = new PhysicalDeviceCooperativeMatrixFeaturesKHR { SType = StructureType.PhysicalDeviceCooperativeMatrixFeaturesKhr, CooperativeMatrix = true };
+        var cm2 = new PhysicalDeviceCooperativeMatrix2FeaturesNV
+        {
+            SType = StructureType.PhysicalDeviceCooperativeMatrix2FeaturesNV, CooperativeMatrixWorkgroupScope = true, CooperativeMatrixFlexibleDimensions = true,
+            CooperativeMatrixTensorAddressing = true, CooperativeMatrixPerElementOperations = true,
+        };
+        if (CoopMat2)
+        {
+            cmk.PNext = chain; chain = &cmk; exts.Add("VK_KHR_cooperative_matrix");
+            cm2.PNext = chain; chain = &cm2; exts.Add("VK_NV_cooperative_matrix2");
         }
         var pes = new PhysicalDevicePipelineExecutablePropertiesFeaturesKHR { SType = StructureType.PhysicalDevicePipelineExecutablePropertiesFeaturesKhr, PipelineExecutableInfo = true };
         PipelineStats = Environment.GetEnvironmentVariable("XLSTM_VK_PIPELINE_STATS") == "1" && probe.Ext.Contains("VK_KHR_pipeline_executable_properties");

@@ -23,6 +23,15 @@ public readonly record struct GemmTile(uint WarpsM, uint WarpsN, uint TM, uint T
     public override string ToString() => $"{WarpsM},{WarpsN},{TM},{TN},{Bkv}";
 }
 
+/// <summary>A workgroup-scope cooperative-matrix GEMM tile (VK_NV_cooperative_matrix2, shaders/cm2/matmul_cm2.comp):
+/// invocations, tokens × weight rows per workgroup, K per product.</summary>
+public readonly record struct Cm2Tile(uint Threads, uint BM, uint BN, uint BK)
+{
+    public bool Valid => Threads is 32 or 64 or 128 or 256 or 512 && BM is >= 16 and <= 256 && BN is >= 16 and <= 256 && BK is >= 16 and <= 128 &&
+                         BM % 16 == 0 && BN % 16 == 0 && BK % 16 == 0;
+    public override string ToString() => $"{Threads},{BM},{BN},{BK}";
+}
+
 /// <summary>
 /// Settings of the Vulkan backend, fixed at creation. The command line sets <see cref="Profile"/> and
 /// <see cref="Float32"/>; the XLSTM_VK_* environment variables (<see cref="FromEnvironment"/>) exist for measurements
@@ -81,6 +90,11 @@ public sealed record VulkanOptions
     /// <summary>K steps of operands the tensor-core GEMM keeps in registers ahead of its products, with f16 x and F16 (or
     /// dequantized) weights (XLSTM_VK_GEMM_RSTAGES, 1..2). H200, 2048 tokens: 2 stages 142 TFLOP/s against 134 with one.</summary>
     public int GemmRegisterStages { get; init; } = 2;
+    /// <summary>Prefill GEMMs on workgroup-scope cooperative matrices (VK_NV_cooperative_matrix2) where the device has them
+    /// (XLSTM_VK_GEMM_CM2=0/1).</summary>
+    public bool GemmCoopMat2 { get; init; }
+    /// <summary>The coopmat2 GEMM's tile (XLSTM_VK_CM2_TILE=threads,bm,bn,bk).</summary>
+    public Cm2Tile Cm2Tile { get; init; } = new(256, 128, 128, 32);
     /// <summary>Element type of the tensor-core GEMM's shared tiles (XLSTM_VK_GEMM_SHARED): 0 uvec4, 1 float16_t.</summary>
     public int GemmShared { get; init; }
     /// <summary>Tests and diagnosis (XLSTM_VK_EMULATE_COOPMAT=warpsM,warpsN,tm,tn,bkv): run the prefill GEMM through
@@ -149,6 +163,13 @@ public sealed record VulkanOptions
         if (Env("XLSTM_VK_GEMM_DEQUANT") is { } gd) o = o with { GemmDequantTokens = Int("XLSTM_VK_GEMM_DEQUANT", gd, 1, 65536) };
         if (Env("XLSTM_VK_GEMM_DEQUANT_MB") is { } gdm) o = o with { GemmDequantBytes = Int("XLSTM_VK_GEMM_DEQUANT_MB", gdm, 1, 4096, " MiB") << 20 };
         if (Env("XLSTM_VK_GEMM_RSTAGES") is { } grs) o = o with { GemmRegisterStages = Int("XLSTM_VK_GEMM_RSTAGES", grs, 1, 2) };
+        if (Env("XLSTM_VK_GEMM_CM2") is { } gc2) o = o with { GemmCoopMat2 = gc2 != "0" };
+        if (Env("XLSTM_VK_CM2_TILE") is { } ct)
+        {
+            var n = Nums("XLSTM_VK_CM2_TILE", ct, 4, 4);
+            var t = new Cm2Tile(n[0], n[1], n[2], n[3]);
+            o = o with { Cm2Tile = t.Valid ? t : throw new ArgumentException($"XLSTM_VK_CM2_TILE={ct}: threads 32..512 (a power of two), bm and bn 16..256, bk 16..128, multiples of 16") };
+        }
         if (Env("XLSTM_VK_GEMM_SHARED") is { } gs) o = o with { GemmShared = Int("XLSTM_VK_GEMM_SHARED", gs, 0, 1) };
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;

@@ -528,6 +528,32 @@ public class VulkanOpTests
         Assert.True(Kernel.LoadSpirv("matmul_coopmat").Length > 1000);
     }
 
+    /// <summary>
+    /// The shaders Debian's glslc cannot compile (shaders/cm2) are committed as SPIR-V made by scripts/build-cm2-spirv.sh:
+    /// each one is embedded, is SPIR-V, and was made from the source as it is now (the script records the source's
+    /// SHA-256): editing a source without regenerating its SPIR-V fails here.
+    /// </summary>
+    [Fact]
+    public void PrebuiltSpirvMatchesItsSource()
+    {
+        var dir = Path.Combine(TestPaths.RepoRoot, "shaders");
+        var sources = Directory.GetFiles(Path.Combine(dir, "cm2"), "*.comp");
+        Assert.NotEmpty(sources);
+        foreach (var src in sources)
+        {
+            string name = Path.GetFileNameWithoutExtension(src);
+            var spv = Kernel.LoadSpirv(name);
+            Assert.True(spv.Length > 1000, name);
+            Assert.Equal(0x07230203u, BitConverter.ToUInt32(spv, 0));
+            Assert.Equal(File.ReadAllBytes(Path.Combine(dir, "prebuilt", name + ".spv")), spv);
+            string recorded = File.ReadAllText(Path.Combine(dir, "prebuilt", name + ".source.sha256")).Trim();
+            string actual = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(src))).ToLowerInvariant();
+            Assert.True(recorded == actual, $"{name}: shaders/prebuilt/{name}.spv was made from another version of {src}: run scripts/build-cm2-spirv.sh");
+        }
+        // lavapipe has no coopmat2: the backend stays on the other GEMMs
+        Assert.False(VulkanTestDevice.Context.CoopMat2);
+    }
+
     public static TheoryData<GgmlType, int, int, int> CoopMatCases()
     {
         var d = new TheoryData<GgmlType, int, int, int>();
