@@ -11,7 +11,7 @@ public sealed unsafe partial class VulkanBackend
 {
     private Kernel _matvec = null!, _matvecIdot = null!, _matmul = null!, _embed = null!, _rmsnorm = null!, _headnorm = null!, _swiglu = null!,
         _softcap = null!, _argmax = null!, _quantize = null!, _step = null!, _chunkPrep = null!, _chunkKv = null!, _chunkScan = null!, _chunkOut = null!, _copy = null!;
-    private Kernel? _gemmCm, _gemmCm2, _convertF16;
+    private Kernel? _gemmCm, _gemmCm2, _convertF16, _mmaPeak;
     private VkBuf? _xh, _wh;   // the GEMM's f16 workspaces: x converted once (GemmHalfXTokens), a dequantized weight slab
     /// <summary>Matvecs recorded so far that quantized their output for the next one (M_QOUT; tests).</summary>
     public long QuantizedOutputs { get; private set; }
@@ -246,6 +246,39 @@ public sealed unsafe partial class VulkanBackend
                 Run(kernel, pipe, [Whole(wb), Whole(wb), xb, db, bb, xhb], &pc, Groups(n, tile.BN), Groups(T, tile.BM));
                 _cs.EndOp();
             }
+        }
+    }
+
+    /// <summary>Diagnosis (`bench --op mma`): the f16 tensor-core rate through GL_NV_cooperative_matrix with no memory
+    /// traffic (shaders/mma_peak.comp) in TFLOP/s, the best of <paramref name="passes"/>; null without cooperative
+    /// matrices or device timestamps.</summary>
+    public double? MatrixPeakTflops(int passes = 5)
+    {
+        if (!_cx.CoopMatNv || !Profiling) return null;
+        var k = _mmaPeak ??= _cx.Kernel("mma_peak", 1, 8);
+        uint groups = 1024, iters = 4096;   // 8 subgroups each: enough to fill any GPU several times
+        var outBuf = _mem.Create((ulong)groups * 8 * 2048 * 4, MemKind.Device);
+        try
+        {
+            double best = 0;
+            for (int p = 0; p <= passes; p++)
+            {
+                ResetProfile();
+                var pc = stackalloc uint[2];
+                pc[0] = iters;
+                pc[1] = BitConverter.SingleToUInt32Bits(0.25f);
+                _cs.BeginOp("mma.peak", [], [outBuf]);
+                Run(k, k.Pipeline([]), [Whole(outBuf)], pc, groups);
+                _cs.EndOp();
+                _cs.Flush();
+                double ns = OpTimes().TryGetValue("mma.peak", out var t) ? t.Ns : 0;
+                if (p > 0 && ns > 0) best = Math.Max(best, (double)groups * 8 * iters * 8 * 2 * 4096 / ns / 1e3);
+            }
+            return best;
+        }
+        finally
+        {
+            Release(outBuf);
         }
     }
 

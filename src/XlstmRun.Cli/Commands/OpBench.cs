@@ -19,7 +19,7 @@ namespace XlstmRun.Cli.Commands;
 /// </summary>
 internal static class OpBench
 {
-    private static readonly Option<string?> Op = new("--op") { Description = "Benchmark one op instead of a model: matmul, cell, or 7b (every 7B shape); needs no -m", HelpName = "OP" };
+    private static readonly Option<string?> Op = new("--op") { Description = "Benchmark one op instead of a model: matmul, cell, 7b (every 7B shape), or mma (the tensor cores' f16 rate with no memory traffic, Vulkan); needs no -m", HelpName = "OP" };
     private static readonly Option<string> Type = new("--type") { Description = $"--op: weight types, comma-separated ({GgmlTypes.NameList()})", DefaultValueFactory = _ => "q4_0" };
     private static readonly Option<int> Rows = new("--rows") { Description = "--op matmul: weight rows", DefaultValueFactory = _ => 4096 };
     private static readonly Option<int> Cols = new("--cols") { Description = "--op matmul: weight columns", DefaultValueFactory = _ => 4096 };
@@ -45,6 +45,7 @@ internal static class OpBench
             .Select(ParseType).ToArray();
         var tokens = (pr.GetValue(Tokens) ?? "1").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(t => int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 65536 ? n : throw new BadInputException($"--tokens: '{t}' is not a number of tokens (1..65536)")).ToArray();
+        if (op == "mma") return MatrixPeak(pr, mo);
         var cases = new List<Case>();
         switch (op)
         {
@@ -74,7 +75,7 @@ internal static class OpBench
                 }
                 break;
             default:
-                throw new BadInputException($"--op {op}: expected matmul, cell or 7b");
+                throw new BadInputException($"--op {op}: expected matmul, cell, 7b or mma");
         }
 
         using var be = mo.CreateBackend(pr, profile: true);
@@ -97,6 +98,18 @@ internal static class OpBench
         sb.AppendLine(deviceTimes ? "time: device timestamps around each call (median of the per-call times), after one warm-up call"
                                   : "time: wall clock over a synchronised batch of calls (the backend has no device timestamps)");
         Console.Write(sb.ToString());
+        return 0;
+    }
+
+    /// <summary>`--op mma`: the f16 tensor-core rate through cooperative matrices with no memory traffic, the ceiling of
+    /// any GEMM written with them on this device.</summary>
+    private static int MatrixPeak(ParseResult pr, ModelOptions mo)
+    {
+        using var be = mo.CreateBackend(pr, profile: true);
+        if (be is not XlstmRun.Backends.Vulkan.VulkanBackend vk || vk.MatrixPeakTflops() is not { } tflops)
+            throw new BadInputException($"--op mma: needs a Vulkan device with cooperative matrices and timestamps ({be.Device})");
+        Console.WriteLine($"mma: {tflops.ToString("F1", CultureInfo.InvariantCulture)} TFLOP/s (f16 × f16 + f32, 16×16×16 subgroup cooperative matrices, registers only)");
+        Console.WriteLine($"device: {be.Device}");
         return 0;
     }
 
