@@ -13,11 +13,10 @@
 // than F32 whose values fit f16, --precision auto), f32 accumulation.
 // Variants (H200 measurements decide the defaults, docs/NOTES.md): RSTAGES 2 keeps two steps of operands in registers
 // (the loads of step s+2 are issued before the products of step s, stored after those of step s+1), for f16 x and F16
-// weights; XF16 reads x already converted to f16 (binding 5,
-// [tokens, xStride] halves, written by convert_f16.comp) instead of converting f32 per tile; the host may likewise hand
-// in quantized weights dequantized to F16 (WTYPE 1). SH_KIND (a #define of the including .comp) is the element type of
-// the shared tiles: 0 uvec4, 1 float16_t (the cooperative-matrix loads may take a different path per type; f16vec4
-// arrays are not accepted by glslang's coopMatLoadNV).
+// weights; XF16 reads x already converted to f16 (binding 5, [tokens, xStride] halves, written by convert_f16.comp)
+// instead of converting f32 per tile; the host may likewise hand in quantized weights dequantized to F16 (WTYPE 1).
+// TOKEN_MAJOR puts the token tiles on grid x, so that the workgroups running at once share weight tiles in L2.
+// (float16_t shared tiles instead of uvec4 were measured slower on the H200; glslang rejects f16vec4 ones.)
 layout(local_size_x_id = 0) in;                     // 32 · WARPS_M · WARPS_N
 layout(constant_id = 1) const uint WARPS_M = 2u;
 layout(constant_id = 2) const uint WTYPE = 1u;
@@ -27,6 +26,7 @@ layout(constant_id = 5) const uint TN = 4u;
 layout(constant_id = 6) const uint BKV = 4u;        // uvec4 (8 halves) per shared row: BK = 8 · BKV
 layout(constant_id = 7) const uint XF16 = 0u;       // 1: x is f16 in XH (binding 5)
 layout(constant_id = 8) const uint RSTAGES = 1u;    // 2 (f16 x and F16 weights only): loads run two K steps ahead
+layout(constant_id = 9) const uint TOKEN_MAJOR = 0u;  // 1: grid x = token tiles, y = weight-row tiles
 
 layout(std430, binding = 0) readonly buffer W4b { uvec4 W4[]; };
 layout(std430, binding = 1) readonly buffer W1b { uint W1[]; };
@@ -49,28 +49,8 @@ const uint BK = 8u * BKV;
 const uint LDV = BKV + 1u;                          // uvec4 per shared row
 const uint A_ITEMS = (BM * BKV + NT - 1u) / NT;     // (token, 8-element group) items per invocation and step
 const uint B_ITEMS = (BN * BKV + NT - 1u) / NT;     // (row, 8-element group) items
-#ifndef SH_KIND
-#define SH_KIND 0
-#endif
-#if SH_KIND == 0
-#define SH_T uvec4
-const uint SHU = 1u;                                // shared elements per 8 halves
-#else
-#define SH_T float16_t
-const uint SHU = 8u;
-#endif
-#if EMULATE_COOPMAT && SH_KIND != 0
-#error the emulated build reads uvec4 tiles
-#endif
-shared SH_T As[2 * BM * LDV * SHU];
-shared SH_T Bs[2 * BN * LDV * SHU];
-// store 8 halves (a uvec4) at uvec4 index i of a shared tile
-#if SH_KIND == 0
-#define SH_STORE(arr, i, v) arr[i] = (v)
-#else
-#define SH_STORE(arr, i, v) { uvec4 v_ = (v); uint i_ = 8u * (i); [[unroll]] for (uint c_ = 0u; c_ < 4u; c_++) { \
-                              f16vec2 h_ = unpackFloat2x16(v_[c_]); arr[i_ + 2u * c_] = h_.x; arr[i_ + 2u * c_ + 1u] = h_.y; } }
-#endif
+shared uvec4 As[2 * BM * LDV];
+shared uvec4 Bs[2 * BN * LDV];
 shared float Cs[WARPS_M * WARPS_N * 256u];           // epilogue staging, one 16 × 16 tile per subgroup
 uint g_lane;
 
@@ -130,7 +110,7 @@ CmAcc cm_load_g(uint off, uint stride)
 #define CM_AB fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define CM_ACC fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 #define CM_ZERO fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0)
-#define CM_LOAD_S(m, arr, id, off, stride, colMajor) coopMatLoadNV(m, arr, (off) * SHU, (stride) * SHU, colMajor)
+#define CM_LOAD_S(m, arr, id, off, stride, colMajor) coopMatLoadNV(m, arr, off, stride, colMajor)
 #define CM_MULADD(a, b, c) coopMatMulAddNV(a, b, c)
 #define CM_STORE_S(m, off, stride) coopMatStoreNV(m, Cs, off, stride, false)
 #define CM_STORE_G(m, off, stride) coopMatStoreNV(m, D, off, stride, false)
@@ -223,12 +203,12 @@ void store_step(uint buf, uvec4 a[A_ITEMS], uvec4 b[B_ITEMS])
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        if (idx < BM * BKV) SH_STORE(As, buf * BM * LDV + (idx / BKV) * LDV + idx % BKV, a[i]);
+        if (idx < BM * BKV) As[buf * BM * LDV + (idx / BKV) * LDV + idx % BKV] = a[i];
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        if (idx < BN * BKV) SH_STORE(Bs, buf * BN * LDV + (idx / BKV) * LDV + idx % BKV, b[i]);
+        if (idx < BN * BKV) Bs[buf * BN * LDV + (idx / BKV) * LDV + idx % BKV] = b[i];
     }
 }
 
@@ -238,8 +218,8 @@ void main()
     uint sg = tid >> 5, lane = tid & 31u;   // groups of 32 (subgroups of 32 checked by the host)
     g_lane = lane;
     uint wm = sg / WARPS_N, wn = sg % WARPS_N;
-    uint rowBase = gl_WorkGroupID.x * BN;
-    uint tokBase = gl_WorkGroupID.y * BM;
+    uint rowBase = (TOKEN_MAJOR != 0u ? gl_WorkGroupID.y : gl_WorkGroupID.x) * BN;
+    uint tokBase = (TOKEN_MAJOR != 0u ? gl_WorkGroupID.x : gl_WorkGroupID.y) * BM;
     uint padCols = wt_is_quant() ? pc.cols : ((pc.cols + 7u) & ~7u);
     uint nSteps = (pc.cols + BK - 1u) / BK;
     g_tid = tid;
@@ -265,12 +245,12 @@ void main()
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        if (idx < BM * BKV) SH_STORE(As, (idx / BKV) * LDV + idx % BKV, XF16 != 0u ? xh[i] : pack8(xa[i], xb[i]));
+        if (idx < BM * BKV) As[(idx / BKV) * LDV + idx % BKV] = XF16 != 0u ? xh[i] : pack8(xa[i], xb[i]);
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        if (idx < BN * BKV) SH_STORE(Bs, (idx / BKV) * LDV + idx % BKV, wr[i]);
+        if (idx < BN * BKV) Bs[(idx / BKV) * LDV + idx % BKV] = wr[i];
     }
     barrier();
 
@@ -330,12 +310,12 @@ void main()
                 [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
-                    if (idx < BM * BKV) SH_STORE(As, nxt * BM * LDV + (idx / BKV) * LDV + idx % BKV, XF16 != 0u ? xh[i] : pack8(xa[i], xb[i]));
+                    if (idx < BM * BKV) As[nxt * BM * LDV + (idx / BKV) * LDV + idx % BKV] = XF16 != 0u ? xh[i] : pack8(xa[i], xb[i]);
                 }
                 [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
-                    if (idx < BN * BKV) SH_STORE(Bs, nxt * BN * LDV + (idx / BKV) * LDV + idx % BKV, wr[i]);
+                    if (idx < BN * BKV) Bs[nxt * BN * LDV + (idx / BKV) * LDV + idx % BKV] = wr[i];
                 }
             }
             barrier();

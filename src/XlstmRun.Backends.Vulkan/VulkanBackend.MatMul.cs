@@ -84,7 +84,7 @@ public sealed unsafe partial class VulkanBackend
             }
             try
             {
-                _gemmCm = K(Options.GemmShared == 1 ? "matmul_coopmat_h1" : "matmul_coopmat", 6, (uint)sizeof(GemmPush));
+                _gemmCm = K("matmul_coopmat", 6, (uint)sizeof(GemmPush));
                 // build one pipeline now: a driver that rejects the module leaves the fp32 GEMM in place
                 GemmPipeline(_gemmCm, WeightLayout.WType(GgmlType.F16), _gemmTile);
             }
@@ -135,8 +135,8 @@ public sealed unsafe partial class VulkanBackend
         return new MatVecShape(128, GgmlTypes.IsQuantized(w.DevType) ? tokens > 1 && IntDotVec(w) ? 4u : 8u : tokens > 1 ? 4u : 2u, 1);
     }
 
-    private static Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t, bool xf16 = false, int registerStages = 1) =>
-        k.Pipeline([t.Threads, t.WarpsM, wtype, t.WarpsN, t.TM, t.TN, t.Bkv, xf16 ? 1u : 0u, (uint)registerStages]);
+    private static Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t, bool xf16 = false, int registerStages = 1, bool tokenMajor = false) =>
+        k.Pipeline([t.Threads, t.WarpsM, wtype, t.WarpsN, t.TM, t.TN, t.Bkv, xf16 ? 1u : 0u, (uint)registerStages, tokenMajor ? 1u : 0u]);
 
     /// <summary>The GEMM tile for <paramref name="tokens"/> rows: the prefill tile, or for a few rows (the
     /// multi-sequence decode step) a tile of 16–64 tokens × 64 weight rows, so that the weights are still read once and
@@ -203,7 +203,7 @@ public sealed unsafe partial class VulkanBackend
         bool deq = cm2 ? W.DevType != GgmlType.F16 : GgmlTypes.IsQuantized(W.DevType) && T >= Options.GemmDequantTokens;
         var ct = Options.Cm2Tile;
         var pipe = cm2 ? kernel.Pipeline([ct.Threads, ct.BM, ct.BN, ct.BK])
-                       : GemmPipeline(kernel, deq ? WeightLayout.WType(GgmlType.F16) : W.WType, tile, xf16, Options.GemmRegisterStages);
+                       : GemmPipeline(kernel, deq ? WeightLayout.WType(GgmlType.F16) : W.WType, tile, xf16, Options.GemmRegisterStages, Options.GemmTokenMajor);
         string name = (cm2 ? "gemm.cm2." : "gemm.f16.") + GgmlTypes.Name(W.DevType) + (deq ? ".dq" : "") + (xf16 && !cm2 ? ".xh" : "");
         foreach (var p in W.Parts)
         {
@@ -243,7 +243,9 @@ public sealed unsafe partial class VulkanBackend
                     XOff = xOff, XStride = xStride, DOff = dOff + (uint)(p.RowStart + r0), DStride = (uint)D.Stride,
                     BOff = (uint)(p.RowStart + r0), Flags = flags, NTok = (uint)T,
                 };
-                Run(kernel, pipe, [Whole(wb), Whole(wb), xb, db, bb, xhb], &pc, Groups(n, tile.BN), Groups(T, tile.BM));
+                var (gRows, gToks) = (Groups(n, tile.BN), Groups(T, tile.BM));
+                if (Options.GemmTokenMajor) Run(kernel, pipe, [Whole(wb), Whole(wb), xb, db, bb, xhb], &pc, gToks, gRows);
+                else Run(kernel, pipe, [Whole(wb), Whole(wb), xb, db, bb, xhb], &pc, gRows, gToks);
                 _cs.EndOp();
             }
         }

@@ -95,8 +95,9 @@ public sealed record VulkanOptions
     public bool GemmCoopMat2 { get; init; }
     /// <summary>The coopmat2 GEMM's tile (XLSTM_VK_CM2_TILE=threads,bm,bn,bk).</summary>
     public Cm2Tile Cm2Tile { get; init; } = new(256, 128, 128, 32);
-    /// <summary>Element type of the tensor-core GEMM's shared tiles (XLSTM_VK_GEMM_SHARED): 0 uvec4, 1 float16_t.</summary>
-    public int GemmShared { get; init; }
+    /// <summary>The tensor-core GEMM's grid runs token tiles fastest (XLSTM_VK_GEMM_TOKEN_MAJOR=1), so that workgroups
+    /// running at once share weight tiles in L2.</summary>
+    public bool GemmTokenMajor { get; init; }
     /// <summary>Tests and diagnosis (XLSTM_VK_EMULATE_COOPMAT=warpsM,warpsN,tm,tn,bkv): run the prefill GEMM through
     /// matmul_coopmat_emu (emulated matrix operations) on any device, with this tile.</summary>
     public GemmTile? EmulateCoopMat { get; init; }
@@ -170,7 +171,7 @@ public sealed record VulkanOptions
             var t = new Cm2Tile(n[0], n[1], n[2], n[3]);
             o = o with { Cm2Tile = t.Valid ? t : throw new ArgumentException($"XLSTM_VK_CM2_TILE={ct}: threads 32..512 (a power of two), bm and bn 16..256, bk 16..128, multiples of 16") };
         }
-        if (Env("XLSTM_VK_GEMM_SHARED") is { } gs) o = o with { GemmShared = Int("XLSTM_VK_GEMM_SHARED", gs, 0, 1) };
+        if (Env("XLSTM_VK_GEMM_TOKEN_MAJOR") is { } gtm) o = o with { GemmTokenMajor = gtm != "0" };
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;
     }

@@ -601,7 +601,7 @@ public class VulkanOpTests
     /// <summary>
     /// The tensor-core GEMM's f16 operands prepared once (x converted by convert_f16.comp, quantized weights dequantized
     /// to F16 in slabs of rows) give the same bits as the GEMM converting them tile by tile: same rounding, same products;
-    /// so do two register stages of operands. Emulated matrix operations; slabs of 64 rows so that a 200-row weight takes
+    /// so do two register stages of operands and a grid with token tiles fastest. Emulated matrix operations; slabs of 64 rows so that a 200-row weight takes
     /// four (the last one short); 96-136 columns are 3 to 5 K steps of 32 (odd and even step counts for the stages).
     /// </summary>
     [Theory]
@@ -623,10 +623,14 @@ public class VulkanOpTests
             p.Vk.MatMul(wv, xv, dv);
             return [.. first, .. p.ReadVk(dv)];
         }
-        var plain = Run(VulkanTestDevice.EmulatedCoopMat);
-        var prepared = Run(VulkanTestDevice.EmulatedCoopMat with { GemmHalfXTokens = 1, GemmDequantTokens = 1, GemmDequantBytes = 2 * 104 * 100 });
-        var halfX = Run(VulkanTestDevice.EmulatedCoopMat with { GemmHalfXTokens = 1 });
-        var staged = Run(VulkanTestDevice.EmulatedCoopMat with { GemmHalfXTokens = 1, GemmDequantTokens = 1, GemmRegisterStages = 2 });
+        var perTile = VulkanTestDevice.EmulatedCoopMat with
+        {
+            GemmHalfXTokens = VulkanOptions.Never, GemmDequantTokens = VulkanOptions.Never, GemmRegisterStages = 1,
+        };
+        var plain = Run(perTile);
+        var prepared = Run(perTile with { GemmHalfXTokens = 1, GemmDequantTokens = 1, GemmDequantBytes = 2 * 104 * 100 });
+        var halfX = Run(perTile with { GemmHalfXTokens = 1 });
+        var staged = Run(perTile with { GemmHalfXTokens = 1, GemmDequantTokens = 1, GemmRegisterStages = 2, GemmTokenMajor = true });
         Assert.Equal(plain, prepared);
         Assert.Equal(plain, halfX);
         Assert.Equal(plain, staged);
