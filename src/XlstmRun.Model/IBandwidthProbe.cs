@@ -18,3 +18,14 @@ public interface IBandwidthProbe
 /// <param name="Bytes">Size of one buffer actually copied.</param>
 /// <param name="Method">What was measured (one line, for the bench footer).</param>
 public sealed record BandwidthProbeResult(double GBs, long Bytes, string Method);
+
+/// <summary>
+/// Optional interface of a backend with matrix units (tensor cores): their rate with no memory traffic in the way, the
+/// ceiling of any matrix product written with them (`bench --op mma`). Checked with <c>is</c>.
+/// </summary>
+public interface IMatrixUnitProbe
+{
+    /// <summary>f16 products with f32 accumulation in TFLOP/s, best of <paramref name="passes"/> after a warm-up; null
+    /// where the device has no matrix units or no device timestamps.</summary>
+    double? MatrixPeakTflops(int passes = 5);
+}

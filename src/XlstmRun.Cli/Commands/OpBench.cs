@@ -106,8 +106,8 @@ internal static class OpBench
     private static int MatrixPeak(ParseResult pr, ModelOptions mo)
     {
         using var be = mo.CreateBackend(pr, profile: true);
-        if (be is not XlstmRun.Backends.Vulkan.VulkanBackend vk || vk.MatrixPeakTflops() is not { } tflops)
-            throw new BadInputException($"--op mma: needs a Vulkan device with cooperative matrices and timestamps ({be.Device})");
+        if (be is not IMatrixUnitProbe probe || probe.MatrixPeakTflops() is not { } tflops)
+            throw new BadInputException($"--op mma: needs a device with matrix units and timestamps (Vulkan cooperative matrices), not {be.Device}");
         Console.WriteLine($"mma: {tflops.ToString("F1", CultureInfo.InvariantCulture)} TFLOP/s (f16 × f16 + f32, 16×16×16 subgroup cooperative matrices, registers only)");
         Console.WriteLine($"device: {be.Device}");
         return 0;
