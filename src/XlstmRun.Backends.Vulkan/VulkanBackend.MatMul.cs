@@ -263,12 +263,12 @@ public sealed unsafe partial class VulkanBackend
         try
         {
             double best = 0;
+            var pc = stackalloc uint[2];
+            pc[0] = iters;
+            pc[1] = BitConverter.SingleToUInt32Bits(0.25f);
             for (int p = 0; p <= passes; p++)
             {
                 ResetProfile();
-                var pc = stackalloc uint[2];
-                pc[0] = iters;
-                pc[1] = BitConverter.SingleToUInt32Bits(0.25f);
                 _cs.BeginOp("mma.peak", [], [outBuf]);
                 Run(k, k.Pipeline([]), [Whole(outBuf)], pc, groups);
                 _cs.EndOp();
