@@ -179,12 +179,12 @@ if has model; then
     timeout 150 "$BIN" bench -m "$TMP/7b-$t.gguf" --backend vulkan -p "${PP:-2048}" -n "${TG:-128}" -r "${REPS:-3}" >> "$SUM" 2> "$OUT/logs/bench-$t.err"
   done
   # the same benches under other settings (MODEL_VARIANTS="XLSTM_VK_GEMM_CM2=1+XLSTM_VK_CM2_TILE=256,128,128,32 ...":
-  # one +-separated set of assignments per variant), prefill only unless MODEL_VARIANT_TG is set
+  # one +-separated set of assignments per variant), prefill only (MODEL_VARIANT_PP tokens) unless MODEL_VARIANT_TG is set
   for mv in ${MODEL_VARIANTS:-}; do
     for t in $TYPES; do
       [ -f "$TMP/7b-$t.gguf" ] && [ "$(left)" -gt 40 ] || continue
       echo "variant $mv, $t:" >> "$SUM"
-      env ${mv//+/ } timeout 150 "$BIN" bench -m "$TMP/7b-$t.gguf" --backend vulkan -p "${PP:-2048}" -n "${MODEL_VARIANT_TG:-0}" -r "${REPS:-3}" 2>> "$OUT/logs/bench-variants.err" | grep -E '^\| xlstm' >> "$SUM"
+      env ${mv//+/ } timeout 150 "$BIN" bench -m "$TMP/7b-$t.gguf" --backend vulkan -p "${MODEL_VARIANT_PP:-${PP:-2048}}" -n "${MODEL_VARIANT_TG:-0}" -r "${REPS:-3}" 2>> "$OUT/logs/bench-variants.err" | grep -E '^\| xlstm' >> "$SUM"
     done
   done
   for t in ${PROFILE_TYPES:-q4_0 f16}; do
