@@ -115,9 +115,13 @@ public sealed record VulkanOptions
     public Action<string>? Log { get; init; }
 
     /// <summary>Defaults with the XLSTM_VK_* environment overrides applied; a malformed value is an error naming it.</summary>
-    public static VulkanOptions FromEnvironment(bool profile = false, bool float32 = false)
+    public static VulkanOptions FromEnvironment(bool profile = false, bool float32 = false) =>
+        FromVariables(Environment.GetEnvironmentVariable, profile, float32);
+
+    /// <summary><see cref="FromEnvironment"/> with the variables read through <paramref name="lookup"/> (tests).</summary>
+    public static VulkanOptions FromVariables(Func<string, string?> lookup, bool profile = false, bool float32 = false)
     {
-        string? Env(string n) => Environment.GetEnvironmentVariable(n) is { Length: > 0 } v ? v : null;
+        string? Env(string n) => lookup(n) is { Length: > 0 } v ? v : null;
         uint[] Nums(string name, string v, int min, int max)
         {
             var p = v.Split(',');

@@ -51,6 +51,21 @@ public class VulkanCliTests
         Assert.Contains("vulkan: none (no Vulkan driver found", info.Stdout);
     }
 
+    /// <summary>`bench --op mma` needs matrix units: on lavapipe (none) and on the CPU it is a one-line error.</summary>
+    [Fact]
+    public void MatrixPeakWithoutMatrixUnitsIsAOneLineError()
+    {
+        foreach (var backend in new[] { "vulkan", "cpu" })
+        {
+            var r = CliRunner.Run($"bench --op mma --backend {backend}");
+            Assert.Equal(2, r.ExitCode);
+            var lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith("bench --op:")).ToArray();
+            Assert.Single(lines);
+            Assert.StartsWith("error: --op mma: needs a device with matrix units", lines[0]);
+            Assert.Equal("", r.Stdout);
+        }
+    }
+
     [Fact]
     public void InfoDevicesListsTheVulkanDeviceAndProfilePrintsOpTimes()
     {
