@@ -161,9 +161,10 @@ if has gemm; then
       gemm_row "$label" "$t" "${envs[@]}"
     done
   done
+  tile_env=${GEMM_TILE_ENV:-}
   for g in ${GEMM_TILES2:-}; do
     [ "$(left)" -gt 60 ] || break
-    gemm_row "tile $g ${GEMM_TILE_ENV:-}" f16 XLSTM_VK_GEMM=$g ${GEMM_TILE_ENV//+/ }
+    gemm_row "tile $g $tile_env" f16 XLSTM_VK_GEMM=$g ${tile_env//+/ }
   done
 fi
 
