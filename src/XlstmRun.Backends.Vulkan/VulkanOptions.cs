@@ -82,8 +82,10 @@ public sealed record VulkanOptions
     public int GemmHalfXTokens { get; init; } = 1;
     /// <summary>Tensor-core GEMMs of Q8_0/Q4_0 weights over at least this many tokens dequantize the weight to F16 once,
     /// in slabs of rows (<see cref="GemmDequantBytes"/>), and run the F16 GEMM (XLSTM_VK_GEMM_DEQUANT, 1..65536;
-    /// <see cref="Never"/>: never). Same bits; H200 at 2048 tokens: Q4_0 82 → 131 TFLOP/s with f16 x (as fast as F16).</summary>
-    public int GemmDequantTokens { get; init; } = 256;
+    /// <see cref="Never"/>: never). Same bits; H200: at 2048 tokens Q4_0 82 → 131 TFLOP/s with f16 x (as fast as F16),
+    /// and faster from 128 tokens on (the F16 GEMM keeps two register stages): 4096x4096 / 21888x4096 / 4096x10944 at 128
+    /// tokens 139 / 319 / 346 µs against 178 / 349 / 494 (docs/NOTES.md). 65: every large-tile GEMM.</summary>
+    public int GemmDequantTokens { get; init; } = 65;
     /// <summary>The dequantized slab's size (XLSTM_VK_GEMM_DEQUANT_MB, 1..4096 MiB): a whole 7B weight (at most 171 MiB)
     /// by default, so that no GEMM waits for a second slab's dequantization. Released with the prefill scratch.</summary>
     public int GemmDequantBytes { get; init; } = 192 << 20;
