@@ -15,6 +15,8 @@ public sealed unsafe partial class VulkanBackend
     private VkBuf? _xh, _wh;   // the GEMM's f16 workspaces: x converted once (GemmHalfXTokens), a dequantized weight slab
     /// <summary>Matvecs recorded so far that quantized their output for the next one (M_QOUT; tests).</summary>
     public long QuantizedOutputs { get; private set; }
+    /// <summary>GEMMs recorded so far that read operands prepared in the f16 workspaces (tests: never in a replayed step).</summary>
+    public long PreparedGemms { get; private set; }
     private VkBuf? _xq, _qc;   // the XQ workspace (quantized activations), M_QOUT's counters
     /// <summary>Rows of a fused matvec's auxiliary weight per workgroup: one, so that the 16 gate rows of a 7B block are
     /// 16 workgroups (two workgroups of 8 rows each streamed 128 KiB and finished last: 22.9 µs for q|k|v|o + gates
@@ -175,12 +177,15 @@ public sealed unsafe partial class VulkanBackend
         }
 
         var tile = GemmTileFor(T);
+        // Operands prepared once live in workspaces that prefills grow and release (ReleaseScratch): a step recorded
+        // for replay (the multi-sequence step over more than VecTokens sequences) must not name them.
+        bool prepare = !_cs.IsRecordingReplay;
         // workgroup-scope cooperative matrices (the large-tile prefill GEMM only): f16 operands prepared once
-        bool cm2 = _gemmCm2 != null && T > 64 && Options.Gemm == null;
+        bool cm2 = prepare && _gemmCm2 != null && T > 64 && Options.Gemm == null;
         var kernel = cm2 ? _gemmCm2! : _gemmCm!;
         uint kPad = (uint)(W.Cols + 7) / 8 * 8;   // halves per row of the f16 workspaces
         // x: float32 converted per tile, or once into the f16 workspace
-        bool xf16 = cm2 || T >= Options.GemmHalfXTokens;
+        bool xf16 = cm2 || prepare && T >= Options.GemmHalfXTokens;
         Binding xb, xhb = Whole(_dummy);
         uint xOff, xStride;
         VkBuf xRead;
@@ -200,7 +205,8 @@ public sealed unsafe partial class VulkanBackend
             (xStride, xRead) = ((uint)X.Stride, X.Buf);
         }
         // weights: as stored (dequantized per tile), or quantized ones dequantized to F16 once, slab by slab
-        bool deq = cm2 ? W.DevType != GgmlType.F16 : GgmlTypes.IsQuantized(W.DevType) && T >= Options.GemmDequantTokens;
+        bool deq = cm2 ? W.DevType != GgmlType.F16 : prepare && GgmlTypes.IsQuantized(W.DevType) && T >= Options.GemmDequantTokens;
+        if (xf16 || deq) PreparedGemms++;
         var ct = Options.Cm2Tile;
         var pipe = cm2 ? kernel.Pipeline([ct.Threads, ct.BM, ct.BN, ct.BK])
                        : GemmPipeline(kernel, deq ? WeightLayout.WType(GgmlType.F16) : W.WType, tile, xf16, Options.GemmRegisterStages, Options.GemmTokenMajor);
@@ -320,7 +326,7 @@ public sealed unsafe partial class VulkanBackend
     }
 
     /// <summary>A prefill workspace of at least <paramref name="bytes"/>: <paramref name="cur"/>, or a larger one in its
-    /// place (only eager prefill work names these, so the old one can go).</summary>
+    /// place (only eager work names these, never a recorded replay, so the old one can go).</summary>
     private VkBuf Workspace(VkBuf? cur, ulong bytes)
     {
         if (cur != null && cur.Size >= bytes) return cur;

@@ -637,6 +637,43 @@ public class VulkanOpTests
         Assert.Contains(plain, v => v != 0f);
     }
 
+    /// <summary>
+    /// A multi-sequence step over more than VecTokens sequences runs its products as GEMMs inside a command buffer that is
+    /// recorded once and replayed: it must not read the f16 workspaces, which every prefill grows and releases. Prefills
+    /// around the steps do use them; the steps still give every sequence the logits it gets on its own (within the f16
+    /// GEMM's bound).
+    /// </summary>
+    [Fact]
+    public void ReplayedGemmStepsDoNotNameThePrefillWorkspaces()
+    {
+        using var file = XlstmRun.Formats.Gguf.GgufFile.Open(Models.Converted("tiny-fused", GgmlType.Q4_0));
+        using var be = VulkanTestDevice.NewBackend(options: VulkanTestDevice.EmulatedCoopMat with { VecTokens = 4 });
+        var w = new ModelWeights(file, be);
+        int V = w.Config.Vocab, slots = 6;
+        using var br = new BatchRunner(w, slots);
+        var l = new float[V];
+        for (int s = 0; s < slots; s++)
+        {
+            br.Reset(s);
+            br.Slot(s).Forward(Enumerable.Range(1 + s, 70 + 13 * s).ToArray(), LogitsMode.Last, l);   // GEMMs, prepared
+        }
+        long prefilled = be.PreparedGemms;
+        Assert.True(prefilled > 0);
+        var argmax = new int[slots];
+        var logits = new float[slots * V];
+        var tokens = Enumerable.Range(7, slots).ToArray();
+        br.Step(tokens, V, argmax, logits);
+        br.Step(tokens, V, argmax, logits);
+        Assert.Equal(prefilled, be.PreparedGemms);   // recorded once, replayed: no prepared operands
+        // a longer prompt in slot 0 grows the workspaces and releases them; the recorded step replays unharmed
+        br.Reset(0);
+        br.Slot(0).Forward(Enumerable.Range(3, 150).ToArray(), LogitsMode.Last, l);
+        Assert.True(be.PreparedGemms > prefilled);
+        br.Step(tokens, V, argmax, logits);
+        Assert.Contains(logits, v => v != 0f);
+        Assert.All(logits, v => Assert.True(float.IsFinite(v)));
+    }
+
     /// <summary>The GEMM tiles of the multi-sequence decode step (16 to 64 tokens × 64 rows), emulated on lavapipe.</summary>
     [Theory]
     [InlineData(GgmlType.Q4_0, 3, 1, 4, 1, 1)]
