@@ -87,8 +87,8 @@ public sealed unsafe partial class VulkanBackend
             try
             {
                 _gemmCm = K("matmul_coopmat", 6, (uint)sizeof(GemmPush));
-                // build one pipeline now: a driver that rejects the module leaves the fp32 GEMM in place
-                GemmPipeline(_gemmCm, WeightLayout.WType(GgmlType.F16), _gemmTile);
+                // build the F16 prefill's pipeline now: a driver that rejects the module leaves the fp32 GEMM in place
+                GemmPipeline(_gemmCm, WeightLayout.WType(GgmlType.F16), _gemmTile, Options.GemmHalfXTokens < VulkanOptions.Never);
             }
             catch (Exception e) when (e is InvalidOperationException or VulkanUnavailableException)
             {
@@ -137,8 +137,10 @@ public sealed unsafe partial class VulkanBackend
         return new MatVecShape(128, GgmlTypes.IsQuantized(w.DevType) ? tokens > 1 && IntDotVec(w) ? 4u : 8u : 4u, 1);
     }
 
-    private static Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t, bool xf16 = false, int registerStages = 1, bool tokenMajor = false) =>
-        k.Pipeline([t.Threads, t.WarpsM, wtype, t.WarpsN, t.TM, t.TN, t.Bkv, xf16 ? 1u : 0u, (uint)registerStages, tokenMajor ? 1u : 0u]);
+    /// <summary>The tensor-core GEMM's pipeline: tile, weight type, x in f16 (XF16) and the options' register stages and
+    /// grid order.</summary>
+    private Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t, bool xf16) =>
+        k.Pipeline([t.Threads, t.WarpsM, wtype, t.WarpsN, t.TM, t.TN, t.Bkv, xf16 ? 1u : 0u, (uint)Options.GemmRegisterStages, Options.GemmTokenMajor ? 1u : 0u]);
 
     /// <summary>The GEMM tile for <paramref name="tokens"/> rows: the prefill tile, or for a few rows (the
     /// multi-sequence decode step) a tile of 16–64 tokens × 64 weight rows, so that the weights are still read once and
@@ -209,7 +211,7 @@ public sealed unsafe partial class VulkanBackend
         if (xf16 || deq) PreparedGemms++;
         var ct = Options.Cm2Tile;
         var pipe = cm2 ? kernel.Pipeline([ct.Threads, ct.BM, ct.BN, ct.BK])
-                       : GemmPipeline(kernel, deq ? WeightLayout.WType(GgmlType.F16) : W.WType, tile, xf16, Options.GemmRegisterStages, Options.GemmTokenMajor);
+                       : GemmPipeline(kernel, deq ? WeightLayout.WType(GgmlType.F16) : W.WType, tile, xf16);
         string name = (cm2 ? "gemm.cm2." : "gemm.f16.") + GgmlTypes.Name(W.DevType) + (deq ? ".dq" : "") + (xf16 && !cm2 ? ".xh" : "");
         foreach (var p in W.Parts)
         {
