@@ -3,6 +3,7 @@
 #   setup    unpack the carried Vulkan/OpenCL loaders (.gl/*.deb), find the NVIDIA driver files, list devices
 #   check    the conformance checks on every backend and device (xlstm-run check): one table
 #   opbench  op-level benchmark at 7B shapes (bench --op 7b): decode matvecs and prefill GEMMs per type, cell kernels
+#   overlap  32 products per submission with barriers between them and without (does the device overlap dispatches?)
 #   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
 #   vecsweep few-token matvec shapes (tokens per workgroup x rows per workgroup)
 #   preq     int8 matvecs with activations quantized once per token (XLSTM_VK_PREQ) against per workgroup, and shapes
@@ -71,6 +72,13 @@ if has opbench; then
   say "opbench"
   sec "op bench, 7B shapes (bench --op 7b)"
   timeout 200 "$BIN" bench --op 7b --backend vulkan --type "${OPTYPES:-f16,q8_0,q4_0}" --tokens "${OPTOKENS:-1,2048}" -r "${OPREPS:-10}" >> "$SUM" 2> "$OUT/logs/opbench.err"
+fi
+
+# ---- dependent vs independent dispatches (bench --op --overlap) ---------------------------------------------------------
+if has overlap; then
+  say "overlap"
+  sec "32 products per submission, dependent (barriers) vs independent (bench --op 7b --overlap; wall clock)"
+  timeout 120 "$BIN" bench --op 7b --overlap --backend vulkan --type "${OV_TYPES:-q4_0,f16}" --tokens 1 -r "${OV_REPS:-5}" >> "$SUM" 2> "$OUT/logs/overlap.err"
 fi
 
 # ---- matvec vs GEMM for a few tokens (the multi-sequence decode step) ---------------------------------------------------

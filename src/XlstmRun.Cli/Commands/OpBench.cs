@@ -24,6 +24,7 @@ internal static class OpBench
     private static readonly Option<int> Rows = new("--rows") { Description = "--op matmul: weight rows", DefaultValueFactory = _ => 4096 };
     private static readonly Option<int> Cols = new("--cols") { Description = "--op matmul: weight columns", DefaultValueFactory = _ => 4096 };
     private static readonly Option<string> Tokens = new("--tokens") { Description = "--op: tokens per call, comma-separated (1 = decode matvec / step kernel)", DefaultValueFactory = _ => "1" };
+    private static readonly Option<bool> Overlap = new("--overlap") { Description = "--op matmul/7b: also time 32 products in one submission, each depending on the previous one (a barrier between them) and independent (distinct outputs, no barriers): shows what a dependency costs and whether the device overlaps independent dispatches (wall clock, no device timestamps)" };
 
     public static void AddOptions(Command c)
     {
@@ -32,6 +33,7 @@ internal static class OpBench
         c.Options.Add(Rows);
         c.Options.Add(Cols);
         c.Options.Add(Tokens);
+        c.Options.Add(Overlap);
     }
 
     public static bool Requested(ParseResult pr) => !string.IsNullOrEmpty(pr.GetValue(Op));
@@ -78,11 +80,13 @@ internal static class OpBench
                 throw new BadInputException($"--op {op}: expected matmul, cell, 7b or mma");
         }
 
-        using var be = mo.CreateBackend(pr, profile: true);
+        bool overlap = pr.GetValue(Overlap);
+        using var be = mo.CreateBackend(pr, profile: !overlap);
         Console.Error.WriteLine($"bench --op: {be.Device}");
         var prof = be as IProfilingBackend;
         bool deviceTimes = prof is { Profiling: true };
         var sb = new StringBuilder();
+        if (overlap) return OverlapTable(be, cases.Where(c => c.Op == "matmul").ToList(), reps);
         sb.AppendLine("| op | shape | type | tokens | activations | µs per call | TFLOP/s | GB/s |");
         sb.AppendLine("| --- | --- | --- | ---: | --- | ---: | ---: | ---: |");
         foreach (var c in cases)
@@ -262,6 +266,46 @@ internal static class OpBench
         {
             foreach (var p in owned) unsafe { NativeMemory.AlignedFree((void*)p); }
         }
+    }
+
+    /// <summary>`--overlap`: per product, the wall-clock time of 32 products recorded into one submission, (a) each
+    /// writing the output the previous one wrote (the backend puts a barrier between them) and (b) each writing its own
+    /// output (no barriers). (a) − (b) is what a dependency between dispatches costs on this device; (b) near the bytes
+    /// over the bandwidth means the device runs independent dispatches concurrently.</summary>
+    private static int OverlapTable(IBackend be, List<Case> cases, int reps)
+    {
+        const int N = 32;
+        var sb = new StringBuilder();
+        sb.AppendLine($"| shape | type | tokens | dependent µs per product | independent µs per product | difference | independent GB/s |");
+        sb.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+        foreach (var c in cases)
+        {
+            var owned = new List<nint>();
+            try
+            {
+                long wbytes = GgmlTypes.RowBytes(c.Type, c.Cols) * c.Rows;
+                int copies = (int)Math.Clamp((200L << 20) / Math.Max(1, wbytes), 1, 8);
+                var ws = new IWeight[copies];
+                for (int i = 0; i < copies; i++) ws[i] = be.LoadWeight(RandomWeight(c.Type, c.Rows, c.Cols, (uint)(i + 1), owned));
+                var x = RandomActivations(be, c.Tokens, c.Cols, 99, owned);
+                var ds = new ITensor[N];
+                for (int i = 0; i < N; i++) ds[i] = be.Alloc(c.Tokens, c.Rows);
+                var sync = be.Rows(ds[0], 0, 1);
+                double dep = Time(be, null, reps, sync, _ => { for (int i = 0; i < N; i++) be.MatMul(ws[i % copies], x, ds[0]); }) / N;
+                double ind = Time(be, null, reps, sync, _ => { for (int i = 0; i < N; i++) be.MatMul(ws[i % copies], x, ds[i]); }) / N;
+                sb.AppendLine($"| {c.Label} ({c.Rows}x{c.Cols}) | {GgmlTypes.Name(c.Type)} | {c.Tokens} | {F(dep, "F2")} | {F(ind, "F2")} | {F(dep - ind, "F2")} | {F(wbytes / ind / 1e3, "F1")} |");
+                Console.Error.WriteLine($"bench --op --overlap: {c.Label} {GgmlTypes.Name(c.Type)} T={c.Tokens}: {dep:F2} / {ind:F2} µs");
+            }
+            finally
+            {
+                foreach (var p in owned) unsafe { NativeMemory.AlignedFree((void*)p); }
+            }
+        }
+        sb.AppendLine();
+        sb.AppendLine($"device: {be.Device}");
+        sb.AppendLine($"time: wall clock of {N} products in one submission (median of the calls after one warm-up), divided by {N}");
+        Console.Write(sb.ToString());
+        return 0;
     }
 
     /// <summary>The mLSTM cell of one 7B block (8 heads of 256 × 512): the step kernel for one token, the chunkwise
