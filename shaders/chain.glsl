@@ -11,34 +11,25 @@
 //      write-after-write hazard can remain);
 //   2. a workgroup writes nothing before its wait, and counts itself done after all its writes (memoryBarrierBuffer
 //      by every invocation, then a workgroup barrier, then one atomic add: the usual release pattern);
-//   3. the wait is an acquire: the poll is an atomic load with acquire semantics at device scope, and every
-//      invocation then runs a device-scope memory barrier, so that its later loads see the previous links' writes
-//      (NVIDIA implements device-scope acquire by invalidating the SM's L1; a kernel may still declare the buffers it
-//      reads from earlier links `coherent`, which bypasses L1 at a cost: matvec_coh, XLSTM_VK_CHAIN_COHERENT=1);
-//   4. a kernel reads nothing before its wait that an earlier link of the chain may write (the host says when its
-//      state may be read early: the step kernel's pc.preload).
-// Polling is an atomic load: a plain (even volatile) load in an empty loop may be hoisted out of it by the driver's
-// compiler, which then never waits (seen on the H200: every decode check failed, fast).
+//   3. data written by an earlier link is read through `coherent` buffers (no stale per-SM cache line: without a
+//      barrier the driver does not invalidate those caches between the dispatches).
 // The includer declares the push fields chainWait (counter index or CHAIN_NONE), chainCount (workgroups of the
 // previous dispatch) and chainSignal (this dispatch's counter or CHAIN_NONE), and the binding CHAIN_BINDING.
-#extension GL_KHR_memory_scope_semantics : require
 #define CHAIN_NONE 0xFFFFFFFFu
 // Polls before a waiting workgroup gives up (far longer than any dispatch: a broken chain then shows up as wrong
 // results in the conformance check instead of a hung device).
 #define CHAIN_MAX_POLLS (1u << 26)
 
-layout(std430, binding = CHAIN_BINDING) coherent buffer ChainB { uint CH[]; };
+layout(std430, binding = CHAIN_BINDING) volatile coherent buffer ChainB { uint CH[]; };
 
 // Wait until the previous link is complete. Uniform control flow only (a workgroup barrier inside).
 void chain_wait()
 {
     if (pc.chainWait == CHAIN_NONE) return;
     if (gl_LocalInvocationIndex == 0u)
-        for (uint i = 0u; i < CHAIN_MAX_POLLS; i++)
-            if (atomicLoad(CH[pc.chainWait], gl_ScopeDevice, gl_StorageSemanticsBuffer, gl_SemanticsAcquire) >= pc.chainCount) break;
+        for (uint i = 0u; i < CHAIN_MAX_POLLS && CH[pc.chainWait] < pc.chainCount; i++) { }
     memoryBarrierBuffer();
     barrier();
-    memoryBarrierBuffer();
 }
 
 // Count this workgroup done (after all of its writes). Uniform control flow only.

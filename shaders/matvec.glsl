@@ -36,8 +36,7 @@
 //              weight's compute its rows into AD (the xLSTM gate pre-activations beside the q|k|v|o projection);
 //              flags bit 16: add the bias AB.
 // Built twice: matvec.comp (INT_DOT 0: float activations everywhere; no integer-dot capability in the module) and
-// matvec_idot.comp (INT_DOT 1: Q8_0/Q4_0 with int8 activations; the device must have shaderIntegerDotProduct); and
-// both again with X_COHERENT (matvec_coh.comp, matvec_idot_coh.comp; see below).
+// matvec_idot.comp (INT_DOT 1: Q8_0/Q4_0 with int8 activations; the device must have shaderIntegerDotProduct).
 #include "common.glsl"
 #if INT_DOT
 #extension GL_EXT_spirv_intrinsics : require
@@ -62,14 +61,9 @@ const uint AUXR = AUX_ROWS == 0u ? NUM_ROWS : AUX_ROWS;   // at most NUM_ROWS (t
 
 layout(std430, binding = 0) readonly buffer W4b { uvec4 W4[]; };
 layout(std430, binding = 1) readonly buffer W1b { uint W1[]; };
-// X_COHERENT (matvec_coh.comp, matvec_idot_coh.comp): x and the pre-quantized x, which the previous link of a chain
-// writes (chain.glsl), are read around the SM's L1 (slower: 3x for the int8 matvecs on the H200)
-#ifdef X_COHERENT
-#define XCOH coherent
-#else
-#define XCOH
-#endif
-layout(std430, binding = 2) XCOH readonly buffer Xb { vec4 X4[]; };
+// coherent: x, the pre-quantized x and D are written by the previous dispatch, which may be a link of the same chain
+// (chain.glsl): no stale per-SM cache lines
+layout(std430, binding = 2) coherent readonly buffer Xb { vec4 X4[]; };
 layout(std430, binding = 3) coherent buffer Db { float D[]; };   // coherent: M_QOUT reads other workgroups' rows
 layout(std430, binding = 4) readonly buffer Bb { float B[]; };
 layout(std430, binding = 5) readonly buffer NWb { vec4 NW4[]; };   // M_NORM: the norm weight (F32, zero-padded to 8)
@@ -79,9 +73,9 @@ layout(std430, binding = 8) readonly buffer AWb { vec4 AW4[]; };   // M_AUX: F32
 layout(std430, binding = 9) writeonly buffer ADb { float AD[]; };  // M_AUX: its output
 layout(std430, binding = 10) readonly buffer ABb { float AB[]; };  // M_AUX: its bias
 #if INT_DOT
-layout(std430, binding = 11) XCOH buffer XQb { uvec4 XQ4[]; };  // PREQ/M_QOUT: quants, token t block b at 2·(t·xqStride + b)
-layout(std430, binding = 12) XCOH buffer XDb { vec2 XD[]; };    // PREQ/M_QOUT: (d, Σq) at xdOff + t·xqStride + b
-layout(std430, binding = 13) XCOH buffer XSb { float XSS[]; };  // PREQ/M_QOUT: Σx² of block b of token t at xsOff + t·xqStride + b
+layout(std430, binding = 11) coherent buffer XQb { uvec4 XQ4[]; };  // PREQ/M_QOUT: quants, token t block b at 2·(t·xqStride + b)
+layout(std430, binding = 12) coherent buffer XDb { vec2 XD[]; };    // PREQ/M_QOUT: (d, Σq) at xdOff + t·xqStride + b
+layout(std430, binding = 13) coherent buffer XSb { float XSS[]; };  // PREQ/M_QOUT: Σx² of block b of token t at xsOff + t·xqStride + b
 layout(std430, binding = 14) buffer QCb { uint QC[]; };    // M_QOUT: finished row groups per 32-row block
 #include "quant8.glsl"
 #endif

@@ -13,9 +13,11 @@
 layout(local_size_x = 64, local_size_y = 4) in;
 #include "reduce.glsl"
 
-layout(std430, binding = 0) readonly buffer Qb { float QKV[]; };
-layout(std430, binding = 1) readonly buffer Gb { float G[]; };
-layout(std430, binding = 2) buffer Sb { float S[]; };
+// coherent: q|k|v|o and the gates come from the previous dispatch, and the state from this kernel's previous token,
+// either of which may be a link of the same chain (chain.glsl): no stale per-SM cache lines
+layout(std430, binding = 0) coherent readonly buffer Qb { float QKV[]; };
+layout(std430, binding = 1) coherent readonly buffer Gb { float G[]; };
+layout(std430, binding = 2) coherent buffer Sb { float S[]; };
 layout(std430, binding = 3) writeonly buffer Hb { float H[]; };
 layout(std430, binding = 4) buffer Cb { uint CNT[]; };
 layout(std430, binding = 5) coherent buffer Pb { float PART[]; };
@@ -33,7 +35,6 @@ layout(push_constant) uniform PC
     // own rows of q/k/v/o, gates, h, GD and slot r of the state (slotStride floats apart); 0 for one sequence
     uint qStride, gStride, hStride, gdStride, slotStride;
     uint chainWait, chainCount, chainSignal;   // chain.glsl
-    uint preload;   // the state may be read before the chain wait (no earlier link of the chain writes it)
 } pc;
 #define CHAIN_BINDING 8
 #include "chain.glsl"
@@ -61,8 +62,7 @@ void main()
     // the gates and q̂·n are computed (a workgroup reduction), which hides one memory round trip of this
     // latency-bound kernel. RB rows at a time: all 4·RB loads of C are issued before the first store (the compiler
     // cannot move loads of S across stores to S), which keeps enough bytes in flight to stream C. The state's loads
-    // come before the chain wait (chain.glsl) when no earlier link of the chain writes the state (pc.preload: the host
-    // knows; a submission with two steps of one block must not read the second's state early).
+    // come before the chain wait (chain.glsl): the previous dispatch does not write the state.
     const uint RB = 8u;
     uint a0 = split * pc.rowsPerSplit;
     uint a1 = min(pc.dqk, a0 + pc.rowsPerSplit);
@@ -71,7 +71,6 @@ void main()
     [[unroll]] for (uint c = 0u; c < 4u; c++) colOk[c] = col0 + lx + 64u * c < pc.dv;
     float cv[RB][4];
     float kr[RB], qr[RB];
-    if (pc.preload == 0u) chain_wait();
     [[unroll]] for (uint r = 0u; r < RB; r++)
     {
         uint ar = a0 + ly + 4u * r;
@@ -79,7 +78,7 @@ void main()
         [[unroll]] for (uint c = 0u; c < 4u; c++) cv[r][c] = ok && colOk[c] ? S[cbase + ar * pc.dv + 64u * c] : 0.0;
     }
     float mOld = S[pc.mOff + rs + h];
-    if (pc.preload != 0u) chain_wait();
+    chain_wait();
     [[unroll]] for (uint r = 0u; r < RB; r++)
     {
         uint ar = a0 + ly + 4u * r;

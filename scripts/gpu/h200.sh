@@ -2,7 +2,6 @@
 # Everything we measure on the GPU test machine (an NVIDIA H200 reached through the device tool), in one call:
 #   setup    unpack the carried Vulkan/OpenCL loaders (.gl/*.deb), find the NVIDIA driver files, list devices
 #   check    the conformance checks on every backend and device (xlstm-run check): one table
-#   check2   the checks again under other settings (CHECK2_ENV, CHECK2_ARGS)
 #   opbench  op-level benchmark at 7B shapes (bench --op 7b): decode matvecs and prefill GEMMs per type, cell kernels
 #   overlap  32 products per submission with barriers between them and without (does the device overlap dispatches?)
 #   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
@@ -66,16 +65,6 @@ if has check; then
   echo "exit $?" >> "$SUM"
   grep -v '| pass |' "$OUT/logs/check.txt" | head -60 >> "$SUM"
   tail -3 "$OUT/logs/check.txt" >> "$SUM"
-fi
-
-# a second check under other settings (CHECK2_ENV="VAR=v+VAR=v", CHECK2_ARGS)
-if has check2; then
-  say "check2"
-  sec "conformance under ${CHECK2_ENV:-} (xlstm-run check ${CHECK2_ARGS:-})"
-  env ${CHECK2_ENV//+/ } timeout "${CHECK_TIMEOUT:-240}" "$BIN" check ${CHECK2_ARGS:-} > "$OUT/logs/check2.txt" 2> "$OUT/logs/check2.err"
-  echo "exit $?" >> "$SUM"
-  grep -v '| pass |' "$OUT/logs/check2.txt" | head -40 >> "$SUM"
-  tail -3 "$OUT/logs/check2.txt" >> "$SUM"
 fi
 
 # ---- op bench ----------------------------------------------------------------------------------------------------------

@@ -156,9 +156,6 @@ public sealed unsafe class CommandStream : IDisposable
 
     public VkBuf? ChainBuffer => _chainBuf;
 
-    /// <summary>Whether an op recorded since the last barrier (in the current recording) writes <paramref name="b"/>.</summary>
-    public bool WrittenSinceBarrier(VkBuf b) => _target.Open && _target.Dirty.Contains(b.Id);
-
     /// <summary>Links recorded so far (all recordings): ops that waited in the shader instead of behind a barrier.</summary>
     public long ChainedOps { get; private set; }
 

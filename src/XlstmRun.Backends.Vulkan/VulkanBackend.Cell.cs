@@ -19,7 +19,6 @@ public sealed unsafe partial class VulkanBackend
         public uint WriteH;
         public uint QStride, GStride, HStride, GdStride, SlotStride;
         public ChainLink Chain;
-        public uint Preload;
     }
     [StructLayout(LayoutKind.Sequential)]
     internal struct ChunkPrepPush { public uint QOff, KOff, RowStride, GOff, GStride, T, L, NH, Dqk, RecOff, SOff; public float Cap; }
@@ -204,9 +203,6 @@ public sealed unsafe partial class VulkanBackend
             // the state from this block of the group's first slot on (one sequence: its block)
             ulong start = (S.Slots == 1 ? S.Base : 0) + S.BlockStride * (ulong)block;
             var sb = S.Slots == 1 ? StateBlock(S, block) : new Binding(buf, start, (ulong)(n - 1) * S.SlotStride + S.BlockBytes);
-            // the state may be read before the chain wait unless an op since the last barrier wrote it (an earlier
-            // step of this block in the same submission)
-            bool preload = !_cs.WrittenSinceBarrier(buf);
             _cs.BeginOp(norm != null ? "mlstm.step+headnorm" : "mlstm.step", [Q.Buf, G.Buf, buf, cnt, nw?.Parts[0].Buf],
                 [buf, writeH ? H.Buf : null, cnt, part, gd?.Buf], true, out var link);
             var pc = new StepPush
@@ -217,7 +213,7 @@ public sealed unsafe partial class VulkanBackend
                 Fuse = norm != null ? 1u : 0u, OOff = qo + (uint)(first * Q.Stride) + (uint)c.OOffset, GdOff = gdOff + (uint)(first * (gd?.Stride ?? 0)),
                 NormEps = norm?.Config.NormEps ?? 0f, WriteH = writeH ? 1u : 0u,
                 QStride = (uint)Q.Stride, GStride = (uint)G.Stride, HStride = (uint)H.Stride, GdStride = (uint)(gd?.Stride ?? 0),
-                SlotStride = (uint)(S.SlotStride / 4), Chain = link, Preload = preload ? 1u : 0u,
+                SlotStride = (uint)(S.SlotStride / 4), Chain = link,
             };
             Run(_step, _step.Pipeline([]), [qb, gb, sb, hb, Whole(cnt), Whole(part), nwb, gdb, Whole(_cs.ChainBuffer ?? _dummy)], &pc, Groups(dv, 256), splits, (uint)(n * NH));
             _cs.EndOp();

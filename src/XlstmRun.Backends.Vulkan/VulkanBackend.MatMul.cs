@@ -29,8 +29,7 @@ public sealed unsafe partial class VulkanBackend
     {
         var cx = _cx;
         Kernel K(string name, int bindings, uint push) => cx.Kernel(name, bindings, push);
-        string coh = Options.ChainCoherent ? "_coh" : "";
-        _matvec = K("matvec" + coh, 12, (uint)sizeof(MatVecPush));
+        _matvec = K("matvec", 12, (uint)sizeof(MatVecPush));
         _matmul = K("matmul", 5, (uint)sizeof(GemmPush));
         _embed = K("embed", 4, (uint)sizeof(EmbedPush));
         _rmsnorm = K("rmsnorm", 3, (uint)sizeof(RmsPush));
@@ -49,7 +48,7 @@ public sealed unsafe partial class VulkanBackend
         _intDot = cx.IntDot && !Options.Float32 && (Options.IntDot ?? cx.IntDotAccelerated);
         if (_intDot)
         {
-            _matvecIdot = K("matvec_idot" + coh, 16, (uint)sizeof(MatVecPush));
+            _matvecIdot = K("matvec_idot", 16, (uint)sizeof(MatVecPush));
             _quantize = K("quantize_x", 5, (uint)sizeof(QuantizePush));
         }
 

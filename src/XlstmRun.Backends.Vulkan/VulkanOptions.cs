@@ -78,9 +78,6 @@ public sealed record VulkanOptions
     /// for the dispatch before them instead of behind a pipeline barrier (shaders/chain.glsl), so that each starts its
     /// weight loads while the previous one finishes. null = on where measured faster (NVIDIA).</summary>
     public bool? Chain { get; init; }
-    /// <summary>Chained matvecs read x through coherent buffers, around the SM's L1 (XLSTM_VK_CHAIN_COHERENT=1;
-    /// shaders/chain.glsl rule 3): for diagnosis, when a device's acquire does not make L1 fresh.</summary>
-    public bool ChainCoherent { get; init; }
     /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
     public int? Batch { get; init; }
     /// <summary>Tensor-core GEMMs over at least this many tokens read x converted to f16 once (shaders/convert_f16.comp)
@@ -187,7 +184,6 @@ public sealed record VulkanOptions
         }
         if (Env("XLSTM_VK_GEMM_TOKEN_MAJOR") is { } gtm) o = o with { GemmTokenMajor = gtm != "0" };
         if (Env("XLSTM_VK_CHAIN") is { } ch) o = o with { Chain = ch != "0" };
-        if (Env("XLSTM_VK_CHAIN_COHERENT") is { } chc) o = o with { ChainCoherent = chc == "1" };
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;
     }
