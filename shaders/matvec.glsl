@@ -61,9 +61,7 @@ const uint AUXR = AUX_ROWS == 0u ? NUM_ROWS : AUX_ROWS;   // at most NUM_ROWS (t
 
 layout(std430, binding = 0) readonly buffer W4b { uvec4 W4[]; };
 layout(std430, binding = 1) readonly buffer W1b { uint W1[]; };
-// coherent: x, the pre-quantized x and D are written by the previous dispatch, which may be a link of the same chain
-// (chain.glsl): no stale per-SM cache lines
-layout(std430, binding = 2) coherent readonly buffer Xb { vec4 X4[]; };
+layout(std430, binding = 2) readonly buffer Xb { vec4 X4[]; };
 layout(std430, binding = 3) coherent buffer Db { float D[]; };   // coherent: M_QOUT reads other workgroups' rows
 layout(std430, binding = 4) readonly buffer Bb { float B[]; };
 layout(std430, binding = 5) readonly buffer NWb { vec4 NW4[]; };   // M_NORM: the norm weight (F32, zero-padded to 8)
@@ -73,9 +71,9 @@ layout(std430, binding = 8) readonly buffer AWb { vec4 AW4[]; };   // M_AUX: F32
 layout(std430, binding = 9) writeonly buffer ADb { float AD[]; };  // M_AUX: its output
 layout(std430, binding = 10) readonly buffer ABb { float AB[]; };  // M_AUX: its bias
 #if INT_DOT
-layout(std430, binding = 11) coherent buffer XQb { uvec4 XQ4[]; };  // PREQ/M_QOUT: quants, token t block b at 2·(t·xqStride + b)
-layout(std430, binding = 12) coherent buffer XDb { vec2 XD[]; };    // PREQ/M_QOUT: (d, Σq) at xdOff + t·xqStride + b
-layout(std430, binding = 13) coherent buffer XSb { float XSS[]; };  // PREQ/M_QOUT: Σx² of block b of token t at xsOff + t·xqStride + b
+layout(std430, binding = 11) buffer XQb { uvec4 XQ4[]; };  // PREQ/M_QOUT: quants, token t block b at 2·(t·xqStride + b)
+layout(std430, binding = 12) buffer XDb { vec2 XD[]; };    // PREQ/M_QOUT: (d, Σq) at xdOff + t·xqStride + b
+layout(std430, binding = 13) buffer XSb { float XSS[]; };  // PREQ/M_QOUT: Σx² of block b of token t at xsOff + t·xqStride + b
 layout(std430, binding = 14) buffer QCb { uint QC[]; };    // M_QOUT: finished row groups per 32-row block
 #include "quant8.glsl"
 #endif
@@ -88,14 +86,7 @@ layout(push_constant) uniform PC
     uint auxRows, auxOff, auxStride, mainGroups, nTok;
     uint xqStride, xdOff, xsOff;   // PREQ: the layout of the quantized input; M_QOUT: of the quantized output
     uint rowGroups;                         // groups of NUM_ROWS rows (mainGroups = ⌈rowGroups / RLOOP⌉)
-    uint chainWait, chainCount, chainSignal;   // chain.glsl
 } pc;
-#if INT_DOT
-#define CHAIN_BINDING 15
-#else
-#define CHAIN_BINDING 11
-#endif
-#include "chain.glsl"
 
 #include "weights.glsl"
 
@@ -374,37 +365,8 @@ void quantize_out(uint wgi, uint t0)
 }
 #endif
 
-// The weights of one iteration (UNROLL chunks from c0 on; chunks past the row clamp to its last one, whose results
-// the loop does not use) into registers.
-void load_quant(uint rowBase[NUM_ROWS], uint c0, uint nb, out uvec4 wu[UNROLL][NUM_ROWS], out uvec4 wv[UNROLL][NUM_ROWS], out float wd[UNROLL][NUM_ROWS])
-{
-    const uint WG = gl_WorkGroupSize.x;
-    [[unroll]] for (uint u = 0u; u < UNROLL; u++)
-    {
-        uint c = min(c0 + u * WG, nb - 1u);
-        [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
-        {
-            uint blk = rowBase[r] * nb + c;
-            if (WTYPE == WT_Q8_0) { wu[u][r] = W4[2u * blk]; wv[u][r] = W4[2u * blk + 1u]; }
-            else { wu[u][r] = W4[blk]; wv[u][r] = uvec4(0u); }
-            wd[u][r] = w_scale(pc.scaleBase + blk);
-        }
-    }
-}
-
-void load_float(uint rowBase[NUM_ROWS], uint g0, uint ng, out vec4 lo[UNROLL][NUM_ROWS], out vec4 hi[UNROLL][NUM_ROWS])
-{
-    const uint WG = gl_WorkGroupSize.x;
-    [[unroll]] for (uint u = 0u; u < UNROLL; u++)
-    {
-        uint g = min(g0 + u * WG, ng - 1u);
-        [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) w_decode8(rowBase[r], g, pc.wStride, pc.scaleBase, lo[u][r], hi[u][r]);
-    }
-}
-
-// Row group wgi (NUM_ROWS rows) for tokens t0 .. t0 + ntok − 1; with `wait`, the chain wait (chain.glsl) comes after
-// the first weight loads.
-void row_group(uint wgi, uint t0, uint ntok, bool wait)
+// Row group wgi (NUM_ROWS rows) for tokens t0 .. t0 + ntok − 1.
+void row_group(uint wgi, uint t0, uint ntok)
 {
     const uint WG = gl_WorkGroupSize.x;
     const bool NORM = (MODE & M_NORM) != 0u;
@@ -422,15 +384,22 @@ void row_group(uint wgi, uint t0, uint ntok, bool wait)
     if (wt_is_quant())
     {
         uint nb = pc.wStride;
-        uvec4 wu[UNROLL][NUM_ROWS], wv[UNROLL][NUM_ROWS];
-        float wd[UNROLL][NUM_ROWS];
-        // the first iteration's weights are loaded before the chain wait (they do not depend on the previous dispatch)
-        load_quant(rowBase, tid, nb, wu, wv, wd);
-        if (wait) chain_wait();
         for (uint c0 = tid; c0 < nb; c0 += WG * UNROLL)
         {
             // every weight load of this iteration first
-            if (c0 != tid) load_quant(rowBase, c0, nb, wu, wv, wd);
+            uvec4 wu[UNROLL][NUM_ROWS], wv[UNROLL][NUM_ROWS];
+            float wd[UNROLL][NUM_ROWS];
+            [[unroll]] for (uint u = 0u; u < UNROLL; u++)
+            {
+                uint c = min(c0 + u * WG, nb - 1u);
+                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
+                {
+                    uint blk = rowBase[r] * nb + c;
+                    if (WTYPE == WT_Q8_0) { wu[u][r] = W4[2u * blk]; wv[u][r] = W4[2u * blk + 1u]; }
+                    else wu[u][r] = W4[blk];
+                    wd[u][r] = w_scale(pc.scaleBase + blk);
+                }
+            }
             [[unroll]] for (uint u = 0u; u < UNROLL; u++)
             {
                 uint c = c0 + u * WG;
@@ -488,12 +457,14 @@ void row_group(uint wgi, uint t0, uint ntok, bool wait)
     else
     {
         uint ng = (pc.cols + 7u) >> 3;
-        vec4 lo[UNROLL][NUM_ROWS], hi[UNROLL][NUM_ROWS];
-        load_float(rowBase, tid, ng, lo, hi);   // before the chain wait, as above
-        if (wait) chain_wait();
         for (uint g0 = tid; g0 < ng; g0 += WG * UNROLL)
         {
-            if (g0 != tid) load_float(rowBase, g0, ng, lo, hi);
+            vec4 lo[UNROLL][NUM_ROWS], hi[UNROLL][NUM_ROWS];
+            [[unroll]] for (uint u = 0u; u < UNROLL; u++)
+            {
+                uint g = min(g0 + u * WG, ng - 1u);
+                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) w_decode8(rowBase[r], g, pc.wStride, pc.scaleBase, lo[u][r], hi[u][r]);
+            }
             [[unroll]] for (uint u = 0u; u < UNROLL; u++)
             {
                 uint g = g0 + u * WG;
@@ -569,24 +540,18 @@ void main()
     uint ntok = min(NTOK, pc.nTok - t0);   // tokens of this workgroup (uniform)
     if ((MODE & M_AUX) != 0u && wg >= pc.mainGroups)
     {
-        chain_wait();
         for (uint j = 0u; j < ntok; j++)
         {
             barrier();   // the previous token's results are read from tot[] before it is reused
             aux_rows(wg - pc.mainGroups, pc.xOff + (t0 + j) * pc.xStride, t0 + j);
         }
+        return;
     }
-    else
-        for (uint rl = 0u; rl < RLOOP; rl++)
-        {
-            uint wgi = wg * RLOOP + rl;
-            if (wgi >= pc.rowGroups)   // uniform
-            {
-                if (rl == 0u) chain_wait();
-                break;
-            }
-            if (rl > 0u) barrier();           // the previous group's results are read from tot[] before it is reused
-            row_group(wgi, t0, ntok, rl == 0u);
-        }
-    chain_signal();
+    for (uint rl = 0u; rl < RLOOP; rl++)
+    {
+        uint wgi = wg * RLOOP + rl;
+        if (wgi >= pc.rowGroups) break;   // uniform
+        if (rl > 0u) barrier();           // the previous group's results are read from tot[] before it is reused
+        row_group(wgi, t0, ntok);
+    }
 }

@@ -13,11 +13,9 @@
 layout(local_size_x = 64, local_size_y = 4) in;
 #include "reduce.glsl"
 
-// coherent: q|k|v|o and the gates come from the previous dispatch, and the state from this kernel's previous token,
-// either of which may be a link of the same chain (chain.glsl): no stale per-SM cache lines
-layout(std430, binding = 0) coherent readonly buffer Qb { float QKV[]; };
-layout(std430, binding = 1) coherent readonly buffer Gb { float G[]; };
-layout(std430, binding = 2) coherent buffer Sb { float S[]; };
+layout(std430, binding = 0) readonly buffer Qb { float QKV[]; };
+layout(std430, binding = 1) readonly buffer Gb { float G[]; };
+layout(std430, binding = 2) buffer Sb { float S[]; };
 layout(std430, binding = 3) writeonly buffer Hb { float H[]; };
 layout(std430, binding = 4) buffer Cb { uint CNT[]; };
 layout(std430, binding = 5) coherent buffer Pb { float PART[]; };
@@ -34,10 +32,7 @@ layout(push_constant) uniform PC
     // several sequences (the multi-sequence decode step): workgroup z = row · NH + head, row r reading and writing its
     // own rows of q/k/v/o, gates, h, GD and slot r of the state (slotStride floats apart); 0 for one sequence
     uint qStride, gStride, hStride, gdStride, slotStride;
-    uint chainWait, chainCount, chainSignal;   // chain.glsl
 } pc;
-#define CHAIN_BINDING 8
-#include "chain.glsl"
 
 shared float part[4][256];
 shared float hsh[1024];   // fuse: h of the head (dv <= 1024, checked by the host)
@@ -61,8 +56,7 @@ void main()
     // The first RB rows of this split's C tile, k and q are loaded before anything else: the loads are in flight while
     // the gates and q̂·n are computed (a workgroup reduction), which hides one memory round trip of this
     // latency-bound kernel. RB rows at a time: all 4·RB loads of C are issued before the first store (the compiler
-    // cannot move loads of S across stores to S), which keeps enough bytes in flight to stream C. The state's loads
-    // come before the chain wait (chain.glsl): the previous dispatch does not write the state.
+    // cannot move loads of S across stores to S), which keeps enough bytes in flight to stream C.
     const uint RB = 8u;
     uint a0 = split * pc.rowsPerSplit;
     uint a1 = min(pc.dqk, a0 + pc.rowsPerSplit);
@@ -75,16 +69,9 @@ void main()
     {
         uint ar = a0 + ly + 4u * r;
         bool ok = ar < a1;
-        [[unroll]] for (uint c = 0u; c < 4u; c++) cv[r][c] = ok && colOk[c] ? S[cbase + ar * pc.dv + 64u * c] : 0.0;
-    }
-    float mOld = S[pc.mOff + rs + h];
-    chain_wait();
-    [[unroll]] for (uint r = 0u; r < RB; r++)
-    {
-        uint ar = a0 + ly + 4u * r;
-        bool ok = ar < a1;
         kr[r] = ok ? QKV[ko + ar] : 0.0;
         qr[r] = ok ? QKV[qo + ar] : 0.0;
+        [[unroll]] for (uint c = 0u; c < 4u; c++) cv[r][c] = ok && colOk[c] ? S[cbase + ar * pc.dv + 64u * c] : 0.0;
     }
     float vj[4];
     [[unroll]] for (uint c = 0u; c < 4u; c++)
@@ -104,6 +91,7 @@ void main()
 
     float ig = soft_cap(G[gOff + h], pc.cap);
     float fg = soft_cap(G[gOff + pc.NH + h], pc.cap);
+    float mOld = S[pc.mOff + rs + h];
     float lf = log_sigmoid(fg);
     float mNew = max(lf + mOld, ig);
     float fa = exp(lf + mOld - mNew);
@@ -210,5 +198,4 @@ void main()
             atomicExchange(CNT[pc.cntOff + rh], 0u);
         }
     }
-    chain_signal();
 }

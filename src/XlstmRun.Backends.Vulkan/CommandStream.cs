@@ -10,21 +10,7 @@ namespace XlstmRun.Backends.Vulkan;
 /// since the last barrier wrote (read-after-write, write-after-write) or read (write-after-read). Each command buffer
 /// starts with a full barrier (ordering against earlier submissions) and ends with a device-to-host barrier.
 /// With profiling on, a timestamp follows every op; the time between consecutive timestamps is charged to the op.
-/// Chained ops (<see cref="EnableChains"/>, shaders/chain.glsl): an op whose kernel waits in the shader for the
-/// dispatch before it needs no barrier when every op since the last barrier is a link of one chain; its push constants
-/// then carry the counter to wait on (with the previous dispatch's workgroup count) and its own counter. Each recording
-/// has its own counters, zeroed by a fill before its first link.
 /// </summary>
-/// <summary>A chained kernel's push fields (chain.glsl): the counter to wait on and how many workgroups count it
-/// done, and the counter this dispatch counts on; <see cref="NoSlot"/> for none.</summary>
-[System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
-public struct ChainLink
-{
-    public const uint NoSlot = uint.MaxValue;
-    public uint Wait, Count, Signal;
-    public static ChainLink None => new() { Wait = NoSlot, Count = 0, Signal = NoSlot };
-}
-
 public sealed unsafe class CommandStream : IDisposable
 {
     private sealed class Recording
@@ -36,18 +22,7 @@ public sealed unsafe class CommandStream : IDisposable
         public uint Queries;
         public readonly List<string> Ops = new();
         public string Phase = "";
-        // chains: this recording's counter region (-1: none), links recorded, counters zeroed in this recording,
-        // every op since the last barrier a link, the last link's counter and workgroups, a link awaiting its dispatch
-        public int ChainRegion = -1, ChainUsed;
-        public bool ChainFilled, ChainOpen, LinkPending;
-        public uint LastSlot = ChainLink.NoSlot, LastCount, PendingSlot;
     }
-
-    /// <summary>Counters per recording and recordings with counters (the rest run without chains).</summary>
-    public const int ChainSlotsPerRecording = 1024, ChainRegions = 64;
-    public const ulong ChainBufferBytes = 4UL * ChainSlotsPerRecording * ChainRegions;
-    private VkBuf? _chainBuf;
-    private int _nextChainRegion;
 
     private const uint QueryCap = 4096;
     private readonly VulkanContext _context;
@@ -95,7 +70,7 @@ public sealed unsafe class CommandStream : IDisposable
         var ai = new CommandBufferAllocateInfo { SType = StructureType.CommandBufferAllocateInfo, CommandPool = _pool, Level = CommandBufferLevel.Primary, CommandBufferCount = 1 };
         CommandBuffer cb;
         _context.Check(_vk.AllocateCommandBuffers(_context.Device, &ai, &cb), "vkAllocateCommandBuffers");
-        var r = new Recording { Cb = cb, Phase = phase, ChainRegion = _nextChainRegion < ChainRegions ? _nextChainRegion++ : -1 };
+        var r = new Recording { Cb = cb, Phase = phase };
         if (Profiling)
         {
             var qpci = new QueryPoolCreateInfo { SType = StructureType.QueryPoolCreateInfo, QueryType = QueryType.Timestamp, QueryCount = QueryCap };
@@ -120,11 +95,6 @@ public sealed unsafe class CommandStream : IDisposable
         r.Dirty.Clear();
         r.Reads.Clear();
         r.Ops.Clear();
-        r.ChainUsed = 0;
-        r.ChainFilled = false;
-        r.ChainOpen = true;   // the barrier above
-        r.LastSlot = ChainLink.NoSlot;
-        r.LinkPending = false;
         r.Queries = 0;
         if (Profiling)
         {
@@ -143,27 +113,7 @@ public sealed unsafe class CommandStream : IDisposable
 
     /// <summary>Start an op that reads <paramref name="reads"/> and writes <paramref name="writes"/>; returns the command
     /// buffer to record it into. Call <see cref="EndOp"/> after recording.</summary>
-    public CommandBuffer BeginOp(string name, ReadOnlySpan<VkBuf?> reads, ReadOnlySpan<VkBuf?> writes) =>
-        BeginOp(name, reads, writes, false, out _);
-
-    /// <summary>Chained dispatches on: <paramref name="counters"/> (<see cref="ChainBufferBytes"/>) holds the counters
-    /// that chained kernels bind (<see cref="ChainBuffer"/>).</summary>
-    public void EnableChains(VkBuf counters)
-    {
-        if (counters.Size < ChainBufferBytes) throw new ArgumentException("chain counter buffer too small");
-        _chainBuf = counters;
-    }
-
-    public VkBuf? ChainBuffer => _chainBuf;
-
-    /// <summary>Links recorded so far (all recordings): ops that waited in the shader instead of behind a barrier.</summary>
-    public long ChainedOps { get; private set; }
-
-    /// <summary>As <see cref="BeginOp(string, ReadOnlySpan{VkBuf?}, ReadOnlySpan{VkBuf?})"/>; with
-    /// <paramref name="chainable"/> (a kernel that includes chain.glsl, recorded with exactly one dispatch) the op
-    /// becomes a link when chains are on, and <paramref name="link"/> holds its push fields (else
-    /// <see cref="ChainLink.None"/>, which the kernel must still receive).</summary>
-    public CommandBuffer BeginOp(string name, ReadOnlySpan<VkBuf?> reads, ReadOnlySpan<VkBuf?> writes, bool chainable, out ChainLink link)
+    public CommandBuffer BeginOp(string name, ReadOnlySpan<VkBuf?> reads, ReadOnlySpan<VkBuf?> writes)
     {
         var r = _target;
         if (Profiling && r.Queries + 1 >= QueryCap)
@@ -176,30 +126,9 @@ public sealed unsafe class CommandStream : IDisposable
             if (r == _eager) Wait(); // the eager buffer may still be in flight
             Begin(r, r == _eager);
         }
-        if (r.LinkPending) throw new InvalidOperationException("a chained op ended without its dispatch");
         bool need = false;
         foreach (var b in reads) if (b != null && r.Dirty.Contains(b.Id)) need = true;
         foreach (var b in writes) if (b != null && (r.Dirty.Contains(b.Id) || r.Reads.Contains(b.Id))) need = true;
-        bool chain = chainable && _chainBuf != null && r.ChainRegion >= 0 && r.ChainUsed < ChainSlotsPerRecording;
-        link = ChainLink.None;
-        if (chain)
-        {
-            if (!r.ChainFilled)
-            {
-                // this recording's counters start at zero each time it runs: the barrier below orders the fill first
-                _vk.CmdFillBuffer(r.Cb, _chainBuf!.Handle, 4UL * ChainSlotsPerRecording * (ulong)r.ChainRegion, 4UL * ChainSlotsPerRecording, 0);
-                r.ChainFilled = true;
-                need = true;
-            }
-            else if (!r.ChainOpen) need = true;             // an op outside the chain since the last barrier
-            else if (r.LastSlot != ChainLink.NoSlot)
-            {
-                need = false;                               // the kernel waits for the previous link instead
-                link.Wait = r.LastSlot;
-                link.Count = r.LastCount;
-                ChainedOps++;
-            }
-        }
         if (need)
         {
             var mb = new MemoryBarrier
@@ -212,18 +141,6 @@ public sealed unsafe class CommandStream : IDisposable
             r.Dirty.Clear();
             r.Reads.Clear();
             Barriers++;
-            r.ChainOpen = true;
-            r.LastSlot = ChainLink.NoSlot;
-        }
-        if (chain)
-        {
-            link.Signal = r.PendingSlot = (uint)(ChainSlotsPerRecording * r.ChainRegion + r.ChainUsed++);
-            r.LinkPending = true;
-        }
-        else
-        {
-            r.ChainOpen = false;   // this op is not a link: the next link needs a barrier
-            r.LastSlot = ChainLink.NoSlot;
         }
         foreach (var b in reads) if (b != null) r.Reads.Add(b.Id);
         foreach (var b in writes) if (b != null) r.Dirty.Add(b.Id);
@@ -235,7 +152,6 @@ public sealed unsafe class CommandStream : IDisposable
     public void EndOp()
     {
         var r = _target;
-        if (r.LinkPending) throw new InvalidOperationException($"chained op {_opName} recorded no dispatch");
         if (Profiling)
         {
             _vk.CmdWriteTimestamp(r.Cb, PipelineStageFlags.BottomOfPipeBit, r.Pool, r.Queries++);
@@ -251,16 +167,6 @@ public sealed unsafe class CommandStream : IDisposable
         _vk.CmdBindDescriptorSets(cb, PipelineBindPoint.Compute, k.Layout, 0, 1, &set, 0, null);
         if (k.PushBytes > 0) _vk.CmdPushConstants(cb, k.Layout, ShaderStageFlags.ComputeBit, 0, k.PushBytes, push);
         _vk.CmdDispatch(cb, gx, gy, gz);
-        var r = _target;
-        if (r.LinkPending)
-        {
-            // the next link waits for this dispatch's workgroups (one dispatch per link)
-            r.LinkPending = false;
-            r.LastSlot = r.PendingSlot;
-            r.LastCount = checked(gx * gy * gz);
-        }
-        else if (r.ChainOpen && r.LastSlot != ChainLink.NoSlot)
-            throw new InvalidOperationException("a second dispatch in a chained op");
     }
 
     /// <summary>Submit <paramref name="recs"/> and remember them as in flight (one submission in flight at a time).</summary>

@@ -18,7 +18,6 @@ public sealed unsafe partial class VulkanBackend
         public float NormEps;
         public uint WriteH;
         public uint QStride, GStride, HStride, GdStride, SlotStride;
-        public ChainLink Chain;
     }
     [StructLayout(LayoutKind.Sequential)]
     internal struct ChunkPrepPush { public uint QOff, KOff, RowStride, GOff, GStride, T, L, NH, Dqk, RecOff, SOff; public float Cap; }
@@ -204,7 +203,7 @@ public sealed unsafe partial class VulkanBackend
             ulong start = (S.Slots == 1 ? S.Base : 0) + S.BlockStride * (ulong)block;
             var sb = S.Slots == 1 ? StateBlock(S, block) : new Binding(buf, start, (ulong)(n - 1) * S.SlotStride + S.BlockBytes);
             _cs.BeginOp(norm != null ? "mlstm.step+headnorm" : "mlstm.step", [Q.Buf, G.Buf, buf, cnt, nw?.Parts[0].Buf],
-                [buf, writeH ? H.Buf : null, cnt, part, gd?.Buf], true, out var link);
+                [buf, writeH ? H.Buf : null, cnt, part, gd?.Buf]);
             var pc = new StepPush
             {
                 QOff = qo + (uint)(first * Q.Stride), KOff = qo + (uint)(first * Q.Stride) + (uint)c.QkDim, VOff = qo + (uint)(first * Q.Stride) + 2u * (uint)c.QkDim,
@@ -213,9 +212,9 @@ public sealed unsafe partial class VulkanBackend
                 Fuse = norm != null ? 1u : 0u, OOff = qo + (uint)(first * Q.Stride) + (uint)c.OOffset, GdOff = gdOff + (uint)(first * (gd?.Stride ?? 0)),
                 NormEps = norm?.Config.NormEps ?? 0f, WriteH = writeH ? 1u : 0u,
                 QStride = (uint)Q.Stride, GStride = (uint)G.Stride, HStride = (uint)H.Stride, GdStride = (uint)(gd?.Stride ?? 0),
-                SlotStride = (uint)(S.SlotStride / 4), Chain = link,
+                SlotStride = (uint)(S.SlotStride / 4),
             };
-            Run(_step, _step.Pipeline([]), [qb, gb, sb, hb, Whole(cnt), Whole(part), nwb, gdb, Whole(_cs.ChainBuffer ?? _dummy)], &pc, Groups(dv, 256), splits, (uint)(n * NH));
+            Run(_step, _step.Pipeline([]), [qb, gb, sb, hb, Whole(cnt), Whole(part), nwb, gdb], &pc, Groups(dv, 256), splits, (uint)(n * NH));
             _cs.EndOp();
         }
     }

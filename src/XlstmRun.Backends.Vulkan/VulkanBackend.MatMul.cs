@@ -29,7 +29,7 @@ public sealed unsafe partial class VulkanBackend
     {
         var cx = _cx;
         Kernel K(string name, int bindings, uint push) => cx.Kernel(name, bindings, push);
-        _matvec = K("matvec", 12, (uint)sizeof(MatVecPush));
+        _matvec = K("matvec", 11, (uint)sizeof(MatVecPush));
         _matmul = K("matmul", 5, (uint)sizeof(GemmPush));
         _embed = K("embed", 4, (uint)sizeof(EmbedPush));
         _rmsnorm = K("rmsnorm", 3, (uint)sizeof(RmsPush));
@@ -37,7 +37,7 @@ public sealed unsafe partial class VulkanBackend
         _swiglu = K("swiglu", 2, (uint)sizeof(SwiGluPush));
         _softcap = K("softcap", 1, (uint)sizeof(SoftCapPush));
         _argmax = K("argmax", 2, (uint)sizeof(ArgmaxPush));
-        _step = K("mlstm_step", 9, (uint)sizeof(StepPush));
+        _step = K("mlstm_step", 8, (uint)sizeof(StepPush));
         _chunkPrep = K("mlstm_chunk_prep", 3, (uint)sizeof(ChunkPrepPush));
         _chunkKv = K("mlstm_chunk_kv", 2, (uint)sizeof(ChunkKvPush));
         _chunkScan = K("mlstm_chunk_scan", 2, (uint)sizeof(ChunkScanPush));
@@ -48,7 +48,7 @@ public sealed unsafe partial class VulkanBackend
         _intDot = cx.IntDot && !Options.Float32 && (Options.IntDot ?? cx.IntDotAccelerated);
         if (_intDot)
         {
-            _matvecIdot = K("matvec_idot", 16, (uint)sizeof(MatVecPush));
+            _matvecIdot = K("matvec_idot", 15, (uint)sizeof(MatVecPush));
             _quantize = K("quantize_x", 5, (uint)sizeof(QuantizePush));
         }
 
@@ -109,7 +109,6 @@ public sealed unsafe partial class VulkanBackend
         public uint AuxRows, AuxOff, AuxStride, MainGroups, NTok;
         public uint XqStride, XdOff, XsOff;
         public uint RowGroups;
-        public ChainLink Chain;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -412,9 +411,7 @@ public sealed unsafe partial class VulkanBackend
         VkBuf?[] writes = [writeD ? D.Buf : null, mv.WriteNorm ? A!.Buf : null, S?.Buf, AD?.Buf, quantizeFor != null ? xq : null, qc];
         string name = "matvec." + GgmlTypes.Name(W.DevType) + (idot ? preq ? ".q8x" : ".i8" : "") + (norm != null ? "+norm" : "") + (aux != null ? "+aux" : "") +
                       (S != null ? "+swiglu" : "") + (mv.Cap != null ? "+softcap" : "") + (quantizeFor != null ? "+qout" : "");
-        // a link of the decode step's chain (chain.glsl) when it is one dispatch
-        _cs.BeginOp(name, reads.ToArray(), writes, W.Parts.Length == 1, out var link);
-        var chb = Whole(_cs.ChainBuffer ?? _dummy);
+        _cs.BeginOp(name, reads.ToArray(), writes);
         if (mode != 0) FusedDispatches++;
         if (quantizeFor != null) QuantizedOutputs++;
         uint group = (uint)Math.Min(T, Options.VecGroup);   // tokens per workgroup
@@ -449,16 +446,15 @@ public sealed unsafe partial class VulkanBackend
                 Eps = norm?.Eps ?? 0f, Cap = mv.Cap?.Cap ?? 0f,
                 AuxRows = aux != null ? (uint)AW!.Rows : 0, AuxOff = auxOff, AuxStride = auxStride, MainGroups = mainGroups,
                 NTok = (uint)T, XqStride = nb, XdOff = xdOff, XsOff = xsOff, RowGroups = rowGroups,
-                Chain = link,
             };
             firstPart = false;
             var (gx, gy) = Grid2(mainGroups + auxGroups);
             if (idot)
             {
                 var q = Whole(xq ?? _dummy);
-                Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb, q, q, q, Whole(qc ?? _dummy), chb], &pc, gx, gy, Groups(T, group));
+                Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb, q, q, q, Whole(qc ?? _dummy)], &pc, gx, gy, Groups(T, group));
             }
-            else Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb, chb], &pc, gx, gy, Groups(T, group));
+            else Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb], &pc, gx, gy, Groups(T, group));
         }
         _cs.EndOp();
     }

@@ -43,7 +43,6 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
             _dummy = _mem.Create(16, MemKind.Device);
             _redWg = 256;
             InitKernels();
-            if (Options.Chain ?? false) _cs.EnableChains(_mem.Create(CommandStream.ChainBufferBytes, MemKind.Device));
         }
         catch
         {
@@ -72,7 +71,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
     public string Name => "vulkan";
     public string Device => $"{_cx.Info.Name} (Vulkan {_cx.Info.ApiVersion}, {VulkanDeviceInfo.TypeName(_cx.Info.Type)}, subgroup {_cx.Info.SubgroupSize}" +
                             (_cx.UseSubgroups ? "" : ", no subgroup ops") + (_gemmCm != null && !Options.Float32 ? $", prefill GEMM on cooperative matrices (f16, tile {_gemmTile.BM}x{_gemmTile.BN})" : "") +
-                            (_intDot ? ", int8-activation matvecs" : "") + (_cs.ChainBuffer != null ? ", chained decode dispatches" : "") + (Options.Float32 ? ", precision f32" : "") + ")";
+                            (_intDot ? ", int8-activation matvecs" : "") + (Options.Float32 ? ", precision f32" : "") + ")";
 
     // ---- precision policy ----------------------------------------------------------------------------------------
 
@@ -127,10 +126,6 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
     private long _weightDeviceBytes;
     public void ResetPeak() => _mem.ResetPeak();
     public long? DriverReportedBytes() => _cx.DeviceHeapUsage();
-    /// <summary>Ops recorded as links of a chain (waiting in the shader instead of behind a barrier) and barriers
-    /// recorded, so far (tests).</summary>
-    public long ChainedOps => _cs.ChainedOps;
-    public long Barriers => _cs.Barriers;
     /// <summary>Dispatches recorded so far that fused several ops (tests).</summary>
     public long FusedDispatches { get; private set; }
 

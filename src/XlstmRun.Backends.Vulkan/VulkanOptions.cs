@@ -74,10 +74,6 @@ public sealed record VulkanOptions
     public MatVecShape? VecMatVec { get; init; }
     /// <summary>Rows of C per step-kernel workgroup (XLSTM_VK_STEP_ROWS, 4..256).</summary>
     public int StepRows { get; init; } = 32;
-    /// <summary>Chained dispatches (XLSTM_VK_CHAIN=0/1): the decode step's matvecs and step kernels wait in the shader
-    /// for the dispatch before them instead of behind a pipeline barrier (shaders/chain.glsl), so that each starts its
-    /// weight loads while the previous one finishes. null = on where measured faster (NVIDIA).</summary>
-    public bool? Chain { get; init; }
     /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
     public int? Batch { get; init; }
     /// <summary>Tensor-core GEMMs over at least this many tokens read x converted to f16 once (shaders/convert_f16.comp)
@@ -183,7 +179,6 @@ public sealed record VulkanOptions
             o = o with { Cm2Tile = t.Valid ? t : throw new ArgumentException($"XLSTM_VK_CM2_TILE={ct}: threads 32..512 (a power of two), bm and bn 16..256, bk 16..128, multiples of 16") };
         }
         if (Env("XLSTM_VK_GEMM_TOKEN_MAJOR") is { } gtm) o = o with { GemmTokenMajor = gtm != "0" };
-        if (Env("XLSTM_VK_CHAIN") is { } ch) o = o with { Chain = ch != "0" };
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;
     }

@@ -135,7 +135,7 @@ public static class BackendCatalog
         {
             // default settings; --precision f32 (float32 activations in every product); on request the shared-memory-only
             // shader variants, the int8-activation matvecs forced on (a device that has them unaccelerated, lavapipe) and the
-            // emulated cooperative-matrix GEMM (a device without cooperative matrices), chained dispatches
+            // emulated cooperative-matrix GEMM (a device without cooperative matrices)
             var variants = new List<(string Suffix, bool NoSub, Func<VulkanOptions> Options)>
             {
                 ("", false, () => VulkanOptions.FromEnvironment()),
@@ -146,9 +146,6 @@ public static class BackendCatalog
                 variants.Add((":nosubgroups", true, () => VulkanOptions.FromEnvironment()));
                 if (info.IntDot && !info.IntDotAccelerated) variants.Add((":intdot", false, () => VulkanOptions.FromEnvironment() with { IntDot = true }));
                 if (!info.CoopMatNv) variants.Add((":coopmat-emu", false, () => VulkanOptions.FromEnvironment() with { EmulateCoopMat = new GemmTile(2, 2, 2, 2, 4) }));
-                // chained decode dispatches (shaders/chain.glsl), with the int8 matvecs where the device has integer dot
-                // products (the M_QOUT producers are links too)
-                variants.Add((":chain", false, () => VulkanOptions.FromEnvironment() with { Chain = true, IntDot = info.IntDot ? true : null }));
             }
             foreach (var (suffix, noSub, options) in variants)
                 res.Add(new ConformanceDevice($"vulkan:{info.Index}{suffix}", kind, info.Describe(), self =>
