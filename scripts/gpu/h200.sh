@@ -120,13 +120,15 @@ fi
 # ---- sweeps ------------------------------------------------------------------------------------------------------------
 if has sweep; then
   say "sweep"
-  sec "matvec shapes (XLSTM_VK_MATVEC=wg,rows,unroll; µs per call at 4096x4096 | 21888x4096, T=1)"
+  sec "matvec shapes (XLSTM_VK_MATVEC=wg,rows,unroll; µs per call at 4096x4096 | 21888x4096 | 4096x10944, T=1)"
   for t in ${SWEEP_TYPES:-q4_0}; do
-    for s in ${MATVEC_SHAPES:-128,8,1 32,8,4 64,8,2 32,16,2 64,16,2 256,4,1 64,4,4 32,4,4}; do
+    shapes=MATVEC_SHAPES_${t^^}; shapes=${!shapes:-${MATVEC_SHAPES:-}}
+    for s in ${shapes:-128,8,1 32,8,4 64,8,2 32,16,2 64,16,2 256,4,1 64,4,4 32,4,4}; do
       [ "$(left)" -gt 60 ] || break
       r=$(XLSTM_VK_MATVEC=$s timeout 60 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 4096 --cols 4096 --tokens 1 -r 20 2>/dev/null | opline)
       r2=$(XLSTM_VK_MATVEC=$s timeout 60 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 21888 --cols 4096 --tokens 1 -r 20 2>/dev/null | opline)
-      echo "| $t | $s | $r | $r2 |" >> "$SUM"
+      r3=$(XLSTM_VK_MATVEC=$s timeout 60 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 4096 --cols 10944 --tokens 1 -r 20 2>/dev/null | opline)
+      echo "| $t | $s | $r | $r2 | $r3 |" >> "$SUM"
     done
   done
   for t in ${FLOAT_Q_TYPES:-q4_0}; do
