@@ -70,13 +70,13 @@ layout(std430, binding = 7) writeonly buffer Sb { float S[]; };    // M_SWIGLU: 
 layout(std430, binding = 8) readonly buffer AWb { vec4 AW4[]; };   // M_AUX: F32 weight, rows padded to 8 elements
 layout(std430, binding = 9) writeonly buffer ADb { float AD[]; };  // M_AUX: its output
 layout(std430, binding = 10) readonly buffer ABb { float AB[]; };  // M_AUX: its bias
-// PREQ/M_QOUT: the activations prepared for a fused norm (int8: quantized; float: x times the norm weight)
-layout(std430, binding = 11) buffer XQb { uvec4 XQ4[]; };  // int8: quants, token t block b at 2·(t·xqStride + b);
-                                                           // float: x·w of token t, element k, as float bits at t·xqStride·32 + k
-layout(std430, binding = 12) buffer XDb { vec2 XD[]; };    // int8: (d, Σq) at xdOff + t·xqStride + b
-layout(std430, binding = 13) buffer XSb { float XSS[]; };  // Σx² of block b of token t at xsOff + t·xqStride + b
+#if INT_DOT
+layout(std430, binding = 11) buffer XQb { uvec4 XQ4[]; };  // PREQ/M_QOUT: quants, token t block b at 2·(t·xqStride + b)
+layout(std430, binding = 12) buffer XDb { vec2 XD[]; };    // PREQ/M_QOUT: (d, Σq) at xdOff + t·xqStride + b
+layout(std430, binding = 13) buffer XSb { float XSS[]; };  // PREQ/M_QOUT: Σx² of block b of token t at xsOff + t·xqStride + b
 layout(std430, binding = 14) buffer QCb { uint QC[]; };    // M_QOUT: finished row groups per 32-row block
 #include "quant8.glsl"
+#endif
 
 layout(push_constant) uniform PC
 {
@@ -198,15 +198,6 @@ vec4 x4_guarded(uint xOff, uint k)
     return v;
 }
 
-// Float path with PREQ: elements [8g, 8g+8) of token t's x·w (the norm weight applied by quantize_x.comp's FLOAT mode
-// or the previous matvec's M_QOUT; the columns are whole 32-blocks)
-void load_xw8(uint t, uint g, out vec4 x0, out vec4 x1)
-{
-    uint b = (t * pc.xqStride * 32u + 8u * g) >> 2;
-    x0 = uintBitsToFloat(XQ4[b]);
-    x1 = uintBitsToFloat(XQ4[b + 1u]);
-}
-
 // elements [8g, 8g+8) of x (norm weight applied, Σx² accumulated when NORM)
 void load_x8(uint xOff, uint g, out vec4 x0, out vec4 x1, inout float ss)
 {
@@ -303,6 +294,7 @@ void aux_rows(uint awg, uint xOff, uint t)
     if (tid < AUXR && row < pc.auxRows) AD[pc.auxOff + t * pc.auxStride + row] = tot[tid] * inv + ((pc.flags & 16u) != 0u ? AB[row] : 0.0);
 }
 
+#if INT_DOT
 // Σ of the n per-block Σx² partials at XSS[base ..] (a fused norm over pre-quantized input), in the same order in every
 // workgroup and whoever wrote them (quantize_x or an M_QOUT producer). Every invocation gets the sum. (reduce.glsl's
 // wg_sum computes the same: with it the q|k|v|o + gates matvec took 3 µs more per block on the H200, the same binary
@@ -360,7 +352,6 @@ void quantize_out(uint wgi, uint t0)
         x[i] = vec4(D[o + 4u * i], D[o + 4u * i + 1u], D[o + 4u * i + 2u], D[o + 4u * i + 3u]);
         nw[i] = NW4[8u * blk + i];
     }
-#if INT_DOT
     uvec4 qa, qb;
     vec2 dd;
     float ssb;
@@ -370,16 +361,9 @@ void quantize_out(uint wgi, uint t0)
     XQ4[2u * q + 1u] = qb;
     XD[pc.xdOff + q] = dd;
     XSS[pc.xsOff + q] = ssb;
-#else
-    vec4 xw[8];
-    float ssb;
-    prenorm_block(x, nw, xw, ssb);
-    uint q = t0 * pc.xqStride + blk;
-    [[unroll]] for (uint i = 0u; i < 8u; i++) XQ4[8u * q + i] = floatBitsToUint(xw[i]);
-    XSS[pc.xsOff + q] = ssb;
-#endif
     atomicExchange(QC[t0 * pc.xqStride + blk], 0u);
 }
+#endif
 
 // Row group wgi (NUM_ROWS rows) for tokens t0 .. t0 + ntok − 1.
 void row_group(uint wgi, uint t0, uint ntok)
@@ -428,10 +412,6 @@ void row_group(uint wgi, uint t0, uint ntok)
                     uint xb = ((pc.xOff + (t0 + j) * pc.xStride) >> 2) + 8u * c;
                     vec4 x[8];
                     if (PREQ == 0u) [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = X4[xb + i];
-#if !INT_DOT
-                    // float activations, pre-normalized: block c of the token's x·w
-                    else [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = uintBitsToFloat(XQ4[8u * ((t0 + j) * pc.xqStride + c) + i]);
-#endif
                     if (NORM && PREQ == 0u)
                         [[unroll]] for (uint i = 0u; i < 8u; i++)
                         {
@@ -493,8 +473,7 @@ void row_group(uint wgi, uint t0, uint ntok)
                 {
                     if (NTOK > 1u && j >= ntok) continue;   // folds away for one token
                     vec4 x0, x1;
-                    if (PREQ != 0u) load_xw8(t0 + j, g, x0, x1);
-                    else load_x8(pc.xOff + (t0 + j) * pc.xStride, g, x0, x1, ss[j]);
+                    load_x8(pc.xOff + (t0 + j) * pc.xStride, g, x0, x1, ss[j]);
                     [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[j][r] += dot(lo[u][r], x0) + dot(hi[u][r], x1);
                 }
             }
@@ -509,7 +488,9 @@ void row_group(uint wgi, uint t0, uint ntok)
         uint t = t0 + j;
         uint dOff = pc.dOff + t * pc.dStride;
         float ssj = tot[j * NV + NUM_ROWS];
+#if INT_DOT
         if (PREQ != 0u && NORM) ssj = parts_sum(pc.xsOff + t * pc.xqStride, pc.xqStride);   // uniform: barriers inside
+#endif
         float inv = NORM ? 1.0 / sqrt(ssj / float(pc.cols) + pc.eps) : 1.0;
         if ((MODE & M_SWIGLU) != 0u)
         {
@@ -547,7 +528,9 @@ void row_group(uint wgi, uint t0, uint ntok)
             }
         }
     }
+#if INT_DOT
     if ((MODE & M_QOUT) != 0u) quantize_out(wgi, t0);
+#endif
 }
 
 void main()

@@ -29,16 +29,3 @@ void quant8_block(vec4 x[8], bool norm, vec4 nw[8], out uvec4 qa, out uvec4 qb, 
     qb = uvec4(xq[4], xq[5], xq[6], xq[7]);
     dd = vec2(dx, float(sum));
 }
-
-// The float matvecs' pre-normalized input (matvec.glsl PREQ with float activations): one 32-element block times the
-// RmsNorm weight, and the block's Σ x² of the raw values summed as quant8_block sums it. Shared by quantize_x.comp's
-// FLOAT mode and the float matvec's M_QOUT epilogue, so that both give a token the same bits.
-void prenorm_block(vec4 x[8], vec4 nw[8], out vec4 xw[8], out float ss)
-{
-    ss = 0.0;
-    [[unroll]] for (uint i = 0u; i < 8u; i++)
-    {
-        ss += dot(x[i], x[i]);
-        xw[i] = x[i] * nw[i];
-    }
-}

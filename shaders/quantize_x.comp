@@ -6,8 +6,6 @@
 // in), and per block the partial Σ x² of the raw row (XSS[t·nb + b], for the fused RmsNorm; the matvec adds the
 // partials). A matvec whose output is the next fused norm's input quantizes it the same way (M_QOUT in matvec.glsl):
 // the same bits.
-// FLOAT (specialization constant, with NORM): the float matvecs' pre-normalized input instead: per block x·w as float
-// bits (XQ4[8b .. 8b + 7]) and the partial Σ x² (prenorm_block), as a float matvec's M_QOUT writes them.
 // Grid (⌈nb / 64⌉ workgroups, tokens): one 32-block per invocation, so that a token is spread over the GPU (one
 // workgroup per token took ~5 µs on the H200, a fifth of a 4096² matvec). x's columns are whole 32-blocks (a
 // quantized weight's rows are).
@@ -15,7 +13,6 @@
 #include "quant8.glsl"
 layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint NORM = 0u;
-layout(constant_id = 1) const uint FLOAT = 0u;
 
 layout(std430, binding = 0) readonly buffer Xb { vec4 X4[]; };
 layout(std430, binding = 1) readonly buffer NWb { vec4 NW4[]; };
@@ -43,20 +40,11 @@ void main()
             x[i] = X4[xb0 + 8u * c + i];
             nw[i] = NORM != 0u ? NW4[8u * c + i] : vec4(1.0);
         }
-        uint o = t * pc.nb + c;
-        if (FLOAT != 0u)
-        {
-            vec4 xw[8];
-            float fs;
-            prenorm_block(x, nw, xw, fs);
-            [[unroll]] for (uint i = 0u; i < 8u; i++) XQ4[8u * o + i] = floatBitsToUint(xw[i]);
-            XSS[pc.xsOff + o] = fs;
-            return;
-        }
         uvec4 qa, qb;
         vec2 dd;
         float ss;
         quant8_block(x, NORM != 0u, nw, qa, qb, dd, ss);
+        uint o = t * pc.nb + c;
         XQ4[2u * o] = qa;
         XQ4[2u * o + 1u] = qb;
         XD[pc.xdOff + o] = dd;

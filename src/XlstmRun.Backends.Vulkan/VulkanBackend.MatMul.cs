@@ -29,8 +29,7 @@ public sealed unsafe partial class VulkanBackend
     {
         var cx = _cx;
         Kernel K(string name, int bindings, uint push) => cx.Kernel(name, bindings, push);
-        _matvec = K("matvec", 15, (uint)sizeof(MatVecPush));
-        _quantize = K("quantize_x", 5, (uint)sizeof(QuantizePush));
+        _matvec = K("matvec", 11, (uint)sizeof(MatVecPush));
         _matmul = K("matmul", 5, (uint)sizeof(GemmPush));
         _embed = K("embed", 4, (uint)sizeof(EmbedPush));
         _rmsnorm = K("rmsnorm", 3, (uint)sizeof(RmsPush));
@@ -50,6 +49,7 @@ public sealed unsafe partial class VulkanBackend
         if (_intDot)
         {
             _matvecIdot = K("matvec_idot", 15, (uint)sizeof(MatVecPush));
+            _quantize = K("quantize_x", 5, (uint)sizeof(QuantizePush));
         }
 
         // tensor-core GEMM: where the device lists the f16 shape; the tile must fit the device's shared memory
@@ -349,23 +349,11 @@ public sealed unsafe partial class VulkanBackend
         var m = producer.Main;
         var W = (VkWeight)m.W;
         var D = (VkTensor)m.Dst;
-        var C = (VkWeight)consumer.Main.W;
-        bool shape = producer is { Norm: null, Aux: null, SwiGlu: null, Cap: null } && consumer.Norm is { } n && D.Rows == 1
+        return producer is { Norm: null, Aux: null, SwiGlu: null, Cap: null } && consumer.Norm is { } n && D.Rows == 1 && IntDotVec(W)
             && W.Parts.Length == 1 && W.Rows % 32 == 0 && 32 % MatVecShapeFor(W, 1).Rows == 0 && (D.Offset & 3) == 0
-            && SameView((VkTensor)n.X, D);
-        if (!shape) return false;
-        // int8: the producer quantizes its own input in registers (PreQuantTokens > 1), so the XQ workspace is free;
-        // float: the producer reads float x, never the workspace
-        return IntDotVec(W)
-            ? IntDotVec(C) && Options.PreQuantTokens < VulkanOptions.Never && Options.PreQuantTokens > 1
-            : !IntDotVec(C) && FloatPrenorm(C, true);
+            && SameView((VkTensor)n.X, D) && IntDotVec((VkWeight)consumer.Main.W) && Options.PreQuantTokens < VulkanOptions.Never
+            && Options.PreQuantTokens > 1;   // the producer quantizes its own input in registers: the XQ workspace is free
     }
-
-    /// <summary>A float matvec with a fused norm reads its input pre-normalized (x times the norm weight, and per-block
-    /// Σx² partials: quantize_x.comp's FLOAT mode, or the previous matvec's M_QOUT) instead of normalizing x in every
-    /// workgroup: whole 32-blocks of columns, <see cref="VulkanOptions.FloatPrenorm"/>. Every norm-fused float matvec of
-    /// those widths does, of one token or several, so one sequence and several stay the same bits.</summary>
-    private bool FloatPrenorm(VkWeight w, bool norm) => norm && Options.FloatPrenorm && !IntDotVec(w) && w.Cols % 32 == 0;
 
     /// <summary>One matvec dispatch per weight part, with the step's fusions (see <see cref="Planner.MatVec"/>).
     /// <paramref name="quantizeFor"/>: also quantize the output for the next matvec's norm with this weight
@@ -391,11 +379,7 @@ public sealed unsafe partial class VulkanBackend
         // more than the extra dispatch), for plain products from PreQuantTokens tokens on (one token: the extra dispatch
         // costs more than the in-register quantization saves, H200). Either way a token's quants and sums are the same
         // bits, so one sequence and several stay bit-identical.
-        bool preq = idot ? Options.PreQuantTokens < VulkanOptions.Never && (norm != null || T >= Options.PreQuantTokens)
-                         : FloatPrenorm(W, norm != null);
-        // the XQ workspace's layout: int8 quants or float x·w (of this matvec's input, or with M_QOUT of its output:
-        // producer and consumer are of one kind, CanQuantizeOut)
-        bool fq = !idot && (preq || quantizeFor != null);
+        bool preq = idot && Options.PreQuantTokens < VulkanOptions.Never && (norm != null || T >= Options.PreQuantTokens);
         var kernel = idot ? _matvecIdot : _matvec;
         var shape = MatVecShapeFor(W, T);
         uint nr = shape.Rows;
@@ -409,10 +393,10 @@ public sealed unsafe partial class VulkanBackend
         // the norm weight: this matvec's fused norm, or (M_QOUT) the next one's
         Binding nwb = NW != null ? Whole(NW.Parts[0].Buf) : quantizeFor != null ? Whole(quantizeFor.Parts[0].Buf) : Whole(_dummy);
         // XQ layout (see QuantizeX): of this matvec's input, or (M_QOUT) of its output
-        uint nb = (uint)(quantizeFor != null ? W.Rows : W.Cols) / 32, xdOff = (uint)T * nb * 4, xsOff = (uint)T * nb * (fq ? 32u : 10u);
+        uint nb = (uint)(quantizeFor != null ? W.Rows : W.Cols) / 32, xdOff = (uint)T * nb * 4, xsOff = (uint)T * nb * 10;
         VkBuf? xq = null;
-        if (preq && !xqReady) xq = QuantizeX(XIn, xb, xo, nwb, NW != null, T, nb, fq);
-        else if (preq || quantizeFor != null) xq = XqBuffer(T, nb, fq);   // prepared by the previous matvec, or to be written
+        if (preq && !xqReady) xq = QuantizeX(XIn, xb, xo, nwb, NW != null, T, nb);
+        else if (preq || quantizeFor != null) xq = XqBuffer(T, nb);   // quantized by the previous matvec, or to be written
         VkBuf? qc = quantizeFor != null ? QuantizeCounters(nb) : null;
         var reads = new List<VkBuf?>(W.Parts.Length + 7);
         foreach (var p in W.Parts) reads.Add(p.Buf);
@@ -425,7 +409,7 @@ public sealed unsafe partial class VulkanBackend
         reads.Add(preq ? xq : null);
         bool writeD = S == null || mv.WriteGateUp;
         VkBuf?[] writes = [writeD ? D.Buf : null, mv.WriteNorm ? A!.Buf : null, S?.Buf, AD?.Buf, quantizeFor != null ? xq : null, qc];
-        string name = "matvec." + GgmlTypes.Name(W.DevType) + (idot ? preq ? ".q8x" : ".i8" : preq ? ".xw" : "") + (norm != null ? "+norm" : "") + (aux != null ? "+aux" : "") +
+        string name = "matvec." + GgmlTypes.Name(W.DevType) + (idot ? preq ? ".q8x" : ".i8" : "") + (norm != null ? "+norm" : "") + (aux != null ? "+aux" : "") +
                       (S != null ? "+swiglu" : "") + (mv.Cap != null ? "+softcap" : "") + (quantizeFor != null ? "+qout" : "");
         _cs.BeginOp(name, reads.ToArray(), writes);
         if (mode != 0) FusedDispatches++;
@@ -465,19 +449,22 @@ public sealed unsafe partial class VulkanBackend
             };
             firstPart = false;
             var (gx, gy) = Grid2(mainGroups + auxGroups);
-            var q = Whole(xq ?? _dummy);
-            Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb, q, q, q, Whole(qc ?? _dummy)], &pc, gx, gy, Groups(T, group));
+            if (idot)
+            {
+                var q = Whole(xq ?? _dummy);
+                Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb, q, q, q, Whole(qc ?? _dummy)], &pc, gx, gy, Groups(T, group));
+            }
+            else Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb], &pc, gx, gy, Groups(T, group));
         }
         _cs.EndOp();
     }
 
     /// <summary>The XQ workspace for T tokens of nb blocks: T·nb·32 bytes of quants, then T·nb (d, Σq) pairs (float
-    /// index T·nb·8), then T·nb partial sums of x², one per block (float index T·nb·10); or (<paramref name="prenorm"/>,
-    /// float matvecs) T·nb·32 floats of x·w, then the T·nb partial sums (float index T·nb·32). A larger one replaces it
-    /// when needed; the old one stays alive (under 9 MB at 64 tokens of 7B rows) because recorded steps may name it.</summary>
-    private VkBuf XqBuffer(int T, uint nb, bool prenorm)
+    /// index T·nb·8), then T·nb partial sums of x², one per block (float index T·nb·10). A larger one replaces it when
+    /// needed; the old one stays alive (under 1 MB at 64 tokens of 7B rows) because recorded steps may name it.</summary>
+    private VkBuf XqBuffer(int T, uint nb)
     {
-        ulong need = (ulong)T * nb * (prenorm ? 132UL : 44UL);
+        ulong need = (ulong)T * nb * 44;
         if (_xq == null || _xq.Size < need) _xq = _mem.Create(Math.Max(need, 64UL << 10), MemKind.Device);
         return _xq;
     }
@@ -496,15 +483,14 @@ public sealed unsafe partial class VulkanBackend
     }
 
     /// <summary>The input of an int8 matvec quantized once per token (shaders/quantize_x.comp, times the fused RmsNorm's
-    /// weight when <paramref name="norm"/>), or with <paramref name="prenorm"/> a float matvec's input times the norm
-    /// weight with its Σx² partials, into the XQ workspace (<see cref="XqBuffer"/>).</summary>
-    private VkBuf QuantizeX(VkTensor x, Binding xb, uint xo, Binding nwb, bool norm, int T, uint nb, bool prenorm)
+    /// weight when <paramref name="norm"/>) into the XQ workspace (<see cref="XqBuffer"/>).</summary>
+    private VkBuf QuantizeX(VkTensor x, Binding xb, uint xo, Binding nwb, bool norm, int T, uint nb)
     {
-        var xq = XqBuffer(T, nb, prenorm);
-        _cs.BeginOp(prenorm ? "prenorm" : norm ? "quantize+norm" : "quantize", [x.Buf, norm ? ((VkBuf?)nwb.Buf) : null], [xq]);
-        var pc = new QuantizePush { XOff = xo, XStride = (uint)x.Stride, Nb = nb, XdOff = (uint)T * nb * 4, XsOff = (uint)T * nb * (prenorm ? 32u : 10u) };
+        var xq = XqBuffer(T, nb);
+        _cs.BeginOp(norm ? "quantize+norm" : "quantize", [x.Buf, norm ? ((VkBuf?)nwb.Buf) : null], [xq]);
+        var pc = new QuantizePush { XOff = xo, XStride = (uint)x.Stride, Nb = nb, XdOff = (uint)T * nb * 4, XsOff = (uint)T * nb * 10 };
         var q = Whole(xq);
-        Run(_quantize, _quantize.Pipeline([norm ? 1u : 0u, prenorm ? 1u : 0u]), [xb, nwb, q, q, q], &pc, Groups((int)nb, 64), (uint)T, 1);
+        Run(_quantize, _quantize.Pipeline([norm ? 1u : 0u]), [xb, nwb, q, q, q], &pc, Groups((int)nb, 64), (uint)T, 1);
         _cs.EndOp();
         return xq;
     }

@@ -74,10 +74,6 @@ public sealed record VulkanOptions
     public MatVecShape? VecMatVec { get; init; }
     /// <summary>Rows of C per step-kernel workgroup (XLSTM_VK_STEP_ROWS, 4..256).</summary>
     public int StepRows { get; init; } = 32;
-    /// <summary>Float matvecs with a fused norm read x times the norm weight and per-block Σx² prepared once per token
-    /// (by the previous matvec or quantize_x.comp's FLOAT mode) instead of normalizing x in every workgroup
-    /// (XLSTM_VK_PRENORM=0: off).</summary>
-    public bool FloatPrenorm { get; init; } = true;
     /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
     public int? Batch { get; init; }
     /// <summary>Tensor-core GEMMs over at least this many tokens read x converted to f16 once (shaders/convert_f16.comp)
@@ -183,7 +179,6 @@ public sealed record VulkanOptions
             o = o with { Cm2Tile = t.Valid ? t : throw new ArgumentException($"XLSTM_VK_CM2_TILE={ct}: threads 32..512 (a power of two), bm and bn 16..256, bk 16..128, multiples of 16") };
         }
         if (Env("XLSTM_VK_GEMM_TOKEN_MAJOR") is { } gtm) o = o with { GemmTokenMajor = gtm != "0" };
-        if (Env("XLSTM_VK_PRENORM") is { } pn) o = o with { FloatPrenorm = pn != "0" };
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;
     }
