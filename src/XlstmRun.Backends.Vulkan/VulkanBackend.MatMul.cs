@@ -130,15 +130,10 @@ public sealed unsafe partial class VulkanBackend
     /// row. With several tokens per workgroup (H200 sweeps, 4 tokens): int8 Q8_0/Q4_0 with pre-quantized activations
     /// at 4 rows (16 and 64 tokens: 25-30 % faster than 8), in-register quantization at 8 rows (which share it); float
     /// weights at 4 rows (F16 7B decode on the H200: 188.5 tok/s at 2 rows, 204.2 at 4, 201.2 at 8, session 4).</summary>
-    /// <summary>Weights with at least this many rows take <see cref="VulkanOptions.WideMatVecRows"/> rows per workgroup
-    /// in one-token int8 matvecs (7B: q|k|v|o 12288, gate|up 21888, the logits 50304).</summary>
-    private const int WideRows = 12288;
-
     private MatVecShape MatVecShapeFor(VkWeight w, int tokens)
     {
         if (tokens > 1 && Options.VecMatVec is { } v) return v;
         if (Options.MatVec is { } s) return s;
-        if (tokens == 1 && IntDotVec(w) && w.Rows >= WideRows) return new MatVecShape(128, (uint)Options.WideMatVecRows, 1);
         return new MatVecShape(128, GgmlTypes.IsQuantized(w.DevType) ? tokens > 1 && IntDotVec(w) ? 4u : 8u : 4u, 1);
     }
 

@@ -74,9 +74,6 @@ public sealed record VulkanOptions
     public MatVecShape? VecMatVec { get; init; }
     /// <summary>Rows of C per step-kernel workgroup (XLSTM_VK_STEP_ROWS, 4..256).</summary>
     public int StepRows { get; init; } = 32;
-    /// <summary>Rows per workgroup of one-token int8 matvecs over weights of at least 12288 rows (XLSTM_VK_MATVEC_WIDE,
-    /// 2..16, even: the gate|up rows go in pairs); the others take 8.</summary>
-    public int WideMatVecRows { get; init; } = 8;
     /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
     public int? Batch { get; init; }
     /// <summary>Tensor-core GEMMs over at least this many tokens read x converted to f16 once (shaders/convert_f16.comp)
@@ -182,11 +179,6 @@ public sealed record VulkanOptions
             o = o with { Cm2Tile = t.Valid ? t : throw new ArgumentException($"XLSTM_VK_CM2_TILE={ct}: threads 32..512 (a power of two), bm and bn 16..256, bk 16..128, multiples of 16") };
         }
         if (Env("XLSTM_VK_GEMM_TOKEN_MAJOR") is { } gtm) o = o with { GemmTokenMajor = gtm != "0" };
-        if (Env("XLSTM_VK_MATVEC_WIDE") is { } mw)
-        {
-            int r = Int("XLSTM_VK_MATVEC_WIDE", mw, 2, 16);
-            o = o with { WideMatVecRows = r % 2 == 0 ? r : throw new ArgumentException($"XLSTM_VK_MATVEC_WIDE={mw}: an even number of rows (2..16)") };
-        }
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;
     }
