@@ -81,6 +81,7 @@ internal static class OpBench
         }
 
         bool overlap = pr.GetValue(Overlap);
+        if (overlap && op is not ("matmul" or "7b")) throw new BadInputException($"--overlap: times matrix products, with --op matmul or 7b (not {op})");
         using var be = mo.CreateBackend(pr, profile: !overlap);
         Console.Error.WriteLine($"bench --op: {be.Device}");
         var prof = be as IProfilingBackend;

@@ -66,6 +66,29 @@ public class VulkanCliTests
         }
     }
 
+    /// <summary>`bench --op matmul --overlap`: one row per type with the dependent and the independent time per product
+    /// (positive), on Vulkan and the CPU; with an op that is not a product it is a one-line error.</summary>
+    [Fact]
+    public void OverlapBenchTimesDependentAndIndependentProducts()
+    {
+        foreach (var backend in new[] { "vulkan", "cpu" })
+        {
+            var r = CliRunner.Run($"bench --op matmul --overlap --type f16,q4_0 --rows 64 --cols 96 -r 2 --backend {backend}");
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            foreach (var type in new[] { "f16", "q4_0" })
+            {
+                var row = r.Stdout.Split('\n').Single(l => l.StartsWith("|  (64x96) | " + type + " |"));
+                var cells = row.Split('|', StringSplitOptions.TrimEntries);
+                double dep = double.Parse(cells[4], System.Globalization.CultureInfo.InvariantCulture);
+                double ind = double.Parse(cells[5], System.Globalization.CultureInfo.InvariantCulture);
+                Assert.True(dep > 0 && ind > 0, row);
+            }
+        }
+        var e = CliRunner.Run("bench --op cell --overlap --backend cpu");
+        Assert.Equal(2, e.ExitCode);
+        Assert.StartsWith("error: --overlap: times matrix products", e.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Last(l => !l.StartsWith("bench --op:")));
+    }
+
     [Fact]
     public void InfoDevicesListsTheVulkanDeviceAndProfilePrintsOpTimes()
     {
