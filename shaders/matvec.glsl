@@ -38,6 +38,9 @@
 // Built twice: matvec.comp (INT_DOT 0: float activations everywhere; no integer-dot capability in the module) and
 // matvec_idot.comp (INT_DOT 1: Q8_0/Q4_0 with int8 activations; the device must have shaderIntegerDotProduct).
 #include "common.glsl"
+#if USE_SUBGROUPS
+#extension GL_KHR_shader_subgroup_shuffle : require
+#endif
 #if INT_DOT
 #extension GL_EXT_spirv_intrinsics : require
 #endif
@@ -51,6 +54,7 @@ layout(constant_id = 5) const uint NTOK = 1u;     // tokens per workgroup, at mo
 layout(constant_id = 6) const uint PREQ = 0u;     // INT_DOT only: activations pre-quantized by quantize_x.comp
 layout(constant_id = 7) const uint RLOOP = 1u;    // row groups (of NUM_ROWS rows) per workgroup, one after the other
 layout(constant_id = 8) const uint AUX_ROWS = 0u; // M_AUX rows per workgroup (0: NUM_ROWS)
+layout(constant_id = 9) const uint RSCATTER = 1u; // reduce the row sums by reduce-scatter (reduce_rows)
 const uint AUXR = AUX_ROWS == 0u ? NUM_ROWS : AUX_ROWS;   // at most NUM_ROWS (the host checks)
 #define MAX_NTOK 16u
 #define M_NORM 1u
@@ -221,12 +225,60 @@ void load_x8(uint xOff, uint g, out vec4 x0, out vec4 x1, inout float ss)
     }
 }
 
+// log2(NUM_ROWS) for a power of two up to 16 (else 0: no reduce-scatter)
+const uint LOG_ROWS = NUM_ROWS == 16u ? 4u : NUM_ROWS == 8u ? 3u : NUM_ROWS == 4u ? 2u : NUM_ROWS == 2u ? 1u : 0u;
+
 // Reduce NUM_ROWS row sums and ss over the workgroup into tot[o ..].
 void reduce_rows(float acc[NUM_ROWS], float ss, uint o)
 {
     const uint WG = gl_WorkGroupSize.x;
     uint tid = gl_LocalInvocationID.x;
 #if USE_SUBGROUPS
+    if (RSCATTER != 0u && LOG_ROWS > 0u && gl_SubgroupSize >= NUM_ROWS)
+    {
+        // reduce-scatter: at each of the first LOG_ROWS halvings a lane keeps half of its rows and adds its partner's
+        // copies of them (NUM_ROWS − 1 shuffles in all), then the single row left is summed over the remaining lanes:
+        // lane l ends with the subgroup's sum of row l / (S >> LOG_ROWS) (9 shuffles for 8 rows of a 32-wide subgroup
+        // instead of 40). The same order for every token count, so a token's sums do not depend on how many share
+        // the workgroup.
+        uint lane = gl_SubgroupInvocationID, S = gl_SubgroupSize;
+        [[unroll]] for (uint j = 0u; j < LOG_ROWS; j++)
+        {
+            uint off = S >> (j + 1u);
+            bool up = (lane & off) != 0u;
+            uint h = NUM_ROWS >> (j + 1u);
+            [[unroll]] for (uint i = 0u; i < NUM_ROWS / 2u; i++)
+            {
+                if (i >= h) continue;
+                float send = up ? acc[i] : acc[i + h];
+                float keep = up ? acc[i + h] : acc[i];
+                acc[i] = keep + subgroupShuffleXor(send, off);
+            }
+        }
+        for (uint off = S >> (LOG_ROWS + 1u); off > 0u; off >>= 1u) acc[0] += subgroupShuffleXor(acc[0], off);
+        ss = subgroupAdd(ss);
+        uint span = S >> LOG_ROWS, row = lane / span;
+        bool writer = lane % span == 0u;
+        if (gl_NumSubgroups == 1u)
+        {
+            if (writer) tot[o + row] = acc[0];
+            if (subgroupElect()) tot[o + NUM_ROWS] = ss;
+        }
+        else
+        {
+            if (writer) red[gl_SubgroupID * NV + row] = acc[0];
+            if (subgroupElect()) red[gl_SubgroupID * NV + NUM_ROWS] = ss;
+            barrier();
+            if (tid < NV)
+            {
+                float s = 0.0;
+                for (uint i = 0u; i < gl_NumSubgroups; i++) s += red[i * NV + tid];
+                tot[o + tid] = s;
+            }
+        }
+        barrier();
+        return;
+    }
     [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[r] = subgroupAdd(acc[r]);
     ss = subgroupAdd(ss);
     if (gl_NumSubgroups == 1u)

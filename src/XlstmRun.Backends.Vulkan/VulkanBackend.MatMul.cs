@@ -416,7 +416,7 @@ public sealed unsafe partial class VulkanBackend
         if (quantizeFor != null) QuantizedOutputs++;
         uint group = (uint)Math.Min(T, Options.VecGroup);   // tokens per workgroup
         uint rloop = T > 1 ? (uint)Options.VecRowLoop : 1u;   // row groups per workgroup
-        var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u, rloop, AuxRowsPerGroup]);
+        var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u, rloop, AuxRowsPerGroup, Options.ReduceScatter ? 1u : 0u]);
 
         Binding ab = Whole(_dummy), sb = Whole(_dummy), awb = Whole(_dummy), adb = Whole(_dummy), abb = Whole(_dummy);
         uint aOff = 0, aStride = 0, sOff = 0, sStride = 0, auxOff = 0, auxStride = 0;

@@ -261,8 +261,8 @@ public sealed unsafe class VulkanContext : IDisposable
 
         public bool SubgroupArithmetic =>
             (Subgroup.SupportedStages & ShaderStageFlags.ComputeBit) != 0 &&
-            (Subgroup.SupportedOperations & (SubgroupFeatureFlags.BasicBit | SubgroupFeatureFlags.ArithmeticBit)) ==
-            (SubgroupFeatureFlags.BasicBit | SubgroupFeatureFlags.ArithmeticBit) &&
+            (Subgroup.SupportedOperations & (SubgroupFeatureFlags.BasicBit | SubgroupFeatureFlags.ArithmeticBit | SubgroupFeatureFlags.ShuffleBit)) ==
+            (SubgroupFeatureFlags.BasicBit | SubgroupFeatureFlags.ArithmeticBit | SubgroupFeatureFlags.ShuffleBit) &&
             Subgroup.SubgroupSize >= 4;
 
         public ulong DeviceLocalBytes

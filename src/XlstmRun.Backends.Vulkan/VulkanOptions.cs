@@ -74,6 +74,9 @@ public sealed record VulkanOptions
     public MatVecShape? VecMatVec { get; init; }
     /// <summary>Rows of C per step-kernel workgroup (XLSTM_VK_STEP_ROWS, 4..256).</summary>
     public int StepRows { get; init; } = 32;
+    /// <summary>Matvec workgroups reduce their row sums by a reduce-scatter over the subgroup (NUM_ROWS − 1 + log2 shuffles
+    /// instead of NUM_ROWS · log2 subgroupAdd steps; XLSTM_VK_RSCATTER=0: one subgroupAdd per row).</summary>
+    public bool ReduceScatter { get; init; } = true;
     /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
     public int? Batch { get; init; }
     /// <summary>Tensor-core GEMMs over at least this many tokens read x converted to f16 once (shaders/convert_f16.comp)
@@ -179,6 +182,7 @@ public sealed record VulkanOptions
             o = o with { Cm2Tile = t.Valid ? t : throw new ArgumentException($"XLSTM_VK_CM2_TILE={ct}: threads 32..512 (a power of two), bm and bn 16..256, bk 16..128, multiples of 16") };
         }
         if (Env("XLSTM_VK_GEMM_TOKEN_MAJOR") is { } gtm) o = o with { GemmTokenMajor = gtm != "0" };
+        if (Env("XLSTM_VK_RSCATTER") is { } rsc) o = o with { ReduceScatter = rsc != "0" };
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;
     }
