@@ -228,12 +228,22 @@ void load_x8(uint xOff, uint g, out vec4 x0, out vec4 x1, inout float ss)
 // log2(NUM_ROWS) for a power of two up to 16 (else 0: no reduce-scatter)
 const uint LOG_ROWS = NUM_ROWS == 16u ? 4u : NUM_ROWS == 8u ? 3u : NUM_ROWS == 4u ? 2u : NUM_ROWS == 2u ? 1u : 0u;
 
+// A subgroup's sum: into tot[] (the workgroup's result) or red[] (one subgroup's part).
+void put_sum(bool direct, uint i, float v)
+{
+    if (direct) tot[i] = v;
+    else red[i] = v;
+}
+
 // Reduce NUM_ROWS row sums and ss over the workgroup into tot[o ..].
 void reduce_rows(float acc[NUM_ROWS], float ss, uint o)
 {
     const uint WG = gl_WorkGroupSize.x;
     uint tid = gl_LocalInvocationID.x;
 #if USE_SUBGROUPS
+    // with one subgroup the sums go straight to tot[o ..], else to red[] per subgroup and are added below
+    bool direct = gl_NumSubgroups == 1u;
+    uint base = direct ? o : gl_SubgroupID * NV;
     if (RSCATTER != 0u && LOG_ROWS > 0u && gl_SubgroupSize >= NUM_ROWS)
     {
         // reduce-scatter: at each of the first LOG_ROWS halvings a lane keeps half of its rows and adds its partner's
@@ -256,46 +266,18 @@ void reduce_rows(float acc[NUM_ROWS], float ss, uint o)
             }
         }
         for (uint off = S >> (LOG_ROWS + 1u); off > 0u; off >>= 1u) acc[0] += subgroupShuffleXor(acc[0], off);
-        ss = subgroupAdd(ss);
-        uint span = S >> LOG_ROWS, row = lane / span;
-        bool writer = lane % span == 0u;
-        if (gl_NumSubgroups == 1u)
-        {
-            if (writer) tot[o + row] = acc[0];
-            if (subgroupElect()) tot[o + NUM_ROWS] = ss;
-        }
-        else
-        {
-            if (writer) red[gl_SubgroupID * NV + row] = acc[0];
-            if (subgroupElect()) red[gl_SubgroupID * NV + NUM_ROWS] = ss;
-            barrier();
-            if (tid < NV)
-            {
-                float s = 0.0;
-                for (uint i = 0u; i < gl_NumSubgroups; i++) s += red[i * NV + tid];
-                tot[o + tid] = s;
-            }
-        }
-        barrier();
-        return;
-    }
-    [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[r] = subgroupAdd(acc[r]);
-    ss = subgroupAdd(ss);
-    if (gl_NumSubgroups == 1u)
-    {
-        if (subgroupElect())
-        {
-            [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) tot[o + r] = acc[r];
-            tot[o + NUM_ROWS] = ss;
-        }
+        uint span = S >> LOG_ROWS;
+        if (lane % span == 0u) put_sum(direct, base + lane / span, acc[0]);
     }
     else
     {
-        if (subgroupElect())
-        {
-            [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) red[gl_SubgroupID * NV + r] = acc[r];
-            red[gl_SubgroupID * NV + NUM_ROWS] = ss;
-        }
+        [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[r] = subgroupAdd(acc[r]);
+        if (subgroupElect()) [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) put_sum(direct, base + r, acc[r]);
+    }
+    ss = subgroupAdd(ss);
+    if (subgroupElect()) put_sum(direct, base + NUM_ROWS, ss);
+    if (!direct)
+    {
         barrier();
         if (tid < NV)
         {

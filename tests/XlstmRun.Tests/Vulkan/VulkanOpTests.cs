@@ -332,6 +332,43 @@ public class VulkanOpTests
         Assert.Equal(1, p.Vk.FusedDispatches); // only the U matvec took the norm
     }
 
+    /// <summary>The matvec's row sums by reduce-scatter (the default) and by one subgroupAdd per row: both match the CPU,
+    /// for 8 rows (int8) and 4 rows (float) per workgroup, one token and several.</summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_0, true, 1)]
+    [InlineData(GgmlType.Q8_0, true, 5)]
+    [InlineData(GgmlType.F16, false, 1)]
+    [InlineData(GgmlType.F32, false, 3)]
+    public void MatvecRowSumsWithAndWithoutReduceScatterMatchCpu(GgmlType type, bool intDot, int tokens)
+    {
+        const int rows = 300, cols = 320;
+        float[]? first = null;
+        foreach (bool scatter in new[] { true, false })
+        {
+            var o = (intDot ? VulkanTestDevice.IntDot : new VulkanOptions()) with { ReduceScatter = scatter };
+            using var cpu = new CpuBackend(2, int8Activations: intDot);
+            using var p = new OpPair(rows + cols, options: o);
+            var f = p.Random(rows * cols, 0.2f);
+            var (_, wv) = p.Weight(type, rows, cols, values: f);
+            var wc = p.LoadInto(cpu, type, rows, cols, f);
+            var xs = p.Random(tokens * cols);
+            var (_, xv) = p.Tensor(tokens, cols, xs);
+            var (_, dv) = p.Tensor(tokens, rows);
+            p.Vk.MatMul(wv, xv, dv);
+            var xc = (CpuTensor)cpu.Alloc(tokens, cols);
+            xs.CopyTo(xc.Span);
+            var dc = (CpuTensor)cpu.Alloc(tokens, rows);
+            cpu.MatMul(wc, xc, dc);
+            var got = p.ReadVk(dv);
+            double e = Reference.RelErr(got, dc.Span.ToArray());
+            _out.WriteLine($"{type} x{tokens} reduce-scatter {scatter}: {e:E2} against the CPU");
+            Assert.InRange(e, 0, intDot ? 2e-3 : OpTolerance);
+            // the two reductions add the same partial sums in another order
+            if (first == null) first = got;
+            else Assert.InRange(Reference.RelErr(got, first), 0, 1e-6);
+        }
+    }
+
     public static TheoryData<GgmlType, int, int, bool> IntDotCases()
     {
         var d = new TheoryData<GgmlType, int, int, bool>();

@@ -35,6 +35,14 @@ public class VulkanOptionsTests
                      (none.GemmHalfXTokens, none.GemmDequantTokens, none.GemmRegisterStages, none.GemmTokenMajor, none.GemmCoopMat2, none.Cm2Tile));
     }
 
+    [Fact]
+    public void ReduceScatterIsOnUnlessTurnedOff()
+    {
+        Assert.True(Read().ReduceScatter);
+        Assert.True(Read(("XLSTM_VK_RSCATTER", "1")).ReduceScatter);
+        Assert.False(Read(("XLSTM_VK_RSCATTER", "0")).ReduceScatter);
+    }
+
     [Theory]
     [InlineData("XLSTM_VK_GEMM_RSTAGES", "3")]
     [InlineData("XLSTM_VK_GEMM_XF16", "0")]
