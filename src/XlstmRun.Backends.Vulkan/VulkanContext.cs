@@ -259,10 +259,13 @@ public sealed unsafe class VulkanContext : IDisposable
             Mem = mem;
         }
 
+        /// <summary>The subgroup operations the USE_SUBGROUPS shader variants use: reductions, and the matvec's shuffles
+        /// (its reduce-scatter).</summary>
+        private const SubgroupFeatureFlags SubgroupOps = SubgroupFeatureFlags.BasicBit | SubgroupFeatureFlags.ArithmeticBit | SubgroupFeatureFlags.ShuffleBit;
+
         public bool SubgroupArithmetic =>
             (Subgroup.SupportedStages & ShaderStageFlags.ComputeBit) != 0 &&
-            (Subgroup.SupportedOperations & (SubgroupFeatureFlags.BasicBit | SubgroupFeatureFlags.ArithmeticBit | SubgroupFeatureFlags.ShuffleBit)) ==
-            (SubgroupFeatureFlags.BasicBit | SubgroupFeatureFlags.ArithmeticBit | SubgroupFeatureFlags.ShuffleBit) &&
+            (Subgroup.SupportedOperations & SubgroupOps) == SubgroupOps &&
             Subgroup.SubgroupSize >= 4;
 
         public ulong DeviceLocalBytes

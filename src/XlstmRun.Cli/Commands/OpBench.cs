@@ -84,10 +84,10 @@ internal static class OpBench
         if (overlap && op is not ("matmul" or "7b")) throw new BadInputException($"--overlap: times matrix products, with --op matmul or 7b (not {op})");
         using var be = mo.CreateBackend(pr, profile: !overlap);
         Console.Error.WriteLine($"bench --op: {be.Device}");
+        if (overlap) return OverlapTable(be, cases.Where(c => c.Op == "matmul").ToList(), reps);
         var prof = be as IProfilingBackend;
         bool deviceTimes = prof is { Profiling: true };
         var sb = new StringBuilder();
-        if (overlap) return OverlapTable(be, cases.Where(c => c.Op == "matmul").ToList(), reps);
         sb.AppendLine("| op | shape | type | tokens | activations | µs per call | TFLOP/s | GB/s |");
         sb.AppendLine("| --- | --- | --- | ---: | --- | ---: | ---: | ---: |");
         foreach (var c in cases)
@@ -226,10 +226,8 @@ internal static class OpBench
         var owned = new List<nint>();
         try
         {
-            long wbytes = GgmlTypes.RowBytes(c.Type, c.Cols) * c.Rows;
-            int copies = (int)Math.Clamp((200L << 20) / Math.Max(1, wbytes), 1, 8);   // > 3 × a 60 MB L2 per rotation
-            var ws = new IWeight[copies];
-            for (int i = 0; i < copies; i++) ws[i] = be.LoadWeight(RandomWeight(c.Type, c.Rows, c.Cols, (uint)(i + 1), owned));
+            var (ws, wbytes) = RotatingWeights(be, c, owned);
+            int copies = ws.Length;
             var x = RandomActivations(be, c.Tokens, c.Cols, 99, owned);
             var d = be.Alloc(c.Tokens, c.Rows);
             var sync = be.Rows(d, 0, 1);
@@ -269,6 +267,17 @@ internal static class OpBench
         }
     }
 
+    /// <summary>The case's weight in enough random copies that a call rotating over them finds none in the L2 cache, and
+    /// the bytes of one copy.</summary>
+    private static (IWeight[] Copies, long Bytes) RotatingWeights(IBackend be, Case c, List<nint> owned)
+    {
+        long wbytes = GgmlTypes.RowBytes(c.Type, c.Cols) * c.Rows;
+        int copies = (int)Math.Clamp((200L << 20) / Math.Max(1, wbytes), 1, 8);   // > 3 × a 60 MB L2 per rotation
+        var ws = new IWeight[copies];
+        for (int i = 0; i < copies; i++) ws[i] = be.LoadWeight(RandomWeight(c.Type, c.Rows, c.Cols, (uint)(i + 1), owned));
+        return (ws, wbytes);
+    }
+
     /// <summary>`--overlap`: per product, the wall-clock time of 32 products recorded into one submission, (a) each
     /// writing the output the previous one wrote (the backend puts a barrier between them) and (b) each writing its own
     /// output (no barriers). (a) − (b) is what a dependency between dispatches costs on this device; (b) near the bytes
@@ -277,17 +286,15 @@ internal static class OpBench
     {
         const int N = 32;
         var sb = new StringBuilder();
-        sb.AppendLine($"| shape | type | tokens | dependent µs per product | independent µs per product | difference | independent GB/s |");
+        sb.AppendLine("| shape | type | tokens | dependent µs per product | independent µs per product | difference | independent GB/s |");
         sb.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
         foreach (var c in cases)
         {
             var owned = new List<nint>();
             try
             {
-                long wbytes = GgmlTypes.RowBytes(c.Type, c.Cols) * c.Rows;
-                int copies = (int)Math.Clamp((200L << 20) / Math.Max(1, wbytes), 1, 8);
-                var ws = new IWeight[copies];
-                for (int i = 0; i < copies; i++) ws[i] = be.LoadWeight(RandomWeight(c.Type, c.Rows, c.Cols, (uint)(i + 1), owned));
+                var (ws, wbytes) = RotatingWeights(be, c, owned);
+                int copies = ws.Length;
                 var x = RandomActivations(be, c.Tokens, c.Cols, 99, owned);
                 var ds = new ITensor[N];
                 for (int i = 0; i < N; i++) ds[i] = be.Alloc(c.Tokens, c.Rows);
