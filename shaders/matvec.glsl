@@ -44,12 +44,6 @@
 #if INT_DOT
 #extension GL_EXT_spirv_intrinsics : require
 #endif
-// the lane-leaves layout (leaf_group): built by the matvec_ll_*.comp files, which define its shape
-#if defined(LL_G) && INT_DOT && USE_SUBGROUPS
-#define LEAF_LAYOUT 1
-#else
-#define LEAF_LAYOUT 0
-#endif
 
 layout(local_size_x_id = 0) in;                 // WG
 layout(constant_id = 1) const uint NUM_ROWS = 2u;
@@ -61,6 +55,9 @@ layout(constant_id = 6) const uint PREQ = 0u;     // INT_DOT only: activations p
 layout(constant_id = 7) const uint RLOOP = 1u;    // row groups (of NUM_ROWS rows) per workgroup, one after the other
 layout(constant_id = 8) const uint AUX_ROWS = 0u; // M_AUX rows per workgroup (0: NUM_ROWS)
 layout(constant_id = 9) const uint RSCATTER = 1u; // reduce the row sums by reduce-scatter (reduce_rows)
+layout(constant_id = 10) const uint LEAVES = 0u;  // INT_DOT: the lane-leaves layout (leaf_group) for LEAVES leaves; 0: off
+layout(constant_id = 11) const uint SGS = 32u;    // the lane-leaves layout: the device's subgroup size
+layout(constant_id = 12) const uint LL_SH = 1u;   // the lane-leaves layout: shared floats (subgroups · leaf values)
 const uint AUXR = AUX_ROWS == 0u ? NUM_ROWS : AUX_ROWS;   // at most NUM_ROWS (the host checks)
 #define MAX_NTOK 16u
 #define M_NORM 1u
@@ -590,150 +587,149 @@ void row_group(uint wgi, uint t0, uint ntok)
 #endif
 }
 
-#if LEAF_LAYOUT
-// ---- the lane-leaves layout (matvec_ll_*.comp: LL_SG, LL_G, LL_R, LL_T defined) -----------------------------------------
+#if INT_DOT && USE_SUBGROUPS
+// ---- the lane-leaves layout (LEAVES > 0; several tokens, or one) --------------------------------------------------------
 // The one-token matvec (row_group with WG = LEAVES invocations, reduce-scatter on) forms each row sum as a fixed
 // expression: invocation i's "leaf" sums blocks i, i + LEAVES, ... in order; the leaves of each subgroup are added in a
-// butterfly (lanes paired at offsets SG/2, SG/4, ..., 1, whichever rows a lane holds), and the subgroups' sums one after
-// the other from 0. Here one subgroup computes LL_R rows × LL_T tokens over the whole row: lane l owns the leaves
-// g·LL_SG + l (g < LL_G), one accumulator per (token, row, leaf), and the butterfly runs as one reduce-scatter over all
-// of them (about one shuffle per value, no workgroup barrier). The expression, and so every bit of a token's result, is
-// the one-token matvec's (subgroups of LL_SG, a workgroup of LEAVES); but each lane does LL_G blocks per row instead of
-// one, and no reduction per token. The shape is fixed at compile time so that every accumulator index is a constant
-// (with specialization constants the driver kept them in local memory: 2.3x slower, H200). NUM_ROWS and NTOK must be
-// LL_R and LL_T, the workgroup LEAVES invocations.
-const uint LEAVES = LL_SG * LL_G;
-const uint LV = LL_G * LL_R * LL_T;   // accumulators per lane: value (j·LL_R + r)·LL_G + g
+// butterfly (lanes paired at offsets SGS/2, SGS/4, ..., 1, whichever rows a lane holds), and the subgroups' sums one after
+// the other from 0. Here one subgroup computes NUM_ROWS rows × NTOK tokens over the whole row: lane l owns the leaves
+// g·SGS + l (g < LG), one accumulator per (token, row, leaf), and the butterfly runs as one reduce-scatter over all of
+// them (about one shuffle per value, no workgroup barrier). The expression, and so every bit of a token's result, is the
+// one-token matvec's; but each lane now does LG blocks per row instead of one, and no reduction per token.
+const uint LG = LEAVES == 0u ? 1u : LEAVES / SGS;   // leaves per lane
+const uint LV = LG * NUM_ROWS * NTOK;              // accumulators per lane: value (j·NUM_ROWS + r)·LG + g
 const uint LOG_LV = LV >= 512u ? 9u : LV >= 256u ? 8u : LV >= 128u ? 7u : LV >= 64u ? 6u : LV >= 32u ? 5u : LV >= 16u ? 4u :
                     LV >= 8u ? 3u : LV >= 4u ? 2u : LV >= 2u ? 1u : 0u;
-const uint LOG_SG = LL_SG >= 128u ? 7u : LL_SG >= 64u ? 6u : LL_SG >= 32u ? 5u : LL_SG >= 16u ? 4u : LL_SG >= 8u ? 3u : LL_SG >= 4u ? 2u : 1u;
-const uint LPER = LV >= LL_SG ? LV / LL_SG : 1u;   // values a lane holds after the reduction
-shared float lsh[LL_G * LV];                        // each subgroup's reduced values, at gl_SubgroupID · LV
+const uint LOG_SG = SGS >= 128u ? 7u : SGS >= 64u ? 6u : SGS >= 32u ? 5u : SGS >= 16u ? 4u : SGS >= 8u ? 3u : SGS >= 4u ? 2u : 1u;
+const uint LPER = LV >> LOG_SG;                     // values a lane holds after the reduction (LV ≥ SGS)
+shared float lsh[LL_SH];   // each subgroup's reduced values, at gl_SubgroupID · LV
 
 // parts_sum as the one-token workgroup forms it (LEAVES invocations), by one subgroup.
 float leaf_parts_sum(uint base, uint n)
 {
     uint lane = gl_SubgroupInvocationID;
     float total = 0.0;
-    [[unroll]] for (uint g = 0u; g < LL_G; g++)
+    [[unroll]] for (uint g = 0u; g < LG; g++)
     {
         float s = 0.0;
-        for (uint i = g * LL_SG + lane; i < n; i += LEAVES) s += XSS[base + i];
+        for (uint i = g * SGS + lane; i < n; i += LEAVES) s += XSS[base + i];
         total += subgroupAdd(s);
     }
     return total;
 }
 
-// Row group wgi (LL_R rows) for tokens t0 .. t0 + ntok − 1, by one subgroup. M_NORM only with PREQ (the host checks).
+// Row group wgi (NUM_ROWS rows) for tokens t0 .. t0 + ntok − 1, by one subgroup (lane-leaves layout). The host
+// guarantees NUM_ROWS, NTOK and LG are powers of two, LEAVES = the one-token workgroup, M_NORM only with PREQ.
 void leaf_group(uint wgi, uint t0, uint ntok)
 {
     const bool NORM = (MODE & M_NORM) != 0u;
     uint lane = gl_SubgroupInvocationID;
     float acc[LV];
     [[unroll]] for (uint v = 0u; v < LV; v++) acc[v] = 0.0;
-    uint rowBase[LL_R];
-    [[unroll]] for (uint r = 0u; r < LL_R; r++) rowBase[r] = row_of(wgi, r);
+    uint rowBase[NUM_ROWS];
+    [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) rowBase[r] = row_of(wgi, r);
     uint nb = pc.wStride;
     for (uint cb = 0u; cb < nb; cb += LEAVES)
     {
-        [[unroll]] for (uint g = 0u; g < LL_G; g++)
+        [[unroll]] for (uint g = 0u; g < LG; g++)
         {
-            uint c = cb + g * LL_SG + lane;   // block c belongs to leaf g·LL_SG + lane
-            // (no `continue` in these loops: glslc unrolls them only without one, and only unrolled do the accumulators
-            // stay in registers)
-            if (c < nb)
-            {
-            uvec4 wu[LL_R], wv[LL_R];
-            float wd[LL_R];
-            [[unroll]] for (uint r = 0u; r < LL_R; r++)
+            uint c = cb + g * SGS + lane;   // block c belongs to leaf g·SGS + lane
+            if (c >= nb) continue;
+            uvec4 wu[NUM_ROWS], wv[NUM_ROWS];
+            float wd[NUM_ROWS];
+            [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
             {
                 uint blk = rowBase[r] * nb + c;
                 if (WTYPE == WT_Q8_0) { wu[r] = W4[2u * blk]; wv[r] = W4[2u * blk + 1u]; }
                 else wu[r] = W4[blk];
                 wd[r] = w_scale(pc.scaleBase + blk);
             }
-            [[unroll]] for (uint j = 0u; j < LL_T; j++)
+            [[unroll]] for (uint j = 0u; j < NTOK; j++)
             {
-                if (LL_T == 1u || j < ntok)
+                if (NTOK > 1u && j >= ntok) continue;
+                uvec4 qa, qc;
+                vec2 dd;
+                if (PREQ != 0u)
                 {
-                    uvec4 qa, qc;
-                    vec2 dd;
-                    if (PREQ != 0u)
-                    {
-                        uint qb = (t0 + j) * pc.xqStride + c;
-                        qa = XQ4[2u * qb];
-                        qc = XQ4[2u * qb + 1u];
-                        dd = XD[pc.xdOff + qb];
-                    }
-                    else
-                    {
-                        uint xb = ((pc.xOff + (t0 + j) * pc.xStride) >> 2) + 8u * c;
-                        vec4 x[8];
-                        [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = X4[xb + i];
-                        float unused;
-                        quant8_block(x, false, x, qa, qc, dd, unused);
-                    }
-                    uint xq[8] = uint[8](qa.x, qa.y, qa.z, qa.w, qc.x, qc.y, qc.z, qc.w);
-                    int xs = int(dd.y);
-                    [[unroll]] for (uint r = 0u; r < LL_R; r++)
-                    {
-                        int s = WTYPE == WT_Q8_0 ? q8_idot(wu[r], wv[r], xq) : q4_idot(wu[r], xq) - 8 * xs;
-                        acc[(j * LL_R + r) * LL_G + g] += float(s) * (wd[r] * dd.x);
-                    }
+                    uint qb = (t0 + j) * pc.xqStride + c;
+                    qa = XQ4[2u * qb];
+                    qc = XQ4[2u * qb + 1u];
+                    dd = XD[pc.xdOff + qb];
                 }
-            }
+                else
+                {
+                    uint xb = ((pc.xOff + (t0 + j) * pc.xStride) >> 2) + 8u * c;
+                    vec4 x[8];
+                    [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = X4[xb + i];
+                    float unused;
+                    quant8_block(x, false, x, qa, qc, dd, unused);
+                }
+                uint xq[8] = uint[8](qa.x, qa.y, qa.z, qa.w, qc.x, qc.y, qc.z, qc.w);
+                int xs = int(dd.y);
+                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
+                {
+                    int s = WTYPE == WT_Q8_0 ? q8_idot(wu[r], wv[r], xq) : q4_idot(wu[r], xq) - 8 * xs;
+                    acc[(j * NUM_ROWS + r) * LG + g] += float(s) * (wd[r] * dd.x);
+                }
             }
         }
     }
 
-    // the butterfly as a reduce-scatter: at level k (offset LL_SG >> (k + 1)) a lane keeps half of its values and adds
-    // its partner's copies of them; once one value is left, it is added across the remaining offsets. A lane ends with
-    // values lane·LPER .. (LV ≥ LL_SG), or value lane/span (lanes at multiples of span = LL_SG/LV)
-    // (one level per macro: the partner index i + h must be a compile-time constant for the accumulators to stay in
-    // registers)
-#define LL_LEVEL(K) \
-    if (K < LOG_SG) \
-    { \
-        const uint off = LL_SG >> (K + 1u), h = K < LOG_LV ? LV >> (K + 1u) : 0u; \
-        bool up = (lane & off) != 0u; \
-        [[unroll]] for (uint i = 0u; i < h; i++) \
-        { \
-            float send = up ? acc[i] : acc[i + h]; \
-            float keep = up ? acc[i + h] : acc[i]; \
-            acc[i] = keep + subgroupShuffleXor(send, off); \
-        } \
-        if (K >= LOG_LV) acc[0] += subgroupShuffleXor(acc[0], off); \
+    // the butterfly as a reduce-scatter: at level k (offset SGS >> (k + 1)) a lane keeps half of its values and adds its
+    // partner's copies of them; once one value is left, it is added across the remaining offsets. A lane ends with values
+    // lane·(LV/SGS) .. (LV ≥ SGS), or value lane/span (lanes at multiples of span = SGS/LV)
+    [[unroll]] for (uint k = 0u; k < LOG_SG; k++)
+    {
+        uint off = SGS >> (k + 1u);
+        if (k < LOG_LV)
+        {
+            bool up = (lane & off) != 0u;
+            uint h = LV >> (k + 1u);
+            [[unroll]] for (uint i = 0u; i < LV / 2u; i++)
+            {
+                if (i >= h) continue;
+                float send = up ? acc[i] : acc[i + h];
+                float keep = up ? acc[i + h] : acc[i];
+                acc[i] = keep + subgroupShuffleXor(send, off);
+            }
+        }
+        else acc[0] += subgroupShuffleXor(acc[0], off);
     }
-    LL_LEVEL(0u) LL_LEVEL(1u) LL_LEVEL(2u) LL_LEVEL(3u) LL_LEVEL(4u) LL_LEVEL(5u) LL_LEVEL(6u)
-#undef LL_LEVEL
     uint base = gl_SubgroupID * LV;
-    if (LV >= LL_SG) [[unroll]] for (uint i = 0u; i < LPER; i++) lsh[base + lane * LPER + i] = acc[i];
-    else if (lane % (LL_SG / LV) == 0u) lsh[base + lane / (LL_SG / LV)] = acc[0];
+    if (LV >= SGS)
+    {
+        [[unroll]] for (uint i = 0u; i < LPER; i++) lsh[base + lane * LPER + i] = acc[i];
+    }
+    else
+    {
+        uint span = SGS >> LOG_LV;
+        if (lane % span == 0u) lsh[base + lane / span] = acc[0];
+    }
     subgroupMemoryBarrierShared();
     subgroupBarrier();
 
-    const uint OUTS = (MODE & M_SWIGLU) != 0u ? LL_R / 2u : LL_R;   // results per token (gate·up pairs)
+    const uint OUTS = (MODE & M_SWIGLU) != 0u ? NUM_ROWS / 2u : NUM_ROWS;   // results per token (gate·up pairs)
     for (uint j = 0u; j < ntok; j++)
     {
         uint t = t0 + j;
         float inv = norm_inv(PREQ != 0u && NORM ? leaf_parts_sum(pc.xsOff + t * pc.xqStride, pc.xqStride) : 0.0);
-        for (uint i = lane; i < OUTS; i += LL_SG)
+        for (uint i = lane; i < OUTS; i += SGS)
         {
             // the leaves' subgroups one after the other, from 0, as the one-token workgroup adds them
             float a = 0.0, b = 0.0;
-            uint va = base + (j * LL_R + i) * LL_G, vb = va + (LL_R / 2u) * LL_G;
-            [[unroll]] for (uint g = 0u; g < LL_G; g++) a += lsh[va + g];
-            if ((MODE & M_SWIGLU) != 0u) [[unroll]] for (uint g = 0u; g < LL_G; g++) b += lsh[vb + g];
+            uint va = base + (j * NUM_ROWS + i) * LG, vb = va + (NUM_ROWS / 2u) * LG;
+            [[unroll]] for (uint g = 0u; g < LG; g++) a += lsh[va + g];
+            if ((MODE & M_SWIGLU) != 0u) [[unroll]] for (uint g = 0u; g < LG; g++) b += lsh[vb + g];
             emit(wgi, t, i, inv, a, b);
         }
-        if (NORM && (pc.flags & 4u) != 0u && wgi == 0u) write_norm_row(t, inv, lane, LL_SG);
+        if (NORM && (pc.flags & 4u) != 0u && wgi == 0u) write_norm_row(t, inv, lane, SGS);
     }
     if ((MODE & M_QOUT) != 0u)
     {
         memoryBarrierBuffer();
         subgroupBarrier();
-        uint blk = wgi * LL_R / 32u;
-        if (lane == 0u && atomicAdd(QC[t0 * pc.xqStride + blk], 1u) == 32u / LL_R - 1u)
+        uint blk = wgi * NUM_ROWS / 32u;
+        if (lane == 0u && atomicAdd(QC[t0 * pc.xqStride + blk], 1u) == 32u / NUM_ROWS - 1u)
         {
             memoryBarrierBuffer();
             quantize_block(t0, blk);
@@ -741,6 +737,7 @@ void leaf_group(uint wgi, uint t0, uint ntok)
     }
 }
 #endif
+
 void main()
 {
     uint wg = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
@@ -755,11 +752,14 @@ void main()
         }
         return;
     }
-#if LEAF_LAYOUT
-    // one row group per subgroup
-    uint wgi = wg * (LEAVES / LL_SG) + gl_SubgroupID;
-    if (wgi < pc.rowGroups) leaf_group(wgi, t0, ntok);   // uniform in the subgroup
-    return;
+#if INT_DOT && USE_SUBGROUPS
+    if (LEAVES != 0u)
+    {
+        // one row group per subgroup
+        uint wgi = wg * (gl_WorkGroupSize.x / SGS) + gl_SubgroupID;
+        if (wgi < pc.rowGroups) leaf_group(wgi, t0, ntok);   // uniform in the subgroup
+        return;
+    }
 #endif
     for (uint rl = 0u; rl < RLOOP; rl++)
     {

@@ -6,7 +6,6 @@
 #   overlap  32 products per submission with barriers between them and without (does the device overlap dispatches?)
 #   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
 #   vecsweep few-token matvec shapes (tokens per workgroup x rows per workgroup)
-#   leaves   int8 products in the classic layout and the lane-leaves layout (XLSTM_VK_LEAVES=0/1/2), and its shapes
 #   preq     int8 matvecs with activations quantized once per token (XLSTM_VK_PREQ) against per workgroup, and shapes
 #   gemm     prefill GEMM variants (GEMM_VARIANTS=label=ENV=v+ENV=v ...; GEMM_TILES2 tiles under GEMM_TILE_ENV; GEMM_T tokens)
 #   sweep    matvec launch shapes (XLSTM_VK_MATVEC) and GEMM tiles (XLSTM_VK_GEMM) through bench --op matmul
@@ -100,28 +99,6 @@ if has vecsweep; then
     b=$(XLSTM_VK_VEC_GROUP=$g XLSTM_VK_VEC_MATVEC=128,$r timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 4096 --cols 10944 --tokens "$T" -r 5 2>/dev/null | opline)
     echo "| $t | T=$T | group $g | rows $r | $a | $b |" >> "$SUM"
   done; done; done; done
-fi
-
-# ---- the lane-leaves layout (XLSTM_VK_LEAVES) -----------------------------------------------------------------------------
-if has leaves; then
-  say "leaves"
-  sec "int8 products, classic layout against lane leaves (µs per call; LV_CFGS: label=rows,tokens; classic: XLSTM_VK_LEAVES=0)"
-  echo "| type | shape | T | $(for c in classic ${LV_CFGS:-r4t4=4,4 r2t8=2,8 r8t2=8,2 r4t8=4,8 r4t2=4,2}; do printf '%s | ' "${c%%=*}"; done)" >> "$SUM"
-  for t in ${LV_TYPES:-q4_0}; do for shp in ${LV_SHAPES:-21888x4096 4096x10944 12288x4096}; do for T in ${LV_TOKENS:-1 4 16 64}; do
-    [ "$(left)" -gt 30 ] || break
-    row="| $t | $shp | $T |"
-    for c in classic ${LV_CFGS:-r4t4=4,4 r2t8=2,8 r8t2=8,2 r4t8=4,8 r4t2=4,2}; do
-      if [ "$c" = classic ]; then e="XLSTM_VK_LEAVES=0"
-      elif [ "$T" = 1 ]; then e="XLSTM_VK_LEAVES=2"
-      else v=${c#*=}; e="XLSTM_VK_LEAVES=1 XLSTM_VK_VEC_MATVEC=128,${v%,*} XLSTM_VK_VEC_GROUP=${v#*,}"; fi
-      r=$(env $e timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}')
-      row="$row $r |"
-      [ "$T" = 1 ] && [ "$c" != classic ] && break
-    done
-    echo "$row" >> "$SUM"
-  done; done; done
-  sec "lane-leaves pipelines (driver statistics)"
-  for T in 1 16; do XLSTM_VK_PIPELINE_STATS=1 XLSTM_VK_LEAVES=2 timeout 30 "$BIN" bench --op matmul --backend vulkan --type q4_0 --rows 4096 --cols 4096 --tokens $T -r 2 2>&1 | grep "pipeline matvec" >> "$SUM"; done
 fi
 
 # ---- pre-quantized activations for int8 matvecs (XLSTM_VK_PREQ) ----------------------------------------------------------

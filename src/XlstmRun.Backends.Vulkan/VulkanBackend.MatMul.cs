@@ -342,25 +342,22 @@ public sealed unsafe partial class VulkanBackend
 
     /// <summary>
     /// The lane-leaves layout for an int8 product over <paramref name="T"/> tokens (see <see cref="VulkanOptions.LaneLeaves"/>):
-    /// its kernel (one shader module per shape, matvec_ll_s{subgroup}g{leaves per lane}_r{rows}t{tokens}), the leaves
-    /// (= the one-token workgroup), rows and tokens per subgroup; or null for the classic layout. It keeps the one-token
-    /// matvec's sum order only where that matvec reduces by the reduce-scatter over whole subgroups (rows a power of two,
-    /// at most the subgroup size); rows and tokens per subgroup are rounded up to powers of two, and a shape the build
-    /// does not have falls back to the classic layout. A fused norm needs its input pre-quantized
-    /// (<paramref name="normReady"/>).
+    /// (leaves = the one-token workgroup, rows and tokens per subgroup), or null for the classic layout. It keeps the
+    /// one-token matvec's sum order only where that matvec reduces by the reduce-scatter over whole subgroups (rows a
+    /// power of two, at most the subgroup size) and its workgroup is a power-of-two number of subgroups; rows and tokens
+    /// per subgroup are rounded to powers of two (the reduce-scatter halves the accumulators). A fused norm needs its
+    /// input pre-quantized (<paramref name="normReady"/>).
     /// </summary>
-    private (Kernel Kernel, uint Leaves, uint Rows, uint Tokens)? LaneLeaves(VkWeight W, int T, uint rows, bool normReady)
+    private (uint Leaves, uint Rows, uint Tokens)? LaneLeaves(VkWeight W, int T, uint rows, bool normReady)
     {
         uint sgs = _cx.Info.SubgroupSize;
         int mode = Options.LaneLeaves ?? (sgs >= 32 ? 1 : 0);
         if (mode == 0 || (T == 1 && mode < 2) || !_cx.UseSubgroups || !Options.ReduceScatter || !normReady) return null;
         var one = MatVecShapeFor(W, 1);
-        if (!IsPow2(sgs) || one.Rows is not (2 or 4 or 8 or 16) || one.Rows > sgs || one.Wg % sgs != 0) return null;
-        uint r = Pow2AtLeast(T == 1 ? one.Rows : rows), t = Pow2AtLeast((uint)Math.Min(T, Options.VecGroup));
-        // one module per shape (shaders/matvec_ll_*.comp): the shapes the build has
-        string name = $"matvec_ll_s{sgs}g{one.Wg / sgs}_r{r}t{t}";
-        if (!Kernel.HasSpirv(name)) return null;
-        return (_cx.Kernel(name, 15, (uint)sizeof(MatVecPush)), one.Wg, r, t);
+        if (!IsPow2(sgs) || one.Rows is not (2 or 4 or 8 or 16) || one.Rows > sgs || one.Wg % sgs != 0 || !IsPow2(one.Wg / sgs)) return null;
+        uint r = Pow2AtLeast(rows), t = Pow2AtLeast((uint)Math.Min(T, Options.VecGroup));
+        if (r > 16 || t > 16) return null;
+        return (one.Wg, r, t);
     }
 
     private static bool IsPow2(uint v) => v != 0 && (v & (v - 1)) == 0;
@@ -444,15 +441,18 @@ public sealed unsafe partial class VulkanBackend
         if (quantizeFor != null) QuantizedOutputs++;
         uint group = (uint)Math.Min(T, Options.VecGroup);   // tokens per workgroup
         uint rloop = T > 1 ? (uint)Options.VecRowLoop : 1u;   // row groups per workgroup
-        uint perGroup = rloop;   // row groups per workgroup
+        uint leaves = 0, sgs = _cx.Info.SubgroupSize, llShared = 1, perGroup = rloop;
         if (idot && LaneLeaves(W, T, nr, preq || norm == null) is { } ll)
         {
-            kernel = ll.Kernel;
-            (shape, nr, group, rloop) = (shape with { Wg = ll.Leaves }, ll.Rows, ll.Tokens, 1);
-            perGroup = ll.Leaves / _cx.Info.SubgroupSize;   // one per subgroup
+            (leaves, nr, group) = ll;
+            shape = shape with { Wg = leaves };
+            rloop = 1;
+            perGroup = leaves / sgs;   // row groups per workgroup: one per subgroup
+            llShared = perGroup * (leaves / sgs) * nr * group;
             LaneLeafDispatches++;
         }
-        var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u, rloop, AuxRowsPerGroup, Options.ReduceScatter ? 1u : 0u]);
+        var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u, rloop, AuxRowsPerGroup, Options.ReduceScatter ? 1u : 0u,
+                                    leaves, sgs, llShared]);
 
         Binding ab = Whole(_dummy), sb = Whole(_dummy), awb = Whole(_dummy), adb = Whole(_dummy), abb = Whole(_dummy);
         uint aOff = 0, aStride = 0, sOff = 0, sStride = 0, auxOff = 0, auxStride = 0;

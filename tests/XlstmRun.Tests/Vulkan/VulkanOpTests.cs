@@ -413,9 +413,8 @@ public class VulkanOpTests
         // the reference: one token at a time, classic layout
         var want = Run(VulkanTestDevice.IntDot with { LaneLeaves = 0 }, Enumerable.Repeat(1, tokenCounts.Length).ToArray(), out long none);
         Assert.Equal(0, none);
-        // 2 tokens × 2 rows per subgroup: the shape built for lavapipe's subgroups of 8 (matvec_ll_s8g16_r2t2; one token
-        // falls back to the classic layout, no r8t1 module for subgroups of 8)
-        foreach (var (group, r) in new[] { (2, 2u) })
+        // tokens × rows per subgroup: the defaults (4 × 4), and 8 tokens of 2 rows
+        foreach (var (group, r) in new[] { (4, 4u), (8, 2u) })
         {
             var got = Run(VulkanTestDevice.IntDot with { LaneLeaves = 2, VecGroup = group, VecMatVec = new(128, r, 1) }, tokenCounts, out long leaf);
             Assert.True(leaf > 0, "the lane-leaves layout was not used");

@@ -1,9 +1,0 @@
-#version 450
-// Q8_0/Q4_0 matvec with int8 activations in the lane-leaves layout (matvec.glsl, leaf_group): subgroups of 8, 16 leaves
-// per lane (a one-token workgroup of 128), 2 rows × 2 tokens per subgroup.
-#define INT_DOT 1
-#define LL_SG 8
-#define LL_G 16
-#define LL_R 2
-#define LL_T 2
-#include "matvec.glsl"
