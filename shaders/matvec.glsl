@@ -55,9 +55,6 @@ layout(constant_id = 6) const uint PREQ = 0u;     // INT_DOT only: activations p
 layout(constant_id = 7) const uint RLOOP = 1u;    // row groups (of NUM_ROWS rows) per workgroup, one after the other
 layout(constant_id = 8) const uint AUX_ROWS = 0u; // M_AUX rows per workgroup (0: NUM_ROWS)
 layout(constant_id = 9) const uint RSCATTER = 1u; // reduce the row sums by reduce-scatter (reduce_rows)
-layout(constant_id = 10) const uint LEAVES = 0u;  // INT_DOT: the lane-leaves layout (leaf_group) for LEAVES leaves; 0: off
-layout(constant_id = 11) const uint SGS = 32u;    // the lane-leaves layout: the device's subgroup size
-layout(constant_id = 12) const uint LL_SH = 1u;   // the lane-leaves layout: shared floats (subgroups · leaf values)
 const uint AUXR = AUX_ROWS == 0u ? NUM_ROWS : AUX_ROWS;   // at most NUM_ROWS (the host checks)
 #define MAX_NTOK 16u
 #define M_NORM 1u
@@ -304,9 +301,6 @@ void reduce_rows(float acc[NUM_ROWS], float ss, uint o)
     barrier();
 }
 
-// The fused RmsNorm's scale for a row whose Σx² is ss (1 without M_NORM).
-float norm_inv(float ss) { return (MODE & M_NORM) != 0u ? 1.0 / sqrt(ss / float(pc.cols) + pc.eps) : 1.0; }
-
 // The M_AUX rows (F32 weight) of workgroup awg (AUXR of them: few rows per workgroup spread the small weight over
 // several workgroups, which all finish with the main rows): same input, same norm.
 void aux_rows(uint awg, uint xOff, uint t)
@@ -329,7 +323,7 @@ void aux_rows(uint awg, uint xOff, uint t)
         }
     }
     reduce_rows(acc, ss, 0u);
-    float inv = norm_inv(tot[NUM_ROWS]);
+    float inv = (MODE & M_NORM) != 0u ? 1.0 / sqrt(tot[NUM_ROWS] / float(pc.cols) + pc.eps) : 1.0;
     uint row = awg * AUXR + tid;
     if (tid < AUXR && row < pc.auxRows) AD[pc.auxOff + t * pc.auxStride + row] = tot[tid] * inv + ((pc.flags & 16u) != 0u ? AB[row] : 0.0);
 }
@@ -367,29 +361,6 @@ float parts_sum(uint base, uint n)
     return total;
 }
 
-// M_QOUT: quantize 32-row block blk of token t0's output (every row group of it is written and visible), then reset the
-// block's counter. One invocation.
-void quantize_block(uint t0, uint blk)
-{
-    uint o = pc.dOff + t0 * pc.dStride + 32u * blk;
-    vec4 x[8], nw[8];
-    [[unroll]] for (uint i = 0u; i < 8u; i++)
-    {
-        x[i] = vec4(D[o + 4u * i], D[o + 4u * i + 1u], D[o + 4u * i + 2u], D[o + 4u * i + 3u]);
-        nw[i] = NW4[8u * blk + i];
-    }
-    uvec4 qa, qb;
-    vec2 dd;
-    float ssb;
-    quant8_block(x, true, nw, qa, qb, dd, ssb);
-    uint q = t0 * pc.xqStride + blk;
-    XQ4[2u * q] = qa;
-    XQ4[2u * q + 1u] = qb;
-    XD[pc.xdOff + q] = dd;
-    XSS[pc.xsOff + q] = ssb;
-    atomicExchange(QC[t0 * pc.xqStride + blk], 0u);
-}
-
 shared bool qLast;
 
 // M_QOUT: this row group's rows of D are written; the last row group of their 32-row block quantizes the block for
@@ -408,49 +379,25 @@ void quantize_out(uint wgi, uint t0)
     barrier();
     if (!qLast || tid != 0u) return;   // the caller has no barrier after this
     memoryBarrierBuffer();
-    quantize_block(t0, blk);
+    uint o = pc.dOff + t0 * pc.dStride + 32u * blk;
+    vec4 x[8], nw[8];
+    [[unroll]] for (uint i = 0u; i < 8u; i++)
+    {
+        x[i] = vec4(D[o + 4u * i], D[o + 4u * i + 1u], D[o + 4u * i + 2u], D[o + 4u * i + 3u]);
+        nw[i] = NW4[8u * blk + i];
+    }
+    uvec4 qa, qb;
+    vec2 dd;
+    float ssb;
+    quant8_block(x, true, nw, qa, qb, dd, ssb);
+    uint q = t0 * pc.xqStride + blk;
+    XQ4[2u * q] = qa;
+    XQ4[2u * q + 1u] = qb;
+    XD[pc.xdOff + q] = dd;
+    XSS[pc.xsOff + q] = ssb;
+    atomicExchange(QC[t0 * pc.xqStride + blk], 0u);
 }
 #endif
-
-// The result of row i of row group wgi for token t: a is the row's sum (for M_SWIGLU the gate row's, b the up row's),
-// inv the fused norm's scale. Rows past the weight are not written.
-void emit(uint wgi, uint t, uint i, float inv, float a, float b)
-{
-    uint dOff = pc.dOff + t * pc.dStride;
-    if ((MODE & M_SWIGLU) != 0u)
-    {
-        uint jr = wgi * (NUM_ROWS / 2u) + i;
-        if (jr >= pc.half_) return;
-        float g = a * inv, u = b * inv;
-        if ((pc.flags & 8u) != 0u)
-        {
-            D[dOff + jr] = g;
-            D[dOff + pc.half_ + jr] = u;
-        }
-        S[pc.sOff + t * pc.sStride + jr] = g / (1.0 + exp(-g)) * u;
-        return;
-    }
-    uint row = wgi * NUM_ROWS + i;
-    if (row >= pc.rows) return;
-    float v = a * inv;
-    if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];
-    uint o = dOff + row;
-    if ((pc.flags & 1u) != 0u) v += D[o];
-    if ((MODE & M_SOFTCAP) != 0u) v = soft_cap(v, pc.cap);
-    D[o] = v;
-}
-
-// flags bit 4: token t's normalized input row to A (elements first, first + stride, ...).
-void write_norm_row(uint t, float inv, uint first, uint stride)
-{
-    uint xOff = pc.xOff + t * pc.xStride;
-    uint ao = pc.aOff + t * pc.aStride;
-    for (uint k = first; k < pc.cols; k += stride)
-    {
-        uint e = xOff + k;
-        A[ao + k] = X4[e >> 2][e & 3u] * inv * NW4[k >> 2][k & 3u];
-    }
-}
 
 // Row group wgi (NUM_ROWS rows) for tokens t0 .. t0 + ntok − 1.
 void row_group(uint wgi, uint t0, uint ntok)
@@ -573,170 +520,52 @@ void row_group(uint wgi, uint t0, uint ntok)
     for (uint j = 0u; j < ntok; j++)
     {
         uint t = t0 + j;
+        uint dOff = pc.dOff + t * pc.dStride;
         float ssj = tot[j * NV + NUM_ROWS];
 #if INT_DOT
         if (PREQ != 0u && NORM) ssj = parts_sum(pc.xsOff + t * pc.xqStride, pc.xqStride);   // uniform: barriers inside
 #endif
-        float inv = norm_inv(ssj);
-        if (tid < ((MODE & M_SWIGLU) != 0u ? NUM_ROWS / 2u : NUM_ROWS))
-            emit(wgi, t, tid, inv, tot[j * NV + tid], (MODE & M_SWIGLU) != 0u ? tot[j * NV + tid + NUM_ROWS / 2u] : 0.0);
-        if (NORM && (pc.flags & 4u) != 0u && wgi == 0u) write_norm_row(t, inv, tid, WG);
+        float inv = NORM ? 1.0 / sqrt(ssj / float(pc.cols) + pc.eps) : 1.0;
+        if ((MODE & M_SWIGLU) != 0u)
+        {
+            const uint HALF = NUM_ROWS / 2u;
+            uint jr = wgi * HALF + tid;
+            if (tid < HALF && jr < pc.half_)
+            {
+                float g = tot[j * NV + tid] * inv, u = tot[j * NV + tid + HALF] * inv;
+                if ((pc.flags & 8u) != 0u)
+                {
+                    D[dOff + jr] = g;
+                    D[dOff + pc.half_ + jr] = u;
+                }
+                S[pc.sOff + t * pc.sStride + jr] = g / (1.0 + exp(-g)) * u;
+            }
+        }
+        else if (tid < NUM_ROWS && wgi * NUM_ROWS + tid < pc.rows)
+        {
+            uint row = wgi * NUM_ROWS + tid;
+            float v = tot[j * NV + tid] * inv;
+            if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];
+            uint o = dOff + row;
+            if ((pc.flags & 1u) != 0u) v += D[o];
+            if ((MODE & M_SOFTCAP) != 0u) v = soft_cap(v, pc.cap);
+            D[o] = v;
+        }
+        if (NORM && (pc.flags & 4u) != 0u && wgi == 0u)
+        {
+            uint xOff = pc.xOff + t * pc.xStride;
+            uint ao = pc.aOff + t * pc.aStride;
+            for (uint k = tid; k < pc.cols; k += WG)
+            {
+                uint e = xOff + k;
+                A[ao + k] = X4[e >> 2][e & 3u] * inv * NW4[k >> 2][k & 3u];
+            }
+        }
     }
 #if INT_DOT
     if ((MODE & M_QOUT) != 0u) quantize_out(wgi, t0);
 #endif
 }
-
-#if INT_DOT && USE_SUBGROUPS
-// ---- the lane-leaves layout (LEAVES > 0; several tokens, or one) --------------------------------------------------------
-// The one-token matvec (row_group with WG = LEAVES invocations, reduce-scatter on) forms each row sum as a fixed
-// expression: invocation i's "leaf" sums blocks i, i + LEAVES, ... in order; the leaves of each subgroup are added in a
-// butterfly (lanes paired at offsets SGS/2, SGS/4, ..., 1, whichever rows a lane holds), and the subgroups' sums one after
-// the other from 0. Here one subgroup computes NUM_ROWS rows × NTOK tokens over the whole row: lane l owns the leaves
-// g·SGS + l (g < LG), one accumulator per (token, row, leaf), and the butterfly runs as one reduce-scatter over all of
-// them (about one shuffle per value, no workgroup barrier). The expression, and so every bit of a token's result, is the
-// one-token matvec's; but each lane now does LG blocks per row instead of one, and no reduction per token.
-const uint LG = LEAVES == 0u ? 1u : LEAVES / SGS;   // leaves per lane
-const uint LV = LG * NUM_ROWS * NTOK;              // accumulators per lane: value (j·NUM_ROWS + r)·LG + g
-const uint LOG_LV = LV >= 512u ? 9u : LV >= 256u ? 8u : LV >= 128u ? 7u : LV >= 64u ? 6u : LV >= 32u ? 5u : LV >= 16u ? 4u :
-                    LV >= 8u ? 3u : LV >= 4u ? 2u : LV >= 2u ? 1u : 0u;
-const uint LOG_SG = SGS >= 128u ? 7u : SGS >= 64u ? 6u : SGS >= 32u ? 5u : SGS >= 16u ? 4u : SGS >= 8u ? 3u : SGS >= 4u ? 2u : 1u;
-const uint LPER = LV >> LOG_SG;                     // values a lane holds after the reduction (LV ≥ SGS)
-shared float lsh[LL_SH];   // each subgroup's reduced values, at gl_SubgroupID · LV
-
-// parts_sum as the one-token workgroup forms it (LEAVES invocations), by one subgroup.
-float leaf_parts_sum(uint base, uint n)
-{
-    uint lane = gl_SubgroupInvocationID;
-    float total = 0.0;
-    [[unroll]] for (uint g = 0u; g < LG; g++)
-    {
-        float s = 0.0;
-        for (uint i = g * SGS + lane; i < n; i += LEAVES) s += XSS[base + i];
-        total += subgroupAdd(s);
-    }
-    return total;
-}
-
-// Row group wgi (NUM_ROWS rows) for tokens t0 .. t0 + ntok − 1, by one subgroup (lane-leaves layout). The host
-// guarantees NUM_ROWS, NTOK and LG are powers of two, LEAVES = the one-token workgroup, M_NORM only with PREQ.
-void leaf_group(uint wgi, uint t0, uint ntok)
-{
-    const bool NORM = (MODE & M_NORM) != 0u;
-    uint lane = gl_SubgroupInvocationID;
-    float acc[LV];
-    [[unroll]] for (uint v = 0u; v < LV; v++) acc[v] = 0.0;
-    uint rowBase[NUM_ROWS];
-    [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) rowBase[r] = row_of(wgi, r);
-    uint nb = pc.wStride;
-    for (uint cb = 0u; cb < nb; cb += LEAVES)
-    {
-        [[unroll]] for (uint g = 0u; g < LG; g++)
-        {
-            uint c = cb + g * SGS + lane;   // block c belongs to leaf g·SGS + lane
-            if (c >= nb) continue;
-            uvec4 wu[NUM_ROWS], wv[NUM_ROWS];
-            float wd[NUM_ROWS];
-            [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
-            {
-                uint blk = rowBase[r] * nb + c;
-                if (WTYPE == WT_Q8_0) { wu[r] = W4[2u * blk]; wv[r] = W4[2u * blk + 1u]; }
-                else wu[r] = W4[blk];
-                wd[r] = w_scale(pc.scaleBase + blk);
-            }
-            [[unroll]] for (uint j = 0u; j < NTOK; j++)
-            {
-                if (NTOK > 1u && j >= ntok) continue;
-                uvec4 qa, qc;
-                vec2 dd;
-                if (PREQ != 0u)
-                {
-                    uint qb = (t0 + j) * pc.xqStride + c;
-                    qa = XQ4[2u * qb];
-                    qc = XQ4[2u * qb + 1u];
-                    dd = XD[pc.xdOff + qb];
-                }
-                else
-                {
-                    uint xb = ((pc.xOff + (t0 + j) * pc.xStride) >> 2) + 8u * c;
-                    vec4 x[8];
-                    [[unroll]] for (uint i = 0u; i < 8u; i++) x[i] = X4[xb + i];
-                    float unused;
-                    quant8_block(x, false, x, qa, qc, dd, unused);
-                }
-                uint xq[8] = uint[8](qa.x, qa.y, qa.z, qa.w, qc.x, qc.y, qc.z, qc.w);
-                int xs = int(dd.y);
-                [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
-                {
-                    int s = WTYPE == WT_Q8_0 ? q8_idot(wu[r], wv[r], xq) : q4_idot(wu[r], xq) - 8 * xs;
-                    acc[(j * NUM_ROWS + r) * LG + g] += float(s) * (wd[r] * dd.x);
-                }
-            }
-        }
-    }
-
-    // the butterfly as a reduce-scatter: at level k (offset SGS >> (k + 1)) a lane keeps half of its values and adds its
-    // partner's copies of them; once one value is left, it is added across the remaining offsets. A lane ends with values
-    // lane·(LV/SGS) .. (LV ≥ SGS), or value lane/span (lanes at multiples of span = SGS/LV)
-    [[unroll]] for (uint k = 0u; k < LOG_SG; k++)
-    {
-        uint off = SGS >> (k + 1u);
-        if (k < LOG_LV)
-        {
-            bool up = (lane & off) != 0u;
-            uint h = LV >> (k + 1u);
-            [[unroll]] for (uint i = 0u; i < LV / 2u; i++)
-            {
-                if (i >= h) continue;
-                float send = up ? acc[i] : acc[i + h];
-                float keep = up ? acc[i + h] : acc[i];
-                acc[i] = keep + subgroupShuffleXor(send, off);
-            }
-        }
-        else acc[0] += subgroupShuffleXor(acc[0], off);
-    }
-    uint base = gl_SubgroupID * LV;
-    if (LV >= SGS)
-    {
-        [[unroll]] for (uint i = 0u; i < LPER; i++) lsh[base + lane * LPER + i] = acc[i];
-    }
-    else
-    {
-        uint span = SGS >> LOG_LV;
-        if (lane % span == 0u) lsh[base + lane / span] = acc[0];
-    }
-    subgroupMemoryBarrierShared();
-    subgroupBarrier();
-
-    const uint OUTS = (MODE & M_SWIGLU) != 0u ? NUM_ROWS / 2u : NUM_ROWS;   // results per token (gate·up pairs)
-    for (uint j = 0u; j < ntok; j++)
-    {
-        uint t = t0 + j;
-        float inv = norm_inv(PREQ != 0u && NORM ? leaf_parts_sum(pc.xsOff + t * pc.xqStride, pc.xqStride) : 0.0);
-        for (uint i = lane; i < OUTS; i += SGS)
-        {
-            // the leaves' subgroups one after the other, from 0, as the one-token workgroup adds them
-            float a = 0.0, b = 0.0;
-            uint va = base + (j * NUM_ROWS + i) * LG, vb = va + (NUM_ROWS / 2u) * LG;
-            [[unroll]] for (uint g = 0u; g < LG; g++) a += lsh[va + g];
-            if ((MODE & M_SWIGLU) != 0u) [[unroll]] for (uint g = 0u; g < LG; g++) b += lsh[vb + g];
-            emit(wgi, t, i, inv, a, b);
-        }
-        if (NORM && (pc.flags & 4u) != 0u && wgi == 0u) write_norm_row(t, inv, lane, SGS);
-    }
-    if ((MODE & M_QOUT) != 0u)
-    {
-        memoryBarrierBuffer();
-        subgroupBarrier();
-        uint blk = wgi * NUM_ROWS / 32u;
-        if (lane == 0u && atomicAdd(QC[t0 * pc.xqStride + blk], 1u) == 32u / NUM_ROWS - 1u)
-        {
-            memoryBarrierBuffer();
-            quantize_block(t0, blk);
-        }
-    }
-}
-#endif
 
 void main()
 {
@@ -752,15 +581,6 @@ void main()
         }
         return;
     }
-#if INT_DOT && USE_SUBGROUPS
-    if (LEAVES != 0u)
-    {
-        // one row group per subgroup
-        uint wgi = wg * (gl_WorkGroupSize.x / SGS) + gl_SubgroupID;
-        if (wgi < pc.rowGroups) leaf_group(wgi, t0, ntok);   // uniform in the subgroup
-        return;
-    }
-#endif
     for (uint rl = 0u; rl < RLOOP; rl++)
     {
         uint wgi = wg * RLOOP + rl;

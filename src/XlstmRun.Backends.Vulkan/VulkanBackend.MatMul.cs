@@ -15,8 +15,6 @@ public sealed unsafe partial class VulkanBackend
     private VkBuf? _xh, _wh;   // the GEMM's f16 workspaces: x converted once (GemmHalfXTokens), a dequantized weight slab
     /// <summary>Matvecs recorded so far that quantized their output for the next one (M_QOUT; tests).</summary>
     public long QuantizedOutputs { get; private set; }
-    /// <summary>Matvecs recorded so far in the lane-leaves layout (<see cref="VulkanOptions.LaneLeaves"/>; tests).</summary>
-    public long LaneLeafDispatches { get; private set; }
     /// <summary>GEMMs recorded so far that read operands prepared in the f16 workspaces (tests: never in a replayed step).</summary>
     public long PreparedGemms { get; private set; }
     private VkBuf? _xq, _qc;   // the XQ workspace (quantized activations), M_QOUT's counters
@@ -341,29 +339,6 @@ public sealed unsafe partial class VulkanBackend
     private uint ConvertGroups(long rows, uint kPad) => (uint)Math.Min(Groups(rows * (kPad / 8), 256), 65535);
 
     /// <summary>
-    /// The lane-leaves layout for an int8 product over <paramref name="T"/> tokens (see <see cref="VulkanOptions.LaneLeaves"/>):
-    /// (leaves = the one-token workgroup, rows and tokens per subgroup), or null for the classic layout. It keeps the
-    /// one-token matvec's sum order only where that matvec reduces by the reduce-scatter over whole subgroups (rows a
-    /// power of two, at most the subgroup size) and its workgroup is a power-of-two number of subgroups; rows and tokens
-    /// per subgroup are rounded to powers of two (the reduce-scatter halves the accumulators). A fused norm needs its
-    /// input pre-quantized (<paramref name="normReady"/>).
-    /// </summary>
-    private (uint Leaves, uint Rows, uint Tokens)? LaneLeaves(VkWeight W, int T, uint rows, bool normReady)
-    {
-        uint sgs = _cx.Info.SubgroupSize;
-        int mode = Options.LaneLeaves ?? (sgs >= 32 ? 1 : 0);
-        if (mode == 0 || (T == 1 && mode < 2) || !_cx.UseSubgroups || !Options.ReduceScatter || !normReady) return null;
-        var one = MatVecShapeFor(W, 1);
-        if (!IsPow2(sgs) || one.Rows is not (2 or 4 or 8 or 16) || one.Rows > sgs || one.Wg % sgs != 0 || !IsPow2(one.Wg / sgs)) return null;
-        uint r = Pow2AtLeast(rows), t = Pow2AtLeast((uint)Math.Min(T, Options.VecGroup));
-        if (r > 16 || t > 16) return null;
-        return (one.Wg, r, t);
-    }
-
-    private static bool IsPow2(uint v) => v != 0 && (v & (v - 1)) == 0;
-    private static uint Pow2AtLeast(uint v) => v <= 1 ? 1 : 1u << (32 - System.Numerics.BitOperations.LeadingZeroCount(v - 1));
-
-    /// <summary>
     /// Whether <paramref name="producer"/> can quantize its output for <paramref name="consumer"/> (M_QOUT in matvec.glsl):
     /// one token, a plain int8 matvec of whole 32-row blocks (reading its own input unquantized) writing exactly the input
     /// of the consumer's fused norm, and a consumer that reads pre-quantized activations. Saves the consumer's quantize
@@ -441,18 +416,7 @@ public sealed unsafe partial class VulkanBackend
         if (quantizeFor != null) QuantizedOutputs++;
         uint group = (uint)Math.Min(T, Options.VecGroup);   // tokens per workgroup
         uint rloop = T > 1 ? (uint)Options.VecRowLoop : 1u;   // row groups per workgroup
-        uint leaves = 0, sgs = _cx.Info.SubgroupSize, llShared = 1, perGroup = rloop;
-        if (idot && LaneLeaves(W, T, nr, preq || norm == null) is { } ll)
-        {
-            (leaves, nr, group) = ll;
-            shape = shape with { Wg = leaves };
-            rloop = 1;
-            perGroup = leaves / sgs;   // row groups per workgroup: one per subgroup
-            llShared = perGroup * (leaves / sgs) * nr * group;
-            LaneLeafDispatches++;
-        }
-        var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u, rloop, AuxRowsPerGroup, Options.ReduceScatter ? 1u : 0u,
-                                    leaves, sgs, llShared]);
+        var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u, rloop, AuxRowsPerGroup, Options.ReduceScatter ? 1u : 0u]);
 
         Binding ab = Whole(_dummy), sb = Whole(_dummy), awb = Whole(_dummy), adb = Whole(_dummy), abb = Whole(_dummy);
         uint aOff = 0, aStride = 0, sOff = 0, sStride = 0, auxOff = 0, auxStride = 0;
@@ -470,7 +434,7 @@ public sealed unsafe partial class VulkanBackend
         foreach (var p in W.Parts)
         {
             uint rowGroups = S != null ? Groups(W.Rows / 2, nr / 2) : Groups(p.RowCount, nr);
-            uint mainGroups = (rowGroups + perGroup - 1) / perGroup;
+            uint mainGroups = (rowGroups + rloop - 1) / rloop;
             uint auxGroups = aux != null ? Groups(AW!.Rows, AuxRowsPerGroup) : 0;
             var pc = new MatVecPush
             {

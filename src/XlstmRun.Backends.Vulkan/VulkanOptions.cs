@@ -77,12 +77,6 @@ public sealed record VulkanOptions
     /// <summary>Matvec workgroups reduce their row sums by a reduce-scatter over the subgroup (NUM_ROWS − 1 + log2 shuffles
     /// instead of NUM_ROWS · log2 subgroupAdd steps; XLSTM_VK_RSCATTER=0: one subgroupAdd per row).</summary>
     public bool ReduceScatter { get; init; } = true;
-    /// <summary>Int8 matvecs in the lane-leaves layout (shaders/matvec.glsl leaf_group: one subgroup per row group over
-    /// all of a row, the one-token workgroup's sum order kept, so the same bits): 0 never, 1 over several tokens (the
-    /// multi-sequence step and short feeds), 2 also for one token (XLSTM_VK_LEAVES=0/1/2); null: 1 where subgroups have
-    /// at least 32 invocations (with fewer, a lane holds too many leaves: lavapipe's 8 would mean 16 per lane), else 0.
-    /// Needs subgroups and the reduce-scatter.</summary>
-    public int? LaneLeaves { get; init; }
     /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
     public int? Batch { get; init; }
     /// <summary>Tensor-core GEMMs over at least this many tokens read x converted to f16 once (shaders/convert_f16.comp)
@@ -189,7 +183,6 @@ public sealed record VulkanOptions
         }
         if (Env("XLSTM_VK_GEMM_TOKEN_MAJOR") is { } gtm) o = o with { GemmTokenMajor = gtm != "0" };
         if (Env("XLSTM_VK_RSCATTER") is { } rsc) o = o with { ReduceScatter = rsc != "0" };
-        if (Env("XLSTM_VK_LEAVES") is { } lv) o = o with { LaneLeaves = Int("XLSTM_VK_LEAVES", lv, 0, 2) };
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;
     }

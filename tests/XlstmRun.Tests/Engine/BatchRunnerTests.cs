@@ -56,9 +56,6 @@ public class BatchRunnerTests
         // activations quantized by every matvec workgroup; by quantize_x for every product
         { "vulkan-int8-inline", GgmlType.Q4_0 },
         { "vulkan-int8-preq", GgmlType.Q4_0 },
-        // several tokens' products in the lane-leaves layout (2 tokens × 2 rows per subgroup), one token's in the classic
-        { "vulkan-int8-leaves", GgmlType.Q4_0 },
-        { "vulkan-int8-leaves", GgmlType.Q8_0 },
     };
 
     private static IBackend NewBackend(string backend) => backend switch
@@ -69,7 +66,6 @@ public class BatchRunnerTests
         "vulkan-int8-wide" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { VecGroup = 16, VecMatVec = new(128, 4, 1), VecRowLoop = 3 }),
         "vulkan-int8-inline" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { PreQuantTokens = VulkanOptions.Never }),
         "vulkan-int8-preq" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { PreQuantTokens = 1 }),
-        "vulkan-int8-leaves" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { LaneLeaves = 1, VecGroup = 2, VecMatVec = new(128, 2, 1) }),
         _ => throw new ArgumentException(backend),
     };
 

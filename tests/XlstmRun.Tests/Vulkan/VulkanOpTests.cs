@@ -369,62 +369,6 @@ public class VulkanOpTests
         }
     }
 
-    /// <summary>
-    /// Int8 products in the lane-leaves layout (one subgroup per row group, several leaves per lane) give every token
-    /// the bits of the one-token matvec in the classic layout, for 1 to 17 tokens at once: few blocks per row (most
-    /// leaves empty) and 300 blocks (two or three per leaf); with a bias and accumulating into the output.
-    /// </summary>
-    [Theory]
-    [InlineData(GgmlType.Q4_0, 320)]
-    [InlineData(GgmlType.Q4_0, 9600)]
-    [InlineData(GgmlType.Q8_0, 9600)]
-    public void LaneLeavesGiveTheOneTokenMatvecsBits(GgmlType type, int cols)
-    {
-        const int rows = 70;
-        int[] tokenCounts = [1, 3, 8, 17];
-        int maxT = tokenCounts.Max();
-        float[] Run(VulkanOptions o, int[] tokenCounts, out long leafDispatches)
-        {
-            using var p = new OpPair(7, options: o);
-            var (_, wv) = p.Weight(type, rows, cols, values: p.Random(rows * cols, 0.2f));
-            var (_, bv) = p.Weight(GgmlType.F32, 1, rows, vector: true, values: p.Random(rows, 0.5f));
-            var xs = p.Random(maxT * cols, 2f);
-            var d0 = p.Random(maxT * rows);
-            var result = new List<float>();
-            foreach (int T in tokenCounts)
-                for (int t0 = 0; t0 < maxT; t0 += T)
-                {
-                    int n = Math.Min(T, maxT - t0);
-                    var (_, xv) = p.Tensor(n, cols, xs.AsSpan(t0 * cols, n * cols).ToArray());
-                    var (_, dv) = p.Tensor(n, rows);
-                    var (_, av) = p.Tensor(n, rows, d0.AsSpan(t0 * rows, n * rows).ToArray());
-                    p.Vk.MatMul(wv, xv, dv);
-                    p.Vk.MatMul(wv, xv, av, bv, accumulate: true);
-                    float[] d = p.ReadVk(dv), a = p.ReadVk(av);
-                    for (int i = 0; i < n; i++)   // token by token, whatever T
-                    {
-                        result.AddRange(d.AsSpan(i * rows, rows).ToArray());
-                        result.AddRange(a.AsSpan(i * rows, rows).ToArray());
-                    }
-                }
-            leafDispatches = p.Vk.LaneLeafDispatches;
-            return result.ToArray();
-        }
-        // the reference: one token at a time, classic layout
-        var want = Run(VulkanTestDevice.IntDot with { LaneLeaves = 0 }, Enumerable.Repeat(1, tokenCounts.Length).ToArray(), out long none);
-        Assert.Equal(0, none);
-        // tokens × rows per subgroup: the defaults (4 × 4), and 8 tokens of 2 rows
-        foreach (var (group, r) in new[] { (4, 4u), (8, 2u) })
-        {
-            var got = Run(VulkanTestDevice.IntDot with { LaneLeaves = 2, VecGroup = group, VecMatVec = new(128, r, 1) }, tokenCounts, out long leaf);
-            Assert.True(leaf > 0, "the lane-leaves layout was not used");
-            Assert.Equal(want.Length, got.Length);
-            for (int i = 0; i < want.Length; i++)
-                Assert.True(BitConverter.SingleToInt32Bits(want[i]) == BitConverter.SingleToInt32Bits(got[i]),
-                    $"{group} tokens x {r} rows, element {i}: {got[i]:R} against {want[i]:R}");
-        }
-    }
-
     public static TheoryData<GgmlType, int, int, bool> IntDotCases()
     {
         var d = new TheoryData<GgmlType, int, int, bool>();

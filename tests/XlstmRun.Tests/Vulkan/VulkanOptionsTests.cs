@@ -43,16 +43,7 @@ public class VulkanOptionsTests
         Assert.False(Read(("XLSTM_VK_RSCATTER", "0")).ReduceScatter);
     }
 
-    [Fact]
-    public void LaneLeavesAreChosenByTheDeviceUnlessSet()
-    {
-        Assert.Null(Read().LaneLeaves);
-        Assert.Equal(0, Read(("XLSTM_VK_LEAVES", "0")).LaneLeaves);
-        Assert.Equal(2, Read(("XLSTM_VK_LEAVES", "2")).LaneLeaves);
-    }
-
     [Theory]
-    [InlineData("XLSTM_VK_LEAVES", "3")]
     [InlineData("XLSTM_VK_GEMM_RSTAGES", "3")]
     [InlineData("XLSTM_VK_GEMM_XF16", "0")]
     [InlineData("XLSTM_VK_GEMM_DEQUANT", "lots")]
