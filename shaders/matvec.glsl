@@ -44,6 +44,9 @@
 #if INT_DOT
 #extension GL_EXT_spirv_intrinsics : require
 #endif
+#ifndef TC_LAYOUT
+#define TC_LAYOUT 0
+#endif
 
 layout(local_size_x_id = 0) in;                 // WG
 layout(constant_id = 1) const uint NUM_ROWS = 2u;
@@ -55,6 +58,7 @@ layout(constant_id = 6) const uint PREQ = 0u;     // INT_DOT only: activations p
 layout(constant_id = 7) const uint RLOOP = 1u;    // row groups (of NUM_ROWS rows) per workgroup, one after the other
 layout(constant_id = 8) const uint AUX_ROWS = 0u; // M_AUX rows per workgroup (0: NUM_ROWS)
 layout(constant_id = 9) const uint RSCATTER = 1u; // reduce the row sums by reduce-scatter (reduce_rows)
+layout(constant_id = 10) const uint TSG = 32u;    // TC_LAYOUT: the one-token matvec's subgroup size (its sum order)
 const uint AUXR = AUX_ROWS == 0u ? NUM_ROWS : AUX_ROWS;   // at most NUM_ROWS (the host checks)
 #define MAX_NTOK 16u
 #define M_NORM 1u
@@ -301,6 +305,9 @@ void reduce_rows(float acc[NUM_ROWS], float ss, uint o)
     barrier();
 }
 
+// The fused RmsNorm's scale for a row whose Σx² is ss (1 without M_NORM).
+float norm_inv(float ss) { return (MODE & M_NORM) != 0u ? 1.0 / sqrt(ss / float(pc.cols) + pc.eps) : 1.0; }
+
 // The M_AUX rows (F32 weight) of workgroup awg (AUXR of them: few rows per workgroup spread the small weight over
 // several workgroups, which all finish with the main rows): same input, same norm.
 void aux_rows(uint awg, uint xOff, uint t)
@@ -323,7 +330,7 @@ void aux_rows(uint awg, uint xOff, uint t)
         }
     }
     reduce_rows(acc, ss, 0u);
-    float inv = (MODE & M_NORM) != 0u ? 1.0 / sqrt(tot[NUM_ROWS] / float(pc.cols) + pc.eps) : 1.0;
+    float inv = norm_inv(tot[NUM_ROWS]);
     uint row = awg * AUXR + tid;
     if (tid < AUXR && row < pc.auxRows) AD[pc.auxOff + t * pc.auxStride + row] = tot[tid] * inv + ((pc.flags & 16u) != 0u ? AB[row] : 0.0);
 }
@@ -398,6 +405,45 @@ void quantize_out(uint wgi, uint t0)
     atomicExchange(QC[t0 * pc.xqStride + blk], 0u);
 }
 #endif
+
+// Token t's result for weight row `row` (its sum a, inv the fused norm's scale): bias, accumulation, soft cap. Rows past
+// the weight are not written.
+void emit_row(uint t, uint row, float inv, float a)
+{
+    if (row >= pc.rows) return;
+    float v = a * inv;
+    if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];
+    uint o = pc.dOff + t * pc.dStride + row;
+    if ((pc.flags & 1u) != 0u) v += D[o];
+    if ((MODE & M_SOFTCAP) != 0u) v = soft_cap(v, pc.cap);
+    D[o] = v;
+}
+
+// M_SWIGLU: token t's gate row jr (sum a) and up row half + jr (sum b): silu(gate)·up to S (flags bit 8: both rows to D).
+void emit_pair(uint t, uint jr, float inv, float a, float b)
+{
+    if (jr >= pc.half_) return;
+    float g = a * inv, u = b * inv;
+    if ((pc.flags & 8u) != 0u)
+    {
+        uint dOff = pc.dOff + t * pc.dStride;
+        D[dOff + jr] = g;
+        D[dOff + pc.half_ + jr] = u;
+    }
+    S[pc.sOff + t * pc.sStride + jr] = g / (1.0 + exp(-g)) * u;
+}
+
+// flags bit 4: token t's normalized input row to A (elements first, first + stride, ...).
+void write_norm_row(uint t, float inv, uint first, uint stride)
+{
+    uint xOff = pc.xOff + t * pc.xStride;
+    uint ao = pc.aOff + t * pc.aStride;
+    for (uint k = first; k < pc.cols; k += stride)
+    {
+        uint e = xOff + k;
+        A[ao + k] = X4[e >> 2][e & 3u] * inv * NW4[k >> 2][k & 3u];
+    }
+}
 
 // Row group wgi (NUM_ROWS rows) for tokens t0 .. t0 + ntok − 1.
 void row_group(uint wgi, uint t0, uint ntok)
@@ -520,52 +566,206 @@ void row_group(uint wgi, uint t0, uint ntok)
     for (uint j = 0u; j < ntok; j++)
     {
         uint t = t0 + j;
-        uint dOff = pc.dOff + t * pc.dStride;
         float ssj = tot[j * NV + NUM_ROWS];
 #if INT_DOT
         if (PREQ != 0u && NORM) ssj = parts_sum(pc.xsOff + t * pc.xqStride, pc.xqStride);   // uniform: barriers inside
 #endif
-        float inv = NORM ? 1.0 / sqrt(ssj / float(pc.cols) + pc.eps) : 1.0;
+        float inv = norm_inv(ssj);
         if ((MODE & M_SWIGLU) != 0u)
         {
-            const uint HALF = NUM_ROWS / 2u;
-            uint jr = wgi * HALF + tid;
-            if (tid < HALF && jr < pc.half_)
-            {
-                float g = tot[j * NV + tid] * inv, u = tot[j * NV + tid + HALF] * inv;
-                if ((pc.flags & 8u) != 0u)
-                {
-                    D[dOff + jr] = g;
-                    D[dOff + pc.half_ + jr] = u;
-                }
-                S[pc.sOff + t * pc.sStride + jr] = g / (1.0 + exp(-g)) * u;
-            }
+            if (tid < NUM_ROWS / 2u) emit_pair(t, wgi * (NUM_ROWS / 2u) + tid, inv, tot[j * NV + tid], tot[j * NV + tid + NUM_ROWS / 2u]);
         }
-        else if (tid < NUM_ROWS && wgi * NUM_ROWS + tid < pc.rows)
-        {
-            uint row = wgi * NUM_ROWS + tid;
-            float v = tot[j * NV + tid] * inv;
-            if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];
-            uint o = dOff + row;
-            if ((pc.flags & 1u) != 0u) v += D[o];
-            if ((MODE & M_SOFTCAP) != 0u) v = soft_cap(v, pc.cap);
-            D[o] = v;
-        }
-        if (NORM && (pc.flags & 4u) != 0u && wgi == 0u)
-        {
-            uint xOff = pc.xOff + t * pc.xStride;
-            uint ao = pc.aOff + t * pc.aStride;
-            for (uint k = tid; k < pc.cols; k += WG)
-            {
-                uint e = xOff + k;
-                A[ao + k] = X4[e >> 2][e & 3u] * inv * NW4[k >> 2][k & 3u];
-            }
-        }
+        else if (tid < NUM_ROWS) emit_row(t, wgi * NUM_ROWS + tid, inv, tot[j * NV + tid]);
+        if (NORM && (pc.flags & 4u) != 0u && wgi == 0u) write_norm_row(t, inv, tid, WG);
     }
 #if INT_DOT
     if ((MODE & M_QOUT) != 0u) quantize_out(wgi, t0);
 #endif
 }
+
+#if TC_LAYOUT
+// ---- several tokens on tensor cores, with the one-token matvec's bits (matvec_tc.comp; TC_EMULATE: matvec_tc_emu.comp) ----
+// A block's integer dot product Σ q_w·q_x (Q4_0: (n − 8)·q) is exact in f16 × f16 → f32 products: every operand is an
+// integer of at most 8 bits and every partial sum an integer under 2^24. So a workgroup puts TC_M weight rows × TC_N
+// tokens of one 32-block through two 16 × 16 × 16 products per subgroup, gets the same integers the packed int8 dot
+// products give, and forms each row sum as the one-token matvec (row_group, WG = 128 invocations, reduce-scatter)
+// does: leaf l (its invocation) adds its blocks l, l + 128, ... in order (acc += s·(wd·d)); the leaves of a subgroup of
+// TSG are added in the butterfly's tree (pairs of lanes differing in the top bit first), which is an in-order binary
+// tree over the leaves taken in bit-reversed lane order; then the subgroups' sums one after the other from 0. Within a
+// block the 32 products are taken in a fixed permuted order (pairs of bytes 0/2, 1/3 of each word) on both operands:
+// an integer sum does not depend on the order. M_AUX rows, norms and epilogues are the one-token matvec's own code.
+#define TC_M 64u
+#define TC_N 16u
+const uint TC_CELLS = TC_M * TC_N / 128u;   // cells (row, token) per invocation: 8
+const uint LOG_TSG = TSG >= 128u ? 7u : TSG >= 64u ? 6u : TSG >= 32u ? 5u : TSG >= 16u ? 4u : TSG >= 8u ? 3u : TSG >= 4u ? 2u : 1u;
+shared uvec4 tcA[TC_M * 4u];   // row r: 32 halves (permuted order) in tcA[4r .. 4r + 3]; after the loop: the row sums
+shared uvec4 tcB[TC_N * 4u];   // token t: 32 halves in tcB[4t .. 4t + 3]
+shared float tcC[TC_M * TC_N]; // the block's integer sums, row r token t at 16r + t
+shared float tcWd[TC_M], tcDd[TC_N], tcInv[TC_N];
+
+// Bytes 0 and 2 (k = 0) or 1 and 3 (k = 1) of w, each an int8 (q8) or a nibble minus 8 (nibble shift 0 or 4), as two halves.
+uint tc_pair(uint w, uint k, bool q8, uint shift)
+{
+    if (q8) return packHalf2x16(vec2(float(bitfieldExtract(int(w), int(8u * k), 8)), float(bitfieldExtract(int(w), int(8u * k + 16u), 8))));
+    return packHalf2x16(vec2(float(int((w >> (8u * k + shift)) & 0xFu) - 8), float(int((w >> (8u * k + 16u + shift)) & 0xFu) - 8)));
+}
+
+// Word m of a block's low half (elements 4m..4m+3) and high half (16+4m..): 8 halves in the order both operands use.
+uvec4 tc_word(uint lo, uint hi, bool q8, uint shiftHi)
+{
+    return uvec4(tc_pair(lo, 0u, q8, 0u), tc_pair(lo, 1u, q8, 0u), tc_pair(hi, 0u, q8, shiftHi), tc_pair(hi, 1u, q8, shiftHi));
+}
+
+uint tc_row(uint wg, uint r)   // weight row of tile row r (M_SWIGLU: gate rows, then the matching up rows)
+{
+    if ((MODE & M_SWIGLU) != 0u)
+    {
+        uint j = min(wg * (TC_M / 2u) + (r % (TC_M / 2u)), pc.half_ - 1u);
+        return r < TC_M / 2u ? j : pc.half_ + j;
+    }
+    return min(wg * TC_M + r, pc.rows - 1u);
+}
+
+// Block b of the tile into tcA/tcB/tcWd/tcDd.
+void tc_fill(uint wg, uint t0, uint ntok, uint b)
+{
+    uint tid = gl_LocalInvocationID.x;
+    uint nb = pc.wStride;
+    // weights: two invocations per row, two words (of four) each
+    uint r = tid >> 1, m0 = 2u * (tid & 1u);
+    uint blk = tc_row(wg, r) * nb + b;
+    bool q8 = WTYPE == WT_Q8_0;
+    uvec4 u = q8 ? W4[2u * blk] : W4[blk];
+    uvec4 v = q8 ? W4[2u * blk + 1u] : u;
+    for (uint m = m0; m < m0 + 2u; m++) tcA[4u * r + m] = tc_word(u[m], v[m], q8, 4u);
+    if ((tid & 1u) == 0u) tcWd[r] = w_scale(pc.scaleBase + blk);
+    // the tokens' quants: four invocations per token, one word each
+    if (tid < 4u * TC_N)
+    {
+        uint t = tid >> 2, m = tid & 3u;
+        uvec4 w = uvec4(0u);
+        float d = 0.0;
+        if (t < ntok)
+        {
+            uint qb = (t0 + t) * pc.xqStride + b;
+            w = tc_word(XQ4[2u * qb][m], XQ4[2u * qb + 1u][m], true, 0u);
+            d = XD[pc.xdOff + qb].x;
+        }
+        tcB[4u * t + m] = w;
+        if (m == 0u) tcDd[t] = d;
+    }
+}
+
+#if !TC_EMULATE
+#define TC_AB fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+#define TC_ACC fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
+#endif
+
+// The tile's integer sums for the block in tcA/tcB into tcC: subgroup i takes rows 16i .. 16i + 15 (4 subgroups of 32);
+// emulated: every invocation its cells, in float (exact as well).
+void tc_products()
+{
+#if TC_EMULATE
+    uint tid = gl_LocalInvocationID.x;
+    for (uint q = 0u; q < TC_CELLS; q++)
+    {
+        uint c = tid + 128u * q, r = c / TC_N, t = c % TC_N;
+        float sum = 0.0;
+        for (uint m = 0u; m < 4u; m++)
+            for (uint e = 0u; e < 4u; e++)
+            {
+                vec2 a = unpackHalf2x16(tcA[4u * r + m][e]), x = unpackHalf2x16(tcB[4u * t + m][e]);
+                sum += a.x * x.x + a.y * x.y;
+            }
+        tcC[c] = sum;
+    }
+#else
+    uint sg = gl_SubgroupID;
+    TC_ACC acc = TC_ACC(0.0);
+    TC_AB a, x;
+    [[unroll]] for (uint h = 0u; h < 2u; h++)
+    {
+        coopMatLoadNV(a, tcA, 16u * 4u * sg + 2u * h, 4u, false);   // 16 rows × 16 k, row-major, 4 uvec4 per row
+        coopMatLoadNV(x, tcB, 2u * h, 4u, true);                   // 16 k × 16 tokens, stored token by token
+        acc = coopMatMulAddNV(a, x, acc);
+    }
+    coopMatStoreNV(acc, tcC, 16u * TC_N * sg, TC_N, false);
+#endif
+}
+
+// Row tile wg (TC_M rows) × tokens t0 .. t0 + ntok − 1. Invocation tid owns cells tid + 128q (row c / 16, token c % 16).
+void tc_group(uint wg, uint t0, uint ntok)
+{
+    const bool NORM = (MODE & M_NORM) != 0u;
+    uint tid = gl_LocalInvocationID.x;
+    uint nb = pc.wStride;
+    const uint G = 128u / TSG;   // the one-token workgroup's subgroups
+    float total[TC_CELLS], leaf[TC_CELLS], stk[TC_CELLS][7];
+    [[unroll]] for (uint q = 0u; q < TC_CELLS; q++) total[q] = 0.0;
+    for (uint g = 0u; g < G; g++)
+        for (uint i = 0u; i < TSG; i++)
+        {
+            uint l = g * TSG + (bitfieldReverse(i) >> (32u - LOG_TSG));   // the leaf (one-token invocation)
+            [[unroll]] for (uint q = 0u; q < TC_CELLS; q++) leaf[q] = 0.0;
+            for (uint b = l; b < nb; b += 128u)
+            {
+                tc_fill(wg, t0, ntok, b);
+                barrier();
+                tc_products();
+                float w[TC_CELLS];
+                [[unroll]] for (uint q = 0u; q < TC_CELLS; q++)
+                {
+                    uint c = tid + 128u * q;
+                    w[q] = tcWd[c / TC_N] * tcDd[c % TC_N];
+                }
+                barrier();
+                [[unroll]] for (uint q = 0u; q < TC_CELLS; q++) leaf[q] += tcC[tid + 128u * q] * w[q];
+            }
+            // into the tree: leaf i of the subgroup's in-order tree merges with the pending subtrees its trailing ones name
+            [[unroll]] for (uint q = 0u; q < TC_CELLS; q++)
+            {
+                float v = leaf[q];
+                bool open = true;
+                [[unroll]] for (uint k = 0u; k < 7u; k++)
+                    if (open && k < LOG_TSG)
+                    {
+                        if (((i >> k) & 1u) == 0u) { stk[q][k] = v; open = false; }
+                        else v = stk[q][k] + v;
+                    }
+                if (i == TSG - 1u) total[q] += v;   // the subgroup's sum, added after the earlier subgroups'
+            }
+        }
+    barrier();   // the last block's tiles are read before tcA holds the sums
+    [[unroll]] for (uint q = 0u; q < TC_CELLS; q++)
+    {
+        uint c = tid + 128u * q;
+        tcC[c] = total[q];
+    }
+    // each token's norm scale, as the one-token matvec forms it (the same workgroup size, the same reduction)
+    for (uint t = 0u; t < ntok; t++)
+    {
+        float ssj = NORM ? parts_sum(pc.xsOff + (t0 + t) * pc.xqStride, pc.xqStride) : 0.0;
+        if (tid == 0u) tcInv[t] = norm_inv(ssj);
+    }
+    barrier();
+    if ((MODE & M_SWIGLU) != 0u)
+    {
+        for (uint c = tid; c < (TC_M / 2u) * ntok; c += 128u)
+        {
+            uint r = c % (TC_M / 2u), t = c / (TC_M / 2u);
+            emit_pair(t0 + t, wg * (TC_M / 2u) + r, tcInv[t], tcC[TC_N * r + t], tcC[TC_N * (r + TC_M / 2u) + t]);
+        }
+    }
+    else
+        for (uint c = tid; c < TC_M * ntok; c += 128u)
+        {
+            uint r = c % TC_M, t = c / TC_M;
+            emit_row(t0 + t, wg * TC_M + r, tcInv[t], tcC[TC_N * r + t]);
+        }
+    if (NORM && (pc.flags & 4u) != 0u && wg == 0u)
+        for (uint t = 0u; t < ntok; t++) write_norm_row(t0 + t, tcInv[t], tid, 128u);
+}
+#endif
 
 void main()
 {
@@ -581,6 +781,10 @@ void main()
         }
         return;
     }
+#if TC_LAYOUT
+    if (wg < pc.mainGroups) tc_group(wg, t0, ntok);   // TC_N tokens per workgroup: NTOK = TC_N
+    return;
+#endif
     for (uint rl = 0u; rl < RLOOP; rl++)
     {
         uint wgi = wg * RLOOP + rl;

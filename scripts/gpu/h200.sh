@@ -6,6 +6,7 @@
 #   overlap  32 products per submission with barriers between them and without (does the device overlap dispatches?)
 #   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
 #   vecsweep few-token matvec shapes (tokens per workgroup x rows per workgroup)
+#   tcvec    int8 products over several tokens: matvec (XLSTM_VK_TCVEC=0) against the tensor-core kernel, and its statistics
 #   preq     int8 matvecs with activations quantized once per token (XLSTM_VK_PREQ) against per workgroup, and shapes
 #   gemm     prefill GEMM variants (GEMM_VARIANTS=label=ENV=v+ENV=v ...; GEMM_TILES2 tiles under GEMM_TILE_ENV; GEMM_T tokens)
 #   sweep    matvec launch shapes (XLSTM_VK_MATVEC) and GEMM tiles (XLSTM_VK_GEMM) through bench --op matmul
@@ -99,6 +100,20 @@ if has vecsweep; then
     b=$(XLSTM_VK_VEC_GROUP=$g XLSTM_VK_VEC_MATVEC=128,$r timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows 4096 --cols 10944 --tokens "$T" -r 5 2>/dev/null | opline)
     echo "| $t | T=$T | group $g | rows $r | $a | $b |" >> "$SUM"
   done; done; done; done
+fi
+
+# ---- several tokens' int8 products on tensor cores (XLSTM_VK_TCVEC) ---------------------------------------------------------
+if has tcvec; then
+  say "tcvec"
+  sec "int8 products over several tokens (µs per call): matvec (XLSTM_VK_TCVEC=0) | tensor cores (default)"
+  echo "| type | shape | T | matvec | tensor cores |" >> "$SUM"
+  for t in ${TC_TYPES:-q4_0 q8_0}; do for shp in ${TC_SHAPES:-21888x4096 4096x10944 12288x4096}; do for T in ${TC_TOKENS:-4 16 64}; do
+    [ "$(left)" -gt 30 ] || break
+    a=$(XLSTM_VK_TCVEC=0 timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}')
+    b=$(timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}')
+    echo "| $t | $shp | $T | $a | $b |" >> "$SUM"
+  done; done; done
+  XLSTM_VK_PIPELINE_STATS=1 timeout 30 "$BIN" bench --op matmul --backend vulkan --type q4_0 --rows 4096 --cols 4096 --tokens 16 -r 2 2>&1 | grep "pipeline matvec" >> "$SUM"
 fi
 
 # ---- pre-quantized activations for int8 matvecs (XLSTM_VK_PREQ) ----------------------------------------------------------
@@ -226,6 +241,10 @@ PY
     for i in $(seq 1 240); do [ -f "$TMP/models.done" ] && break; sleep 1; done
     m="$TMP/7b-$t.gguf"
     [ -f "$m" ] || "$BIN" init --preset 7b --type "$t" --tokenizer "$TOKENIZER" -o "$m" -q > /dev/null 2>&1
+    # warm-up: the driver compiles each pipeline on first use (a fresh machine's shader cache is empty: B=1 measured
+    # 224 ms per prompt's prefill cold, 23 warm), so the first measured B would pay for it
+    head -n 8 "$TMP/prompts.jsonl" > "$TMP/warm.jsonl"
+    for B in 1 8; do timeout 120 "$BIN" batch -m "$m" --backend vulkan -i "$TMP/warm.jsonl" -o "$TMP/warm-$t-$B.jsonl" --parallel "$B" --ignore-eos --force > /dev/null 2>&1; done
     for B in ${BATCH_SIZES:-1 4 16 64}; do
       [ "$(left)" -gt 30 ] || break
       n=$(( B == 1 ? 24 : (B == 4 ? 48 : (B == 16 ? 128 : 256)) ))

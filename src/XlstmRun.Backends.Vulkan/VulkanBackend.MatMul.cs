@@ -15,6 +15,8 @@ public sealed unsafe partial class VulkanBackend
     private VkBuf? _xh, _wh;   // the GEMM's f16 workspaces: x converted once (GemmHalfXTokens), a dequantized weight slab
     /// <summary>Matvecs recorded so far that quantized their output for the next one (M_QOUT; tests).</summary>
     public long QuantizedOutputs { get; private set; }
+    /// <summary>Matvecs over several tokens recorded so far on tensor cores (<see cref="VulkanOptions.TensorMatVec"/>; tests).</summary>
+    public long TensorMatVecs { get; private set; }
     /// <summary>GEMMs recorded so far that read operands prepared in the f16 workspaces (tests: never in a replayed step).</summary>
     public long PreparedGemms { get; private set; }
     private VkBuf? _xq, _qc;   // the XQ workspace (quantized activations), M_QOUT's counters
@@ -338,6 +340,24 @@ public sealed unsafe partial class VulkanBackend
 
     private uint ConvertGroups(long rows, uint kPad) => (uint)Math.Min(Groups(rows * (kPad / 8), 256), 65535);
 
+    private Kernel? _matvecTc;
+
+    /// <summary>
+    /// The tensor-core kernel for an int8 product over several tokens (<see cref="VulkanOptions.TensorMatVec"/>), or null
+    /// for the matvec. It reproduces the one-token matvec's sum order, which exists only where that matvec runs 128
+    /// invocations in whole subgroups and reduces by the reduce-scatter (rows a power of two, at most the subgroup).
+    /// </summary>
+    private Kernel? TensorMatVecKernel(VkWeight W)
+    {
+        int mode = Options.TensorMatVec ?? (_cx.CoopMatNv && !Options.Float32 ? 1 : 0);
+        if (mode == 0 || !_cx.UseSubgroups || !Options.ReduceScatter) return null;
+        var one = MatVecShapeFor(W, 1);
+        uint sg = _cx.Info.SubgroupSize;
+        if (one.Wg != 128 || one.Rows is not (2 or 4 or 8 or 16) || one.Rows > sg || 128 % sg != 0) return null;
+        if (mode == 1 && (!_cx.CoopMatNv || sg != 32)) return null;
+        return _matvecTc ??= _cx.Kernel(mode == 2 ? "matvec_tc_emu" : "matvec_tc", 15, (uint)sizeof(MatVecPush));
+    }
+
     /// <summary>
     /// Whether <paramref name="producer"/> can quantize its output for <paramref name="consumer"/> (M_QOUT in matvec.glsl):
     /// one token, a plain int8 matvec of whole 32-row blocks (reading its own input unquantized) writing exactly the input
@@ -416,7 +436,17 @@ public sealed unsafe partial class VulkanBackend
         if (quantizeFor != null) QuantizedOutputs++;
         uint group = (uint)Math.Min(T, Options.VecGroup);   // tokens per workgroup
         uint rloop = T > 1 ? (uint)Options.VecRowLoop : 1u;   // row groups per workgroup
-        var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u, rloop, AuxRowsPerGroup, Options.ReduceScatter ? 1u : 0u]);
+        uint perGroup = rloop, tileRows = nr;   // row groups per workgroup, rows per row group
+        if (idot && preq && T > 1 && TensorMatVecKernel(W) is { } tck)
+        {
+            kernel = tck;
+            // rows × tokens tiles of the tensor-core build (TC_M = 64, TC_N = 16; M_SWIGLU: 32 gate|up row pairs); its
+            // M_AUX rows and sum order are the one-token matvec's (NUM_ROWS, workgroup of 128)
+            (shape, nr, group, rloop, perGroup, tileRows) = (MatVecShapeFor(W, 1), MatVecShapeFor(W, 1).Rows, 16u, 1u, 1u, 64u);
+            TensorMatVecs++;
+        }
+        var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u, rloop, AuxRowsPerGroup, Options.ReduceScatter ? 1u : 0u,
+                                    _cx.Info.SubgroupSize]);
 
         Binding ab = Whole(_dummy), sb = Whole(_dummy), awb = Whole(_dummy), adb = Whole(_dummy), abb = Whole(_dummy);
         uint aOff = 0, aStride = 0, sOff = 0, sStride = 0, auxOff = 0, auxStride = 0;
@@ -433,8 +463,8 @@ public sealed unsafe partial class VulkanBackend
         bool firstPart = true;
         foreach (var p in W.Parts)
         {
-            uint rowGroups = S != null ? Groups(W.Rows / 2, nr / 2) : Groups(p.RowCount, nr);
-            uint mainGroups = (rowGroups + rloop - 1) / rloop;
+            uint rowGroups = S != null ? Groups(W.Rows / 2, tileRows / 2) : Groups(p.RowCount, tileRows);
+            uint mainGroups = (rowGroups + perGroup - 1) / perGroup;
             uint auxGroups = aux != null ? Groups(AW!.Rows, AuxRowsPerGroup) : 0;
             var pc = new MatVecPush
             {

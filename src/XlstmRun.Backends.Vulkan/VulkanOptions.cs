@@ -77,6 +77,11 @@ public sealed record VulkanOptions
     /// <summary>Matvec workgroups reduce their row sums by a reduce-scatter over the subgroup (NUM_ROWS − 1 + log2 shuffles
     /// instead of NUM_ROWS · log2 subgroupAdd steps; XLSTM_VK_RSCATTER=0: one subgroupAdd per row).</summary>
     public bool ReduceScatter { get; init; } = true;
+    /// <summary>Int8 products over several tokens on tensor cores (shaders/matvec_tc.comp: each block's integer sums through
+    /// f16 cooperative matrices, exact, then the one-token matvec's sum order, so the same bits as one token at a time):
+    /// null: where the device has cooperative matrices (XLSTM_VK_TCVEC=0 off, 1 on); 2: the emulated build
+    /// (matvec_tc_emu.comp) on any device with subgroups, for tests.</summary>
+    public int? TensorMatVec { get; init; }
     /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
     public int? Batch { get; init; }
     /// <summary>Tensor-core GEMMs over at least this many tokens read x converted to f16 once (shaders/convert_f16.comp)
@@ -183,6 +188,7 @@ public sealed record VulkanOptions
         }
         if (Env("XLSTM_VK_GEMM_TOKEN_MAJOR") is { } gtm) o = o with { GemmTokenMajor = gtm != "0" };
         if (Env("XLSTM_VK_RSCATTER") is { } rsc) o = o with { ReduceScatter = rsc != "0" };
+        if (Env("XLSTM_VK_TCVEC") is { } tcv) o = o with { TensorMatVec = Int("XLSTM_VK_TCVEC", tcv, 0, 2) };
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;
     }

@@ -56,6 +56,9 @@ public class BatchRunnerTests
         // activations quantized by every matvec workgroup; by quantize_x for every product
         { "vulkan-int8-inline", GgmlType.Q4_0 },
         { "vulkan-int8-preq", GgmlType.Q4_0 },
+        // several tokens' products through the tensor-core kernel (its emulated build), one token's through the matvec
+        { "vulkan-int8-tc", GgmlType.Q4_0 },
+        { "vulkan-int8-tc", GgmlType.Q8_0 },
     };
 
     private static IBackend NewBackend(string backend) => backend switch
@@ -66,6 +69,7 @@ public class BatchRunnerTests
         "vulkan-int8-wide" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { VecGroup = 16, VecMatVec = new(128, 4, 1), VecRowLoop = 3 }),
         "vulkan-int8-inline" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { PreQuantTokens = VulkanOptions.Never }),
         "vulkan-int8-preq" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { PreQuantTokens = 1 }),
+        "vulkan-int8-tc" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { TensorMatVec = 2 }),
         _ => throw new ArgumentException(backend),
     };
 

@@ -369,6 +369,56 @@ public class VulkanOpTests
         }
     }
 
+    /// <summary>
+    /// Int8 products over several tokens through the tensor-core kernel (its emulated build here: the same tiles, block
+    /// order and epilogue, the block sums in float) give every token the bits of the one-token matvec: few blocks per row
+    /// (most leaves empty) and 300 blocks (two or three per leaf), 2 to 17 tokens (a partial tile of 16), rows not a
+    /// multiple of the tile, with a bias and accumulating into the output.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_0, 320)]
+    [InlineData(GgmlType.Q4_0, 9600)]
+    [InlineData(GgmlType.Q8_0, 9600)]
+    public void TensorCoreProductsGiveTheOneTokenMatvecsBits(GgmlType type, int cols)
+    {
+        const int rows = 70, maxT = 17;
+        float[] Run(VulkanOptions o, int T, out long tensorCalls)
+        {
+            using var p = new OpPair(7, options: o);
+            var (_, wv) = p.Weight(type, rows, cols, values: p.Random(rows * cols, 0.2f));
+            var (_, bv) = p.Weight(GgmlType.F32, 1, rows, vector: true, values: p.Random(rows, 0.5f));
+            var xs = p.Random(maxT * cols, 2f);
+            var d0 = p.Random(maxT * rows);
+            var result = new List<float>();
+            for (int t0 = 0; t0 < maxT; t0 += T)
+            {
+                int n = Math.Min(T, maxT - t0);
+                var (_, xv) = p.Tensor(n, cols, xs.AsSpan(t0 * cols, n * cols).ToArray());
+                var (_, dv) = p.Tensor(n, rows);
+                var (_, av) = p.Tensor(n, rows, d0.AsSpan(t0 * rows, n * rows).ToArray());
+                p.Vk.MatMul(wv, xv, dv);
+                p.Vk.MatMul(wv, xv, av, bv, accumulate: true);
+                float[] d = p.ReadVk(dv), a = p.ReadVk(av);
+                for (int i = 0; i < n; i++)   // token by token, whatever T
+                {
+                    result.AddRange(d.AsSpan(i * rows, rows).ToArray());
+                    result.AddRange(a.AsSpan(i * rows, rows).ToArray());
+                }
+            }
+            tensorCalls = p.Vk.TensorMatVecs;
+            return result.ToArray();
+        }
+        var want = Run(VulkanTestDevice.IntDot with { TensorMatVec = 0 }, 1, out _);
+        foreach (int T in new[] { 2, 17 })
+        {
+            var got = Run(VulkanTestDevice.IntDot with { TensorMatVec = 2 }, T, out long calls);
+            Assert.True(calls > 0, "the tensor-core kernel was not used");
+            for (int i = 0; i < want.Length; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(want[i]) == BitConverter.SingleToInt32Bits(got[i]),
+                    $"{T} tokens, element {i}: {got[i]:R} against {want[i]:R}");
+        }
+    }
+
     public static TheoryData<GgmlType, int, int, bool> IntDotCases()
     {
         var d = new TheoryData<GgmlType, int, int, bool>();

@@ -43,7 +43,16 @@ public class VulkanOptionsTests
         Assert.False(Read(("XLSTM_VK_RSCATTER", "0")).ReduceScatter);
     }
 
+    [Fact]
+    public void TensorCoreMatvecsAreChosenByTheDeviceUnlessSet()
+    {
+        Assert.Null(Read().TensorMatVec);
+        Assert.Equal(0, Read(("XLSTM_VK_TCVEC", "0")).TensorMatVec);
+        Assert.Equal(2, Read(("XLSTM_VK_TCVEC", "2")).TensorMatVec);
+    }
+
     [Theory]
+    [InlineData("XLSTM_VK_TCVEC", "3")]
     [InlineData("XLSTM_VK_GEMM_RSTAGES", "3")]
     [InlineData("XLSTM_VK_GEMM_XF16", "0")]
     [InlineData("XLSTM_VK_GEMM_DEQUANT", "lots")]
