@@ -59,6 +59,7 @@ layout(constant_id = 7) const uint RLOOP = 1u;    // row groups (of NUM_ROWS row
 layout(constant_id = 8) const uint AUX_ROWS = 0u; // M_AUX rows per workgroup (0: NUM_ROWS)
 layout(constant_id = 9) const uint RSCATTER = 1u; // reduce the row sums by reduce-scatter (reduce_rows)
 layout(constant_id = 10) const uint TSG = 32u;    // TC_LAYOUT: the one-token matvec's subgroup size (its sum order)
+layout(constant_id = 11) const uint TC_KB = 4u;   // TC_LAYOUT: blocks loaded per step
 const uint AUXR = AUX_ROWS == 0u ? NUM_ROWS : AUX_ROWS;   // at most NUM_ROWS (the host checks)
 #define MAX_NTOK 16u
 #define M_NORM 1u
@@ -596,12 +597,12 @@ void row_group(uint wgi, uint t0, uint ntok)
 // an integer sum does not depend on the order. M_AUX rows, norms and epilogues are the one-token matvec's own code.
 #define TC_M 64u
 #define TC_N 16u
-const uint TC_CELLS = TC_M * TC_N / 128u;   // cells (row, token) per invocation: 8
+const uint TC_CELLS = 8u;   // cells (row, token) per invocation: its subgroup's 16 × 16 tile over 32 lanes
 const uint LOG_TSG = TSG >= 128u ? 7u : TSG >= 64u ? 6u : TSG >= 32u ? 5u : TSG >= 16u ? 4u : TSG >= 8u ? 3u : TSG >= 4u ? 2u : 1u;
-shared uvec4 tcA[TC_M * 4u];   // row r: 32 halves (permuted order) in tcA[4r .. 4r + 3]; after the loop: the row sums
-shared uvec4 tcB[TC_N * 4u];   // token t: 32 halves in tcB[4t .. 4t + 3]
-shared float tcC[TC_M * TC_N]; // the block's integer sums, row r token t at 16r + t
-shared float tcWd[TC_M], tcDd[TC_N], tcInv[TC_N];
+shared uvec4 tcA[TC_KB * TC_M * 4u];   // slot j, row r: 32 halves (permuted order) at 4(j·TC_M + r)
+shared uvec4 tcB[TC_KB * TC_N * 4u];   // slot j, token t: 32 halves at 4(j·TC_N + t)
+shared float tcC[4u * 256u];           // each (virtual) subgroup's 16 × 16 integer sums; at the end the row sums
+shared float tcWd[TC_KB * TC_M], tcDd[TC_KB * TC_N], tcInv[TC_N];
 
 // Bytes 0 and 2 (k = 0) or 1 and 3 (k = 1) of w, each an int8 (q8) or a nibble minus 8 (nibble shift 0 or 4), as two halves.
 uint tc_pair(uint w, uint k, bool q8, uint shift)
@@ -626,23 +627,40 @@ uint tc_row(uint wg, uint r)   // weight row of tile row r (M_SWIGLU: gate rows,
     return min(wg * TC_M + r, pc.rows - 1u);
 }
 
-// Block b of the tile into tcA/tcB/tcWd/tcDd.
-void tc_fill(uint wg, uint t0, uint ntok, uint b)
+// The blocks are taken leaf by leaf in the one-token order: leaf index li (0..127) is leaf
+// (li / TSG)·TSG + bitreverse(li % TSG), and each leaf has mmax slots m (block leaf + 128m, if it exists).
+uint tc_block(uint p, uint mmax)
+{
+    uint li = p / mmax, m = p % mmax;
+    uint l = (li / TSG) * TSG + (bitfieldReverse(li % TSG) >> (32u - LOG_TSG));
+    return l + 128u * m;
+}
+
+// Slots p0 .. p0 + TC_KB − 1 of the tile into tcA/tcB/tcWd/tcDd (blocks past the row: left as they are, not used).
+void tc_fill(uint wg, uint t0, uint ntok, uint p0, uint mmax)
 {
     uint tid = gl_LocalInvocationID.x;
     uint nb = pc.wStride;
-    // weights: two invocations per row, two words (of four) each
-    uint r = tid >> 1, m0 = 2u * (tid & 1u);
-    uint blk = tc_row(wg, r) * nb + b;
     bool q8 = WTYPE == WT_Q8_0;
-    uvec4 u = q8 ? W4[2u * blk] : W4[blk];
-    uvec4 v = q8 ? W4[2u * blk + 1u] : u;
-    for (uint m = m0; m < m0 + 2u; m++) tcA[4u * r + m] = tc_word(u[m], v[m], q8, 4u);
-    if ((tid & 1u) == 0u) tcWd[r] = w_scale(pc.scaleBase + blk);
-    // the tokens' quants: four invocations per token, one word each
-    if (tid < 4u * TC_N)
+    uint r = tid >> 1, m0 = 2u * (tid & 1u);
+    uint rowBase = tc_row(wg, r) * nb;
+    for (uint j = 0u; j < TC_KB; j++)
     {
-        uint t = tid >> 2, m = tid & 3u;
+        uint b = tc_block(p0 + j, mmax);
+        if (p0 + j >= 128u * mmax || b >= nb) continue;
+        uint blk = rowBase + b;
+        uvec4 u = q8 ? W4[2u * blk] : W4[blk];
+        uvec4 v = q8 ? W4[2u * blk + 1u] : u;
+        tcA[4u * (j * TC_M + r) + m0] = tc_word(u[m0], v[m0], q8, 4u);
+        tcA[4u * (j * TC_M + r) + m0 + 1u] = tc_word(u[m0 + 1u], v[m0 + 1u], q8, 4u);
+        if ((tid & 1u) == 0u) tcWd[j * TC_M + r] = w_scale(pc.scaleBase + blk);
+    }
+    // the tokens' quants: one word of one token of one slot per item
+    for (uint i = tid; i < TC_KB * TC_N * 4u; i += 128u)
+    {
+        uint j = i / (TC_N * 4u), t = (i / 4u) % TC_N, m = i % 4u;
+        uint b = tc_block(p0 + j, mmax);
+        if (p0 + j >= 128u * mmax || b >= nb) continue;
         uvec4 w = uvec4(0u);
         float d = 0.0;
         if (t < ntok)
@@ -651,96 +669,103 @@ void tc_fill(uint wg, uint t0, uint ntok, uint b)
             w = tc_word(XQ4[2u * qb][m], XQ4[2u * qb + 1u][m], true, 0u);
             d = XD[pc.xdOff + qb].x;
         }
-        tcB[4u * t + m] = w;
-        if (m == 0u) tcDd[t] = d;
+        tcB[4u * (j * TC_N + t) + m] = w;
+        if (m == 0u) tcDd[j * TC_N + t] = d;
     }
 }
 
 #if !TC_EMULATE
 #define TC_AB fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define TC_ACC fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
+#define TC_SYNC() { subgroupMemoryBarrierShared(); subgroupBarrier(); }
+#else
+#define TC_SYNC() barrier()
 #endif
 
-// The tile's integer sums for the block in tcA/tcB into tcC: subgroup i takes rows 16i .. 16i + 15 (4 subgroups of 32);
-// emulated: every invocation its cells, in float (exact as well).
-void tc_products()
+// Slot j's integer sums of (virtual) subgroup vs's 16 rows into tcC[256·vs ..] (row-major, 16 tokens a row). The
+// emulated build: every invocation its own cells, in float (exact as well). Subgroups of 32 (the host checks).
+void tc_products(uint j, uint vs, uint vl)
 {
 #if TC_EMULATE
-    uint tid = gl_LocalInvocationID.x;
     for (uint q = 0u; q < TC_CELLS; q++)
     {
-        uint c = tid + 128u * q, r = c / TC_N, t = c % TC_N;
+        uint c = vl + 32u * q, r = 16u * vs + c / TC_N, t = c % TC_N;
         float sum = 0.0;
         for (uint m = 0u; m < 4u; m++)
             for (uint e = 0u; e < 4u; e++)
             {
-                vec2 a = unpackHalf2x16(tcA[4u * r + m][e]), x = unpackHalf2x16(tcB[4u * t + m][e]);
+                vec2 a = unpackHalf2x16(tcA[4u * (j * TC_M + r) + m][e]), x = unpackHalf2x16(tcB[4u * (j * TC_N + t) + m][e]);
                 sum += a.x * x.x + a.y * x.y;
             }
-        tcC[c] = sum;
+        tcC[256u * vs + c] = sum;
     }
 #else
-    uint sg = gl_SubgroupID;
     TC_ACC acc = TC_ACC(0.0);
     TC_AB a, x;
     [[unroll]] for (uint h = 0u; h < 2u; h++)
     {
-        coopMatLoadNV(a, tcA, 16u * 4u * sg + 2u * h, 4u, false);   // 16 rows × 16 k, row-major, 4 uvec4 per row
-        coopMatLoadNV(x, tcB, 2u * h, 4u, true);                   // 16 k × 16 tokens, stored token by token
+        coopMatLoadNV(a, tcA, 4u * (j * TC_M + 16u * vs) + 2u * h, 4u, false);   // 16 rows × 16 k, 4 uvec4 per row
+        coopMatLoadNV(x, tcB, 4u * (j * TC_N) + 2u * h, 4u, true);              // 16 k × 16 tokens, token by token
         acc = coopMatMulAddNV(a, x, acc);
     }
-    coopMatStoreNV(acc, tcC, 16u * TC_N * sg, TC_N, false);
+    coopMatStoreNV(acc, tcC, 256u * vs, TC_N, false);
 #endif
 }
 
-// Row tile wg (TC_M rows) × tokens t0 .. t0 + ntok − 1. Invocation tid owns cells tid + 128q (row c / 16, token c % 16).
+// Row tile wg (TC_M rows) × tokens t0 .. t0 + ntok − 1. (Virtual) subgroup vs = tid / 32 owns rows 16vs .. 16vs + 15;
+// lane vl their cells vl + 32q (row 16vs + vl / 16 + 2q, token vl % 16).
 void tc_group(uint wg, uint t0, uint ntok)
 {
     const bool NORM = (MODE & M_NORM) != 0u;
-    uint tid = gl_LocalInvocationID.x;
+    uint tid = gl_LocalInvocationID.x, vs = tid >> 5, vl = tid & 31u;
     uint nb = pc.wStride;
-    const uint G = 128u / TSG;   // the one-token workgroup's subgroups
+    uint mmax = (nb + 127u) / 128u;   // slots per leaf
     float total[TC_CELLS], leaf[TC_CELLS], stk[TC_CELLS][7];
-    [[unroll]] for (uint q = 0u; q < TC_CELLS; q++) total[q] = 0.0;
-    for (uint g = 0u; g < G; g++)
-        for (uint i = 0u; i < TSG; i++)
+    [[unroll]] for (uint q = 0u; q < TC_CELLS; q++) { total[q] = 0.0; leaf[q] = 0.0; }
+    for (uint p0 = 0u; p0 < 128u * mmax; p0 += TC_KB)
+    {
+        barrier();   // the previous slots' tiles are read
+        tc_fill(wg, t0, ntok, p0, mmax);
+        barrier();
+        for (uint j = 0u; j < TC_KB; j++)
         {
-            uint l = g * TSG + (bitfieldReverse(i) >> (32u - LOG_TSG));   // the leaf (one-token invocation)
-            [[unroll]] for (uint q = 0u; q < TC_CELLS; q++) leaf[q] = 0.0;
-            for (uint b = l; b < nb; b += 128u)
+            uint p = p0 + j;
+            if (p >= 128u * mmax) break;
+            uint li = p / mmax, m = p % mmax;
+            if (tc_block(p, mmax) < nb)
             {
-                tc_fill(wg, t0, ntok, b);
-                barrier();
-                tc_products();
-                float w[TC_CELLS];
+                tc_products(j, vs, vl);
+                TC_SYNC();
+                float dd = tcDd[j * TC_N + (vl % TC_N)];
                 [[unroll]] for (uint q = 0u; q < TC_CELLS; q++)
                 {
-                    uint c = tid + 128u * q;
-                    w[q] = tcWd[c / TC_N] * tcDd[c % TC_N];
+                    uint c = vl + 32u * q;
+                    leaf[q] += tcC[256u * vs + c] * (tcWd[j * TC_M + 16u * vs + c / TC_N] * dd);
                 }
-                barrier();
-                [[unroll]] for (uint q = 0u; q < TC_CELLS; q++) leaf[q] += tcC[tid + 128u * q] * w[q];
+                TC_SYNC();   // tcC is read before the next slot's products
             }
-            // into the tree: leaf i of the subgroup's in-order tree merges with the pending subtrees its trailing ones name
-            [[unroll]] for (uint q = 0u; q < TC_CELLS; q++)
+            if (m == mmax - 1u)
             {
-                float v = leaf[q];
-                bool open = true;
-                [[unroll]] for (uint k = 0u; k < 7u; k++)
-                    if (open && k < LOG_TSG)
-                    {
-                        if (((i >> k) & 1u) == 0u) { stk[q][k] = v; open = false; }
-                        else v = stk[q][k] + v;
-                    }
-                if (i == TSG - 1u) total[q] += v;   // the subgroup's sum, added after the earlier subgroups'
+                // leaf i of its subgroup's in-order tree merges with the pending subtrees its trailing ones name
+                uint i = li % TSG;
+                [[unroll]] for (uint q = 0u; q < TC_CELLS; q++)
+                {
+                    float v = leaf[q];
+                    bool open = true;
+                    [[unroll]] for (uint k = 0u; k < 7u; k++)
+                        if (open && k < LOG_TSG)
+                        {
+                            if (((i >> k) & 1u) == 0u) { stk[q][k] = v; open = false; }
+                            else v = stk[q][k] + v;
+                        }
+                    if (i == TSG - 1u) total[q] += v;   // the subgroup's sum, after the earlier subgroups'
+                    leaf[q] = 0.0;
+                }
             }
         }
-    barrier();   // the last block's tiles are read before tcA holds the sums
-    [[unroll]] for (uint q = 0u; q < TC_CELLS; q++)
-    {
-        uint c = tid + 128u * q;
-        tcC[c] = total[q];
     }
+    barrier();
+    [[unroll]] for (uint q = 0u; q < TC_CELLS; q++) tcC[256u * vs + vl + 32u * q] = total[q];   // row 16vs + c/16, token c%16
     // each token's norm scale, as the one-token matvec forms it (the same workgroup size, the same reduction)
     for (uint t = 0u; t < ntok; t++)
     {

@@ -446,7 +446,7 @@ public sealed unsafe partial class VulkanBackend
             TensorMatVecs++;
         }
         var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u, rloop, AuxRowsPerGroup, Options.ReduceScatter ? 1u : 0u,
-                                    _cx.Info.SubgroupSize]);
+                                    _cx.Info.SubgroupSize, (uint)Options.TensorMatVecBlocks]);
 
         Binding ab = Whole(_dummy), sb = Whole(_dummy), awb = Whole(_dummy), adb = Whole(_dummy), abb = Whole(_dummy);
         uint aOff = 0, aStride = 0, sOff = 0, sStride = 0, auxOff = 0, auxStride = 0;

@@ -82,6 +82,9 @@ public sealed record VulkanOptions
     /// null: where the device has cooperative matrices (XLSTM_VK_TCVEC=0 off, 1 on); 2: the emulated build
     /// (matvec_tc_emu.comp) on any device with subgroups, for tests.</summary>
     public int? TensorMatVec { get; init; }
+    /// <summary>Blocks the tensor-core products load per step, between two workgroup barriers (XLSTM_VK_TC_KB, 1..6; shared
+    /// memory is about 6 KiB per block).</summary>
+    public int TensorMatVecBlocks { get; init; } = 4;
     /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
     public int? Batch { get; init; }
     /// <summary>Tensor-core GEMMs over at least this many tokens read x converted to f16 once (shaders/convert_f16.comp)
@@ -189,6 +192,7 @@ public sealed record VulkanOptions
         if (Env("XLSTM_VK_GEMM_TOKEN_MAJOR") is { } gtm) o = o with { GemmTokenMajor = gtm != "0" };
         if (Env("XLSTM_VK_RSCATTER") is { } rsc) o = o with { ReduceScatter = rsc != "0" };
         if (Env("XLSTM_VK_TCVEC") is { } tcv) o = o with { TensorMatVec = Int("XLSTM_VK_TCVEC", tcv, 0, 2) };
+        if (Env("XLSTM_VK_TC_KB") is { } tkb) o = o with { TensorMatVecBlocks = Int("XLSTM_VK_TC_KB", tkb, 1, 6) };
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;
     }

@@ -373,7 +373,7 @@ public class VulkanOpTests
     /// Int8 products over several tokens through the tensor-core kernel (its emulated build here: the same tiles, block
     /// order and epilogue, the block sums in float) give every token the bits of the one-token matvec: few blocks per row
     /// (most leaves empty) and 300 blocks (two or three per leaf), 2 to 17 tokens (a partial tile of 16), rows not a
-    /// multiple of the tile, with a bias and accumulating into the output.
+    /// multiple of the tile, with a bias and accumulating into the output; 4 and 3 blocks per step.
     /// </summary>
     [Theory]
     [InlineData(GgmlType.Q4_0, 320)]
@@ -409,9 +409,9 @@ public class VulkanOpTests
             return result.ToArray();
         }
         var want = Run(VulkanTestDevice.IntDot with { TensorMatVec = 0 }, 1, out _);
-        foreach (int T in new[] { 2, 17 })
+        foreach (var (T, kb) in new[] { (2, 4), (17, 3) })   // blocks per step: a divisor of the leaves' slots, and not
         {
-            var got = Run(VulkanTestDevice.IntDot with { TensorMatVec = 2 }, T, out long calls);
+            var got = Run(VulkanTestDevice.IntDot with { TensorMatVec = 2, TensorMatVecBlocks = kb }, T, out long calls);
             Assert.True(calls > 0, "the tensor-core kernel was not used");
             for (int i = 0; i < want.Length; i++)
                 Assert.True(BitConverter.SingleToInt32Bits(want[i]) == BitConverter.SingleToInt32Bits(got[i]),
