@@ -105,13 +105,16 @@ fi
 # ---- several tokens' int8 products on tensor cores (XLSTM_VK_TCVEC) ---------------------------------------------------------
 if has tcvec; then
   say "tcvec"
-  sec "int8 products over several tokens (µs per call): matvec (XLSTM_VK_TCVEC=0) | tensor cores (default)"
-  echo "| type | shape | T | matvec | tensor cores |" >> "$SUM"
+  sec "int8 products over several tokens (µs per call): matvec (XLSTM_VK_TCVEC=0) | tensor cores with XLSTM_VK_TC_KB blocks per step"
+  echo "| type | shape | T | matvec | $(for k in ${TC_KBS:-4}; do printf 'tc kb=%s | ' "$k"; done)" >> "$SUM"   # kb or kb:ENV=v
   for t in ${TC_TYPES:-q4_0 q8_0}; do for shp in ${TC_SHAPES:-21888x4096 4096x10944 12288x4096}; do for T in ${TC_TOKENS:-4 16 64}; do
     [ "$(left)" -gt 30 ] || break
-    a=$(XLSTM_VK_TCVEC=0 timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}')
-    b=$(timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}')
-    echo "| $t | $shp | $T | $a | $b |" >> "$SUM"
+    row="| $t | $shp | $T | $(XLSTM_VK_TCVEC=0 timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}') |"
+    for k in ${TC_KBS:-4}; do
+      e=""; [[ $k == *:* ]] && e=${k#*:}
+      row="$row $(env ${e//+/ } XLSTM_VK_TC_KB=${k%%:*} timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}') |"
+    done
+    echo "$row" >> "$SUM"
   done; done; done
   XLSTM_VK_PIPELINE_STATS=1 timeout 30 "$BIN" bench --op matmul --backend vulkan --type q4_0 --rows 4096 --cols 4096 --tokens 16 -r 2 2>&1 | grep "pipeline matvec" >> "$SUM"
 fi

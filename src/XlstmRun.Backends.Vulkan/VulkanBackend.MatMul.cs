@@ -349,8 +349,8 @@ public sealed unsafe partial class VulkanBackend
     /// </summary>
     private Kernel? TensorMatVecKernel(VkWeight W)
     {
-        int mode = Options.TensorMatVec ?? (_cx.CoopMatNv && !Options.Float32 ? 1 : 0);
-        if (mode == 0 || !_cx.UseSubgroups || !Options.ReduceScatter) return null;
+        int mode = Options.TensorMatVec ?? 0;
+        if (mode == 0 || Options.Float32 || !_cx.UseSubgroups || !Options.ReduceScatter) return null;
         var one = MatVecShapeFor(W, 1);
         uint sg = _cx.Info.SubgroupSize;
         if (one.Wg != 128 || one.Rows is not (2 or 4 or 8 or 16) || one.Rows > sg || 128 % sg != 0) return null;

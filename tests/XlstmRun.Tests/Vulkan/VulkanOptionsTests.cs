@@ -44,7 +44,7 @@ public class VulkanOptionsTests
     }
 
     [Fact]
-    public void TensorCoreMatvecsAreChosenByTheDeviceUnlessSet()
+    public void TensorCoreMatvecsAreOffUnlessSet()
     {
         Assert.Null(Read().TensorMatVec);
         Assert.Equal(0, Read(("XLSTM_VK_TCVEC", "0")).TensorMatVec);
