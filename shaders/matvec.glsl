@@ -36,7 +36,9 @@
 //              weight's compute its rows into AD (the xLSTM gate pre-activations beside the q|k|v|o projection);
 //              flags bit 16: add the bias AB.
 // Built twice: matvec.comp (INT_DOT 0: float activations everywhere; no integer-dot capability in the module) and
-// matvec_idot.comp (INT_DOT 1: Q8_0/Q4_0 with int8 activations; the device must have shaderIntegerDotProduct).
+// matvec_idot.comp (INT_DOT 1: Q8_0/Q4_0 with int8 activations; the device must have shaderIntegerDotProduct). And
+// matvec_tc.comp / matvec_tc_emu.comp (TC_LAYOUT: several tokens' int8 products on tensor cores with the same bits;
+// tc_group at the end; off by default).
 #include "common.glsl"
 #if USE_SUBGROUPS
 #extension GL_KHR_shader_subgroup_shuffle : require

@@ -349,7 +349,7 @@ public sealed unsafe partial class VulkanBackend
     /// </summary>
     private Kernel? TensorMatVecKernel(VkWeight W)
     {
-        int mode = Options.TensorMatVec ?? 0;
+        int mode = Options.TensorMatVec;
         if (mode == 0 || Options.Float32 || !_cx.UseSubgroups || !Options.ReduceScatter) return null;
         var one = MatVecShapeFor(W, 1);
         uint sg = _cx.Info.SubgroupSize;
@@ -442,7 +442,8 @@ public sealed unsafe partial class VulkanBackend
             kernel = tck;
             // rows × tokens tiles of the tensor-core build (TC_M = 64, TC_N = 16; M_SWIGLU: 32 gate|up row pairs); its
             // M_AUX rows and sum order are the one-token matvec's (NUM_ROWS, workgroup of 128)
-            (shape, nr, group, rloop, perGroup, tileRows) = (MatVecShapeFor(W, 1), MatVecShapeFor(W, 1).Rows, 16u, 1u, 1u, 64u);
+            shape = MatVecShapeFor(W, 1);
+            (nr, group, rloop, perGroup, tileRows) = (shape.Rows, 16u, 1u, 1u, 64u);
             TensorMatVecs++;
         }
         var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u, rloop, AuxRowsPerGroup, Options.ReduceScatter ? 1u : 0u,

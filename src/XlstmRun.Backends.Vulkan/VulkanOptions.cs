@@ -79,10 +79,10 @@ public sealed record VulkanOptions
     public bool ReduceScatter { get; init; } = true;
     /// <summary>Int8 products over several tokens on tensor cores (shaders/matvec_tc.comp: each block's integer sums through
     /// f16 cooperative matrices, exact, then the one-token matvec's sum order, so the same bits as one token at a time):
-    /// XLSTM_VK_TCVEC=1 where the device has cooperative matrices; 2: the emulated build (matvec_tc_emu.comp) on any
-    /// device with subgroups, for tests. Off by default: exact on the H200 but 2.5-10x slower than the matvec so far
-    /// (docs/NOTES.md, H200 session 6).</summary>
-    public int? TensorMatVec { get; init; }
+    /// 0 off (the default: exact on the H200 but 2.5-10x slower than the matvec so far, docs/NOTES.md, H200 session 6);
+    /// 1 where the device has cooperative matrices; 2 the emulated build (matvec_tc_emu.comp) on any device with subgroups,
+    /// for tests (XLSTM_VK_TCVEC=0/1/2).</summary>
+    public int TensorMatVec { get; init; }
     /// <summary>Blocks the tensor-core products load per step, between two workgroup barriers (XLSTM_VK_TC_KB, 1..6; shared
     /// memory is about 6 KiB per block).</summary>
     public int TensorMatVecBlocks { get; init; } = 4;

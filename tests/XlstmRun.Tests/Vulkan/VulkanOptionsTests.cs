@@ -46,8 +46,8 @@ public class VulkanOptionsTests
     [Fact]
     public void TensorCoreMatvecsAreOffUnlessSet()
     {
-        Assert.Null(Read().TensorMatVec);
-        Assert.Equal(0, Read(("XLSTM_VK_TCVEC", "0")).TensorMatVec);
+        Assert.Equal(0, Read().TensorMatVec);
+        Assert.Equal(1, Read(("XLSTM_VK_TCVEC", "1")).TensorMatVec);
         Assert.Equal(2, Read(("XLSTM_VK_TCVEC", "2")).TensorMatVec);
     }
 
