@@ -294,6 +294,43 @@ public sealed unsafe partial class VulkanBackend
         }
     }
 
+    private Kernel? _aluPeak;
+
+    /// <summary>Diagnosis (`bench --op alu`): packed int8 dot products (OpSDotKHR) or float FMAs per second in G with no
+    /// memory traffic (shaders/alu_peak.comp), the best of <paramref name="passes"/>; null without the integer dot product
+    /// feature (for <paramref name="intDot"/>) or device timestamps.</summary>
+    public double? AluPeakGops(bool intDot, int passes = 5)
+    {
+        if (!Profiling || (intDot && !_cx.IntDot)) return null;
+        var k = _aluPeak ??= _cx.Kernel("alu_peak", 1, 8);
+        // 256 invocations each: enough to fill any GPU several times; a CPU device (lavapipe) gets a token amount
+        bool cpu = _cx.Info.Type == PhysicalDeviceType.Cpu;
+        uint groups = cpu ? 8u : 4096u, iters = cpu ? 256u : 4096u;
+        var outBuf = _mem.Create((ulong)groups * 256 * 4, MemKind.Device);
+        try
+        {
+            double best = 0;
+            var pc = stackalloc uint[2];
+            pc[0] = iters;
+            pc[1] = 0x9E3779B9u;
+            for (int p = 0; p <= passes; p++)
+            {
+                ResetProfile();
+                _cs.BeginOp("alu.peak", [], [outBuf]);
+                Run(k, k.Pipeline([intDot ? 0u : 1u]), [Whole(outBuf)], pc, groups);
+                _cs.EndOp();
+                _cs.Flush();
+                double ns = OpTimes().TryGetValue("alu.peak", out var t) ? t.Ns : 0;
+                if (p > 0 && ns > 0) best = Math.Max(best, (double)groups * 256 * iters * 8 / ns);
+            }
+            return best;
+        }
+        finally
+        {
+            Release(outBuf);
+        }
+    }
+
     /// <summary>The float32 GEMM (shaders/matmul.comp): F32 weights, --precision f32, devices without tensor cores.</summary>
     private void DispatchGemmF32(VkWeight W, VkTensor X, VkTensor D, VkWeight? B, bool accumulate, Binding db, uint dOff, Binding bb, uint flags)
     {

@@ -14,7 +14,7 @@ namespace XlstmRun.Backends.Vulkan;
 /// Precision (docs/precision.md): F32 weights always run float32 arithmetic; other weights may use f16 operands in the
 /// tensor-core prefill GEMM and int8 activations in the quantized decode matvecs, unless <see cref="VulkanOptions.Float32"/>.
 /// </summary>
-public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IMatrixUnitProbe, IProfilingBackend, IDeviceMemory
+public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IMatrixUnitProbe, IAluProbe, IProfilingBackend, IDeviceMemory
 {
     private readonly VulkanContext _cx;
     /// <summary>The largest storage-buffer binding: the device's, or less when the options ask (tests).</summary>

@@ -29,3 +29,15 @@ public interface IMatrixUnitProbe
     /// where the device has no matrix units or no device timestamps.</summary>
     double? MatrixPeakTflops(int passes = 5);
 }
+
+/// <summary>
+/// Optional interface of a backend whose arithmetic rates can be measured alone (`bench --op alu`): packed 4×8-bit
+/// integer dot products (what int8 matrix products are made of) and float FMAs, with no memory traffic. Checked with
+/// <c>is</c>.
+/// </summary>
+public interface IAluProbe
+{
+    /// <summary>Operations per second in G (dot products of four int8 pairs, or float FMAs), best of
+    /// <paramref name="passes"/> after a warm-up; null where the device lacks the instruction or device timestamps.</summary>
+    double? AluPeakGops(bool intDot, int passes = 5);
+}

@@ -19,7 +19,7 @@ namespace XlstmRun.Cli.Commands;
 /// </summary>
 internal static class OpBench
 {
-    private static readonly Option<string?> Op = new("--op") { Description = "Benchmark one op instead of a model: matmul, cell, 7b (every 7B shape), or mma (the tensor cores' f16 rate with no memory traffic, Vulkan); needs no -m", HelpName = "OP" };
+    private static readonly Option<string?> Op = new("--op") { Description = "Benchmark one op instead of a model: matmul, cell, 7b (every 7B shape), mma (the tensor cores' f16 rate with no memory traffic, Vulkan) or alu (packed int8 dot products and float FMAs alone, Vulkan); needs no -m", HelpName = "OP" };
     private static readonly Option<string> Type = new("--type") { Description = $"--op: weight types, comma-separated ({GgmlTypes.NameList()})", DefaultValueFactory = _ => "q4_0" };
     private static readonly Option<int> Rows = new("--rows") { Description = "--op matmul: weight rows", DefaultValueFactory = _ => 4096 };
     private static readonly Option<int> Cols = new("--cols") { Description = "--op matmul: weight columns", DefaultValueFactory = _ => 4096 };
@@ -48,6 +48,7 @@ internal static class OpBench
         var tokens = (pr.GetValue(Tokens) ?? "1").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(t => int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 65536 ? n : throw new BadInputException($"--tokens: '{t}' is not a number of tokens (1..65536)")).ToArray();
         if (op == "mma") return MatrixPeak(pr, mo);
+        if (op == "alu") return AluPeak(pr, mo);
         var cases = new List<Case>();
         switch (op)
         {
@@ -77,7 +78,7 @@ internal static class OpBench
                 }
                 break;
             default:
-                throw new BadInputException($"--op {op}: expected matmul, cell, 7b or mma");
+                throw new BadInputException($"--op {op}: expected matmul, cell, 7b, mma or alu");
         }
 
         bool overlap = pr.GetValue(Overlap);
@@ -114,6 +115,19 @@ internal static class OpBench
         if (be is not IMatrixUnitProbe probe || probe.MatrixPeakTflops() is not { } tflops)
             throw new BadInputException($"--op mma: needs a device with matrix units and timestamps (Vulkan cooperative matrices), not {be.Device}");
         Console.WriteLine($"mma: {tflops.ToString("F1", CultureInfo.InvariantCulture)} TFLOP/s (f16 × f16 + f32, 16×16×16 subgroup cooperative matrices, registers only)");
+        Console.WriteLine($"device: {be.Device}");
+        return 0;
+    }
+
+    /// <summary>`--op alu`: packed int8 dot products and float FMAs per second with no memory traffic: the arithmetic
+    /// ceilings of the int8 and float matvecs on this device.</summary>
+    private static int AluPeak(ParseResult pr, ModelOptions mo)
+    {
+        using var be = mo.CreateBackend(pr, profile: true);
+        if (be is not IAluProbe probe || probe.AluPeakGops(intDot: false) is not { } fma)
+            throw new BadInputException($"--op alu: needs a device with timestamps (Vulkan), not {be.Device}");
+        string dots = probe.AluPeakGops(intDot: true) is { } d ? $"{d.ToString("F0", CultureInfo.InvariantCulture)} G/s ({(4 * d / 1000).ToString("F1", CultureInfo.InvariantCulture)} T int8 MACs/s)" : "not available";
+        Console.WriteLine($"alu: packed int8 dot products (4 MACs each) {dots}; float FMAs {fma.ToString("F0", CultureInfo.InvariantCulture)} G/s; registers only");
         Console.WriteLine($"device: {be.Device}");
         return 0;
     }

@@ -66,6 +66,23 @@ public class VulkanCliTests
         }
     }
 
+    /// <summary>`bench --op alu`: one line with positive rates of packed int8 dot products (lavapipe has the instruction)
+    /// and float FMAs on Vulkan; the CPU backend gets a one-line error.</summary>
+    [Fact]
+    public void AluBenchPrintsTheDotProductAndFmaRates()
+    {
+        var r = CliRunner.Run("bench --op alu --backend vulkan");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var m = System.Text.RegularExpressions.Regex.Match(r.Stdout, @"^alu: packed int8 dot products \(4 MACs each\) (\d+) G/s \(([\d.]+) T int8 MACs/s\); float FMAs (\d+) G/s",
+            System.Text.RegularExpressions.RegexOptions.Multiline);
+        Assert.True(m.Success, r.Stdout);
+        Assert.True(double.Parse(m.Groups[1].Value) > 0 && double.Parse(m.Groups[3].Value) > 0, r.Stdout);
+        var e = CliRunner.Run("bench --op alu --backend cpu");
+        Assert.Equal(2, e.ExitCode);
+        Assert.StartsWith("error: --op alu: needs a device with timestamps", e.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Last());
+        Assert.Equal("", e.Stdout);
+    }
+
     /// <summary>`bench --op matmul --overlap`: one row per type with the dependent and the independent time per product
     /// (positive), on Vulkan and the CPU; with an op that is not a product it is a one-line error.</summary>
     [Fact]
