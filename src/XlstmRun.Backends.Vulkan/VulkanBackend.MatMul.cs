@@ -272,26 +272,33 @@ public sealed unsafe partial class VulkanBackend
         var outBuf = _mem.Create((ulong)groups * 8 * 2048 * 4, MemKind.Device);
         try
         {
-            double best = 0;
             var pc = stackalloc uint[2];
             pc[0] = iters;
             pc[1] = BitConverter.SingleToUInt32Bits(0.25f);
-            for (int p = 0; p <= passes; p++)
-            {
-                ResetProfile();
-                _cs.BeginOp("mma.peak", [], [outBuf]);
-                Run(k, k.Pipeline([]), [Whole(outBuf)], pc, groups);
-                _cs.EndOp();
-                _cs.Flush();
-                double ns = OpTimes().TryGetValue("mma.peak", out var t) ? t.Ns : 0;
-                if (p > 0 && ns > 0) best = Math.Max(best, (double)groups * 8 * iters * 8 * 2 * 4096 / ns / 1e3);
-            }
-            return best;
+            double ns = FastestDispatchNs("mma.peak", k, k.Pipeline([]), outBuf, pc, groups, passes);
+            return (double)groups * 8 * iters * 8 * 2 * 4096 / ns / 1e3;
         }
         finally
         {
             Release(outBuf);
         }
+    }
+
+    /// <summary>The fastest of <paramref name="passes"/> timed dispatches (after a warm-up) of a diagnostic kernel whose
+    /// one binding is <paramref name="outBuf"/>, in ns of device time.</summary>
+    private double FastestDispatchNs(string op, Kernel k, Pipeline pipe, VkBuf outBuf, void* pc, uint groups, int passes)
+    {
+        double best = double.PositiveInfinity;
+        for (int p = 0; p <= passes; p++)
+        {
+            ResetProfile();
+            _cs.BeginOp(op, [], [outBuf]);
+            Run(k, pipe, [Whole(outBuf)], pc, groups);
+            _cs.EndOp();
+            _cs.Flush();
+            if (p > 0 && OpTimes().TryGetValue(op, out var t) && t.Ns > 0) best = Math.Min(best, t.Ns);
+        }
+        return best;
     }
 
     private Kernel? _aluPeak;
@@ -309,21 +316,11 @@ public sealed unsafe partial class VulkanBackend
         var outBuf = _mem.Create((ulong)groups * 256 * 4, MemKind.Device);
         try
         {
-            double best = 0;
             var pc = stackalloc uint[2];
             pc[0] = iters;
             pc[1] = 0x9E3779B9u;
-            for (int p = 0; p <= passes; p++)
-            {
-                ResetProfile();
-                _cs.BeginOp("alu.peak", [], [outBuf]);
-                Run(k, k.Pipeline([intDot ? 0u : 1u]), [Whole(outBuf)], pc, groups);
-                _cs.EndOp();
-                _cs.Flush();
-                double ns = OpTimes().TryGetValue("alu.peak", out var t) ? t.Ns : 0;
-                if (p > 0 && ns > 0) best = Math.Max(best, (double)groups * 256 * iters * 8 / ns);
-            }
-            return best;
+            double ns = FastestDispatchNs("alu.peak", k, k.Pipeline([intDot ? 0u : 1u]), outBuf, pc, groups, passes);
+            return (double)groups * 256 * iters * 8 / ns;
         }
         finally
         {
