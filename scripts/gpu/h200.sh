@@ -107,12 +107,14 @@ if has tcvec; then
   say "tcvec"
   sec "int8 products over several tokens (µs per call): matvec (XLSTM_VK_TCVEC=0) | tensor cores with XLSTM_VK_TC_KB blocks per step"
   echo "| type | shape | T | matvec | $(for k in ${TC_KBS:-4}; do printf 'tc kb=%s | ' "$k"; done)" >> "$SUM"   # kb or kb:ENV=v
+  # µs per call of the product $t, $shp, $T under the given environment assignments
+  tc_us() { env "$@" timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}'; }
   for t in ${TC_TYPES:-q4_0 q8_0}; do for shp in ${TC_SHAPES:-21888x4096 4096x10944 12288x4096}; do for T in ${TC_TOKENS:-4 16 64}; do
     [ "$(left)" -gt 30 ] || break
-    row="| $t | $shp | $T | $(XLSTM_VK_TCVEC=0 timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}') |"
+    row="| $t | $shp | $T | $(tc_us XLSTM_VK_TCVEC=0) |"
     for k in ${TC_KBS:-4}; do
       e=""; [[ $k == *:* ]] && e=${k#*:}
-      row="$row $(env ${e//+/ } XLSTM_VK_TC_KB=${k%%:*} timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}') |"
+      row="$row $(tc_us ${e//+/ } XLSTM_VK_TC_KB=${k%%:*}) |"
     done
     echo "$row" >> "$SUM"
   done; done; done
