@@ -62,13 +62,7 @@ layout(constant_id = 8) const uint AUX_ROWS = 0u; // M_AUX rows per workgroup (0
 layout(constant_id = 9) const uint RSCATTER = 1u; // reduce the row sums by reduce-scatter (reduce_rows)
 layout(constant_id = 10) const uint TSG = 32u;    // TC_LAYOUT: the one-token matvec's subgroup size (its sum order)
 layout(constant_id = 11) const uint TC_KB = 4u;   // TC_LAYOUT: blocks loaded per step
-layout(constant_id = 12) const uint PIPE = 0u;    // 1: the next row group's weights are loaded before this one's sums (below)
 const uint AUXR = AUX_ROWS == 0u ? NUM_ROWS : AUX_ROWS;   // at most NUM_ROWS (the host checks)
-// PIPE: with RLOOP row groups per workgroup (one token, Q8_0/Q4_0, UNROLL 1), each invocation loads its first chunk of the
-// next row group's weights before it computes the last chunk of the current one, so that the loads of the next group
-// are in flight through this group's products, reduction and epilogue (the workgroup never waits for memory with
-// nothing loaded). Which invocation adds which block is unchanged: the same bits as without.
-#define PREFETCH (PIPE != 0u && NTOK == 1u && UNROLL == 1u && wt_is_quant())
 #define MAX_NTOK 16u
 #define M_NORM 1u
 #define M_SWIGLU 2u
@@ -454,26 +448,8 @@ void write_norm_row(uint t, float inv, uint first, uint stride)
     }
 }
 
-// PREFETCH: this invocation's first chunk (block tid) of row group wgi's rows, loaded ahead
-uvec4 pfU[NUM_ROWS], pfV[NUM_ROWS];
-float pfD[NUM_ROWS];
-float g_normSS = -1.0;   // PREFETCH under a fused norm over pre-quantized input: the token's Σx², once per workgroup
-
-void prefetch_group(uint wgi)
-{
-    uint nb = pc.wStride, c = gl_LocalInvocationID.x;
-    if (c >= nb) return;
-    [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
-    {
-        uint blk = row_of(wgi, r) * nb + c;
-        if (WTYPE == WT_Q8_0) { pfU[r] = W4[2u * blk]; pfV[r] = W4[2u * blk + 1u]; }
-        else pfU[r] = W4[blk];
-        pfD[r] = w_scale(pc.scaleBase + blk);
-    }
-}
-
-// Row group wgi (NUM_ROWS rows) for tokens t0 .. t0 + ntok − 1; PREFETCH: nextWgi (< pc.rowGroups) is loaded ahead.
-void row_group(uint wgi, uint t0, uint ntok, uint nextWgi)
+// Row group wgi (NUM_ROWS rows) for tokens t0 .. t0 + ntok − 1.
+void row_group(uint wgi, uint t0, uint ntok)
 {
     const uint WG = gl_WorkGroupSize.x;
     const bool NORM = (MODE & M_NORM) != 0u;
@@ -502,16 +478,11 @@ void row_group(uint wgi, uint t0, uint ntok, uint nextWgi)
                 [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++)
                 {
                     uint blk = rowBase[r] * nb + c;
-                    if (PREFETCH && c0 == tid) { wu[u][r] = pfU[r]; wv[u][r] = pfV[r]; wd[u][r] = pfD[r]; }
-                    else
-                    {
-                        if (WTYPE == WT_Q8_0) { wu[u][r] = W4[2u * blk]; wv[u][r] = W4[2u * blk + 1u]; }
-                        else wu[u][r] = W4[blk];
-                        wd[u][r] = w_scale(pc.scaleBase + blk);
-                    }
+                    if (WTYPE == WT_Q8_0) { wu[u][r] = W4[2u * blk]; wv[u][r] = W4[2u * blk + 1u]; }
+                    else wu[u][r] = W4[blk];
+                    wd[u][r] = w_scale(pc.scaleBase + blk);
                 }
             }
-            if (PREFETCH && c0 + WG >= nb && nextWgi < pc.rowGroups) prefetch_group(nextWgi);
             [[unroll]] for (uint u = 0u; u < UNROLL; u++)
             {
                 uint c = c0 + u * WG;
@@ -600,12 +571,7 @@ void row_group(uint wgi, uint t0, uint ntok, uint nextWgi)
         uint t = t0 + j;
         float ssj = tot[j * NV + NUM_ROWS];
 #if INT_DOT
-        if (PREQ != 0u && NORM)   // uniform: barriers inside
-        {
-            if (!PREFETCH || g_normSS < 0.0) ssj = parts_sum(pc.xsOff + t * pc.xqStride, pc.xqStride);
-            else ssj = g_normSS;
-            g_normSS = ssj;
-        }
+        if (PREQ != 0u && NORM) ssj = parts_sum(pc.xsOff + t * pc.xqStride, pc.xqStride);   // uniform: barriers inside
 #endif
         float inv = norm_inv(ssj);
         if ((MODE & M_SWIGLU) != 0u)
@@ -846,12 +812,11 @@ void main()
     if (wg < pc.mainGroups) tc_group(wg, t0, ntok);   // TC_N tokens per workgroup: NTOK = TC_N
     return;
 #endif
-    if (PREFETCH) prefetch_group(wg * RLOOP);
     for (uint rl = 0u; rl < RLOOP; rl++)
     {
         uint wgi = wg * RLOOP + rl;
         if (wgi >= pc.rowGroups) break;   // uniform
         if (rl > 0u) barrier();           // the previous group's results are read from tot[] before it is reused
-        row_group(wgi, t0, ntok, rl + 1u < RLOOP ? wgi + 1u : pc.rowGroups);
+        row_group(wgi, t0, ntok);
     }
 }

@@ -7,8 +7,6 @@
 #   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
 #   vecsweep few-token matvec shapes (tokens per workgroup x rows per workgroup)
 #   tcvec    int8 products over several tokens: matvec (XLSTM_VK_TCVEC=0) against the tensor-core kernel, and its statistics
-#   pipe     one-token Q8_0/Q4_0 matvecs with row groups per workgroup and the next group's weights loaded ahead
-#            (XLSTM_VK_VEC_PIPE=1 2 4 8): µs per call at three shapes, dependent and independent, and statistics
 #   preq     int8 matvecs with activations quantized once per token (XLSTM_VK_PREQ) against per workgroup, and shapes
 #   gemm     prefill GEMM variants (GEMM_VARIANTS=label=ENV=v+ENV=v ...; GEMM_TILES2 tiles under GEMM_TILE_ENV; GEMM_T tokens)
 #   sweep    matvec launch shapes (XLSTM_VK_MATVEC) and GEMM tiles (XLSTM_VK_GEMM) through bench --op matmul
@@ -121,27 +119,6 @@ if has tcvec; then
     echo "$row" >> "$SUM"
   done; done; done
   XLSTM_VK_PIPELINE_STATS=1 timeout 30 "$BIN" bench --op matmul --backend vulkan --type q4_0 --rows 4096 --cols 4096 --tokens 16 -r 2 2>&1 | grep "pipeline matvec" >> "$SUM"
-fi
-
-# ---- one-token matvecs with the next row group's weights loaded ahead (XLSTM_VK_VEC_PIPE) --------------------------------
-if has pipe; then
-  say "pipe"
-  sec "one-token matvecs, XLSTM_VK_VEC_PIPE row groups per workgroup (µs per call, 4096x4096 | 21888x4096 | 4096x10944 | 12288x4096)"
-  for t in ${PIPE_TYPES:-q4_0 q8_0}; do for pv in ${PIPE_VALUES:-1 2 4 8 1}; do
-    [ "$(left)" -gt 60 ] || break
-    row="| $t | pipe $pv |"
-    for shp in 4096x4096 21888x4096 4096x10944 12288x4096; do
-      row="$row $(XLSTM_VK_VEC_PIPE=$pv timeout 60 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens 1 -r 20 2>/dev/null | opline | awk -F'|' '{print $1}') |"
-    done
-    echo "$row" >> "$SUM"
-  done; done
-  for pv in ${PIPE_OVERLAP:-1 4}; do
-    sec "XLSTM_VK_VEC_PIPE=$pv: 32 products per submission, dependent vs independent (bench --op 7b --overlap)"
-    XLSTM_VK_VEC_PIPE=$pv timeout 120 "$BIN" bench --op 7b --overlap --backend vulkan --type "${PIPE_OV_TYPES:-q4_0}" --tokens 1 -r 5 >> "$SUM" 2>> "$OUT/logs/pipe.err"
-  done
-  for pv in 1 4; do
-    XLSTM_VK_VEC_PIPE=$pv XLSTM_VK_PIPELINE_STATS=1 timeout 30 "$BIN" bench --op matmul --backend vulkan --type q4_0 --rows 4096 --cols 4096 --tokens 1 -r 2 2>&1 | grep "pipeline matvec" | sed "s/^/pipe $pv: /" >> "$SUM"
-  done
 fi
 
 # ---- pre-quantized activations for int8 matvecs (XLSTM_VK_PREQ) ----------------------------------------------------------

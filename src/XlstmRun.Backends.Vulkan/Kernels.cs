@@ -19,7 +19,7 @@ public sealed unsafe class Kernel : IDisposable
 {
     private readonly VulkanContext _context;
     private readonly ShaderModule _module;
-    private readonly Dictionary<(UInt128, UInt128), Pipeline> _pipelines = new();
+    private readonly Dictionary<(UInt128, ulong), Pipeline> _pipelines = new();
 
     public string Name { get; }
     public int Bindings { get; }
@@ -72,16 +72,17 @@ public sealed unsafe class Kernel : IDisposable
         return b;
     }
 
-    /// <summary>The pipeline for specialization constants (constant_id i = spec[i]; at most 16, each &lt; 2^16).</summary>
+    /// <summary>The pipeline for specialization constants (constant_id i = spec[i]; at most 12, each &lt; 2^16).</summary>
     public Pipeline Pipeline(ReadOnlySpan<uint> spec)
     {
-        if (spec.Length > 16) throw new ArgumentException("at most 16 specialization constants");
-        UInt128 lo = 0, hi = 0;
+        if (spec.Length > 12) throw new ArgumentException("at most 12 specialization constants");
+        UInt128 lo = 0;
+        ulong hi = 0;
         for (int i = 0; i < spec.Length; i++)
         {
             if (spec[i] > 0xFFFF) throw new ArgumentOutOfRangeException(nameof(spec), "specialization constants must be < 65536");
             if (i < 8) lo |= (UInt128)spec[i] << (16 * i);
-            else hi |= (UInt128)spec[i] << (16 * (i - 8));
+            else hi |= (ulong)spec[i] << (16 * (i - 8));
         }
         var key = (lo, hi);
         if (_pipelines.TryGetValue(key, out var p)) return p;

@@ -470,9 +470,6 @@ public sealed unsafe partial class VulkanBackend
         if (quantizeFor != null) QuantizedOutputs++;
         uint group = (uint)Math.Min(T, Options.VecGroup);   // tokens per workgroup
         uint rloop = T > 1 ? (uint)Options.VecRowLoop : 1u;   // row groups per workgroup
-        // one token of quantized weights: row groups one after the other with the next one's weights loaded ahead
-        bool pipe1 = T == 1 && Options.VecPipe > 1 && shape.Unroll == 1 && W.DevType is GgmlType.Q8_0 or GgmlType.Q4_0;
-        if (pipe1) rloop = (uint)Options.VecPipe;
         uint perGroup = rloop, tileRows = nr;   // row groups per workgroup, rows per row group
         if (idot && preq && T > 1 && TensorMatVecKernel(W) is { } tck)
         {
@@ -484,7 +481,7 @@ public sealed unsafe partial class VulkanBackend
             TensorMatVecs++;
         }
         var pipe = kernel.Pipeline([shape.Wg, nr, W.WType, mode, shape.Unroll, group, preq ? 1u : 0u, rloop, AuxRowsPerGroup, Options.ReduceScatter ? 1u : 0u,
-                                    _cx.Info.SubgroupSize, (uint)Options.TensorMatVecBlocks, pipe1 ? 1u : 0u]);
+                                    _cx.Info.SubgroupSize, (uint)Options.TensorMatVecBlocks]);
 
         Binding ab = Whole(_dummy), sb = Whole(_dummy), awb = Whole(_dummy), adb = Whole(_dummy), abb = Whole(_dummy);
         uint aOff = 0, aStride = 0, sOff = 0, sStride = 0, auxOff = 0, auxStride = 0;

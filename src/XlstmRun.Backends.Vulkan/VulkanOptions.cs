@@ -69,10 +69,6 @@ public sealed record VulkanOptions
     /// that fewer workgroups read the tokens' activations. For sweeps: on the H200 2, 4 and 8 were all slower than 1
     /// (docs/NOTES.md, H200 session 3).</summary>
     public int VecRowLoop { get; init; } = 1;
-    /// <summary>Row groups per one-token Q8_0/Q4_0 matvec workgroup, each invocation loading the next group's weights
-    /// before it computes the current one (XLSTM_VK_VEC_PIPE, 1..16; 1: one group per workgroup, no prefetch). Which
-    /// invocation adds which block does not change: the same bits either way (matvec.glsl, PIPE).</summary>
-    public int VecPipe { get; init; } = 1;
     /// <summary>Launch shape of matvecs over several tokens (XLSTM_VK_VEC_MATVEC=128,rows[,unroll]; the workgroup size
     /// must stay the one-token one, 128, for the results to be the same bits); null = per-type defaults.</summary>
     public MatVecShape? VecMatVec { get; init; }
@@ -182,7 +178,6 @@ public sealed record VulkanOptions
         if (Env("XLSTM_VK_VEC_TOKENS") is { } vt) o = o with { VecTokens = Int("XLSTM_VK_VEC_TOKENS", vt, 1, 1024) };
         if (Env("XLSTM_VK_VEC_GROUP") is { } vg) o = o with { VecGroup = Int("XLSTM_VK_VEC_GROUP", vg, 1, 16) };
         if (Env("XLSTM_VK_VEC_RLOOP") is { } rl) o = o with { VecRowLoop = Int("XLSTM_VK_VEC_RLOOP", rl, 1, 16) };
-        if (Env("XLSTM_VK_VEC_PIPE") is { } vp) o = o with { VecPipe = Int("XLSTM_VK_VEC_PIPE", vp, 1, 16) };
         if (Env("XLSTM_VK_PREQ") is { } pq) o = o with { PreQuantTokens = Int("XLSTM_VK_PREQ", pq, 1, 65536) };
         if (Env("XLSTM_VK_GEMM_XF16") is { } gx) o = o with { GemmHalfXTokens = Int("XLSTM_VK_GEMM_XF16", gx, 1, 65536) };
         if (Env("XLSTM_VK_GEMM_DEQUANT") is { } gd) o = o with { GemmDequantTokens = Int("XLSTM_VK_GEMM_DEQUANT", gd, 1, 65536) };

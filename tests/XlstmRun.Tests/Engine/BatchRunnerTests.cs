@@ -59,9 +59,6 @@ public class BatchRunnerTests
         // several tokens' products through the tensor-core kernel (its emulated build), one token's through the matvec
         { "vulkan-int8-tc", GgmlType.Q4_0 },
         { "vulkan-int8-tc", GgmlType.Q8_0 },
-        // one token's products three row groups per workgroup, the next group's weights loaded ahead (XLSTM_VK_VEC_PIPE)
-        { "vulkan-int8-pipe", GgmlType.Q4_0 },
-        { "vulkan-int8-pipe", GgmlType.Q8_0 },
     };
 
     private static IBackend NewBackend(string backend) => backend switch
@@ -73,7 +70,6 @@ public class BatchRunnerTests
         "vulkan-int8-inline" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { PreQuantTokens = VulkanOptions.Never }),
         "vulkan-int8-preq" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { PreQuantTokens = 1 }),
         "vulkan-int8-tc" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { TensorMatVec = 2 }),
-        "vulkan-int8-pipe" => VulkanTestDevice.NewBackend(options: VulkanTestDevice.IntDot with { VecPipe = 3 }),
         _ => throw new ArgumentException(backend),
     };
 
