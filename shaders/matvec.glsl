@@ -97,7 +97,6 @@ layout(push_constant) uniform PC
     uint auxRows, auxOff, auxStride, mainGroups, nTok;
     uint xqStride, xdOff, xsOff;   // PREQ: the layout of the quantized input; M_QOUT: of the quantized output
     uint rowGroups;                         // groups of NUM_ROWS rows (mainGroups = ⌈rowGroups / RLOOP⌉)
-    uint sigOff;                            // flags bit 5: QC[sigOff] counts the finished workgroups (see main)
 } pc;
 
 #include "weights.glsl"
@@ -807,29 +806,17 @@ void main()
             barrier();   // the previous token's results are read from tot[] before it is reused
             aux_rows(wg - pc.mainGroups, pc.xOff + (t0 + j) * pc.xStride, t0 + j);
         }
-    }
-    else
-    {
-#if TC_LAYOUT
-        if (wg < pc.mainGroups) tc_group(wg, t0, ntok);   // TC_N tokens per workgroup: NTOK = TC_N
         return;
-#endif
-        for (uint rl = 0u; rl < RLOOP; rl++)
-        {
-            uint wgi = wg * RLOOP + rl;
-            if (wgi >= pc.rowGroups) break;   // uniform
-            if (rl > 0u) barrier();           // the previous group's results are read from tot[] before it is reused
-            row_group(wgi, t0, ntok);
-        }
     }
-#if INT_DOT
-    // flags bit 5 (a linked consumer, the mLSTM step kernel, runs in the next dispatch without a barrier and waits for
-    // QC[sigOff] to reach the number of workgroups): this workgroup's results are made visible, then counted
-    if ((pc.flags & 32u) != 0u)
+#if TC_LAYOUT
+    if (wg < pc.mainGroups) tc_group(wg, t0, ntok);   // TC_N tokens per workgroup: NTOK = TC_N
+    return;
+#endif
+    for (uint rl = 0u; rl < RLOOP; rl++)
     {
-        memoryBarrierBuffer();
-        barrier();
-        if (gl_LocalInvocationID.x == 0u) atomicAdd(QC[pc.sigOff], 1u);
+        uint wgi = wg * RLOOP + rl;
+        if (wgi >= pc.rowGroups) break;   // uniform
+        if (rl > 0u) barrier();           // the previous group's results are read from tot[] before it is reused
+        row_group(wgi, t0, ntok);
     }
-#endif
 }

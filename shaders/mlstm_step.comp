@@ -13,9 +13,8 @@
 layout(local_size_x = 64, local_size_y = 4) in;
 #include "reduce.glsl"
 
-// coherent: with pc.waitCount the producer of q|k|v|o and the gates runs concurrently (see link_wait)
-layout(std430, binding = 0) coherent readonly buffer Qb { float QKV[]; };
-layout(std430, binding = 1) coherent readonly buffer Gb { float G[]; };
+layout(std430, binding = 0) readonly buffer Qb { float QKV[]; };
+layout(std430, binding = 1) readonly buffer Gb { float G[]; };
 layout(std430, binding = 2) buffer Sb { float S[]; };
 layout(std430, binding = 3) writeonly buffer Hb { float H[]; };
 layout(std430, binding = 4) buffer Cb { uint CNT[]; };
@@ -33,36 +32,11 @@ layout(push_constant) uniform PC
     // several sequences (the multi-sequence decode step): workgroup z = row · NH + head, row r reading and writing its
     // own rows of q/k/v/o, gates, h, GD and slot r of the state (slotStride floats apart); 0 for one sequence
     uint qStride, gStride, hStride, gdStride, slotStride;
-    // linked to the matvec that writes q|k|v|o and the gates (no barrier between the two dispatches): wait until
-    // CNT[sigOff] counts its waitCount workgroups; CNT[sigOff + 1] counts the workgroups past the wait. 0: not linked
-    uint waitCount, sigOff;
 } pc;
 
 shared float part[4][256];
 shared float hsh[1024];   // fuse: h of the head (dv <= 1024, checked by the host)
 shared bool isLast;
-
-// Linked (pc.waitCount > 0): the producing matvec runs in the previous dispatch with no barrier between; every one of
-// its workgroups makes its results visible and then counts itself in CNT[sigOff]. Invocation 0 polls that count (the
-// producer's workgroups all started before any of this dispatch's, so they finish whatever this one does); the last
-// workgroup past the wait resets both counters for the next use. Reads of q|k|v|o and the gates go through coherent
-// buffers (the SM's L1 may not see the producer's writes otherwise).
-void link_wait()
-{
-    if (gl_LocalInvocationIndex == 0u)
-    {
-        while (atomicAdd(CNT[pc.sigOff], 0u) < pc.waitCount) { }
-        uint passed = atomicAdd(CNT[pc.sigOff + 1u], 1u);
-        if (passed == gl_NumWorkGroups.x * gl_NumWorkGroups.y * gl_NumWorkGroups.z - 1u)
-        {
-            atomicExchange(CNT[pc.sigOff], 0u);
-            atomicExchange(CNT[pc.sigOff + 1u], 0u);
-        }
-        memoryBarrierBuffer();
-    }
-    barrier();
-    memoryBarrierBuffer();
-}
 
 void main()
 {
@@ -79,7 +53,7 @@ void main()
     uint oOff = pc.oOff + rq;
     uint rh = row * pc.NH + h;   // counter and partials index
 
-    // The first RB rows of this split's C tile (then k and q) are loaded before anything else: the loads are in flight while
+    // The first RB rows of this split's C tile, k and q are loaded before anything else: the loads are in flight while
     // the gates and q̂·n are computed (a workgroup reduction), which hides one memory round trip of this
     // latency-bound kernel. RB rows at a time: all 4·RB loads of C are issued before the first store (the compiler
     // cannot move loads of S across stores to S), which keeps enough bytes in flight to stream C.
@@ -95,15 +69,9 @@ void main()
     {
         uint ar = a0 + ly + 4u * r;
         bool ok = ar < a1;
-        [[unroll]] for (uint c = 0u; c < 4u; c++) cv[r][c] = ok && colOk[c] ? S[cbase + ar * pc.dv + 64u * c] : 0.0;
-    }
-    if (pc.waitCount != 0u) link_wait();   // the state's loads are in flight while the producer finishes
-    [[unroll]] for (uint r = 0u; r < RB; r++)
-    {
-        uint ar = a0 + ly + 4u * r;
-        bool ok = ar < a1;
         kr[r] = ok ? QKV[ko + ar] : 0.0;
         qr[r] = ok ? QKV[qo + ar] : 0.0;
+        [[unroll]] for (uint c = 0u; c < 4u; c++) cv[r][c] = ok && colOk[c] ? S[cbase + ar * pc.dv + 64u * c] : 0.0;
     }
     float vj[4];
     [[unroll]] for (uint c = 0u; c < 4u; c++)

@@ -112,10 +112,8 @@ public sealed unsafe class CommandStream : IDisposable
     }
 
     /// <summary>Start an op that reads <paramref name="reads"/> and writes <paramref name="writes"/>; returns the command
-    /// buffer to record it into. Call <see cref="EndOp"/> after recording. A hazard on a buffer in
-    /// <paramref name="synced"/> asks for no barrier: the op's kernel waits for the previous op's writes to it itself
-    /// (a linked dispatch, see mlstm_step.comp).</summary>
-    public CommandBuffer BeginOp(string name, ReadOnlySpan<VkBuf?> reads, ReadOnlySpan<VkBuf?> writes, ReadOnlySpan<VkBuf?> synced = default)
+    /// buffer to record it into. Call <see cref="EndOp"/> after recording.</summary>
+    public CommandBuffer BeginOp(string name, ReadOnlySpan<VkBuf?> reads, ReadOnlySpan<VkBuf?> writes)
     {
         var r = _target;
         if (Profiling && r.Queries + 1 >= QueryCap)
@@ -129,8 +127,8 @@ public sealed unsafe class CommandStream : IDisposable
             Begin(r, r == _eager);
         }
         bool need = false;
-        foreach (var b in reads) if (b != null && r.Dirty.Contains(b.Id) && !Contains(synced, b)) need = true;
-        foreach (var b in writes) if (b != null && (r.Dirty.Contains(b.Id) || r.Reads.Contains(b.Id)) && !Contains(synced, b)) need = true;
+        foreach (var b in reads) if (b != null && r.Dirty.Contains(b.Id)) need = true;
+        foreach (var b in writes) if (b != null && (r.Dirty.Contains(b.Id) || r.Reads.Contains(b.Id))) need = true;
         if (need)
         {
             var mb = new MemoryBarrier
@@ -149,12 +147,6 @@ public sealed unsafe class CommandStream : IDisposable
         r.HasWork = true;
         _opName = name;
         return r.Cb;
-    }
-
-    private static bool Contains(ReadOnlySpan<VkBuf?> set, VkBuf b)
-    {
-        foreach (var x in set) if (x == b) return true;
-        return false;
     }
 
     public void EndOp()

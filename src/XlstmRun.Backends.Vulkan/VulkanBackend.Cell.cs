@@ -18,7 +18,6 @@ public sealed unsafe partial class VulkanBackend
         public float NormEps;
         public uint WriteH;
         public uint QStride, GStride, HStride, GdStride, SlotStride;
-        public uint WaitCount, SigOff;
     }
     [StructLayout(LayoutKind.Sequential)]
     internal struct ChunkPrepPush { public uint QOff, KOff, RowStride, GOff, GStride, T, L, NH, Dqk, RecOff, SOff; public float Cap; }
@@ -49,11 +48,9 @@ public sealed unsafe partial class VulkanBackend
         return _stepPartials;
     }
 
-    /// <summary>The step kernel's counters: one per (row, head), then (at <see cref="LinkCounter"/>) the two of a linked
-    /// dispatch (mlstm_step.comp, link_wait).</summary>
     private VkBuf StepCounters(ModelConfig c, int rows = 1)
     {
-        ulong need = ((ulong)LinkCounter(c, rows) + 2) * 4;
+        ulong need = (ulong)rows * (ulong)c.Heads * 4 + 4;
         if (_stepCounters == null || _stepCounters.Size < need)
         {
             _stepCounters = _mem.Create(Math.Max(need, 256), MemKind.Device);
@@ -168,42 +165,12 @@ public sealed unsafe partial class VulkanBackend
         DispatchStep(c, qkvo, gates, state, block, h, null, true);
     }
 
-    private static uint LinkCounter(ModelConfig c, int rows) => (uint)(rows * c.Heads);
-
-    /// <summary>The step kernel's counters as they are now (per (row, head), then the linked pair): every one is 0
-    /// between dispatches (tests).</summary>
-    public uint[] StepCounterValues()
-    {
-        if (_stepCounters == null) return [];
-        var f = new float[_stepCounters.Size / 4];
-        ReadRows(_stepCounters, 0, 1, f.Length, f.Length, f);
-        return Array.ConvertAll(f, BitConverter.SingleToUInt32Bits);
-    }
-
-    /// <summary>
-    /// The step that can run linked to the matvec before it (<see cref="VulkanOptions.LinkStep"/>): a one-token cell of one
-    /// sequence reading exactly that int8 matvec's q|k|v|o and auxiliary gate outputs. The two then run with no barrier
-    /// between them: the matvec's workgroups count themselves done and the step kernel waits for the count after it has
-    /// issued its state loads (the barrier's drain and refill, ~8 µs per block on the H200, becomes a poll).
-    /// </summary>
-    private Planner.Cell? LinkedCell(Planner.MatVec mv, Planner.Step? next, VkWeight? quantizeFor)
-    {
-        if (!Options.LinkStep || quantizeFor != null || mv.Aux == null || next is not Planner.Cell { Op: MlstmCellOp one } cell) return null;
-        var W = (VkWeight)mv.Main.W;
-        var S = (VkState)one.State;
-        bool ok = IntDotVec(W) && W.Parts.Length == 1 && mv.Main.X.Rows == 1 && S.Slots == 1
-                  && SameView((VkTensor)one.Qkvo, (VkTensor)mv.Main.Dst) && SameView((VkTensor)one.Gates, (VkTensor)mv.Aux.Dst);
-        return ok ? cell : null;
-    }
-
     /// <summary>
     /// The step kernel: one token of one sequence, or (a multi-sequence state) row r of qkvo/gates/h stepping slot r,
     /// one dispatch per buffer of slots. With <paramref name="norm"/> it also applies HeadNormGate (its last workgroup per
-    /// head and row); h is written when <paramref name="writeH"/>. <paramref name="waitCount"/> &gt; 0: linked to the matvec
-    /// just dispatched, which signals that many workgroups (<see cref="LinkedCell"/>).
+    /// head and row); h is written when <paramref name="writeH"/>.
     /// </summary>
-    private void DispatchStep(ModelConfig c, ITensor qkvo, ITensor gates, IStateBuffer state, int block, ITensor h, HeadNormGateOp? norm, bool writeH,
-                              uint waitCount = 0)
+    private void DispatchStep(ModelConfig c, ITensor qkvo, ITensor gates, IStateBuffer state, int block, ITensor h, HeadNormGateOp? norm, bool writeH)
     {
         var Q = (VkTensor)qkvo;
         var G = (VkTensor)gates;
@@ -235,10 +202,8 @@ public sealed unsafe partial class VulkanBackend
             // the state from this block of the group's first slot on (one sequence: its block)
             ulong start = (S.Slots == 1 ? S.Base : 0) + S.BlockStride * (ulong)block;
             var sb = S.Slots == 1 ? StateBlock(S, block) : new Binding(buf, start, (ulong)(n - 1) * S.SlotStride + S.BlockBytes);
-            if (waitCount != 0 && groups.Length != 1) throw new InvalidOperationException("a linked step is one dispatch");
             _cs.BeginOp(norm != null ? "mlstm.step+headnorm" : "mlstm.step", [Q.Buf, G.Buf, buf, cnt, nw?.Parts[0].Buf],
-                [buf, writeH ? H.Buf : null, cnt, part, gd?.Buf], waitCount != 0 ? [Q.Buf, G.Buf, cnt] : default);
-            if (waitCount != 0) LinkedSteps++;
+                [buf, writeH ? H.Buf : null, cnt, part, gd?.Buf]);
             var pc = new StepPush
             {
                 QOff = qo + (uint)(first * Q.Stride), KOff = qo + (uint)(first * Q.Stride) + (uint)c.QkDim, VOff = qo + (uint)(first * Q.Stride) + 2u * (uint)c.QkDim,
@@ -247,7 +212,7 @@ public sealed unsafe partial class VulkanBackend
                 Fuse = norm != null ? 1u : 0u, OOff = qo + (uint)(first * Q.Stride) + (uint)c.OOffset, GdOff = gdOff + (uint)(first * (gd?.Stride ?? 0)),
                 NormEps = norm?.Config.NormEps ?? 0f, WriteH = writeH ? 1u : 0u,
                 QStride = (uint)Q.Stride, GStride = (uint)G.Stride, HStride = (uint)H.Stride, GdStride = (uint)(gd?.Stride ?? 0),
-                SlotStride = (uint)(S.SlotStride / 4), WaitCount = waitCount, SigOff = LinkCounter(c, rows),
+                SlotStride = (uint)(S.SlotStride / 4),
             };
             Run(_step, _step.Pipeline([]), [qb, gb, sb, hb, Whole(cnt), Whole(part), nwb, gdb], &pc, Groups(dv, 256), splits, (uint)(n * NH));
             _cs.EndOp();

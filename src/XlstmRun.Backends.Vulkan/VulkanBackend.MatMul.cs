@@ -17,8 +17,6 @@ public sealed unsafe partial class VulkanBackend
     public long QuantizedOutputs { get; private set; }
     /// <summary>Matvecs over several tokens recorded so far on tensor cores (<see cref="VulkanOptions.TensorMatVec"/>; tests).</summary>
     public long TensorMatVecs { get; private set; }
-    /// <summary>Step kernels recorded so far linked to their q|k|v|o matvec with no barrier between (<see cref="LinkedCell"/>; tests).</summary>
-    public long LinkedSteps { get; private set; }
     /// <summary>GEMMs recorded so far that read operands prepared in the f16 workspaces (tests: never in a replayed step).</summary>
     public long PreparedGemms { get; private set; }
     private VkBuf? _xq, _qc;   // the XQ workspace (quantized activations), M_QOUT's counters
@@ -113,7 +111,6 @@ public sealed unsafe partial class VulkanBackend
         public uint AuxRows, AuxOff, AuxStride, MainGroups, NTok;
         public uint XqStride, XdOff, XsOff;
         public uint RowGroups;
-        public uint SigOff;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -414,11 +411,8 @@ public sealed unsafe partial class VulkanBackend
 
     /// <summary>One matvec dispatch per weight part, with the step's fusions (see <see cref="Planner.MatVec"/>).
     /// <paramref name="quantizeFor"/>: also quantize the output for the next matvec's norm with this weight
-    /// (<see cref="CanQuantizeOut"/>); <paramref name="xqReady"/>: the input's quants are already in the XQ workspace;
-    /// <paramref name="signal"/> (int8, one part, no <paramref name="quantizeFor"/>): every workgroup counts itself in
-    /// that uint when its results are visible, for a linked consumer (<see cref="LinkedCell"/>). Returns the number of
-    /// workgroups dispatched.</summary>
-    private uint DispatchMatVec(Planner.MatVec mv, VkWeight? quantizeFor = null, bool xqReady = false, (VkBuf Buf, uint Index)? signal = null)
+    /// (<see cref="CanQuantizeOut"/>); <paramref name="xqReady"/>: the input's quants are already in the XQ workspace.</summary>
+    private void DispatchMatVec(Planner.MatVec mv, VkWeight? quantizeFor = null, bool xqReady = false)
     {
         var m = mv.Main;
         var W = (VkWeight)m.W;
@@ -468,8 +462,7 @@ public sealed unsafe partial class VulkanBackend
         reads.Add(AB?.Parts[0].Buf);
         reads.Add(preq ? xq : null);
         bool writeD = S == null || mv.WriteGateUp;
-        if (signal != null && (!idot || quantizeFor != null || W.Parts.Length != 1)) throw new InvalidOperationException("a signalling matvec is one int8 dispatch");
-        VkBuf?[] writes = [writeD ? D.Buf : null, mv.WriteNorm ? A!.Buf : null, S?.Buf, AD?.Buf, quantizeFor != null ? xq : null, qc, signal?.Buf];
+        VkBuf?[] writes = [writeD ? D.Buf : null, mv.WriteNorm ? A!.Buf : null, S?.Buf, AD?.Buf, quantizeFor != null ? xq : null, qc];
         string name = "matvec." + GgmlTypes.Name(W.DevType) + (idot ? preq ? ".q8x" : ".i8" : "") + (norm != null ? "+norm" : "") + (aux != null ? "+aux" : "") +
                       (S != null ? "+swiglu" : "") + (mv.Cap != null ? "+softcap" : "") + (quantizeFor != null ? "+qout" : "");
         _cs.BeginOp(name, reads.ToArray(), writes);
@@ -503,7 +496,6 @@ public sealed unsafe partial class VulkanBackend
         }
         var bb = B != null ? Whole(B.Parts[0].Buf) : Whole(_dummy);
         bool firstPart = true;
-        uint dispatched = 0;
         foreach (var p in W.Parts)
         {
             uint rowGroups = S != null ? Groups(W.Rows / 2, tileRows / 2) : Groups(p.RowCount, tileRows);
@@ -514,25 +506,22 @@ public sealed unsafe partial class VulkanBackend
                 Rows = (uint)p.RowCount, Cols = (uint)W.Cols, WStride = p.WStride, ScaleBase = p.ScaleBase,
                 XOff = xo, XStride = (uint)XIn.Stride, DOff = dOff + (uint)p.RowStart, DStride = (uint)D.Stride,
                 BOff = (uint)p.RowStart,
-                Flags = (m.Accumulate ? 1u : 0u) | (B != null ? 2u : 0u) | (mv.WriteNorm && firstPart ? 4u : 0u) | (mv.WriteGateUp ? 8u : 0u) | (AB != null ? 16u : 0u)
-                        | (signal != null ? 32u : 0u),
+                Flags = (m.Accumulate ? 1u : 0u) | (B != null ? 2u : 0u) | (mv.WriteNorm && firstPart ? 4u : 0u) | (mv.WriteGateUp ? 8u : 0u) | (AB != null ? 16u : 0u),
                 AOff = aOff, AStride = aStride, SOff = sOff, SStride = sStride, Half = (uint)(W.Rows / 2),
                 Eps = norm?.Eps ?? 0f, Cap = mv.Cap?.Cap ?? 0f,
                 AuxRows = aux != null ? (uint)AW!.Rows : 0, AuxOff = auxOff, AuxStride = auxStride, MainGroups = mainGroups,
-                NTok = (uint)T, XqStride = nb, XdOff = xdOff, XsOff = xsOff, RowGroups = rowGroups, SigOff = signal?.Index ?? 0,
+                NTok = (uint)T, XqStride = nb, XdOff = xdOff, XsOff = xsOff, RowGroups = rowGroups,
             };
             firstPart = false;
             var (gx, gy) = Grid2(mainGroups + auxGroups);
             if (idot)
             {
                 var q = Whole(xq ?? _dummy);
-                Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb, q, q, q, Whole(qc ?? signal?.Buf ?? _dummy)], &pc, gx, gy, Groups(T, group));
+                Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb, q, q, q, Whole(qc ?? _dummy)], &pc, gx, gy, Groups(T, group));
             }
             else Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb], &pc, gx, gy, Groups(T, group));
-            dispatched += gx * gy * Groups(T, group);
         }
         _cs.EndOp();
-        return dispatched;
     }
 
     /// <summary>The XQ workspace for T tokens of nb blocks: T·nb·32 bytes of quants, then T·nb (d, Σq) pairs (float

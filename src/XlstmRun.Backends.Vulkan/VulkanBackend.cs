@@ -435,17 +435,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
                 case Planner.MatVec mv:
                     var next = i + 1 < steps.Count ? AsMatVec(steps[i + 1]) as Planner.MatVec : null;
                     bool qout = next != null && CanQuantizeOut(mv, next);
-                    var quantizeFor = qout ? (VkWeight)next!.Norm!.W : null;
-                    if (LinkedCell(mv, i + 1 < steps.Count ? steps[i + 1] : null, quantizeFor) is { Op: MlstmCellOp lc } linked)
-                    {
-                        // the step runs with no barrier after the matvec, waiting for its workgroups' count
-                        var cnt = StepCounters(lc.Config);
-                        uint wgs = DispatchMatVec(mv, null, xqReady, (cnt, LinkCounter(lc.Config, 1)));
-                        DispatchStep(lc.Config, lc.Qkvo, lc.Gates, lc.State, lc.Block, lc.H, linked.Norm, linked.WriteH, wgs);
-                        i++;
-                        break;
-                    }
-                    DispatchMatVec(mv, quantizeFor, xqReady);
+                    DispatchMatVec(mv, qout ? (VkWeight)next!.Norm!.W : null, xqReady);
                     xqReady = qout;
                     continue;
                 case Planner.Cell { Op: MlstmCellOp one } c:
