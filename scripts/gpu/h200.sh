@@ -7,6 +7,8 @@
 #   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
 #   vecsweep few-token matvec shapes (tokens per workgroup x rows per workgroup)
 #   tcvec    int8 products over several tokens: matvec (XLSTM_VK_TCVEC=0) against the tensor-core kernel, and its statistics
+#   ab       two binaries side by side, alternating (BIN_B against BIN): products at AB_SHAPES x AB_TOKENS per AB_TYPES
+#            (bench --op matmul, µs per call), then tg128 (and pp64) on the synthetic 7B models of AB_MODEL_TYPES
 #   preq     int8 matvecs with activations quantized once per token (XLSTM_VK_PREQ) against per workgroup, and shapes
 #   gemm     prefill GEMM variants (GEMM_VARIANTS=label=ENV=v+ENV=v ...; GEMM_TILES2 tiles under GEMM_TILE_ENV; GEMM_T tokens)
 #   sweep    matvec launch shapes (XLSTM_VK_MATVEC) and GEMM tiles (XLSTM_VK_GEMM) through bench --op matmul
@@ -54,7 +56,7 @@ has_gpu || { say "NO VULKAN GPU"; VK_LOADER_DEBUG=error,warn,driver "$BIN" info 
 
 # synthetic 7B models (with the GPT-NeoX tokenizer, for batch), made in the background while the GPU checks run
 TOKENIZER=tests/data/tokenizers/gpt-neox-20b.tokenizer.json
-if has model || has batch; then
+if has model || has batch || has ab; then
   ( for t in $TYPES; do [ -f "$TMP/7b-$t.gguf" ] || "$BIN" init --preset 7b --type "$t" --tokenizer "$TOKENIZER" -o "$TMP/7b-$t.gguf" > "$OUT/logs/init-$t.txt" 2>&1; done; touch "$TMP/models.done" ) &
 fi
 
@@ -119,6 +121,24 @@ if has tcvec; then
     echo "$row" >> "$SUM"
   done; done; done
   XLSTM_VK_PIPELINE_STATS=1 timeout 30 "$BIN" bench --op matmul --backend vulkan --type q4_0 --rows 4096 --cols 4096 --tokens 16 -r 2 2>&1 | grep "pipeline matvec" >> "$SUM"
+fi
+
+# ---- two binaries side by side -------------------------------------------------------------------------------------------
+if has ab && [ -x "${BIN_B:-}" ]; then
+  say "ab"
+  sec "A = $BIN, B = $BIN_B: products, µs per call (A | B | A | B)"
+  echo "| type | shape | T | A | B | A | B |" >> "$SUM"
+  ab_us() { timeout 30 "$1" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}'; }
+  for t in ${AB_TYPES:-q4_0 q8_0}; do for shp in ${AB_SHAPES:-21888x4096 4096x10944 12288x4096}; do for T in ${AB_TOKENS:-1 16 64}; do
+    [ "$(left)" -gt 60 ] || break
+    echo "| $t | $shp | $T | $(ab_us "$BIN") | $(ab_us "$BIN_B") | $(ab_us "$BIN") | $(ab_us "$BIN_B") |" >> "$SUM"
+  done; done; done
+  for i in $(seq 1 240); do [ -f "$TMP/models.done" ] && break; sleep 1; done
+  sec "A = $BIN, B = $BIN_B: bench -p 64 -n 128 (A, B, A, B)"
+  for t in ${AB_MODEL_TYPES:-q4_0}; do for b in "$BIN" "$BIN_B" "$BIN" "$BIN_B"; do
+    [ -f "$TMP/7b-$t.gguf" ] && [ "$(left)" -gt 40 ] || continue
+    echo "$b $t: $(timeout 120 "$b" bench -m "$TMP/7b-$t.gguf" --backend vulkan -p 64 -n 128 -r 3 2>/dev/null | grep -E '^\| xlstm' | awk -F'|' '{print $7 $8}' | tr '\n' ' ')" >> "$SUM"
+  done; done
 fi
 
 # ---- pre-quantized activations for int8 matvecs (XLSTM_VK_PREQ) ----------------------------------------------------------
