@@ -265,8 +265,8 @@ void put_sum(bool direct, uint i, float v)
     else red[i] = v;
 }
 
-// Reduce NUM_ROWS row sums and ss over the workgroup into tot[o ..].
-void reduce_rows(float acc[NUM_ROWS], float ss, uint o)
+// Reduce NUM_ROWS row sums and (withSS) ss over the workgroup into tot[o ..].
+void reduce_rows(float acc[NUM_ROWS], float ss, uint o, bool withSS)
 {
     const uint WG = gl_WorkGroupSize.x;
     uint tid = gl_LocalInvocationID.x;
@@ -304,12 +304,15 @@ void reduce_rows(float acc[NUM_ROWS], float ss, uint o)
         [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) acc[r] = subgroupAdd(acc[r]);
         if (subgroupElect()) [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) put_sum(direct, base + r, acc[r]);
     }
-    ss = subgroupAdd(ss);
-    if (subgroupElect()) put_sum(direct, base + NUM_ROWS, ss);
+    if (withSS)
+    {
+        ss = subgroupAdd(ss);
+        if (subgroupElect()) put_sum(direct, base + NUM_ROWS, ss);
+    }
     if (!direct)
     {
         barrier();
-        if (tid < NV)
+        if (tid < (withSS ? NV : NUM_ROWS))
         {
             float s = 0.0;
             for (uint i = 0u; i < gl_NumSubgroups; i++) s += red[i * NV + tid];
@@ -355,7 +358,7 @@ void aux_rows(uint awg, uint xOff, uint t)
             acc[r] += dot(AW4[row * aStride4 + 2u * g], x0) + dot(AW4[row * aStride4 + 2u * g + 1u], x1);
         }
     }
-    reduce_rows(acc, ss, 0u);
+    reduce_rows(acc, ss, 0u, true);
     float inv = norm_inv(tot[NUM_ROWS]);
     uint row = awg * AUXR + tid;
     if (tid < AUXR && row < pc.auxRows) AD[pc.auxOff + t * pc.auxStride + row] = tot[tid] * inv + ((pc.flags & 16u) != 0u ? AB[row] : 0.0);
@@ -470,6 +473,14 @@ void write_norm_row(uint t, float inv, uint first, uint stride)
         A[ao + k] = X4[e >> 2][e & 3u] * inv * NW4[k >> 2][k & 3u];
     }
 }
+
+// Whether row_group's Σx² is summed in its weight loop (a fused norm reading raw activations); otherwise it is not
+// reduced at all (pre-quantized input brings its per-block partials, and a plain product needs none).
+#if INT_DOT
+#define SS_USED ((MODE & M_NORM) != 0u && PREQ == 0u)
+#else
+#define SS_USED ((MODE & M_NORM) != 0u)
+#endif
 
 // Row group wgi (NUM_ROWS rows) for tokens t0 .. t0 + ntok − 1.
 void row_group(uint wgi, uint t0, uint ntok)
@@ -587,7 +598,7 @@ void row_group(uint wgi, uint t0, uint ntok)
     }
 
     [[unroll]] for (uint j = 0u; j < NTOK; j++)
-        if (NTOK == 1u || j < ntok) reduce_rows(acc[j], ss[j], j * NV);   // ntok is uniform: the barriers inside are reached by all
+        if (NTOK == 1u || j < ntok) reduce_rows(acc[j], ss[j], j * NV, SS_USED);   // ntok is uniform: the barriers inside are reached by all
 
     for (uint j = 0u; j < ntok; j++)
     {
