@@ -369,20 +369,12 @@ void aux_rows(uint awg, uint xOff, uint t)
 // workgroup and whoever wrote them (quantize_x or an M_QOUT producer). Every invocation gets the sum. (reduce.glsl's
 // wg_sum computes the same: with it the q|k|v|o + gates matvec took 3 µs more per block on the H200, the same binary
 // otherwise, alternating runs: 364-372 vs 378-383 tok/s. Cause not found; kept as it is.)
-// parts_sum = parts_total(parts_own(...)): the invocation's own partials can be loaded early (row_group loads them with
-// the weights, so that their latency is not on the workgroup's path after the reduction).
-float parts_own(uint base, uint n)
-{
-    const uint WG = gl_WorkGroupSize.x;
-    float s = 0.0;
-    for (uint i = gl_LocalInvocationID.x; i < n; i += WG) s += XSS[base + i];
-    return s;
-}
-
-float parts_total(float s)
+float parts_sum(uint base, uint n)
 {
     const uint WG = gl_WorkGroupSize.x;
     uint tid = gl_LocalInvocationID.x;
+    float s = 0.0;
+    for (uint i = tid; i < n; i += WG) s += XSS[base + i];
     barrier();   // red[] may still be read by a previous reduction
 #if USE_SUBGROUPS
     s = subgroupAdd(s);
@@ -404,8 +396,6 @@ float parts_total(float s)
     barrier();
     return total;
 }
-
-float parts_sum(uint base, uint n) { return parts_total(parts_own(base, n)); }
 
 shared bool qLast;
 
@@ -507,13 +497,6 @@ void row_group(uint wgi, uint t0, uint ntok)
     }
     uint rowBase[NUM_ROWS];
     [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) rowBase[r] = row_of(wgi, r);
-#if INT_DOT
-    // a fused norm over pre-quantized input: this invocation's share of each token's Σx² partials, loaded now
-    float ssOwn[NTOK];
-    if (PREQ != 0u && NORM)
-        [[unroll]] for (uint j = 0u; j < NTOK; j++)
-            ssOwn[j] = NTOK == 1u || j < ntok ? parts_own(pc.xsOff + (t0 + j) * pc.xqStride, pc.xqStride) : 0.0;
-#endif
 
     if (wt_is_quant())
     {
@@ -617,13 +600,12 @@ void row_group(uint wgi, uint t0, uint ntok)
     [[unroll]] for (uint j = 0u; j < NTOK; j++)
         if (NTOK == 1u || j < ntok) reduce_rows(acc[j], ss[j], j * NV, SS_USED);   // ntok is uniform: the barriers inside are reached by all
 
-    [[unroll]] for (uint j = 0u; j < NTOK; j++)
+    for (uint j = 0u; j < ntok; j++)
     {
-        if (NTOK > 1u && j >= ntok) break;   // uniform
         uint t = t0 + j;
         float ssj = tot[j * NV + NUM_ROWS];
 #if INT_DOT
-        if (PREQ != 0u && NORM) ssj = parts_total(ssOwn[j]);   // uniform: barriers inside
+        if (PREQ != 0u && NORM) ssj = parts_sum(pc.xsOff + t * pc.xqStride, pc.xqStride);   // uniform: barriers inside
 #endif
         float inv = norm_inv(ssj);
         if ((MODE & M_SWIGLU) != 0u)
