@@ -265,15 +265,22 @@ void put_sum(bool direct, uint i, float v)
     else red[i] = v;
 }
 
-// Reduce NUM_ROWS row sums and (withSS) ss over the workgroup into tot[o ..].
-void reduce_rows(float acc[NUM_ROWS], float ss, uint o, bool withSS)
-{
-    const uint WG = gl_WorkGroupSize.x;
-    uint tid = gl_LocalInvocationID.x;
 #if USE_SUBGROUPS
-    // with one subgroup the sums go straight to tot[o ..], else to red[] per subgroup and are added below
+// Reductions with subgroups come in two parts, so that several tokens share the workgroup barriers: reduce_subgroup
+// puts one token's subgroup sums in red[] (or, with one subgroup, its final sums in tot[]), reduce_finish adds the
+// subgroups' sums of the tokens gathered so far, in subgroup order from 0, into tot[]. A token's sums are formed in the
+// same order whatever the number of tokens (one sequence and several stay the same bits).
+const uint RED_N = 32u * 17u;   // floats of red[]
+
+// Tokens whose subgroup sums fit red[] together.
+uint red_tokens() { return max(1u, RED_N / (gl_NumSubgroups * NV)); }
+
+// Token j's NUM_ROWS row sums and (withSS) ss over this subgroup: to red[] at slot j % red_tokens(), or (one subgroup)
+// straight to tot[j·NV ..].
+void reduce_subgroup(float acc[NUM_ROWS], float ss, uint j, bool withSS)
+{
     bool direct = gl_NumSubgroups == 1u;
-    uint base = direct ? o : gl_SubgroupID * NV;
+    uint base = direct ? j * NV : ((j % red_tokens()) * gl_NumSubgroups + gl_SubgroupID) * NV;
     if (RSCATTER != 0u && LOG_ROWS > 0u && gl_SubgroupSize >= NUM_ROWS)
     {
         // reduce-scatter: at each of the first LOG_ROWS halvings a lane keeps half of its rows and adds its partner's
@@ -282,11 +289,11 @@ void reduce_rows(float acc[NUM_ROWS], float ss, uint o, bool withSS)
         // instead of 40). The same order for every token count, so a token's sums do not depend on how many share
         // the workgroup.
         uint lane = gl_SubgroupInvocationID, S = gl_SubgroupSize;
-        [[unroll]] for (uint j = 0u; j < LOG_ROWS; j++)
+        [[unroll]] for (uint l = 0u; l < LOG_ROWS; l++)
         {
-            uint off = S >> (j + 1u);
+            uint off = S >> (l + 1u);
             bool up = (lane & off) != 0u;
-            uint h = NUM_ROWS >> (j + 1u);
+            uint h = NUM_ROWS >> (l + 1u);
             [[unroll]] for (uint i = 0u; i < NUM_ROWS / 2u; i++)
             {
                 if (i >= h) continue;
@@ -309,17 +316,41 @@ void reduce_rows(float acc[NUM_ROWS], float ss, uint o, bool withSS)
         ss = subgroupAdd(ss);
         if (subgroupElect()) put_sum(direct, base + NUM_ROWS, ss);
     }
-    if (!direct)
+}
+
+// The sums of tokens first .. first + n − 1 (gathered by reduce_subgroup since the last reduce_finish) into tot[].
+// Every invocation calls it (barriers); red[] is free again after it.
+void reduce_finish(uint first, uint n, bool withSS)
+{
+    uint tid = gl_LocalInvocationID.x;
+    if (gl_NumSubgroups != 1u)
     {
         barrier();
-        if (tid < (withSS ? NV : NUM_ROWS))
+        uint nv = withSS ? NV : NUM_ROWS;
+        for (uint c = tid; c < n * NV; c += gl_WorkGroupSize.x)
         {
+            uint jj = c / NV, k = c % NV;
+            if (k >= nv) continue;
             float s = 0.0;
-            for (uint i = 0u; i < gl_NumSubgroups; i++) s += red[i * NV + tid];
-            tot[o + tid] = s;
+            for (uint i = 0u; i < gl_NumSubgroups; i++) s += red[(jj * gl_NumSubgroups + i) * NV + k];
+            tot[(first + jj) * NV + k] = s;
         }
     }
+    barrier();
+}
+
+// One token's reduction (j: its place in tot[]).
+void reduce_rows(float acc[NUM_ROWS], float ss, uint j, bool withSS)
+{
+    reduce_subgroup(acc, ss, j, withSS);
+    reduce_finish(j, 1u, withSS);
+}
 #else
+// Reduce NUM_ROWS row sums and ss over the workgroup into tot[j·NV ..] (shared-memory tree; devices without subgroups).
+void reduce_rows(float acc[NUM_ROWS], float ss, uint j, bool withSS)
+{
+    const uint WG = gl_WorkGroupSize.x;
+    uint tid = gl_LocalInvocationID.x;
     [[unroll]] for (uint r = 0u; r < NUM_ROWS; r++) red[r * WG + tid] = acc[r];
     red[NUM_ROWS * WG + tid] = ss;
     barrier();
@@ -329,10 +360,10 @@ void reduce_rows(float acc[NUM_ROWS], float ss, uint o, bool withSS)
             [[unroll]] for (uint r = 0u; r < NV; r++) red[r * WG + tid] += red[r * WG + tid + s];
         barrier();
     }
-    if (tid < NV) tot[o + tid] = red[tid * WG];
-#endif
+    if (tid < NV) tot[j * NV + tid] = red[tid * WG];
     barrier();
 }
+#endif
 
 // The fused RmsNorm's scale for a row whose Σx² is ss (1 without M_NORM).
 float norm_inv(float ss) { return (MODE & M_NORM) != 0u ? 1.0 / sqrt(ss / float(pc.cols) + pc.eps) : 1.0; }
@@ -369,12 +400,19 @@ void aux_rows(uint awg, uint xOff, uint t)
 // workgroup and whoever wrote them (quantize_x or an M_QOUT producer). Every invocation gets the sum. (reduce.glsl's
 // wg_sum computes the same: with it the q|k|v|o + gates matvec took 3 µs more per block on the H200, the same binary
 // otherwise, alternating runs: 364-372 vs 378-383 tok/s. Cause not found; kept as it is.)
+// This invocation's share of the n partials at XSS[base ..].
+float parts_own(uint base, uint n)
+{
+    float s = 0.0;
+    for (uint i = gl_LocalInvocationID.x; i < n; i += gl_WorkGroupSize.x) s += XSS[base + i];
+    return s;
+}
+
 float parts_sum(uint base, uint n)
 {
     const uint WG = gl_WorkGroupSize.x;
     uint tid = gl_LocalInvocationID.x;
-    float s = 0.0;
-    for (uint i = tid; i < n; i += WG) s += XSS[base + i];
+    float s = parts_own(base, n);
     barrier();   // red[] may still be read by a previous reduction
 #if USE_SUBGROUPS
     s = subgroupAdd(s);
@@ -395,6 +433,39 @@ float parts_sum(uint base, uint n)
 #endif
     barrier();
     return total;
+}
+
+// parts_sum for tokens t0 .. t0 + ntok − 1 at once (the same sums: each token's partials added by the same
+// invocations, subgroups and order), with two barriers in all; every invocation gets every sum. Needs red[] free.
+void parts_sums(uint t0, uint ntok, out float sums[NTOK])
+{
+#if USE_SUBGROUPS
+    uint nsg = gl_NumSubgroups;
+    if (NTOK * nsg <= RED_N)
+    {
+        [[unroll]] for (uint j = 0u; j < NTOK; j++)
+            if (NTOK == 1u || j < ntok)
+            {
+                float s = subgroupAdd(parts_own(pc.xsOff + (t0 + j) * pc.xqStride, pc.xqStride));
+                if (subgroupElect()) red[j * nsg + gl_SubgroupID] = s;
+            }
+        barrier();
+        [[unroll]] for (uint j = 0u; j < NTOK; j++)
+        {
+            float total = 0.0;
+            if (NTOK == 1u || j < ntok)
+                for (uint i = 0u; i < nsg; i++) total += red[j * nsg + i];
+            sums[j] = total;
+        }
+        barrier();
+        return;
+    }
+#endif
+    [[unroll]] for (uint j = 0u; j < NTOK; j++)
+    {
+        sums[j] = 0.0;
+        if (NTOK == 1u || j < ntok) sums[j] = parts_sum(pc.xsOff + (t0 + j) * pc.xqStride, pc.xqStride);
+    }
 }
 
 shared bool qLast;
@@ -597,15 +668,32 @@ void row_group(uint wgi, uint t0, uint ntok)
         }
     }
 
+    // ntok is uniform: the barriers inside are reached by all
+#if USE_SUBGROUPS
+    uint per = red_tokens();
     [[unroll]] for (uint j = 0u; j < NTOK; j++)
-        if (NTOK == 1u || j < ntok) reduce_rows(acc[j], ss[j], j * NV, SS_USED);   // ntok is uniform: the barriers inside are reached by all
+        if (NTOK == 1u || j < ntok)
+        {
+            reduce_subgroup(acc[j], ss[j], j, SS_USED);
+            if (j + 1u == ntok || (j + 1u) % per == 0u) reduce_finish(j - j % per, j % per + 1u, SS_USED);
+        }
+#else
+    [[unroll]] for (uint j = 0u; j < NTOK; j++)
+        if (NTOK == 1u || j < ntok) reduce_rows(acc[j], ss[j], j, SS_USED);
+#endif
 
-    for (uint j = 0u; j < ntok; j++)
+#if INT_DOT
+    // a fused norm over pre-quantized input: each token's Σx² from its per-block partials
+    float ssParts[NTOK];
+    if (PREQ != 0u && NORM) parts_sums(t0, ntok, ssParts);   // uniform: barriers inside
+#endif
+    [[unroll]] for (uint j = 0u; j < NTOK; j++)
     {
+        if (NTOK > 1u && j >= ntok) continue;   // uniform
         uint t = t0 + j;
         float ssj = tot[j * NV + NUM_ROWS];
 #if INT_DOT
-        if (PREQ != 0u && NORM) ssj = parts_sum(pc.xsOff + t * pc.xqStride, pc.xqStride);   // uniform: barriers inside
+        if (PREQ != 0u && NORM) ssj = ssParts[j];
 #endif
         float inv = norm_inv(ssj);
         if ((MODE & M_SWIGLU) != 0u)
