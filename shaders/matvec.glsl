@@ -918,14 +918,8 @@ void tc_group(uint wg, uint t0, uint ntok)
 
 void main()
 {
-    // flags bit 6: the grid is one row of (row group, token group) pairs with the token groups fastest, so that the
-    // workgroups reading one weight row group run together and share its loads in L2 (several token groups: a
-    // multi-sequence step, a short prompt); else token group = workgroup z
-    uint lin = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
-    uint nTg = (pc.nTok + NTOK - 1u) / NTOK;
-    bool tokenFast = (pc.flags & 64u) != 0u;
-    uint wg = tokenFast ? lin / nTg : lin;
-    uint t0 = (tokenFast ? lin % nTg : gl_WorkGroupID.z) * NTOK;
+    uint wg = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+    uint t0 = gl_WorkGroupID.z * NTOK;
     uint ntok = min(NTOK, pc.nTok - t0);   // tokens of this workgroup (uniform)
     if ((MODE & M_AUX) != 0u && wg >= pc.mainGroups)
     {

@@ -496,8 +496,6 @@ public sealed unsafe partial class VulkanBackend
         }
         var bb = B != null ? Whole(B.Parts[0].Buf) : Whole(_dummy);
         bool firstPart = true;
-        uint tokenGroups = Groups(T, group);
-        bool tokenFast = tokenGroups > 1 && Options.VecTokenFast;   // token groups fastest on the grid (matvec.glsl main)
         foreach (var p in W.Parts)
         {
             uint rowGroups = S != null ? Groups(W.Rows / 2, tileRows / 2) : Groups(p.RowCount, tileRows);
@@ -508,22 +506,20 @@ public sealed unsafe partial class VulkanBackend
                 Rows = (uint)p.RowCount, Cols = (uint)W.Cols, WStride = p.WStride, ScaleBase = p.ScaleBase,
                 XOff = xo, XStride = (uint)XIn.Stride, DOff = dOff + (uint)p.RowStart, DStride = (uint)D.Stride,
                 BOff = (uint)p.RowStart,
-                Flags = (m.Accumulate ? 1u : 0u) | (B != null ? 2u : 0u) | (mv.WriteNorm && firstPart ? 4u : 0u) | (mv.WriteGateUp ? 8u : 0u) | (AB != null ? 16u : 0u)
-                        | (tokenFast ? 64u : 0u),
+                Flags = (m.Accumulate ? 1u : 0u) | (B != null ? 2u : 0u) | (mv.WriteNorm && firstPart ? 4u : 0u) | (mv.WriteGateUp ? 8u : 0u) | (AB != null ? 16u : 0u),
                 AOff = aOff, AStride = aStride, SOff = sOff, SStride = sStride, Half = (uint)(W.Rows / 2),
                 Eps = norm?.Eps ?? 0f, Cap = mv.Cap?.Cap ?? 0f,
                 AuxRows = aux != null ? (uint)AW!.Rows : 0, AuxOff = auxOff, AuxStride = auxStride, MainGroups = mainGroups,
                 NTok = (uint)T, XqStride = nb, XdOff = xdOff, XsOff = xsOff, RowGroups = rowGroups,
             };
             firstPart = false;
-            var (gx, gy) = Grid2((mainGroups + auxGroups) * (tokenFast ? tokenGroups : 1));
-            uint gz = tokenFast ? 1 : tokenGroups;
+            var (gx, gy) = Grid2(mainGroups + auxGroups);
             if (idot)
             {
                 var q = Whole(xq ?? _dummy);
-                Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb, q, q, q, Whole(qc ?? _dummy)], &pc, gx, gy, gz);
+                Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb, q, q, q, Whole(qc ?? _dummy)], &pc, gx, gy, Groups(T, group));
             }
-            else Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb], &pc, gx, gy, gz);
+            else Run(kernel, pipe, [Whole(p.Buf), Whole(p.Buf), xb, db, bb, nwb, ab, sb, awb, adb, abb], &pc, gx, gy, Groups(T, group));
         }
         _cs.EndOp();
     }

@@ -69,9 +69,6 @@ public sealed record VulkanOptions
     /// that fewer workgroups read the tokens' activations. For sweeps: on the H200 2, 4 and 8 were all slower than 1
     /// (docs/NOTES.md, H200 session 3).</summary>
     public int VecRowLoop { get; init; } = 1;
-    /// <summary>Matvecs over several token groups put the token groups fastest on the grid, so that the workgroups reading
-    /// one row group's weights run together and share them in L2 (XLSTM_VK_VEC_TOKEN_FAST=0/1; the same results).</summary>
-    public bool VecTokenFast { get; init; } = true;
     /// <summary>Launch shape of matvecs over several tokens (XLSTM_VK_VEC_MATVEC=128,rows[,unroll]; the workgroup size
     /// must stay the one-token one, 128, for the results to be the same bits); null = per-type defaults.</summary>
     public MatVecShape? VecMatVec { get; init; }
@@ -181,7 +178,6 @@ public sealed record VulkanOptions
         if (Env("XLSTM_VK_VEC_TOKENS") is { } vt) o = o with { VecTokens = Int("XLSTM_VK_VEC_TOKENS", vt, 1, 1024) };
         if (Env("XLSTM_VK_VEC_GROUP") is { } vg) o = o with { VecGroup = Int("XLSTM_VK_VEC_GROUP", vg, 1, 16) };
         if (Env("XLSTM_VK_VEC_RLOOP") is { } rl) o = o with { VecRowLoop = Int("XLSTM_VK_VEC_RLOOP", rl, 1, 16) };
-        if (Env("XLSTM_VK_VEC_TOKEN_FAST") is { } tf) o = o with { VecTokenFast = tf != "0" };
         if (Env("XLSTM_VK_PREQ") is { } pq) o = o with { PreQuantTokens = Int("XLSTM_VK_PREQ", pq, 1, 65536) };
         if (Env("XLSTM_VK_GEMM_XF16") is { } gx) o = o with { GemmHalfXTokens = Int("XLSTM_VK_GEMM_XF16", gx, 1, 65536) };
         if (Env("XLSTM_VK_GEMM_DEQUANT") is { } gd) o = o with { GemmDequantTokens = Int("XLSTM_VK_GEMM_DEQUANT", gd, 1, 65536) };
