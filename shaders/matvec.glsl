@@ -346,7 +346,8 @@ void reduce_rows(float acc[NUM_ROWS], float ss, uint j, bool withSS)
     reduce_finish(j, 1u, withSS);
 }
 #else
-// Reduce NUM_ROWS row sums and ss over the workgroup into tot[j·NV ..] (shared-memory tree; devices without subgroups).
+// Reduce NUM_ROWS row sums and ss over the workgroup into tot[j·NV ..] (shared-memory tree; devices without subgroups;
+// the tree carries ss whatever withSS says).
 void reduce_rows(float acc[NUM_ROWS], float ss, uint j, bool withSS)
 {
     const uint WG = gl_WorkGroupSize.x;
@@ -396,10 +397,6 @@ void aux_rows(uint awg, uint xOff, uint t)
 }
 
 #if INT_DOT
-// Σ of the n per-block Σx² partials at XSS[base ..] (a fused norm over pre-quantized input), in the same order in every
-// workgroup and whoever wrote them (quantize_x or an M_QOUT producer). Every invocation gets the sum. (reduce.glsl's
-// wg_sum computes the same: with it the q|k|v|o + gates matvec took 3 µs more per block on the H200, the same binary
-// otherwise, alternating runs: 364-372 vs 378-383 tok/s. Cause not found; kept as it is.)
 // This invocation's share of the n partials at XSS[base ..].
 float parts_own(uint base, uint n)
 {
@@ -408,6 +405,11 @@ float parts_own(uint base, uint n)
     return s;
 }
 
+// Σ of the n per-block Σx² partials at XSS[base ..] (a fused norm over pre-quantized input), in the same order in every
+// workgroup and whoever wrote them (quantize_x or an M_QOUT producer). Every invocation gets the sum. (reduce.glsl's
+// wg_sum computes the same: with it the q|k|v|o + gates matvec took 3 µs more per block on the H200, the same binary
+// otherwise, alternating runs: 364-372 vs 378-383 tok/s. Cause not found; kept as it is. Loading the partials with the
+// weights, early, instead of after the row sums also cost Q4_0 decode 2.6 %: 2026-11-30, session 7.)
 float parts_sum(uint base, uint n)
 {
     const uint WG = gl_WorkGroupSize.x;
