@@ -111,7 +111,6 @@ int sdot4x8(uint a, uint b, spirv_literal int packedFormat);
 const uint NV = NUM_ROWS + 1u;   // row sums + Σx²
 #if USE_SUBGROUPS
 shared float red[32 * 17];
-shared float redParts[MAX_NTOK * 32];   // the fused norm's Σx² partials: token j's subgroup sums at j·subgroups
 #else
 shared float red[256 * 17];
 #endif
@@ -319,23 +318,14 @@ void reduce_subgroup(float acc[NUM_ROWS], float ss, uint j, bool withSS)
     }
 }
 
-// The sums of tokens first .. first + n − 1 (gathered by reduce_subgroup since the last reduce_finish) into tot[];
-// with parts, also every token's Σx² partial sums gathered in redParts[] into ssParts[] (every invocation gets them; one
-// subgroup: ssParts[] holds them already). Every invocation calls it (barriers); red[] is free again after it.
-void reduce_finish(uint first, uint n, bool withSS, bool parts, uint ntok, inout float ssParts[NTOK])
+// The sums of tokens first .. first + n − 1 (gathered by reduce_subgroup since the last reduce_finish) into tot[].
+// Every invocation calls it (barriers); red[] is free again after it.
+void reduce_finish(uint first, uint n, bool withSS)
 {
     uint tid = gl_LocalInvocationID.x;
     if (gl_NumSubgroups != 1u)
     {
         barrier();
-        if (parts)
-            [[unroll]] for (uint j = 0u; j < NTOK; j++)
-                if (NTOK == 1u || j < ntok)
-                {
-                    float total = 0.0;
-                    for (uint i = 0u; i < gl_NumSubgroups; i++) total += redParts[j * gl_NumSubgroups + i];
-                    ssParts[j] = total;
-                }
         uint nv = withSS ? NV : NUM_ROWS;
         for (uint c = tid; c < n * NV; c += gl_WorkGroupSize.x)
         {
@@ -352,9 +342,8 @@ void reduce_finish(uint first, uint n, bool withSS, bool parts, uint ntok, inout
 // One token's reduction (j: its place in tot[]).
 void reduce_rows(float acc[NUM_ROWS], float ss, uint j, bool withSS)
 {
-    float none[NTOK];
     reduce_subgroup(acc, ss, j, withSS);
-    reduce_finish(j, 1u, withSS, false, 1u, none);
+    reduce_finish(j, 1u, withSS);
 }
 #else
 // Reduce NUM_ROWS row sums and ss over the workgroup into tot[j·NV ..] (shared-memory tree; devices without subgroups;
@@ -446,6 +435,39 @@ float parts_sum(uint base, uint n)
 #endif
     barrier();
     return total;
+}
+
+// parts_sum for tokens t0 .. t0 + ntok − 1 at once (the same sums: each token's partials added by the same
+// invocations, subgroups and order), with two barriers in all; every invocation gets every sum. Needs red[] free.
+void parts_sums(uint t0, uint ntok, out float sums[NTOK])
+{
+#if USE_SUBGROUPS
+    uint nsg = gl_NumSubgroups;
+    if (NTOK * nsg <= RED_N)
+    {
+        [[unroll]] for (uint j = 0u; j < NTOK; j++)
+            if (NTOK == 1u || j < ntok)
+            {
+                float s = subgroupAdd(parts_own(pc.xsOff + (t0 + j) * pc.xqStride, pc.xqStride));
+                if (subgroupElect()) red[j * nsg + gl_SubgroupID] = s;
+            }
+        barrier();
+        [[unroll]] for (uint j = 0u; j < NTOK; j++)
+        {
+            float total = 0.0;
+            if (NTOK == 1u || j < ntok)
+                for (uint i = 0u; i < nsg; i++) total += red[j * nsg + i];
+            sums[j] = total;
+        }
+        barrier();
+        return;
+    }
+#endif
+    [[unroll]] for (uint j = 0u; j < NTOK; j++)
+    {
+        sums[j] = 0.0;
+        if (NTOK == 1u || j < ntok) sums[j] = parts_sum(pc.xsOff + (t0 + j) * pc.xqStride, pc.xqStride);
+    }
 }
 
 shared bool qLast;
@@ -648,52 +670,33 @@ void row_group(uint wgi, uint t0, uint ntok)
         }
     }
 
-    // ntok is uniform: the barriers inside are reached by all. A fused norm over pre-quantized input (int8, PREQ) sums
-    // each token's Σx² from its per-block partials (parts_sum's sums: the same invocations, subgroups and order) with
-    // the row sums' barriers; their loads are issued before the row sums' shuffles.
-    float ssParts[NTOK];
-    [[unroll]] for (uint j = 0u; j < NTOK; j++) ssParts[j] = 0.0;
-#if INT_DOT
-    bool parts = PREQ != 0u && NORM;
-#else
-    bool parts = false;
-#endif
+    // ntok is uniform: the barriers inside are reached by all
 #if USE_SUBGROUPS
-#if INT_DOT
-    if (parts)
-        [[unroll]] for (uint j = 0u; j < NTOK; j++)
-            if (NTOK == 1u || j < ntok) ssParts[j] = parts_own(pc.xsOff + (t0 + j) * pc.xqStride, pc.xqStride);
-#endif
     uint per = red_tokens();
     [[unroll]] for (uint j = 0u; j < NTOK; j++)
         if (NTOK == 1u || j < ntok)
         {
             reduce_subgroup(acc[j], ss[j], j, SS_USED);
-            bool lastToken = j + 1u == ntok;
-            if (parts && lastToken)
-                [[unroll]] for (uint k = 0u; k < NTOK; k++)
-                    if (NTOK == 1u || k < ntok)
-                    {
-                        ssParts[k] = subgroupAdd(ssParts[k]);
-                        if (subgroupElect()) redParts[k * gl_NumSubgroups + gl_SubgroupID] = ssParts[k];
-                    }
-            if (lastToken || (j + 1u) % per == 0u) reduce_finish(j - j % per, j % per + 1u, SS_USED, parts && lastToken, ntok, ssParts);
+            if (j + 1u == ntok || (j + 1u) % per == 0u) reduce_finish(j - j % per, j % per + 1u, SS_USED);
         }
 #else
     [[unroll]] for (uint j = 0u; j < NTOK; j++)
         if (NTOK == 1u || j < ntok) reduce_rows(acc[j], ss[j], j, SS_USED);
-#if INT_DOT
-    if (parts)
-        [[unroll]] for (uint j = 0u; j < NTOK; j++)
-            if (NTOK == 1u || j < ntok) ssParts[j] = parts_sum(pc.xsOff + (t0 + j) * pc.xqStride, pc.xqStride);
 #endif
+
+#if INT_DOT
+    // a fused norm over pre-quantized input: each token's Σx² from its per-block partials
+    float ssParts[NTOK];
+    if (PREQ != 0u && NORM) parts_sums(t0, ntok, ssParts);   // uniform: barriers inside
 #endif
     [[unroll]] for (uint j = 0u; j < NTOK; j++)
     {
         if (NTOK > 1u && j >= ntok) continue;   // uniform
         uint t = t0 + j;
         float ssj = tot[j * NV + NUM_ROWS];
-        if (parts) ssj = ssParts[j];
+#if INT_DOT
+        if (PREQ != 0u && NORM) ssj = ssParts[j];
+#endif
         float inv = norm_inv(ssj);
         if ((MODE & M_SWIGLU) != 0u)
         {
