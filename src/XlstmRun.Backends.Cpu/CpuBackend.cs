@@ -50,7 +50,7 @@ public sealed unsafe class CpuBackend : IBackend
         _scratch = new Scratch[Threads];
         for (int i = 0; i < Threads; i++) _scratch[i] = new Scratch();
         _matvec = new MatVecJob(this);
-        _pmatvec = new PackedMatVecJob(this);
+        _pmatvec = new PackedMatVecJob();
         _gemm = new GemmJob(this);
         _pgemm = new PackedGemmJob();
         _pack = new PackJob();
@@ -214,7 +214,6 @@ public sealed unsafe class CpuBackend : IBackend
         {
             if (W.IsPacked)
             {
-                EnsureScratch(W.Cols * 8L);
                 _pmatvec.Set(W.Packed, _qa, new Epilogue(D.Ptr, b, accumulate), Threads);
                 Run(_pmatvec, _pmatvec.Items);
             }
@@ -413,24 +412,18 @@ public sealed unsafe class CpuBackend : IBackend
         }
     }
 
-    /// <summary>
-    /// Decode over packed weights: items are runs of whole 8-row groups. Each thread broadcasts the quantized activations
-    /// into its own scratch before its first item of a run (in its own cache, in parallel; one shared copy written by the
-    /// caller cost every other thread a cache-line transfer per 64 bytes of it, measured ~7 % of decode time).
-    /// </summary>
-    private sealed class PackedMatVecJob(CpuBackend be) : IParallelWork
+    /// <summary>Decode over packed weights: items are runs of whole 8-row groups.</summary>
+    private sealed class PackedMatVecJob : IParallelWork
     {
         private PackedRef _w;
         private QuantAct _qa = null!;
         private Epilogue _epi;
-        private int _per, _run;
-        private readonly int[] _built = new int[be.Threads];
+        private int _per;
         public int Items;
 
         public void Set(in PackedRef w, QuantAct qa, in Epilogue epi, int threads)
         {
             _w = w; _qa = qa; _epi = epi;
-            _run++;
             // as for MatVecJob: enough items for balance, each a few hundred KB
             int items = w.GroupBytes * w.Groups < (256 << 10) ? 1 : Math.Min(threads * 16, w.Groups);
             _per = (w.Groups + items - 1) / items;
@@ -439,14 +432,8 @@ public sealed unsafe class CpuBackend : IBackend
 
         public void Execute(int item, int worker)
         {
-            sbyte* x4 = (sbyte*)be._scratch[worker].Ptr;
-            if (_built[worker] != _run)
-            {
-                _qa.Broadcast4(0, x4);
-                _built[worker] = _run;
-            }
             int g0 = item * _per;
-            PackedMatVec.Run(_w, _qa, 0, x4, g0, Math.Min(_w.Groups, g0 + _per), _epi);
+            PackedMatVec.Run(_w, _qa, 0, g0, Math.Min(_w.Groups, g0 + _per), _epi);
         }
     }
 

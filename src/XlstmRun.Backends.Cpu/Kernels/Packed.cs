@@ -116,16 +116,18 @@ public static unsafe class PackedMatVec
     public const int PrefetchAhead = 3072;
 
     /// <summary>
-    /// dot(W_r, x) for the rows of groups [g0, g1), x row <paramref name="xr"/> of <paramref name="a"/>;
-    /// <paramref name="x4"/>: that row's <see cref="QuantAct.Broadcast4"/> (built by the calling thread).
+    /// dot(W_r, x) for the rows of groups [g0, g1), x row <paramref name="xr"/> of <paramref name="a"/>. Each group of
+    /// four activations is broadcast from the compact row (`vpbroadcastd`) where it is used: the row stays in L1 (Cols
+    /// bytes). A pre-broadcast copy (Cols · 8 bytes, the operand of `vpmaddubsw` straight from memory) filled or
+    /// overflowed L1 next to the streamed weights and cost ~10 % of decode time (2-core dev box, 7B Q4_0).
     /// </summary>
-    public static void Run(in PackedRef w, QuantAct a, int xr, sbyte* x4, int g0, int g1, in Epilogue epi)
+    public static void Run(in PackedRef w, QuantAct a, int xr, int g0, int g1, in Epilogue epi)
     {
         if (a.Cols != w.Cols) throw new ArgumentException("activation width differs from the weight's");
         var x = new MatVec.QRow(a.RowQ(xr), a.RowD(xr), a.RowDS(xr), a.RowSum(xr), a.RowInit4(xr), w.Blocks);
         if (a.Huge[xr] != 0 || !CpuCaps.Avx2) Scalar(w, x, g0, g1, epi);
-        else if (w.Type == GgmlType.Q4_0) Q4(w, x, x4, g0, g1, epi);
-        else Q8(w, x, x4, g0, g1, epi);
+        else if (w.Type == GgmlType.Q4_0) Q4(w, x, g0, g1, epi);
+        else Q8(w, x, g0, g1, epi);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -139,9 +141,9 @@ public static unsafe class PackedMatVec
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> Mad(Vector256<byte> w, sbyte* x4) => Avx2.MultiplyAddAdjacent(w, Vector256.Load(x4));
+    private static Vector256<short> Mad(Vector256<byte> w, sbyte* q) => Avx2.MultiplyAddAdjacent(w, B4(q));
 
-    private static void Q4(in PackedRef w, in MatVec.QRow x, sbyte* x4, int g0, int g1, in Epilogue epi)
+    private static void Q4(in PackedRef w, in MatVec.QRow x, int g0, int g1, in Epilogue epi)
     {
         var mask = Vector256.Create((byte)0x0F);
         var ones = Vector256.Create((short)1);
@@ -150,11 +152,11 @@ public static unsafe class PackedMatVec
         for (int g = g0; g < g1; g++)
         {
             byte* p = w.Group(g), end = p + (long)nb * 144;
-            sbyte* q = x4;
+            sbyte* q = x.Q;
             float* ds = x.DS;
             int* init = x.Init4;
             Vector256<float> acc = default;
-            for (; p < end; p += 144, q += 256, ds++, init += 8)
+            for (; p < end; p += 144, q += 32, ds++, init += 8)
             {
                 // two lines per 144-byte block (the hardware prefetcher fills the odd gap): a third prefetch, or two blocks
                 // per iteration, cost more instructions than they saved (measured on the 2-core dev box)
@@ -165,10 +167,10 @@ public static unsafe class PackedMatVec
                 var v2 = Vector256.Load(p + 80);
                 var v3 = Vector256.Load(p + 112);
                 // low nibbles: column groups 0–3 of the block; high nibbles: groups 4–7
-                var s = Mad(v0 & mask, q) + Mad(Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask, q + 128);
-                s += Mad(v1 & mask, q + 32) + Mad(Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask, q + 160);
-                s += Mad(v2 & mask, q + 64) + Mad(Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & mask, q + 192);
-                s += Mad(v3 & mask, q + 96) + Mad(Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & mask, q + 224);
+                var s = Mad(v0 & mask, q) + Mad(Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & mask, q + 16);
+                s += Mad(v1 & mask, q + 4) + Mad(Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & mask, q + 20);
+                s += Mad(v2 & mask, q + 8) + Mad(Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & mask, q + 24);
+                s += Mad(v3 & mask, q + 12) + Mad(Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & mask, q + 28);
                 // each int16 lane sums 16 products of a nibble (≤ 15) and an activation (|q| ≤ 127): ≤ 30480, no overflow
                 var isum = Avx2.MultiplyAddAdjacent(s, ones) + Vector256.Create(*init);   // − 8·Σq: nibbles are offset by 8
                 acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(isum), Packing.Scales(p) * Vector256.Create(*ds), acc);
@@ -178,14 +180,14 @@ public static unsafe class PackedMatVec
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> D8(byte* p, sbyte* x4, Vector256<short> ones)
+    private static Vector256<int> D8(byte* p, sbyte* q, Vector256<short> ones)
     {
         var wv = Vector256.Load((sbyte*)p);
         // |w| · (q · sign w): u8 × s8 pairs ≤ 2·128·127 fit int16
-        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(wv), Avx2.Sign(Vector256.Load(x4), wv)), ones);
+        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(wv), Avx2.Sign(B4(q), wv)), ones);
     }
 
-    private static void Q8(in PackedRef w, in MatVec.QRow x, sbyte* x4, int g0, int g1, in Epilogue epi)
+    private static void Q8(in PackedRef w, in MatVec.QRow x, int g0, int g1, in Epilogue epi)
     {
         var ones = Vector256.Create((short)1);
         int nb = w.Blocks;
@@ -193,10 +195,10 @@ public static unsafe class PackedMatVec
         for (int g = g0; g < g1; g++)
         {
             byte* p = w.Group(g), end = p + (long)nb * 272;
-            sbyte* q = x4;
+            sbyte* q = x.Q;
             float* ds = x.DS;
             Vector256<float> acc = default;
-            for (; p < end; p += 272, q += 256, ds++)
+            for (; p < end; p += 272, q += 32, ds++)
             {
                 Sse.Prefetch0(p + PrefetchAhead);
                 Sse.Prefetch0(p + PrefetchAhead + 64);
@@ -204,8 +206,8 @@ public static unsafe class PackedMatVec
                 Sse.Prefetch0(p + PrefetchAhead + 192);
                 Sse.Prefetch0(p + PrefetchAhead + 256);
                 // two chains of four column groups
-                var e = D8(p + 16, q, ones) + D8(p + 48, q + 32, ones) + D8(p + 80, q + 64, ones) + D8(p + 112, q + 96, ones);
-                var o = D8(p + 144, q + 128, ones) + D8(p + 176, q + 160, ones) + D8(p + 208, q + 192, ones) + D8(p + 240, q + 224, ones);
+                var e = D8(p + 16, q, ones) + D8(p + 48, q + 4, ones) + D8(p + 80, q + 8, ones) + D8(p + 112, q + 12, ones);
+                var o = D8(p + 144, q + 16, ones) + D8(p + 176, q + 20, ones) + D8(p + 208, q + 24, ones) + D8(p + 240, q + 28, ones);
                 acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(e + o), Packing.Scales(p) * Vector256.Create(*ds), acc);
             }
             WriteGroup(ep, 8 * g, w.Rows, acc);

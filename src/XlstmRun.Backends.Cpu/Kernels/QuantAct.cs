@@ -63,21 +63,6 @@ public sealed unsafe class QuantAct : IDisposable
     public int* RowInit4(int r) => Init4 + (long)r * Blocks * 8;
     public float* RowAux(int r) => Aux + (long)r * Blocks * 2;
 
-    /// <summary>
-    /// Write row <paramref name="r"/>'s quants to <paramref name="dst"/> with every group of four repeated eight times
-    /// (32 bytes per group of four, Cols·8 bytes in all): the operand of `vpmaddubsw` against eight weight rows × four
-    /// columns, read straight from memory instead of broadcast per use.
-    /// </summary>
-    public void Broadcast4(int r, sbyte* dst)
-    {
-        sbyte* q = RowQ(r);
-        if (Vector256.IsHardwareAccelerated)
-            for (int g = 0; g < Cols / 4; g++) Vector256.Create(*(int*)(q + 4 * g)).Store((int*)(dst + 32 * g));
-        else
-            for (int g = 0; g < Cols / 4; g++)
-                for (int j = 0; j < 8; j++) *(int*)(dst + 32 * g + 4 * j) = *(int*)(q + 4 * g);
-    }
-
     /// <summary>Quantize row <paramref name="r"/> from <paramref name="x"/> (Cols floats).</summary>
     public void QuantizeRow(int r, float* x)
     {

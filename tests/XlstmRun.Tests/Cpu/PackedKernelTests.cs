@@ -62,16 +62,6 @@ public unsafe class PackedKernelTests
             }
     }
 
-    /// <summary>Row t's quants broadcast for the decode kernels; checks the layout (each group of four repeated eight times).</summary>
-    private static sbyte[] Broadcast(QuantAct qa, int t)
-    {
-        var b = new sbyte[qa.Cols * 8];
-        fixed (sbyte* pb = b) qa.Broadcast4(t, pb);
-        for (int k = 0; k < qa.Cols; k++)
-            for (int j = 0; j < 8; j++) Assert.Equal(qa.RowQ(t)[k], b[k / 4 * 32 + 4 * j + k % 4]);
-        return b;
-    }
-
     /// <summary>The quantized activations of row t, exactly (q · d).</summary>
     private static float[] Dequantized(QuantAct qa, int t, int cols)
     {
@@ -101,11 +91,10 @@ public unsafe class PackedKernelTests
             int cut = p.Ref.Groups / 3;
             if (scalar) { PackedMatVec.Scalar(p.Ref, xr, 0, cut, epi); PackedMatVec.Scalar(p.Ref, xr, cut, p.Ref.Groups, epi); }
             else
-                fixed (sbyte* x4 = Broadcast(qa, 0))
-                {
-                    PackedMatVec.Run(p.Ref, qa, 0, x4, 0, cut, epi);
-                    PackedMatVec.Run(p.Ref, qa, 0, x4, cut, p.Ref.Groups, epi);
-                }
+            {
+                PackedMatVec.Run(p.Ref, qa, 0, 0, cut, epi);
+                PackedMatVec.Run(p.Ref, qa, 0, cut, p.Ref.Groups, epi);
+            }
             for (int r = 0; r < rows; r++)
             {
                 var (dot, abs) = m.Exact(r, dq);
@@ -171,7 +160,7 @@ public unsafe class PackedKernelTests
         var D = Buf.Zeros(T * rows);
         PackedGemm.Run(p.Ref, qa, T, 0, p.Ref.Groups, new Epilogue2D(Buf.Ptr(D), rows, null, false));
         var y = Buf.Zeros(rows);
-        fixed (sbyte* x4 = Broadcast(qa, 2)) PackedMatVec.Run(p.Ref, qa, 2, x4, 0, p.Ref.Groups, new Epilogue(Buf.Ptr(y), null, false));
+        PackedMatVec.Run(p.Ref, qa, 2, 0, p.Ref.Groups, new Epilogue(Buf.Ptr(y), null, false));
         for (int t = 0; t < T; t++)
         {
             var dq = Dequantized(qa, t, cols);
