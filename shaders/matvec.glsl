@@ -110,7 +110,8 @@ int sdot4x8(uint a, uint b, spirv_literal int packedFormat);
 
 const uint NV = NUM_ROWS + 1u;   // row sums + Σx²
 #if USE_SUBGROUPS
-shared float red[32 * 17];
+const uint RED_N = 32u * 17u;   // floats of red[]: up to 32 subgroups' sums of up to 16 rows and Σx²
+shared float red[RED_N];
 #else
 shared float red[256 * 17];
 #endif
@@ -270,8 +271,6 @@ void put_sum(bool direct, uint i, float v)
 // puts one token's subgroup sums in red[] (or, with one subgroup, its final sums in tot[]), reduce_finish adds the
 // subgroups' sums of the tokens gathered so far, in subgroup order from 0, into tot[]. A token's sums are formed in the
 // same order whatever the number of tokens (one sequence and several stay the same bits).
-const uint RED_N = 32u * 17u;   // floats of red[]
-
 // Tokens whose subgroup sums fit red[] together.
 uint red_tokens() { return max(1u, RED_N / (gl_NumSubgroups * NV)); }
 

@@ -38,6 +38,10 @@ left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 sec() { echo; echo "## $*"; } >> "$SUM"
 opline() { grep '^| ' | grep -v '^| op \|^| ---' | awk -F'|' '{print $7 " |" $6}'; }
+# µs per call of the product $t ($shp rows x cols, $T tokens) by binary $1, under the environment assignments after it
+op_us() { local b=$1; shift; env "$@" timeout 30 "$b" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}'; }
+# wait (up to 4 minutes) for the synthetic models made in the background
+wait_models() { for i in $(seq 1 240); do [ -f "$TMP/models.done" ] && break; sleep 1; done; }
 
 # ---- setup -------------------------------------------------------------------------------------------------------------
 if [ -d .gl ]; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
@@ -109,14 +113,12 @@ if has tcvec; then
   say "tcvec"
   sec "int8 products over several tokens (µs per call): matvec (XLSTM_VK_TCVEC=0) | tensor cores with XLSTM_VK_TC_KB blocks per step"
   echo "| type | shape | T | matvec | $(for k in ${TC_KBS:-4}; do printf 'tc kb=%s | ' "$k"; done)" >> "$SUM"   # kb or kb:ENV=v
-  # µs per call of the product $t, $shp, $T under the given environment assignments
-  tc_us() { env "$@" timeout 30 "$BIN" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}'; }
   for t in ${TC_TYPES:-q4_0 q8_0}; do for shp in ${TC_SHAPES:-21888x4096 4096x10944 12288x4096}; do for T in ${TC_TOKENS:-4 16 64}; do
     [ "$(left)" -gt 30 ] || break
-    row="| $t | $shp | $T | $(tc_us XLSTM_VK_TCVEC=0) |"
+    row="| $t | $shp | $T | $(op_us "$BIN" XLSTM_VK_TCVEC=0) |"
     for k in ${TC_KBS:-4}; do
       e=""; [[ $k == *:* ]] && e=${k#*:}
-      row="$row $(tc_us ${e//+/ } XLSTM_VK_TC_KB=${k%%:*}) |"
+      row="$row $(op_us "$BIN" ${e//+/ } XLSTM_VK_TC_KB=${k%%:*}) |"
     done
     echo "$row" >> "$SUM"
   done; done; done
@@ -128,12 +130,11 @@ if has ab && [ -x "${BIN_B:-}" ]; then
   say "ab"
   sec "A = $BIN, B = $BIN_B: products, µs per call (A | B | A | B)"
   echo "| type | shape | T | A | B | A | B |" >> "$SUM"
-  ab_us() { timeout 30 "$1" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}'; }
   for t in ${AB_TYPES:-q4_0 q8_0}; do for shp in ${AB_SHAPES:-21888x4096 4096x10944 12288x4096}; do for T in ${AB_TOKENS:-1 16 64}; do
     [ "$(left)" -gt 60 ] || break
-    echo "| $t | $shp | $T | $(ab_us "$BIN") | $(ab_us "$BIN_B") | $(ab_us "$BIN") | $(ab_us "$BIN_B") |" >> "$SUM"
+    echo "| $t | $shp | $T | $(op_us "$BIN") | $(op_us "$BIN_B") | $(op_us "$BIN") | $(op_us "$BIN_B") |" >> "$SUM"
   done; done; done
-  for i in $(seq 1 240); do [ -f "$TMP/models.done" ] && break; sleep 1; done
+  wait_models
   sec "A = $BIN, B = $BIN_B: bench -p 64 -n 128 (A, B, A, B)"
   for t in ${AB_MODEL_TYPES:-q4_0}; do for b in "$BIN" "$BIN_B" "$BIN" "$BIN_B"; do
     [ -f "$TMP/7b-$t.gguf" ] && [ "$(left)" -gt 40 ] || continue
@@ -221,7 +222,7 @@ fi
 # ---- model benches -----------------------------------------------------------------------------------------------------
 if has model; then
   say "model: waiting for the synthetic models"
-  for i in $(seq 1 240); do [ -f "$TMP/models.done" ] && break; sleep 1; done
+  wait_models
   sec "bench, synthetic 7B (bench --backend vulkan)"
   for t in $TYPES; do
     [ -f "$TMP/7b-$t.gguf" ] || { echo "no model $t" >> "$SUM"; continue; }
@@ -263,7 +264,7 @@ with open(sys.argv[1], "w") as f:
         f.write(json.dumps({"id": f"p{i}", "prompt": " ".join(words[(i * 3 + j) % len(words)] for j in range(n)), "n_predict": 64, "temperature": 0}) + "\n")
 PY
   for t in ${BATCH_TYPES:-q4_0 f16}; do
-    for i in $(seq 1 240); do [ -f "$TMP/models.done" ] && break; sleep 1; done
+    wait_models
     m="$TMP/7b-$t.gguf"
     [ -f "$m" ] || "$BIN" init --preset 7b --type "$t" --tokenizer "$TOKENIZER" -o "$m" -q > /dev/null 2>&1
     # warm-up: the driver compiles each pipeline on first use (a fresh machine's shader cache is empty: B=1 measured
