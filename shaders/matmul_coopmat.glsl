@@ -16,6 +16,10 @@
 // weights; XF16 reads x already converted to f16 (binding 5, [tokens, xStride] halves, written by convert_f16.comp)
 // instead of converting f32 per tile; the host may likewise hand in quantized weights dequantized to F16 (WTYPE 1).
 // TOKEN_MAJOR puts the token tiles on grid x, so that the workgroups running at once share weight tiles in L2.
+// SPLITK (prompts of a few tokens, where one workgroup walking all of K is a chain of latencies): workgroup z sums only
+// K range [z·kSeg, (z+1)·kSeg) and stores its plain partial tile at D + z·partStride (no bias, no accumulation: the host
+// passes flags 0); splitk_sum.comp adds the partials in order of z. A token's result then depends only on K and kSeg,
+// not on how many tokens share the product or where its tile lies.
 // (float16_t shared tiles instead of uvec4 were measured slower on the H200; glslang rejects f16vec4 ones.)
 layout(local_size_x_id = 0) in;                     // 32 · WARPS_M · WARPS_N
 layout(constant_id = 1) const uint WARPS_M = 2u;
@@ -27,6 +31,7 @@ layout(constant_id = 6) const uint BKV = 4u;        // uvec4 (8 halves) per shar
 layout(constant_id = 7) const uint XF16 = 0u;       // 1: x is f16 in XH (binding 5)
 layout(constant_id = 8) const uint RSTAGES = 1u;    // 2 (f16 x and F16 weights only): loads run two K steps ahead
 layout(constant_id = 9) const uint TOKEN_MAJOR = 0u;  // 1: grid x = token tiles, y = weight-row tiles
+layout(constant_id = 10) const uint SPLITK = 0u;    // 1: grid z = K segments of kSeg, partial tiles (see above)
 
 layout(std430, binding = 0) readonly buffer W4b { uvec4 W4[]; };
 layout(std430, binding = 1) readonly buffer W1b { uint W1[]; };
@@ -38,6 +43,7 @@ layout(std430, binding = 5) readonly buffer XHb { uvec4 XH[]; };
 layout(push_constant) uniform PC
 {
     uint rows, cols, wStride, scaleBase, xOff, xStride, dOff, dStride, bOff, flags, nTok;
+    uint kSeg, partStride;   // SPLITK: K per workgroup z (a multiple of BK), floats between partial tiles
 } pc;
 
 #include "weights.glsl"
@@ -162,6 +168,31 @@ uvec4 load_w8(uint row, uint k, uint padCols)
     return pack8(lo, hi);
 }
 
+// The same in two halves, so that a step's loads are all issued before the first one is waited for (decoding each group
+// right after its load made every group of a step a memory round trip of its own): load_w8_raw keeps what the group
+// needs as loaded (quant types: its two words of quants, the nibble shift and the scale's bits; other types: load_w8's
+// result), decode_w8 finishes exactly as load_w8 would. RAW_ZERO marks a group outside the matrix.
+const uint RAW_ZERO = 0xFFFFFFFFu;   // a NaN scale: no real scale has these bits
+uvec4 load_w8_raw(uint row, uint k, uint padCols)
+{
+    if (!wt_is_quant()) return load_w8(row, k, padCols);
+    if (row >= pc.rows || k >= padCols) return uvec4(0u, 0u, 0u, RAW_ZERO);
+    uint g = k >> 3, blk = row * pc.wStride + (g >> 2), q = g & 3u;
+    uvec4 u = WTYPE == WT_Q8_0 ? W4[2u * blk + (q >> 1)] : W4[blk];
+    uvec2 p = (q & 1u) == 0u ? u.xy : u.zw;
+    return uvec4(p, (q >> 1) * 4u, floatBitsToUint(w_scale(pc.scaleBase + blk)));
+}
+uvec4 decode_w8(uvec4 raw)
+{
+    if (!wt_is_quant()) return raw;
+    if (raw.w == RAW_ZERO) return uvec4(0u);
+    float d = uintBitsToFloat(raw.w);
+    vec4 lo, hi;
+    if (WTYPE == WT_Q8_0) { lo = unpack_i8x4(raw.x) * d; hi = unpack_i8x4(raw.y) * d; }
+    else { lo = unpack_q4x4(raw.x, raw.z) * d; hi = unpack_q4x4(raw.y, raw.z) * d; }
+    return pack8(lo, hi);
+}
+
 // products of the shared tiles of buffer `cur` into the accumulators (BK = 2 · 16 · (BKV / 2) per step)
 #define PRODUCTS(cur) \
     { \
@@ -221,7 +252,10 @@ void main()
     uint rowBase = (TOKEN_MAJOR != 0u ? gl_WorkGroupID.y : gl_WorkGroupID.x) * BN;
     uint tokBase = (TOKEN_MAJOR != 0u ? gl_WorkGroupID.x : gl_WorkGroupID.y) * BM;
     uint padCols = wt_is_quant() ? pc.cols : ((pc.cols + 7u) & ~7u);
-    uint nSteps = (pc.cols + BK - 1u) / BK;
+    uint kStart = SPLITK != 0u ? gl_WorkGroupID.z * pc.kSeg : 0u;
+    uint kEnd = SPLITK != 0u ? min(pc.cols, kStart + pc.kSeg) : pc.cols;
+    uint nSteps = (kEnd - kStart + BK - 1u) / BK;
+    uint dBase = pc.dOff + (SPLITK != 0u ? gl_WorkGroupID.z * pc.partStride : 0u);
     g_tid = tid;
     g_tokBase = tokBase;
     g_rowBase = rowBase;
@@ -234,13 +268,13 @@ void main()
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        if (XF16 != 0u) xh[i] = load_xh(tokBase + idx / BKV, 8u * (idx % BKV));
-        else load_x8(tokBase + idx / BKV, 8u * (idx % BKV), xa[i], xb[i]);
+        if (XF16 != 0u) xh[i] = load_xh(tokBase + idx / BKV, kStart + 8u * (idx % BKV));
+        else load_x8(tokBase + idx / BKV, kStart + 8u * (idx % BKV), xa[i], xb[i]);
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        wr[i] = load_w8(rowBase + idx / BKV, 8u * (idx % BKV), padCols);
+        wr[i] = load_w8_raw(rowBase + idx / BKV, kStart + 8u * (idx % BKV), padCols);
     }
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
@@ -250,7 +284,7 @@ void main()
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        if (idx < BN * BKV) Bs[(idx / BKV) * LDV + idx % BKV] = wr[i];
+        if (idx < BN * BKV) Bs[(idx / BKV) * LDV + idx % BKV] = decode_w8(wr[i]);
     }
     barrier();
 
@@ -260,7 +294,7 @@ void main()
         [[unroll]] for (uint j = 0u; j < TN; j++)
         {
             uint t0 = tokBase + (wm * TM + i) * 16u, r0 = rowBase + (wn * TN + j) * 16u;
-            if ((pc.flags & 1u) != 0u && direct_tile(t0, r0)) CM_LOAD_G(acc[i][j], pc.dOff + t0 * pc.dStride + r0, pc.dStride);
+            if ((pc.flags & 1u) != 0u && direct_tile(t0, r0)) CM_LOAD_G(acc[i][j], dBase + t0 * pc.dStride + r0, pc.dStride);
             else acc[i][j] = CM_ZERO;
         }
 
@@ -268,15 +302,15 @@ void main()
     {
         // two register stages: set 1 holds step s+1 while the products of step s run and set 0 receives step s+2
         uvec4 a1[A_ITEMS], b1[B_ITEMS];
-        if (nSteps > 1u) load_f16_step(BK, a1, b1);
+        if (nSteps > 1u) load_f16_step(kStart + BK, a1, b1);
         for (uint s = 0u; s < nSteps; s += 2u)
         {
-            if (s + 2u < nSteps) load_f16_step((s + 2u) * BK, xh, wr);
+            if (s + 2u < nSteps) load_f16_step(kStart + (s + 2u) * BK, xh, wr);
             PRODUCTS(0u);
             if (s + 1u < nSteps) store_step(1u, a1, b1);
             barrier();
             if (s + 1u >= nSteps) break;
-            if (s + 3u < nSteps) load_f16_step((s + 3u) * BK, a1, b1);
+            if (s + 3u < nSteps) load_f16_step(kStart + (s + 3u) * BK, a1, b1);
             PRODUCTS(1u);
             if (s + 2u < nSteps) store_step(0u, xh, wr);
             barrier();
@@ -290,7 +324,7 @@ void main()
             bool more = s + 1u < nSteps;
             if (more)
             {
-                uint k0 = (s + 1u) * BK;
+                uint k0 = kStart + (s + 1u) * BK;
                 [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
@@ -300,7 +334,7 @@ void main()
                 [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
-                    wr[i] = load_w8(rowBase + idx / BKV, k0 + 8u * (idx % BKV), padCols);
+                    wr[i] = load_w8_raw(rowBase + idx / BKV, k0 + 8u * (idx % BKV), padCols);
                 }
             }
             PRODUCTS(cur);
@@ -315,7 +349,7 @@ void main()
                 [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
-                    if (idx < BN * BKV) Bs[nxt * BN * LDV + (idx / BKV) * LDV + idx % BKV] = wr[i];
+                    if (idx < BN * BKV) Bs[nxt * BN * LDV + (idx / BKV) * LDV + idx % BKV] = decode_w8(wr[i]);
                 }
             }
             barrier();
@@ -330,7 +364,7 @@ void main()
             uint t0 = tokBase + (wm * TM + i) * 16u;
             uint r0 = rowBase + (wn * TN + j) * 16u;
             if (direct_tile(t0, r0))
-                CM_STORE_G(acc[i][j], pc.dOff + t0 * pc.dStride + r0, pc.dStride);
+                CM_STORE_G(acc[i][j], dBase + t0 * pc.dStride + r0, pc.dStride);
             else
             {
                 CM_STORE_S(acc[i][j], sg * 256u, 16u);
@@ -343,7 +377,7 @@ void main()
                     {
                         float v = Cs[sg * 256u + el];
                         if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];
-                        uint o = pc.dOff + t * pc.dStride + row;
+                        uint o = dBase + t * pc.dStride + row;
                         if ((pc.flags & 1u) != 0u) v += D[o];
                         D[o] = v;
                     }

@@ -5,6 +5,7 @@
 #   opbench  op-level benchmark at 7B shapes (bench --op 7b): decode matvecs and prefill GEMMs per type, cell kernels
 #   overlap  32 products per submission with barriers between them and without (does the device overlap dispatches?)
 #   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
+#   fewtok   prompt feeds of 8-64 tokens: the split-K GEMM (bench --op matmul --feed) against the matvec
 #   vecsweep few-token matvec shapes (tokens per workgroup x rows per workgroup)
 #   tcvec    int8 products over several tokens: matvec (XLSTM_VK_TCVEC=0) against the tensor-core kernel, and its statistics
 #   ab       two binaries side by side, alternating (BIN_B against BIN): products at AB_SHAPES x AB_TOKENS per AB_TYPES
@@ -39,7 +40,7 @@ has() { [[ " $PHASES " == *" $1 "* ]]; }
 sec() { echo; echo "## $*"; } >> "$SUM"
 opline() { grep '^| ' | grep -v '^| op \|^| ---' | awk -F'|' '{print $7 " |" $6}'; }
 # µs per call of the product $t ($shp rows x cols, $T tokens) by binary $1, under the environment assignments after it
-op_us() { local b=$1; shift; env "$@" timeout 30 "$b" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 2>/dev/null | opline | awk -F'|' '{print $1}'; }
+op_us() { local b=$1; shift; env "$@" timeout 30 "$b" bench --op matmul --backend vulkan --type "$t" --rows "${shp%x*}" --cols "${shp#*x}" --tokens "$T" -r 10 ${OPFLAGS:-} 2>/dev/null | opline | awk -F'|' '{print $1}'; }
 # wait (up to 4 minutes) for the synthetic models made in the background
 wait_models() { for i in $(seq 1 240); do [ -f "$TMP/models.done" ] && break; sleep 1; done; }
 
@@ -95,6 +96,21 @@ if has vecgemm; then
     sec "few-token products with XLSTM_VK_VEC_TOKENS=$v (64: matvecs up to 64 tokens, the default; 1: GEMMs from 2 tokens)"
     XLSTM_VK_VEC_TOKENS=$v timeout 120 "$BIN" bench --op 7b --backend vulkan --type "${VG_TYPES:-q4_0,f16}" --tokens "${VG_TOKENS:-8,16,64}" -r 5 2>> "$OUT/logs/vecgemm.err" | grep -E '^\| (matmul|fused)|^\| op|^\| ---' >> "$SUM"
   done
+fi
+
+# ---- prompt feeds of a few tokens: split-K GEMM against the matvec (FT_VARIANTS: label=ENV=v+ENV=v, more feed columns) ------
+if has fewtok; then
+  say "fewtok"
+  sec "few-token products, µs per call: decode rows (matvec) | prompt feed (bench --op matmul --feed: split-K GEMM) | feed variants"
+  for t in ${FT_TYPES:-q4_0}; do for T in ${FT_TOKENS:-8 16 32 64}; do
+    echo "| $t | T=$T | shape | matvec | feed | $(for v in ${FT_VARIANTS:-}; do printf '%s | ' "${v%%=*}"; done)" >> "$SUM"
+    for shp in ${FT_SHAPES:-4096x4096 12288x4096 21888x4096 4096x10944}; do
+      [ "$(left)" -gt 30 ] || break
+      row="| $t | T=$T | $shp | $(op_us "$BIN") | $(OPFLAGS=--feed op_us "$BIN") |"
+      for v in ${FT_VARIANTS:-}; do e=${v#*=}; row="$row $(OPFLAGS=--feed op_us "$BIN" ${e//+/ }) |"; done
+      echo "$row" >> "$SUM"
+    done
+  done; done
 fi
 
 if has vecsweep; then

@@ -84,14 +84,15 @@ public sealed unsafe partial class VulkanBackend
         return _chunkScratch;
     }
 
-    /// <summary>Release the prefill scratch: the chunk kernels' (sized for the longest batch so far) and the GEMM's f16
-    /// workspaces.</summary>
+    /// <summary>Release the prefill scratch: the chunk kernels' (sized for the longest batch so far), the GEMM's f16
+    /// workspaces and the split-K GEMM's partial tiles.</summary>
     public void ReleaseScratch()
     {
         if (_chunkScratch != null) Release(_chunkScratch);
         if (_xh != null) Release(_xh);
         if (_wh != null) Release(_wh);
-        (_chunkScratch, _xh, _wh) = (null, null, null);
+        if (_splitParts != null) Release(_splitParts);
+        (_chunkScratch, _xh, _wh, _splitParts) = (null, null, null, null);
     }
 
     public void MlstmCell(ModelConfig c, ITensor qkvo, ITensor gates, IStateBuffer state, int block, ITensor h)

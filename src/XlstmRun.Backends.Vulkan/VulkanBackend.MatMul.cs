@@ -13,6 +13,8 @@ public sealed unsafe partial class VulkanBackend
         _softcap = null!, _argmax = null!, _quantize = null!, _step = null!, _chunkPrep = null!, _chunkKv = null!, _chunkScan = null!, _chunkOut = null!, _copy = null!;
     private Kernel? _gemmCm, _gemmCm2, _convertF16, _mmaPeak;
     private VkBuf? _xh, _wh;   // the GEMM's f16 workspaces: x converted once (GemmHalfXTokens), a dequantized weight slab
+    private VkBuf? _splitParts;   // the split-K GEMM's partial tiles
+    private Kernel? _splitSum;
     /// <summary>Matvecs recorded so far that quantized their output for the next one (M_QOUT; tests).</summary>
     public long QuantizedOutputs { get; private set; }
     /// <summary>Matvecs over several tokens recorded so far on tensor cores (<see cref="VulkanOptions.TensorMatVec"/>; tests).</summary>
@@ -123,7 +125,7 @@ public sealed unsafe partial class VulkanBackend
     internal struct ConvertPush { public uint Rows, Cols, Groups, WStride, ScaleBase, XOff, XStride, RowStart; }
 
     [StructLayout(LayoutKind.Sequential)]
-    internal struct GemmPush { public uint Rows, Cols, WStride, ScaleBase, XOff, XStride, DOff, DStride, BOff, Flags, NTok; }
+    internal struct GemmPush { public uint Rows, Cols, WStride, ScaleBase, XOff, XStride, DOff, DStride, BOff, Flags, NTok, KSeg, PartStride; }
 
     // ---- launch shapes -----------------------------------------------------------------------------------------------
 
@@ -141,8 +143,9 @@ public sealed unsafe partial class VulkanBackend
 
     /// <summary>The tensor-core GEMM's pipeline: tile, weight type, x in f16 (XF16) and the options' register stages and
     /// grid order.</summary>
-    private Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t, bool xf16) =>
-        k.Pipeline([t.Threads, t.WarpsM, wtype, t.WarpsN, t.TM, t.TN, t.Bkv, xf16 ? 1u : 0u, (uint)Options.GemmRegisterStages, Options.GemmTokenMajor ? 1u : 0u]);
+    private Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t, bool xf16, bool splitK = false) =>
+        k.Pipeline([t.Threads, t.WarpsM, wtype, t.WarpsN, t.TM, t.TN, t.Bkv, xf16 ? 1u : 0u, (uint)Options.GemmRegisterStages, Options.GemmTokenMajor ? 1u : 0u,
+            splitK ? 1u : 0u]);
 
     /// <summary>The GEMM tile for <paramref name="tokens"/> rows: the prefill tile, or for a few rows (the
     /// multi-sequence decode step) a tile of 16–64 tokens × 64 weight rows, so that the weights are still read once and
@@ -180,6 +183,11 @@ public sealed unsafe partial class VulkanBackend
             return;
         }
 
+        if (SplitK(W, T))
+        {
+            DispatchSplitK(W, X, D, B, accumulate);
+            return;
+        }
         var tile = GemmTileFor(T);
         // Operands prepared once live in workspaces that prefills grow and release (ReleaseScratch): a step recorded
         // for replay (the multi-sequence step over more than VecTokens sequences) must not name them.
@@ -195,13 +203,8 @@ public sealed unsafe partial class VulkanBackend
         VkBuf xRead;
         if (xf16)
         {
-            var (sb, so) = Act(X);
-            _xh = Workspace(_xh, (ulong)T * kPad * 2);
-            var cp = new ConvertPush { Rows = (uint)T, Cols = (uint)W.Cols, Groups = kPad / 8, XOff = so, XStride = (uint)X.Stride };
-            _cs.BeginOp("gemm.x.f16", [X.Buf], [_xh]);
-            Run(_convertF16!, _convertF16!.Pipeline([0, 0]), [Whole(_dummy), Whole(_dummy), sb, Whole(_xh)], &cp, ConvertGroups(T, kPad));
-            _cs.EndOp();
-            (xb, xhb, xOff, xStride, xRead) = (Whole(_dummy), Whole(_xh), 0u, kPad, _xh);
+            ConvertX(X, W.Cols, kPad);
+            (xb, xhb, xOff, xStride, xRead) = (Whole(_dummy), Whole(_xh!), 0u, kPad, _xh!);
         }
         else
         {
@@ -258,6 +261,66 @@ public sealed unsafe partial class VulkanBackend
                 else Run(kernel, pipe, [Whole(wb), Whole(wb), xb, db, bb, xhb], &pc, gRows, gToks);
                 _cs.EndOp();
             }
+        }
+    }
+
+    /// <summary>x [T, cols] converted to f16 once into <see cref="_xh"/> (rows of <paramref name="kPad"/> halves).</summary>
+    private void ConvertX(VkTensor X, int cols, uint kPad)
+    {
+        int T = X.Rows;
+        var (sb, so) = Act(X);
+        _xh = Workspace(_xh, (ulong)T * kPad * 2);
+        var cp = new ConvertPush { Rows = (uint)T, Cols = (uint)cols, Groups = kPad / 8, XOff = so, XStride = (uint)X.Stride };
+        _cs.BeginOp("gemm.x.f16", [X.Buf], [_xh]);
+        Run(_convertF16!, _convertF16!.Pipeline([0, 0]), [Whole(_dummy), Whole(_dummy), sb, Whole(_xh)], &cp, ConvertGroups(T, kPad));
+        _cs.EndOp();
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct SplitSumPush { public uint Rows, NTok, Segs, PartStride, PStride, DOff, DStride, BOff, Flags; }
+
+    /// <summary>
+    /// The split-K GEMM (<see cref="SplitK"/>): x in f16 once, the weights as stored (dequantized per tile), one workgroup
+    /// per tile and K segment of <see cref="VulkanOptions.FewKSegment"/> storing its plain partial tile, then
+    /// shaders/splitk_sum.comp adds the partials in order (then the bias, then the old value when accumulating). The tile
+    /// follows the token count; a token's bits do not.
+    /// </summary>
+    private void DispatchSplitK(VkWeight W, VkTensor X, VkTensor D, VkWeight? B, bool accumulate)
+    {
+        int T = X.Rows;
+        var tile = Options.FewTiles[T <= 16 ? 0 : T <= 32 ? 1 : 2];
+        if (tile.SharedBytes > _cx.Limits.MaxComputeSharedMemorySize) tile = tile with { Bkv = 4 };
+        uint kPad = (uint)(W.Cols + 7) / 8 * 8;
+        ConvertX(X, W.Cols, kPad);
+        uint kSeg = (uint)Options.FewKSegment, segs = (uint)((W.Cols + kSeg - 1) / kSeg);
+        var pipe = GemmPipeline(_gemmCm!, W.WType, tile, xf16: true, splitK: true);
+        _splitSum ??= _cx.Kernel("splitk_sum", 3, (uint)sizeof(SplitSumPush));
+        var (db, dOff) = Act(D);
+        var bb = B != null ? Whole(B.Parts[0].Buf) : Whole(_dummy);
+        uint flags = (accumulate ? 1u : 0u) | (B != null ? 2u : 0u);
+        foreach (var p in W.Parts)
+        {
+            uint n = (uint)p.RowCount, pStride = (n + 3) / 4 * 4, partStride = (uint)T * pStride;
+            _splitParts = Workspace(_splitParts, (ulong)segs * partStride * 4);
+            _cs.BeginOp("gemm.splitk." + GgmlTypes.Name(W.DevType), [p.Buf, _xh], [_splitParts]);
+            var pc = new GemmPush
+            {
+                Rows = n, Cols = (uint)W.Cols, WStride = p.WStride, ScaleBase = p.ScaleBase, XOff = 0, XStride = kPad, DOff = 0, DStride = pStride,
+                BOff = 0, Flags = 0, NTok = (uint)T, KSeg = kSeg, PartStride = partStride,
+            };
+            var (gRows, gToks) = (Groups(n, tile.BN), Groups(T, tile.BM));
+            var binds = new[] { Whole(p.Buf), Whole(p.Buf), Whole(_dummy), Whole(_splitParts), Whole(_dummy), Whole(_xh!) };
+            if (Options.GemmTokenMajor) Run(_gemmCm!, pipe, binds, &pc, gToks, gRows, segs);
+            else Run(_gemmCm!, pipe, binds, &pc, gRows, gToks, segs);
+            _cs.EndOp();
+            _cs.BeginOp("gemm.splitk.sum", [_splitParts, B?.Parts[0].Buf, accumulate ? D.Buf : null], [D.Buf]);
+            var sp = new SplitSumPush
+            {
+                Rows = n, NTok = (uint)T, Segs = segs, PartStride = partStride, PStride = pStride, DOff = dOff + (uint)p.RowStart, DStride = (uint)D.Stride,
+                BOff = (uint)p.RowStart, Flags = flags,
+            };
+            Run(_splitSum, _splitSum.Pipeline([]), [Whole(_splitParts), db, bb], &sp, Groups(n, 256), (uint)T);
+            _cs.EndOp();
         }
     }
 

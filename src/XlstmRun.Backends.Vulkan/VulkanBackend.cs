@@ -78,7 +78,17 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
     /// <summary>The product runs as a matvec: up to <see cref="VulkanOptions.VecTokens"/> tokens (the decode step of
     /// one or several sequences: each weight load serves a group of tokens, and a token's sums do not depend on the
     /// group), or a weight with few rows (the 2·NH gate rows; a GEMM would run on one or two workgroups).</summary>
-    private bool IsVec(VkWeight w, int tokens) => tokens <= Options.VecTokens || (w.Rows < 128 && tokens <= 65535);
+    private bool IsVec(VkWeight w, int tokens) => w.Rows < 128 && tokens <= 65535 || tokens <= Options.VecTokens && !SplitK(w, tokens);
+
+    // the plan being run feeds prompt tokens (not a decode step) / packs several sequences' prompts
+    private bool _feeding, _packed;
+
+    /// <summary>The product runs as the split-K tensor-core GEMM (shaders/matmul_coopmat.glsl, SPLITK): a prompt feed of
+    /// <see cref="VulkanOptions.FewMinTokens"/>..<see cref="VulkanOptions.VecTokens"/> tokens, where one workgroup walking
+    /// all of K would be a chain of memory latencies and the matvec pays per token, or packed prompts (any count: a token's
+    /// bits do not depend on it, so each prompt gets what it gets alone).</summary>
+    private bool SplitK(VkWeight w, int tokens) =>
+        HalfGemm(w) && w.Rows >= 128 && (_packed || _feeding && tokens >= Options.FewMinTokens && tokens <= Options.VecTokens);
 
     /// <summary>The tensor-core GEMM (f16 operands) may take this weight: never F32 weights, never values outside f16's
     /// range (<see cref="VkWeight.F16Safe"/>), not under --precision f32.</summary>
@@ -87,10 +97,19 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
     /// <summary>Quantized matvec with int8 activations (integer dot products).</summary>
     private bool IntDotVec(VkWeight w) => _intDot && GgmlTypes.IsQuantized(w.DevType);
 
+    /// <summary>Feeds of <see cref="VulkanOptions.FewMinTokens"/>..<see cref="VulkanOptions.VecTokens"/> tokens run every
+    /// large product as the split-K GEMM, which packed prompts run too: a token's bits do not depend on the other tokens.
+    /// The small ones (gates) are matvecs in both, also exact per token; the other ops work row by row.</summary>
+    public bool PacksFeedOf(ModelWeights weights, int tokens) =>
+        tokens >= Options.FewMinTokens && tokens <= Options.VecTokens && _gemmCm != null && !Options.Float32 &&
+        weights.Blocks.All(b => new[] { b.Qkvo, b.Out, b.GateUp, b.Down }.All(w => w is VkWeight v && (v.Rows < 128 || HalfGemm(v))));
+
     public ActivationPrecision MatMulActivations(GgmlType weightType, int tokens)
     {
         if (Options.Float32 || weightType == GgmlType.F32) return ActivationPrecision.Float32;
-        if (tokens <= Options.VecTokens) return _intDot && GgmlTypes.IsQuantized(weightType) ? ActivationPrecision.Int8 : ActivationPrecision.Float32;
+        // a feed of this many prompt tokens (decode steps of several sequences take the matvec up to VecTokens)
+        if (tokens <= Options.VecTokens && (tokens < Options.FewMinTokens || _gemmCm == null))
+            return _intDot && GgmlTypes.IsQuantized(weightType) ? ActivationPrecision.Int8 : ActivationPrecision.Float32;
         return _gemmCm != null ? ActivationPrecision.Float16 : ActivationPrecision.Float32;
     }
 
@@ -422,6 +441,19 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
     public void Replay(string key, Action record) => _cs.Replay(key, record);
 
     public void Run(ForwardPlan plan)
+    {
+        (_feeding, _packed) = (!plan.Decode, plan.PackedPrompts);
+        try
+        {
+            RunSteps(plan);
+        }
+        finally
+        {
+            (_feeding, _packed) = (false, false);
+        }
+    }
+
+    private void RunSteps(ForwardPlan plan)
     {
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         var steps = Planner.Fuse(plan, new Facts(this), Options.Fusion);

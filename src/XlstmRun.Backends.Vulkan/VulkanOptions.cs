@@ -19,7 +19,7 @@ public readonly record struct GemmTile(uint WarpsM, uint WarpsN, uint TM, uint T
     public uint BN => 16 * TN * WarpsN;
     /// <summary>Shared memory of the kernel: two f16 tiles per operand (rows of Bkv + 1 uvec4) and the epilogue staging.</summary>
     public uint SharedBytes => 2 * (BM + BN) * (Bkv + 1) * 16 + WarpsM * WarpsN * 1024;
-    public bool Valid => WarpsM is >= 1 and <= 4 && WarpsN is >= 1 and <= 4 && TM is >= 1 and <= 8 && TN is >= 1 and <= 8 && Bkv is 2 or 4;
+    public bool Valid => WarpsM is >= 1 and <= 4 && WarpsN is >= 1 and <= 4 && TM is >= 1 and <= 8 && TN is >= 1 and <= 8 && Bkv is 2 or 4 or 8 or 16;
     public override string ToString() => $"{WarpsM},{WarpsN},{TM},{TN},{Bkv}";
 }
 
@@ -58,6 +58,17 @@ public sealed record VulkanOptions
     /// <summary>Products with at most this many tokens run as matvecs (XLSTM_VK_VEC_TOKENS, 1..1024): the multi-sequence
     /// decode step and short feeds, with each weight load serving <see cref="VecGroup"/> tokens; larger ones run as GEMMs.</summary>
     public int VecTokens { get; init; } = 64;
+    /// <summary>Prompt feeds (not decode steps) of <see cref="FewMinTokens"/>..<see cref="VecTokens"/> tokens, and packed
+    /// prompts of several sequences, run their products as split-K GEMMs on tensor cores (XLSTM_VK_FEW_MIN, 2..1025;
+    /// above VecTokens: never): K in segments of <see cref="FewKSegment"/>, each its own workgroup, the partials summed in
+    /// order, so that a token's result does not depend on how many tokens share the product.</summary>
+    public int FewMinTokens { get; init; } = 8;
+    /// <summary>K per workgroup of the split-K GEMM (XLSTM_VK_FEW_KSEG, 256..16384, a multiple of 256). A token's sums
+    /// depend on it: for experiments only.</summary>
+    public int FewKSegment { get; init; } = 1024;
+    /// <summary>The split-K GEMM's tiles for up to 16, 32 and more tokens (XLSTM_VK_FEW_TILE=t16;t32;t64, each
+    /// warpsM,warpsN,tm,tn,bkv); a tile over the device's shared memory falls back to a K step of 32.</summary>
+    public GemmTile[] FewTiles { get; init; } = [new(1, 4, 1, 1, 16), new(1, 4, 2, 1, 8), new(2, 4, 2, 1, 8)];
     /// <summary>Tokens per matvec workgroup (XLSTM_VK_VEC_GROUP, 1..16; 4 was best in the H200 sweep, docs/NOTES.md).</summary>
     public int VecGroup { get; init; } = 4;
     /// <summary>Int8 matvecs without a fused norm over at least this many tokens take their activations quantized once per
@@ -156,7 +167,7 @@ public sealed record VulkanOptions
         {
             var n = Nums(name, v, 5, 5);
             var t = new GemmTile(n[0], n[1], n[2], n[3], n[4]);
-            return t.Valid ? t : throw new ArgumentException($"{name}={v}: warps 1..4 each way, tiles 1..8 each way, bkv 2 or 4");
+            return t.Valid ? t : throw new ArgumentException($"{name}={v}: warps 1..4 each way, tiles 1..8 each way, bkv 2, 4, 8 or 16");
         }
         int Int(string name, string v, int min, int max, string unit = "")
         {
@@ -176,6 +187,14 @@ public sealed record VulkanOptions
         if (Env("XLSTM_VK_EMULATE_COOPMAT") is { } em) o = o with { EmulateCoopMat = Tile("XLSTM_VK_EMULATE_COOPMAT", em) };
         if (Env("XLSTM_VK_STEP_ROWS") is { } sr) o = o with { StepRows = Int("XLSTM_VK_STEP_ROWS", sr, 4, 256) };
         if (Env("XLSTM_VK_VEC_TOKENS") is { } vt) o = o with { VecTokens = Int("XLSTM_VK_VEC_TOKENS", vt, 1, 1024) };
+        if (Env("XLSTM_VK_FEW_MIN") is { } fm) o = o with { FewMinTokens = Int("XLSTM_VK_FEW_MIN", fm, 2, 1025) };
+        if (Env("XLSTM_VK_FEW_KSEG") is { } fk) o = o with { FewKSegment = Int("XLSTM_VK_FEW_KSEG", fk, 256, 16384) / 256 * 256 };
+        if (Env("XLSTM_VK_FEW_TILE") is { } ft)
+        {
+            var parts = ft.Split(';');
+            if (parts.Length != 3) throw new ArgumentException($"XLSTM_VK_FEW_TILE={ft}: three tiles separated by ';'");
+            o = o with { FewTiles = parts.Select(x => Tile("XLSTM_VK_FEW_TILE", x)).ToArray() };
+        }
         if (Env("XLSTM_VK_VEC_GROUP") is { } vg) o = o with { VecGroup = Int("XLSTM_VK_VEC_GROUP", vg, 1, 16) };
         if (Env("XLSTM_VK_VEC_RLOOP") is { } rl) o = o with { VecRowLoop = Int("XLSTM_VK_VEC_RLOOP", rl, 1, 16) };
         if (Env("XLSTM_VK_PREQ") is { } pq) o = o with { PreQuantTokens = Int("XLSTM_VK_PREQ", pq, 1, 65536) };

@@ -99,8 +99,18 @@ internal sealed class RunnerGenerationModel(ModelRunner runner) : IGenerationMod
 {
     public int LogitsSize => runner.Config.Vocab;
 
-    public void Feed(ReadOnlySpan<int> ids, Span<float> lastLogits) =>
-        runner.Forward(ids, lastLogits.IsEmpty ? LogitsMode.None : LogitsMode.Last, lastLogits);
+    /// <summary>With logits, all but the last id go in as a prompt feed and the last as a step (as ForwardGreedy does, and
+    /// as the batched engine does: BatchRunner.Prefill, then Step), so a line's logits do not depend on --parallel.</summary>
+    public void Feed(ReadOnlySpan<int> ids, Span<float> lastLogits)
+    {
+        if (lastLogits.IsEmpty || ids.Length < 2)
+        {
+            runner.Forward(ids, lastLogits.IsEmpty ? LogitsMode.None : LogitsMode.Last, lastLogits);
+            return;
+        }
+        runner.Forward(ids[..^1], LogitsMode.None, default);
+        runner.Forward(ids[^1..], LogitsMode.Last, lastLogits);
+    }
 
     public int FeedGreedy(ReadOnlySpan<int> ids, int validVocab) => runner.ForwardGreedy(ids, validVocab);
 }

@@ -1,3 +1,5 @@
+using XlstmRun.Formats;
+
 namespace XlstmRun.Model;
 
 /// <summary>
@@ -53,6 +55,66 @@ public sealed class BatchRunner : IDisposable
 
     /// <summary>Empty slot <paramref name="slot"/> for a new sequence.</summary>
     public void Reset(int slot) => Slot(slot).ResetState();
+
+    /// <summary>Prompts that went through a packed pass (<see cref="Prefill"/>) and those fed alone, so far.</summary>
+    public int PackedPrompts { get; private set; }
+    public int AlonePrompts { get; private set; }
+
+    /// <summary>
+    /// Feeds each (slot, ids) into its slot, carrying the slot's state, without logits. Prompts whose length the backend
+    /// packs (<see cref="IBackend.PacksFeedOf"/>) share forward passes of up to the backend's preferred batch of tokens:
+    /// the weights are read once for all of them, each prompt's cell runs on its own rows and state, and every token gets
+    /// the bits of its prompt fed alone. The others are fed one at a time.
+    /// </summary>
+    public void Prefill(IReadOnlyList<(int Slot, int[] Ids)> prompts)
+    {
+        var pack = new List<(int Slot, int[] Ids)>();
+        foreach (var p in prompts)
+        {
+            if ((uint)p.Slot >= (uint)Slots) throw new ArgumentOutOfRangeException(nameof(prompts), $"slot {p.Slot}");
+            if (p.Ids.Length == 0) continue;
+            if (prompts.Count > 1 && _be.PacksFeedOf(_w, p.Ids.Length)) pack.Add(p);
+            else
+            {
+                Slot(p.Slot).Forward(p.Ids, LogitsMode.None, default);
+                AlonePrompts++;
+            }
+        }
+        int cap = Math.Max(_be.PreferredBatch, pack.Count == 0 ? 0 : pack.Max(p => p.Ids.Length));
+        for (int i = 0; i < pack.Count;)
+        {
+            int j = i, n = 0;
+            while (j < pack.Count && n + pack[j].Ids.Length <= cap) n += pack[j++].Ids.Length;
+            if (j == i + 1) Slot(pack[i].Slot).Forward(pack[i].Ids, LogitsMode.None, default);
+            else PackedPass(pack.GetRange(i, j - i), n);
+            PackedPrompts += j - i;
+            i = j;
+        }
+    }
+
+    private void PackedPass(List<(int Slot, int[] Ids)> pass, int n)
+    {
+        foreach (var id in pass.SelectMany(p => p.Ids))
+            if ((uint)id >= (uint)_c.Vocab) throw new BadInputException($"token id {id} is out of range (vocabulary size {_c.Vocab})");
+        // the slots' shared prefill workspace, grown to whole chunks of this pass if needed (the slot runners drop their
+        // plans that name the old buffers: SharedWorkspace.Version)
+        if (_prefill.Ws != null && _prefill.Ws.Capacity < n) _prefill.Release(_be);
+        _prefill.Ws ??= ModelRunner.NewWorkspace(_be, _c, (n + _c.ChunkSize - 1) / _c.ChunkSize * _c.ChunkSize);
+        var ws = _prefill.Ws;
+        var ids = new int[n];
+        var segments = new List<(int Start, int Length, IStateBuffer State)>(pass.Count);
+        int at = 0;
+        foreach (var (slot, p) in pass)
+        {
+            p.CopyTo(ids, at);
+            segments.Add((at, p.Length, Slot(slot).State));
+            at += p.Length;
+        }
+        _be.WriteTokens(ws.Tokens, ids);
+        var plan = new ForwardPlan($"{_id}-packed", n, ModelRunner.BuildPlan(_w, ws, n, LogitsMode.None, State, false, null, segments), packedPrompts: true);
+        _be.Run(plan);
+        foreach (var (slot, p) in pass) Slot(slot).Position += p.Length;
+    }
 
     /// <summary>
     /// One decode step of every slot: <paramref name="tokens"/>[r] is fed to slot r (a slot without a sequence takes any

@@ -87,17 +87,25 @@ public sealed record ArgmaxOp(ITensor X, int ValidCols, IIndexBuffer Dst) : Plan
 /// </summary>
 public sealed class ForwardPlan
 {
-    public ForwardPlan(string key, int tokens, IReadOnlyList<PlanOp> ops)
+    public ForwardPlan(string key, int tokens, IReadOnlyList<PlanOp> ops, bool packedPrompts = false)
     {
         Key = key;
         Tokens = tokens;
         Ops = ops;
+        PackedPrompts = packedPrompts;
+        Decode = tokens == 1 || ops.Any(o => o is MlstmStepRowsOp);
     }
 
     /// <summary>Identifies the plan's shape: plans with equal keys have the same ops on the same tensors.</summary>
     public string Key { get; }
     public int Tokens { get; }
     public IReadOnlyList<PlanOp> Ops { get; }
+    /// <summary>A decode step (one token of one sequence, or one token of each of several): its products must give every
+    /// row the one-token bits. Otherwise the plan feeds prompt tokens.</summary>
+    public bool Decode { get; }
+    /// <summary>The prompts of several sequences packed into one pass (BatchRunner.Prefill): every product must give each
+    /// token the same bits as a feed of its prompt alone.</summary>
+    public bool PackedPrompts { get; }
 
     /// <summary>Run every op through the backend's op entry points, in order (no fusion).</summary>
     public void RunUnfused(IBackend be)

@@ -123,6 +123,11 @@ public interface IBackend : IDisposable
     /// backend may compile the plan into fused kernels instead (same results within its precision policy).</summary>
     void Run(ForwardPlan plan) => plan.RunUnfused(this);
 
+    /// <summary>Whether a feed of <paramref name="tokens"/> prompt tokens may share one pass with other sequences' prompts
+    /// (<see cref="ForwardPlan.PackedPrompts"/>, <see cref="BatchRunner.Prefill"/>) and still give each of its tokens the
+    /// bits of the feed alone. Default: no (such prompts are fed one at a time).</summary>
+    bool PacksFeedOf(ModelWeights weights, int tokens) => false;
+
     /// <summary>Tokens per forward pass that suit this backend for long feeds (ModelRunner's default batch).</summary>
     int PreferredBatch => 256;
 

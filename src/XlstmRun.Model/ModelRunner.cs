@@ -264,11 +264,12 @@ public sealed class ModelRunner : IDisposable
 
     /// <summary>
     /// The model as a list of ops: <paramref name="n"/> tokens of one sequence carrying <paramref name="state"/>, or
-    /// (<paramref name="multiSequence"/>) one token of each of n sequences, row r stepping slot r of the state. Logits
+    /// (<paramref name="multiSequence"/>) one token of each of n sequences, row r stepping slot r of the state, or
+    /// (<paramref name="segments"/>) the prompts of several sequences, rows [Start, Start + Length) carrying State. Logits
     /// rows per <paramref name="mode"/>; with <paramref name="argmax"/>, the greedy ids of those rows too.
     /// </summary>
     internal static List<PlanOp> BuildPlan(ModelWeights wt, Workspace ws, int n, LogitsMode mode, IStateBuffer state, bool multiSequence,
-        (IIndexBuffer Dst, int Vocab)? argmax)
+        (IIndexBuffer Dst, int Vocab)? argmax, IReadOnlyList<(int Start, int Length, IStateBuffer State)>? segments = null)
     {
         var be = wt.Backend;
         var c = wt.Config;
@@ -283,7 +284,13 @@ public sealed class ModelRunner : IDisposable
             ops.Add(new RmsNormOp(x, w.AttnNorm, a, c.NormEps, b));
             ops.Add(new MatMulOp(w.Qkvo, a, qkvo, null, false, b));
             ops.Add(new MatMulOp(w.Gates, a, gates, w.GatesBias, false, b));
-            ops.Add(multiSequence ? new MlstmStepRowsOp(c, qkvo, gates, state, h, b) : new MlstmCellOp(c, qkvo, gates, state, h, b));
+            if (segments != null)
+            {
+                // packed prompts: the cell runs per sequence on its rows and its state
+                foreach (var (start, len, st) in segments)
+                    ops.Add(new MlstmCellOp(c, be.Rows(ws.Qkvo, start, len), be.Rows(ws.Gates, start, len), st, be.Rows(ws.H, start, len), b));
+            }
+            else ops.Add(multiSequence ? new MlstmStepRowsOp(c, qkvo, gates, state, h, b) : new MlstmCellOp(c, qkvo, gates, state, h, b));
             ops.Add(new HeadNormGateOp(c, h, qkvo, w.HeadNorm, g, b));
             ops.Add(new MatMulOp(w.Out, g, x, null, true, b));
             // FFN sub-block: x += W_down · (silu(W_gate · c) ⊙ W_up · c)

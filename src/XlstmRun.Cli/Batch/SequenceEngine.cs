@@ -118,13 +118,15 @@ internal sealed class BatchedEngine : ISequenceEngine, IDisposable
     private readonly int[] _tokens, _argmax;
     private float[]? _logits;
 
-    private sealed class Active(SequenceJob job, SequenceGenerator gen, long start, double promptMs)
+    private sealed class Active(SequenceJob job, SequenceGenerator gen, long start, int promptLast)
     {
         public readonly SequenceJob Job = job;
         public readonly SequenceGenerator Gen = gen;
         public readonly long Start = start;
-        public readonly double PromptMs = promptMs;
+        public double PromptMs;
         public int Runs;
+        /// <summary>The prompt's last id, fed by the first step (its logits give the first generated token); -1 after.</summary>
+        public int PromptLast = promptLast;
     }
 
     public BatchedEngine(ModelWeights weights, XlstmTokenizer tokenizer, int validVocab, int slots)
@@ -144,38 +146,43 @@ internal sealed class BatchedEngine : ISequenceEngine, IDisposable
 
     public void Step(List<SequenceDone> done, CancellationToken cancel)
     {
-        // new sequences: reset the slot, feed the prompt, take the first token
-        while (_pending.TryDequeue(out var p))
+        // new sequences: reset the slot; every prompt but its last id is prefilled now, all of them together where the
+        // backend packs them (BatchRunner.Prefill); the last id goes in with the next step, whose logits give the first
+        // token. A single sequence feeds its prompt the same way (ForwardGreedy, RunnerGenerationModel.Feed), so a line's
+        // text does not depend on --parallel.
+        if (_pending.Count > 0)
         {
-            var (slot, job) = p;
             var t0 = Stopwatch.GetTimestamp();
-            var req = new GenerationRequest
+            var feeds = new List<(int Slot, int[] Ids)>();
+            var started = new List<(int Slot, Active A)>();
+            while (_pending.TryDequeue(out var p))
             {
-                Prompt = job.Prompt, Sampling = job.Sampling, ValidVocab = _validVocab, MaxTokens = job.MaxTokens, EosId = job.EosId,
-                StopStrings = job.Stop, Tokenizer = _tokenizer, Cancel = cancel,
-            };
-            var r = _runner.Slot(slot);
-            r.ResetState();
-            var gen = new SequenceGenerator(req, r.Config.Vocab);
-            if (job.MaxTokens == 0)
-            {
-                r.Forward(job.Prompt, LogitsMode.None, default);
-                done.Add(new SequenceDone(slot, job, gen.Result(Ms(t0), 0, 0), Ms(t0) / 1000));
-                continue;
+                var (slot, job) = p;
+                var req = new GenerationRequest
+                {
+                    Prompt = job.Prompt, Sampling = job.Sampling, ValidVocab = _validVocab, MaxTokens = job.MaxTokens, EosId = job.EosId,
+                    StopStrings = job.Stop, Tokenizer = _tokenizer, Cancel = cancel,
+                };
+                _runner.Reset(slot);
+                var gen = new SequenceGenerator(req, _runner.Config.Vocab);
+                if (job.MaxTokens == 0)
+                {
+                    _runner.Slot(slot).Forward(job.Prompt, LogitsMode.None, default);
+                    done.Add(new SequenceDone(slot, job, gen.Result(Ms(t0), 0, 0), Ms(t0) / 1000));
+                    continue;
+                }
+                feeds.Add((slot, job.Prompt[..^1]));
+                started.Add((slot, new Active(job, gen, t0, job.Prompt[^1])));
             }
-            int first;
-            if (gen.Greedy) first = r.ForwardGreedy(job.Prompt, _validVocab);
-            else
+            _runner.Prefill(feeds);
+            double ms = Ms(t0);
+            foreach (var (slot, a) in started)
             {
-                var l = new float[r.Config.Vocab];
-                r.Forward(job.Prompt, LogitsMode.Last, l);
-                first = gen.Pick(0, l);
+                a.PromptMs = ms / started.Count;
+                _active[slot] = a;
             }
-            var a = new Active(job, gen, t0, Ms(t0));
-            Times.Prompts++;
-            Times.PrefillSeconds += a.PromptMs / 1000;
-            if (gen.Accept(first)) _active[slot] = a;
-            else done.Add(Finish(slot, a));
+            Times.Prompts += started.Count;
+            Times.PrefillSeconds += ms / 1000;
         }
         if (_active.All(a => a == null)) return;
         if (cancel.IsCancellationRequested)
@@ -192,7 +199,7 @@ internal sealed class BatchedEngine : ISequenceEngine, IDisposable
         bool sampling = false;
         for (int i = 0; i < _active.Length; i++)
         {
-            _tokens[i] = _active[i]?.Gen.NextToken ?? 0;
+            _tokens[i] = _active[i] is { } a ? (a.PromptLast >= 0 ? a.PromptLast : a.Gen.NextToken) : 0;
             sampling |= _active[i] is { Gen.Greedy: false };
         }
         if (sampling) _logits ??= new float[(long)Slots * _runner.Config.Vocab];
@@ -204,7 +211,8 @@ internal sealed class BatchedEngine : ISequenceEngine, IDisposable
         for (int i = 0; i < _active.Length; i++)
         {
             if (_active[i] is not { } a) continue;
-            a.Runs++;
+            if (a.PromptLast >= 0) a.PromptLast = -1;   // the prompt's last id: its logits give the first token
+            else a.Runs++;
             int id = a.Gen.Pick(_argmax[i], sampling ? _logits.AsSpan(i * V, V) : default);
             if (!a.Gen.Accept(id)) done.Add(Finish(i, a));
         }

@@ -24,6 +24,7 @@ internal static class OpBench
     private static readonly Option<int> Rows = new("--rows") { Description = "--op matmul: weight rows", DefaultValueFactory = _ => 4096 };
     private static readonly Option<int> Cols = new("--cols") { Description = "--op matmul: weight columns", DefaultValueFactory = _ => 4096 };
     private static readonly Option<string> Tokens = new("--tokens") { Description = "--op: tokens per call, comma-separated (1 = decode matvec / step kernel)", DefaultValueFactory = _ => "1" };
+    private static readonly Option<bool> Feed = new("--feed") { Description = "--op matmul/7b: products as in a prompt feed of --tokens tokens (on a GPU, 8-64 tokens run the split-K tensor-core GEMM); without it a product of a few tokens is a decode step of that many sequences (matvecs)" };
     private static readonly Option<bool> Overlap = new("--overlap") { Description = "--op matmul/7b: also time 32 products in one submission, each depending on the previous one (a barrier between them) and independent (distinct outputs, no barriers): shows what a dependency costs and whether the device overlaps independent dispatches (wall clock, no device timestamps)" };
 
     public static void AddOptions(Command c)
@@ -34,6 +35,7 @@ internal static class OpBench
         c.Options.Add(Cols);
         c.Options.Add(Tokens);
         c.Options.Add(Overlap);
+        c.Options.Add(Feed);
     }
 
     public static bool Requested(ParseResult pr) => !string.IsNullOrEmpty(pr.GetValue(Op));
@@ -93,7 +95,7 @@ internal static class OpBench
         sb.AppendLine("| --- | --- | --- | ---: | --- | ---: | ---: | ---: |");
         foreach (var c in cases)
         {
-            var (us, flop, bytes, act) = c.Op switch { "matmul" or "fused" => MatMul(be, c, reps, prof), _ => Cell(be, c, reps, prof) };
+            var (us, flop, bytes, act) = c.Op switch { "matmul" or "fused" => MatMul(be, c, reps, prof, pr.GetValue(Feed)), _ => Cell(be, c, reps, prof) };
             bool mm = c.Op != "cell";
             sb.AppendLine($"| {c.Op} | {c.Label} {(mm ? $"({c.Rows}x{c.Cols})" : "")} | {(mm ? GgmlTypes.Name(c.Type) : "f32")} | {c.Tokens} | {act} | " +
                           $"{F(us, "F2")} | {F(flop / us / 1e6, "F2")} | {F(bytes / us / 1e3, "F1")} |");
@@ -235,7 +237,7 @@ internal static class OpBench
         return Median(times);
     }
 
-    private static (double Us, double Flop, double Bytes, string Act) MatMul(IBackend be, Case c, int reps, IProfilingBackend? prof)
+    private static (double Us, double Flop, double Bytes, string Act) MatMul(IBackend be, Case c, int reps, IProfilingBackend? prof, bool feed)
     {
         var owned = new List<nint>();
         try
@@ -246,6 +248,12 @@ internal static class OpBench
             var d = be.Alloc(c.Tokens, c.Rows);
             var sync = be.Rows(d, 0, 1);
             Action<int> call = i => be.MatMul(ws[i % copies], x, d);
+            if (feed && c.Op == "matmul")
+            {
+                // a one-op plan of several tokens is a prompt feed (ForwardPlan.Decode is false)
+                var feeds = ws.Select((w, i) => new ForwardPlan($"feed{i}", c.Tokens, [new MatMulOp(w, x, d, null, false, 0)])).ToArray();
+                call = i => be.Run(feeds[i % copies]);
+            }
             if (c.Op == "fused")
             {
                 // RmsNorm(x → a) then the product(s) of a, as one plan: the backend fuses what it can
