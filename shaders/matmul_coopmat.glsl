@@ -12,8 +12,8 @@
 // Precision: operands rounded to f16 (the host selects this kernel only where docs/precision.md allows it: weights other
 // than F32 whose values fit f16, --precision auto), f32 accumulation.
 // Variants (H200 measurements decide the defaults, docs/NOTES.md): RSTAGES 2 keeps two steps of operands in registers
-// (the loads of step s+2 are issued before the products of step s, stored after those of step s+1), for f16 x and F16
-// weights; XF16 reads x already converted to f16 (binding 5, [tokens, xStride] halves, written by convert_f16.comp)
+// (the loads of step s+2 are issued before the products of step s, stored after those of step s+1; quantized weights
+// decoded when stored), for f16 x; XF16 reads x already converted to f16 (binding 5, [tokens, xStride] halves, written by convert_f16.comp)
 // instead of converting f32 per tile; the host may likewise hand in quantized weights dequantized to F16 (WTYPE 1).
 // TOKEN_MAJOR puts the token tiles on grid x, so that the workgroups running at once share weight tiles in L2.
 // SPLITK (prompts of a few tokens, where one workgroup walking all of K is a chain of latencies): workgroup z sums only
@@ -29,7 +29,7 @@ layout(constant_id = 4) const uint TM = 4u;
 layout(constant_id = 5) const uint TN = 4u;
 layout(constant_id = 6) const uint BKV = 4u;        // uvec4 (8 halves) per shared row: BK = 8 · BKV
 layout(constant_id = 7) const uint XF16 = 0u;       // 1: x is f16 in XH (binding 5)
-layout(constant_id = 8) const uint RSTAGES = 1u;    // 2 (f16 x and F16 weights only): loads run two K steps ahead
+layout(constant_id = 8) const uint RSTAGES = 1u;    // 2 (f16 x only): loads run two K steps ahead
 layout(constant_id = 9) const uint TOKEN_MAJOR = 0u;  // 1: grid x = token tiles, y = weight-row tiles
 layout(constant_id = 10) const uint SPLITK = 0u;    // 1: grid z = K segments of kSeg, partial tiles (see above)
 
@@ -124,11 +124,12 @@ CmAcc cm_load_g(uint off, uint stride)
 #define SG_SYNC() { subgroupMemoryBarrierShared(); subgroupBarrier(); }
 #endif
 
-// x[t, k..k+7] as f16 (XF16: xOff, xStride and every row's padding to 8 halves are the host's, zeros in the padding)
-uvec4 load_xh(uint t, uint k)
-{
-    return t < pc.nTok && k < pc.cols ? XH[(pc.xOff + t * pc.xStride + k) >> 3] : uvec4(0u);
-}
+// x[t, k..k+7] as f16 (XF16: xOff, xStride and every row's padding to 8 halves are the host's, zeros in the padding):
+// loaded from a clamped address with no use of the value (so that a step's loads are all in flight at once), and zeroed
+// outside the matrix by xh_keep where it is stored
+bool xh_in(uint t, uint k) { return t < pc.nTok && k < pc.cols; }
+uvec4 load_xh(uint t, uint k) { return XH[xh_in(t, k) ? (pc.xOff + t * pc.xStride + k) >> 3 : pc.xOff >> 3]; }
+uvec4 xh_keep(uvec4 v, uint t, uint k) { return xh_in(t, k) ? v : uvec4(0u); }
 
 // x[t, k..k+7] (zeros outside the matrix)
 void load_x8(uint t, uint k, out vec4 a, out vec4 b)
@@ -168,28 +169,48 @@ uvec4 load_w8(uint row, uint k, uint padCols)
     return pack8(lo, hi);
 }
 
-// The same in two halves, so that a step's loads are all issued before the first one is waited for (decoding each group
-// right after its load made every group of a step a memory round trip of its own): load_w8_raw keeps what the group
-// needs as loaded (quant types: its two words of quants, the nibble shift and the scale's bits; other types: load_w8's
-// result), decode_w8 finishes exactly as load_w8 would. RAW_ZERO marks a group outside the matrix.
-const uint RAW_ZERO = 0xFFFFFFFFu;   // a NaN scale: no real scale has these bits
-uvec4 load_w8_raw(uint row, uint k, uint padCols)
+// The same in two halves, so that all of a step's loads are in flight before the first is waited for: load_w8_raw only
+// loads (unconditionally: an address inside the matrix even for a group outside it, so that no branch and no use of a
+// loaded value sits between two loads), decode_w8 does everything load_w8 does after its loads, with the same
+// arithmetic. Decoding each group right after its load made every group a memory round trip of its own.
+struct WRaw { uvec4 u; uint s; uint meta; };   // the block's 16 bytes, the scale's word, q | (scale half) << 2 | inside << 3
+WRaw load_w8_raw(uint row, uint k, uint padCols)
 {
-    if (!wt_is_quant()) return load_w8(row, k, padCols);
-    if (row >= pc.rows || k >= padCols) return uvec4(0u, 0u, 0u, RAW_ZERO);
-    uint g = k >> 3, blk = row * pc.wStride + (g >> 2), q = g & 3u;
-    uvec4 u = WTYPE == WT_Q8_0 ? W4[2u * blk + (q >> 1)] : W4[blk];
-    uvec2 p = (q & 1u) == 0u ? u.xy : u.zw;
-    return uvec4(p, (q >> 1) * 4u, floatBitsToUint(w_scale(pc.scaleBase + blk)));
+    WRaw r;
+    if (!wt_is_quant())
+    {
+        r.u = load_w8(row, k, padCols);
+        r.s = 0u;
+        r.meta = 0u;
+        return r;
+    }
+    bool ok = row < pc.rows && k < padCols;
+    uint g = k >> 3, q = g & 3u, blk = ok ? row * pc.wStride + (g >> 2) : 0u;
+    r.u = W4[WTYPE == WT_Q8_0 ? 2u * blk + (q >> 1) : blk];
+    uint e = pc.scaleBase + blk;
+    r.s = W1[e >> 1];
+    r.meta = q | ((e & 1u) << 2) | (ok ? 8u : 0u);
+    return r;
 }
-uvec4 decode_w8(uvec4 raw)
+uvec4 decode_w8(WRaw r)
 {
-    if (!wt_is_quant()) return raw;
-    if (raw.w == RAW_ZERO) return uvec4(0u);
-    float d = uintBitsToFloat(raw.w);
+    if (!wt_is_quant()) return r.u;
+    if ((r.meta & 8u) == 0u) return uvec4(0u);
+    uint q = r.meta & 3u;
+    vec2 h = unpackHalf2x16(r.s);
+    float d = (r.meta & 4u) == 0u ? h.x : h.y;
+    uvec2 p = (q & 1u) == 0u ? r.u.xy : r.u.zw;
     vec4 lo, hi;
-    if (WTYPE == WT_Q8_0) { lo = unpack_i8x4(raw.x) * d; hi = unpack_i8x4(raw.y) * d; }
-    else { lo = unpack_q4x4(raw.x, raw.z) * d; hi = unpack_q4x4(raw.y, raw.z) * d; }
+    if (WTYPE == WT_Q8_0)
+    {
+        lo = unpack_i8x4(p.x) * d;
+        hi = unpack_i8x4(p.y) * d;
+    }
+    else
+    {
+        lo = unpack_q4x4(p.x, (q >> 1) * 4u) * d;
+        hi = unpack_q4x4(p.y, (q >> 1) * 4u) * d;
+    }
     return pack8(lo, hi);
 }
 
@@ -213,8 +234,8 @@ uvec4 decode_w8(uvec4 raw)
 
 uint g_tid, g_tokBase, g_rowBase, g_padCols;
 
-// one K step of f16 operands (x from XH, F16 weights) into registers
-void load_f16_step(uint k0, out uvec4 a[A_ITEMS], out uvec4 b[B_ITEMS])
+// one K step of operands (x from XH; weights as loaded, decoded when stored) into registers
+void load_step(uint k0, out uvec4 a[A_ITEMS], out WRaw b[B_ITEMS])
 {
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
@@ -224,22 +245,22 @@ void load_f16_step(uint k0, out uvec4 a[A_ITEMS], out uvec4 b[B_ITEMS])
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        b[i] = load_w8(g_rowBase + idx / BKV, k0 + 8u * (idx % BKV), g_padCols);
+        b[i] = load_w8_raw(g_rowBase + idx / BKV, k0 + 8u * (idx % BKV), g_padCols);
     }
 }
 
-// registers of one K step into shared buffer `buf`
-void store_step(uint buf, uvec4 a[A_ITEMS], uvec4 b[B_ITEMS])
+// registers of the K step at k0 into shared buffer `buf`
+void store_step(uint buf, uvec4 a[A_ITEMS], WRaw b[B_ITEMS], uint k0)
 {
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        if (idx < BM * BKV) As[buf * BM * LDV + (idx / BKV) * LDV + idx % BKV] = a[i];
+        if (idx < BM * BKV) As[buf * BM * LDV + (idx / BKV) * LDV + idx % BKV] = xh_keep(a[i], g_tokBase + idx / BKV, k0 + 8u * (idx % BKV));
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        if (idx < BN * BKV) Bs[buf * BN * LDV + (idx / BKV) * LDV + idx % BKV] = b[i];
+        if (idx < BN * BKV) Bs[buf * BN * LDV + (idx / BKV) * LDV + idx % BKV] = decode_w8(b[i]);
     }
 }
 
@@ -264,7 +285,7 @@ void main()
     // registers holding the next step's operands
     vec4 xa[A_ITEMS], xb[A_ITEMS];
     uvec4 xh[A_ITEMS];
-    uvec4 wr[B_ITEMS];
+    WRaw wq[B_ITEMS];    // the next step's weight loads, decoded when stored
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = tid + NT * i;
@@ -274,17 +295,18 @@ void main()
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        wr[i] = load_w8_raw(rowBase + idx / BKV, kStart + 8u * (idx % BKV), padCols);
+        wq[i] = load_w8_raw(rowBase + idx / BKV, kStart + 8u * (idx % BKV), padCols);
     }
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        if (idx < BM * BKV) As[(idx / BKV) * LDV + idx % BKV] = XF16 != 0u ? xh[i] : pack8(xa[i], xb[i]);
+        if (idx < BM * BKV)
+            As[(idx / BKV) * LDV + idx % BKV] = XF16 != 0u ? xh_keep(xh[i], tokBase + idx / BKV, kStart + 8u * (idx % BKV)) : pack8(xa[i], xb[i]);
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        if (idx < BN * BKV) Bs[(idx / BKV) * LDV + idx % BKV] = decode_w8(wr[i]);
+        if (idx < BN * BKV) Bs[(idx / BKV) * LDV + idx % BKV] = decode_w8(wq[i]);
     }
     barrier();
 
@@ -298,21 +320,22 @@ void main()
             else acc[i][j] = CM_ZERO;
         }
 
-    if (RSTAGES == 2u && XF16 != 0u && WTYPE == WT_F16)
+    if (RSTAGES == 2u && XF16 != 0u)
     {
         // two register stages: set 1 holds step s+1 while the products of step s run and set 0 receives step s+2
-        uvec4 a1[A_ITEMS], b1[B_ITEMS];
-        if (nSteps > 1u) load_f16_step(kStart + BK, a1, b1);
+        uvec4 a1[A_ITEMS];
+        WRaw b1[B_ITEMS];
+        if (nSteps > 1u) load_step(kStart + BK, a1, b1);
         for (uint s = 0u; s < nSteps; s += 2u)
         {
-            if (s + 2u < nSteps) load_f16_step(kStart + (s + 2u) * BK, xh, wr);
+            if (s + 2u < nSteps) load_step(kStart + (s + 2u) * BK, xh, wq);
             PRODUCTS(0u);
-            if (s + 1u < nSteps) store_step(1u, a1, b1);
+            if (s + 1u < nSteps) store_step(1u, a1, b1, kStart + (s + 1u) * BK);
             barrier();
             if (s + 1u >= nSteps) break;
-            if (s + 3u < nSteps) load_f16_step(kStart + (s + 3u) * BK, a1, b1);
+            if (s + 3u < nSteps) load_step(kStart + (s + 3u) * BK, a1, b1);
             PRODUCTS(1u);
-            if (s + 2u < nSteps) store_step(0u, xh, wr);
+            if (s + 2u < nSteps) store_step(0u, xh, wq, kStart + (s + 2u) * BK);
             barrier();
         }
     }
@@ -334,7 +357,7 @@ void main()
                 [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
-                    wr[i] = load_w8_raw(rowBase + idx / BKV, k0 + 8u * (idx % BKV), padCols);
+                    wq[i] = load_w8_raw(rowBase + idx / BKV, k0 + 8u * (idx % BKV), padCols);
                 }
             }
             PRODUCTS(cur);
@@ -344,12 +367,14 @@ void main()
                 [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
-                    if (idx < BM * BKV) As[nxt * BM * LDV + (idx / BKV) * LDV + idx % BKV] = XF16 != 0u ? xh[i] : pack8(xa[i], xb[i]);
+                    if (idx < BM * BKV)
+                        As[nxt * BM * LDV + (idx / BKV) * LDV + idx % BKV] =
+                            XF16 != 0u ? xh_keep(xh[i], tokBase + idx / BKV, kStart + (s + 1u) * BK + 8u * (idx % BKV)) : pack8(xa[i], xb[i]);
                 }
                 [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
-                    if (idx < BN * BKV) Bs[nxt * BN * LDV + (idx / BKV) * LDV + idx % BKV] = decode_w8(wr[i]);
+                    if (idx < BN * BKV) Bs[nxt * BN * LDV + (idx / BKV) * LDV + idx % BKV] = decode_w8(wq[i]);
                 }
             }
             barrier();

@@ -5,7 +5,7 @@
 #   opbench  op-level benchmark at 7B shapes (bench --op 7b): decode matvecs and prefill GEMMs per type, cell kernels
 #   overlap  32 products per submission with barriers between them and without (does the device overlap dispatches?)
 #   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
-#   fewtok   prompt feeds of 8-64 tokens: the split-K GEMM (bench --op matmul --feed) against the matvec
+#   fewtok   prompt feeds of a few tokens: the split-K GEMM (bench --op matmul --feed) against the matvec
 #   vecsweep few-token matvec shapes (tokens per workgroup x rows per workgroup)
 #   tcvec    int8 products over several tokens: matvec (XLSTM_VK_TCVEC=0) against the tensor-core kernel, and its statistics
 #   ab       two binaries side by side, alternating (BIN_B against BIN): products at AB_SHAPES x AB_TOKENS per AB_TYPES

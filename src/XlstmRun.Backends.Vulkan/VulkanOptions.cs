@@ -62,13 +62,16 @@ public sealed record VulkanOptions
     /// prompts of several sequences, run their products as split-K GEMMs on tensor cores (XLSTM_VK_FEW_MIN, 2..1025;
     /// above VecTokens: never): K in segments of <see cref="FewKSegment"/>, each its own workgroup, the partials summed in
     /// order, so that a token's result does not depend on how many tokens share the product.</summary>
-    public int FewMinTokens { get; init; } = 8;
+    /// <remarks>24: below it the matvec is faster (H200, Q4_0 7B shapes, µs per product at 16 tokens, matvec against split-K:
+    /// gate|up 98.7 / 118.6, down 49.6 / 62.0; at 32 tokens 184.4 / 146.3 and 86.1 / 73.3; docs/NOTES.md, session 8).</remarks>
+    public int FewMinTokens { get; init; } = 24;
     /// <summary>K per workgroup of the split-K GEMM (XLSTM_VK_FEW_KSEG, 256..16384, a multiple of 256). A token's sums
     /// depend on it: for experiments only.</summary>
     public int FewKSegment { get; init; } = 1024;
     /// <summary>The split-K GEMM's tiles for up to 16, 32 and more tokens (XLSTM_VK_FEW_TILE=t16;t32;t64, each
-    /// warpsM,warpsN,tm,tn,bkv); a tile over the device's shared memory falls back to a K step of 32.</summary>
-    public GemmTile[] FewTiles { get; init; } = [new(1, 4, 1, 1, 16), new(1, 4, 2, 1, 8), new(2, 4, 2, 1, 8)];
+    /// warpsM,warpsN,tm,tn,bkv); a tile over the device's shared memory falls back to a K step of 32. H200 (Q4_0, 7B
+    /// shapes): K steps of 32 up to 32 tokens, 64 above (docs/NOTES.md, session 8).</summary>
+    public GemmTile[] FewTiles { get; init; } = [new(1, 4, 1, 1, 4), new(1, 4, 2, 1, 4), new(2, 4, 2, 1, 8)];
     /// <summary>Tokens per matvec workgroup (XLSTM_VK_VEC_GROUP, 1..16; 4 was best in the H200 sweep, docs/NOTES.md).</summary>
     public int VecGroup { get; init; } = 4;
     /// <summary>Int8 matvecs without a fused norm over at least this many tokens take their activations quantized once per
@@ -112,8 +115,9 @@ public sealed record VulkanOptions
     /// <summary>The dequantized slab's size (XLSTM_VK_GEMM_DEQUANT_MB, 1..4096 MiB): a whole 7B weight (at most 171 MiB)
     /// by default, so that no GEMM waits for a second slab's dequantization. Released with the prefill scratch.</summary>
     public int GemmDequantBytes { get; init; } = 192 << 20;
-    /// <summary>K steps of operands the tensor-core GEMM keeps in registers ahead of its products, with f16 x and F16 (or
-    /// dequantized) weights (XLSTM_VK_GEMM_RSTAGES, 1..2). H200, 2048 tokens: 2 stages 142 TFLOP/s against 134 with one.</summary>
+    /// <summary>K steps of operands the tensor-core GEMM keeps in registers ahead of its products, with f16 x (any weights:
+    /// quantized ones are decoded when stored; XLSTM_VK_GEMM_RSTAGES, 1..2). H200, 2048 tokens: 2 stages 142 TFLOP/s
+    /// against 134 with one.</summary>
     public int GemmRegisterStages { get; init; } = 2;
     /// <summary>Prefill GEMMs on workgroup-scope cooperative matrices (VK_NV_cooperative_matrix2) where the device has them
     /// (XLSTM_VK_GEMM_CM2=0/1).</summary>
