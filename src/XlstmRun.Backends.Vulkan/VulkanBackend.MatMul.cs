@@ -288,8 +288,7 @@ public sealed unsafe partial class VulkanBackend
     private void DispatchSplitK(VkWeight W, VkTensor X, VkTensor D, VkWeight? B, bool accumulate)
     {
         int T = X.Rows;
-        var tile = Options.FewTiles[T <= 16 ? 0 : T <= 32 ? 1 : 2];
-        if (tile.SharedBytes > _cx.Limits.MaxComputeSharedMemorySize) tile = tile with { Bkv = 4 };
+        var tile = SplitTile(T);
         uint kPad = (uint)(W.Cols + 7) / 8 * 8;
         ConvertX(X, W.Cols, kPad);
         uint kSeg = (uint)Options.FewKSegment, segs = (uint)((W.Cols + kSeg - 1) / kSeg);
@@ -322,6 +321,20 @@ public sealed unsafe partial class VulkanBackend
             Run(_splitSum, _splitSum.Pipeline([]), [Whole(_splitParts), db, bb], &sp, Groups(n, 256), (uint)T);
             _cs.EndOp();
         }
+    }
+
+    /// <summary>The split-K GEMM's tile for <paramref name="tokens"/> (<see cref="VulkanOptions.FewTiles"/>): the first
+    /// from its size class down that fits the device's shared memory, with its own K step or one of 32.</summary>
+    private GemmTile SplitTile(int tokens)
+    {
+        uint limit = _cx.Limits.MaxComputeSharedMemorySize;
+        for (int i = tokens <= 16 ? 0 : tokens <= 32 ? 1 : tokens <= 64 ? 2 : 3; i >= 0; i--)
+        {
+            var t = Options.FewTiles[i];
+            if (t.SharedBytes <= limit) return t;
+            if ((t with { Bkv = 4 }).SharedBytes <= limit) return t with { Bkv = 4 };
+        }
+        return new GemmTile(1, 1, 1, 1, 2);
     }
 
     /// <summary>Diagnosis (`bench --op mma`): the f16 tensor-core rate through GL_NV_cooperative_matrix with no memory

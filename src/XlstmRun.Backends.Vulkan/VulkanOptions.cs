@@ -68,10 +68,12 @@ public sealed record VulkanOptions
     /// <summary>K per workgroup of the split-K GEMM (XLSTM_VK_FEW_KSEG, 256..16384, a multiple of 256). A token's sums
     /// depend on it: for experiments only.</summary>
     public int FewKSegment { get; init; } = 1024;
-    /// <summary>The split-K GEMM's tiles for up to 16, 32 and more tokens (XLSTM_VK_FEW_TILE=t16;t32;t64, each
-    /// warpsM,warpsN,tm,tn,bkv); a tile over the device's shared memory falls back to a K step of 32. H200 (Q4_0, 7B
-    /// shapes): K steps of 32 up to 32 tokens, 64 above (docs/NOTES.md, session 8).</summary>
-    public GemmTile[] FewTiles { get; init; } = [new(1, 4, 1, 1, 4), new(1, 4, 2, 1, 4), new(2, 4, 2, 1, 8)];
+    /// <summary>The split-K GEMM's tiles for up to 16, 32, 64 and more tokens (packed prompts; XLSTM_VK_FEW_TILE=t16;t32;t64;tn,
+    /// each warpsM,warpsN,tm,tn,bkv); a tile over the device's shared memory falls back to a K step of 32, then to the
+    /// next smaller tile. H200 (Q4_0, 7B shapes): two subgroups of 16 tokens × 16 rows each with K steps of 32 up to 32
+    /// tokens (more workgroups in flight beat larger ones), 64 × 64 tiles with K steps of 64 up to 64 tokens, the prefill
+    /// tile beyond (docs/NOTES.md, session 8).</summary>
+    public GemmTile[] FewTiles { get; init; } = [new(1, 2, 1, 1, 4), new(1, 2, 2, 1, 4), new(2, 4, 2, 1, 8), new(2, 4, 4, 2, 4)];
     /// <summary>Tokens per matvec workgroup (XLSTM_VK_VEC_GROUP, 1..16; 4 was best in the H200 sweep, docs/NOTES.md).</summary>
     public int VecGroup { get; init; } = 4;
     /// <summary>Int8 matvecs without a fused norm over at least this many tokens take their activations quantized once per
@@ -196,7 +198,7 @@ public sealed record VulkanOptions
         if (Env("XLSTM_VK_FEW_TILE") is { } ft)
         {
             var parts = ft.Split(';');
-            if (parts.Length != 3) throw new ArgumentException($"XLSTM_VK_FEW_TILE={ft}: three tiles separated by ';'");
+            if (parts.Length != 4) throw new ArgumentException($"XLSTM_VK_FEW_TILE={ft}: four tiles separated by ';'");
             o = o with { FewTiles = parts.Select(x => Tile("XLSTM_VK_FEW_TILE", x)).ToArray() };
         }
         if (Env("XLSTM_VK_VEC_GROUP") is { } vg) o = o with { VecGroup = Int("XLSTM_VK_VEC_GROUP", vg, 1, 16) };

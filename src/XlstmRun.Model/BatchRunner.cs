@@ -90,6 +90,9 @@ public sealed class BatchRunner : IDisposable
             PackedPrompts += j - i;
             i = j;
         }
+        // a GPU backend records the passes and runs them at the next read: wait here, so that the prefill's time is its own
+        // (the batch summary reports prefill and steps apart), not the next step's
+        if (prompts.Count > 0) _be.Read(_be.Rows(_ws.X, 0, 1), new float[_c.Hidden]);
     }
 
     private void PackedPass(List<(int Slot, int[] Ids)> pass, int n)
