@@ -87,13 +87,15 @@ public sealed record ArgmaxOp(ITensor X, int ValidCols, IIndexBuffer Dst) : Plan
 /// </summary>
 public sealed class ForwardPlan
 {
-    public ForwardPlan(string key, int tokens, IReadOnlyList<PlanOp> ops, bool packedPrompts = false)
+    /// <param name="decode">Whether the plan is a decode step (<see cref="Decode"/>); by default one token, or a step of
+    /// several sequences (<see cref="MlstmStepRowsOp"/>).</param>
+    public ForwardPlan(string key, int tokens, IReadOnlyList<PlanOp> ops, bool packedPrompts = false, bool? decode = null)
     {
         Key = key;
         Tokens = tokens;
         Ops = ops;
         PackedPrompts = packedPrompts;
-        Decode = tokens == 1 || ops.Any(o => o is MlstmStepRowsOp);
+        Decode = decode ?? (tokens == 1 || ops.Any(o => o is MlstmStepRowsOp));
     }
 
     /// <summary>Identifies the plan's shape: plans with equal keys have the same ops on the same tensors.</summary>

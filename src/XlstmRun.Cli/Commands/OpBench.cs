@@ -250,13 +250,13 @@ internal static class OpBench
             Action<int> call = i => be.MatMul(ws[i % copies], x, d);
             if (feed && c.Op == "matmul")
             {
-                // a one-op plan of several tokens is a prompt feed (ForwardPlan.Decode is false)
-                var feeds = ws.Select((w, i) => new ForwardPlan($"feed{i}", c.Tokens, [new MatMulOp(w, x, d, null, false, 0)])).ToArray();
+                var feeds = ws.Select((w, i) => new ForwardPlan($"feed{i}", c.Tokens, [new MatMulOp(w, x, d, null, false, 0)], decode: false)).ToArray();
                 call = i => be.Run(feeds[i % copies]);
             }
             if (c.Op == "fused")
             {
-                // RmsNorm(x → a) then the product(s) of a, as one plan: the backend fuses what it can
+                // RmsNorm(x → a) then the product(s) of a, as one plan: the backend fuses what it can (a decode step of
+                // c.Tokens sequences, or with --feed a prompt feed)
                 var nw = be.LoadWeight(RandomWeight(GgmlType.F32, 1, c.Cols, 77, owned, vector: true));
                 var a = be.Alloc(c.Tokens, c.Cols);
                 var plans = new ForwardPlan[copies];
@@ -266,14 +266,14 @@ internal static class OpBench
                     var gb = be.LoadWeight(RandomWeight(GgmlType.F32, 1, 16, 79, owned, vector: true));
                     var gd = be.Alloc(c.Tokens, 16);
                     for (int i = 0; i < copies; i++)
-                        plans[i] = new ForwardPlan($"f{i}", c.Tokens, [new RmsNormOp(x, nw, a, 1e-6f, 0), new MatMulOp(ws[i], a, d, null, false, 0), new MatMulOp(gw, a, gd, gb, false, 0)]);
+                        plans[i] = new ForwardPlan($"f{i}", c.Tokens, [new RmsNormOp(x, nw, a, 1e-6f, 0), new MatMulOp(ws[i], a, d, null, false, 0), new MatMulOp(gw, a, gd, gb, false, 0)], decode: !feed);
                 }
                 else
                 {
                     var sdst = be.Alloc(c.Tokens, c.Rows / 2);
                     sync = be.Rows(sdst, 0, 1);
                     for (int i = 0; i < copies; i++)
-                        plans[i] = new ForwardPlan($"f{i}", c.Tokens, [new RmsNormOp(x, nw, a, 1e-6f, 0), new MatMulOp(ws[i], a, d, null, false, 0), new SwiGluOp(d, sdst, 0)]);
+                        plans[i] = new ForwardPlan($"f{i}", c.Tokens, [new RmsNormOp(x, nw, a, 1e-6f, 0), new MatMulOp(ws[i], a, d, null, false, 0), new SwiGluOp(d, sdst, 0)], decode: !feed);
                 }
                 call = i => be.Run(plans[i % copies]);
             }
