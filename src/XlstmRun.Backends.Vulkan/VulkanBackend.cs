@@ -80,15 +80,18 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
     /// group), or a weight with few rows (the 2·NH gate rows; a GEMM would run on one or two workgroups).</summary>
     private bool IsVec(VkWeight w, int tokens) => w.Rows < 128 && tokens <= 65535 || tokens <= Options.VecTokens && !SplitK(w, tokens);
 
-    // the plan being run feeds prompt tokens (not a decode step) / packs several sequences' prompts
-    private bool _feeding, _packed;
+    // the plan being run feeds prompt tokens (not a decode step); packs several sequences' prompts (Packing's class)
+    private bool _feeding;
+    private int _packClass;
+    private const int PackSplitK = 1, PackMatVec = 2;
 
     /// <summary>The product runs as the split-K tensor-core GEMM (shaders/matmul_coopmat.glsl, SPLITK): a prompt feed of
     /// <see cref="VulkanOptions.FewMinTokens"/>..<see cref="VulkanOptions.VecTokens"/> tokens, where one workgroup walking
-    /// all of K would be a chain of memory latencies and the matvec pays per token, or packed prompts (any count: a token's
-    /// bits do not depend on it, so each prompt gets what it gets alone).</summary>
+    /// all of K would be a chain of memory latencies and the matvec pays per token, or packed prompts of that length (any
+    /// count: a token's bits do not depend on it, so each prompt gets what it gets alone).</summary>
     private bool SplitK(VkWeight w, int tokens) =>
-        HalfGemm(w) && w.Rows >= 128 && (_packed || _feeding && tokens >= Options.FewMinTokens && tokens <= Options.VecTokens);
+        HalfGemm(w) && w.Rows >= 128 && _packClass != PackMatVec &&
+        (_packClass == PackSplitK || _feeding && tokens >= Options.FewMinTokens && tokens <= Options.VecTokens);
 
     /// <summary>The tensor-core GEMM (f16 operands) may take this weight: never F32 weights, never values outside f16's
     /// range (<see cref="VkWeight.F16Safe"/>), not under --precision f32.</summary>
@@ -97,12 +100,18 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
     /// <summary>Quantized matvec with int8 activations (integer dot products).</summary>
     private bool IntDotVec(VkWeight w) => _intDot && GgmlTypes.IsQuantized(w.DevType);
 
-    /// <summary>Feeds of <see cref="VulkanOptions.FewMinTokens"/>..<see cref="VulkanOptions.VecTokens"/> tokens run every
-    /// large product as the split-K GEMM, which packed prompts run too: a token's bits do not depend on the other tokens.
-    /// The small ones (gates) are matvecs in both, also exact per token; the other ops work row by row.</summary>
-    public bool PacksFeedOf(ModelWeights weights, int tokens) =>
-        tokens >= Options.FewMinTokens && tokens <= Options.VecTokens && _gemmCm != null && !Options.Float32 &&
-        weights.Blocks.All(b => new[] { b.Qkvo, b.Out, b.GateUp, b.Down }.All(w => w is VkWeight v && (v.Rows < 128 || HalfGemm(v))));
+    /// <summary>Two packing classes, each giving a token the bits of its prompt's feed alone: feeds of
+    /// <see cref="VulkanOptions.FewMinTokens"/>..<see cref="VulkanOptions.VecTokens"/> tokens run every large product as the
+    /// split-K GEMM, and so do their packed passes (any total); shorter feeds (or every feed of up to VecTokens tokens
+    /// where the split-K GEMM does not run) are matvecs, whose sums per token do not depend on the token count either:
+    /// packed in passes of up to VecTokens tokens. The gate rows are matvecs in both; the other ops work row by row.</summary>
+    public (int Class, int MaxTokens)? Packing(ModelWeights weights, int tokens)
+    {
+        if (tokens < 2 || tokens > Options.VecTokens) return null;
+        bool split = _gemmCm != null && !Options.Float32 &&
+            weights.Blocks.All(b => new[] { b.Qkvo, b.Out, b.GateUp, b.Down }.All(w => w is VkWeight v && (v.Rows < 128 || HalfGemm(v))));
+        return split && tokens >= Options.FewMinTokens ? (PackSplitK, Math.Max(PreferredBatch, Options.VecTokens)) : (PackMatVec, Options.VecTokens);
+    }
 
     public ActivationPrecision MatMulActivations(GgmlType weightType, int tokens)
     {
@@ -442,14 +451,14 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
 
     public void Run(ForwardPlan plan)
     {
-        (_feeding, _packed) = (!plan.Decode, plan.PackedPrompts);
+        (_feeding, _packClass) = (!plan.Decode, plan.PackClass);
         try
         {
             RunSteps(plan);
         }
         finally
         {
-            (_feeding, _packed) = (false, false);
+            (_feeding, _packClass) = (false, 0);
         }
     }
 

@@ -61,41 +61,50 @@ public sealed class BatchRunner : IDisposable
     public int AlonePrompts { get; private set; }
 
     /// <summary>
-    /// Feeds each (slot, ids) into its slot, carrying the slot's state, without logits. Prompts whose length the backend
-    /// packs (<see cref="IBackend.PacksFeedOf"/>) share forward passes of up to the backend's preferred batch of tokens:
-    /// the weights are read once for all of them, each prompt's cell runs on its own rows and state, and every token gets
-    /// the bits of its prompt fed alone. The others are fed one at a time.
+    /// Feeds each (slot, ids) into its slot, carrying the slot's state, without logits. Prompts the backend packs
+    /// (<see cref="IBackend.Packing"/>) share forward passes with the others of their class: the weights are read once for
+    /// all of them, each prompt's cell runs on its own rows and state, and every token gets the bits of its prompt fed
+    /// alone. The others (and a prompt alone in its class) are fed one at a time.
     /// </summary>
     public void Prefill(IReadOnlyList<(int Slot, int[] Ids)> prompts)
     {
-        var pack = new List<(int Slot, int[] Ids)>();
+        var classes = new SortedDictionary<int, (int Max, List<(int Slot, int[] Ids)> Prompts)>();
         foreach (var p in prompts)
         {
             if ((uint)p.Slot >= (uint)Slots) throw new ArgumentOutOfRangeException(nameof(prompts), $"slot {p.Slot}");
             if (p.Ids.Length == 0) continue;
-            if (prompts.Count > 1 && _be.PacksFeedOf(_w, p.Ids.Length)) pack.Add(p);
-            else
+            if (prompts.Count > 1 && _be.Packing(_w, p.Ids.Length) is var (cls, max) && p.Ids.Length <= max)
             {
-                Slot(p.Slot).Forward(p.Ids, LogitsMode.None, default);
-                AlonePrompts++;
+                if (!classes.TryGetValue(cls, out var c)) classes[cls] = c = (max, new());
+                c.Prompts.Add(p);
             }
+            else Alone(p);
         }
-        int cap = Math.Max(_be.PreferredBatch, pack.Count == 0 ? 0 : pack.Max(p => p.Ids.Length));
-        for (int i = 0; i < pack.Count;)
-        {
-            int j = i, n = 0;
-            while (j < pack.Count && n + pack[j].Ids.Length <= cap) n += pack[j++].Ids.Length;
-            if (j == i + 1) Slot(pack[i].Slot).Forward(pack[i].Ids, LogitsMode.None, default);
-            else PackedPass(pack.GetRange(i, j - i), n);
-            PackedPrompts += j - i;
-            i = j;
-        }
+        foreach (var (cls, (max, pack)) in classes)
+            for (int i = 0; i < pack.Count;)
+            {
+                int j = i, n = 0;
+                while (j < pack.Count && n + pack[j].Ids.Length <= max) n += pack[j++].Ids.Length;
+                if (j == i + 1) Alone(pack[i]);
+                else
+                {
+                    PackedPass(pack.GetRange(i, j - i), n, cls);
+                    PackedPrompts += j - i;
+                }
+                i = j;
+            }
         // a GPU backend records the passes and runs them at the next read: wait here, so that the prefill's time is its own
         // (the batch summary reports prefill and steps apart), not the next step's
         if (prompts.Count > 0) _be.Read(_be.Rows(_ws.X, 0, 1), new float[_c.Hidden]);
     }
 
-    private void PackedPass(List<(int Slot, int[] Ids)> pass, int n)
+    private void Alone((int Slot, int[] Ids) p)
+    {
+        Slot(p.Slot).Forward(p.Ids, LogitsMode.None, default);
+        AlonePrompts++;
+    }
+
+    private void PackedPass(List<(int Slot, int[] Ids)> pass, int n, int packClass)
     {
         foreach (var id in pass.SelectMany(p => p.Ids))
             if ((uint)id >= (uint)_c.Vocab) throw new BadInputException($"token id {id} is out of range (vocabulary size {_c.Vocab})");
@@ -114,7 +123,7 @@ public sealed class BatchRunner : IDisposable
             at += p.Length;
         }
         _be.WriteTokens(ws.Tokens, ids);
-        var plan = new ForwardPlan($"{_id}-packed", n, ModelRunner.BuildPlan(_w, ws, n, LogitsMode.None, State, false, null, segments), packedPrompts: true);
+        var plan = new ForwardPlan($"{_id}-packed", n, ModelRunner.BuildPlan(_w, ws, n, LogitsMode.None, State, false, null, segments), packClass);
         _be.Run(plan);
         foreach (var (slot, p) in pass) Slot(slot).Position += p.Length;
     }

@@ -89,12 +89,12 @@ public sealed class ForwardPlan
 {
     /// <param name="decode">Whether the plan is a decode step (<see cref="Decode"/>); by default one token, or a step of
     /// several sequences (<see cref="MlstmStepRowsOp"/>).</param>
-    public ForwardPlan(string key, int tokens, IReadOnlyList<PlanOp> ops, bool packedPrompts = false, bool? decode = null)
+    public ForwardPlan(string key, int tokens, IReadOnlyList<PlanOp> ops, int packClass = 0, bool? decode = null)
     {
         Key = key;
         Tokens = tokens;
         Ops = ops;
-        PackedPrompts = packedPrompts;
+        PackClass = packClass;
         Decode = decode ?? (tokens == 1 || ops.Any(o => o is MlstmStepRowsOp));
     }
 
@@ -105,9 +105,10 @@ public sealed class ForwardPlan
     /// <summary>A decode step (one token of one sequence, or one token of each of several): its products must give every
     /// row the one-token bits. Otherwise the plan feeds prompt tokens.</summary>
     public bool Decode { get; }
-    /// <summary>The prompts of several sequences packed into one pass (BatchRunner.Prefill): every product must give each
-    /// token the same bits as a feed of its prompt alone.</summary>
-    public bool PackedPrompts { get; }
+    /// <summary>Non-zero: the prompts of several sequences packed into one pass (BatchRunner.Prefill), all of the backend's
+    /// packing class (<see cref="IBackend.Packing"/>): every product must give each token the same bits as a feed of its
+    /// prompt alone.</summary>
+    public int PackClass { get; }
 
     /// <summary>Run every op through the backend's op entry points, in order (no fusion).</summary>
     public void RunUnfused(IBackend be)

@@ -124,9 +124,10 @@ public interface IBackend : IDisposable
     void Run(ForwardPlan plan) => plan.RunUnfused(this);
 
     /// <summary>Whether a feed of <paramref name="tokens"/> prompt tokens may share one pass with other sequences' prompts
-    /// (<see cref="ForwardPlan.PackedPrompts"/>, <see cref="BatchRunner.Prefill"/>) and still give each of its tokens the
-    /// bits of the feed alone. Default: no (such prompts are fed one at a time).</summary>
-    bool PacksFeedOf(ModelWeights weights, int tokens) => false;
+    /// (<see cref="BatchRunner.Prefill"/>) and still give each of its tokens the bits of the feed alone: null = no (it is fed
+    /// alone); else prompts of the same <c>Class</c> go together (<see cref="ForwardPlan.PackClass"/>), at most
+    /// <c>MaxTokens</c> per pass. Default: null.</summary>
+    (int Class, int MaxTokens)? Packing(ModelWeights weights, int tokens) => null;
 
     /// <summary>Tokens per forward pass that suit this backend for long feeds (ModelRunner's default batch).</summary>
     int PreferredBatch => 256;

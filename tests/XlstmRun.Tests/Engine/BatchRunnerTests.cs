@@ -171,10 +171,11 @@ public class BatchRunnerTests
     }
 
     /// <summary>
-    /// Packed prefill: prompts of several slots share forward passes (the split-K GEMM on Vulkan, its emulated build here:
-    /// a token's sums do not depend on the other tokens), each prompt's cell on its own rows and state. Every slot's
-    /// state must be the bits of its prompt fed alone, and so must the logits of the step after it. A prompt the backend
-    /// does not pack (one token) is fed alone in the same call.
+    /// Packed prefill: prompts of several slots share forward passes, each prompt's cell on its own rows and state. On
+    /// Vulkan two classes: prompts of 16 tokens or more through the split-K GEMM (its emulated build here), shorter ones
+    /// through the matvec (a token's sums depend on the other tokens in neither). Every slot's state must be the bits of
+    /// its prompt fed alone, and so must the logits of the step after it. A prompt the backend does not pack (one token)
+    /// is fed alone in the same call.
     /// </summary>
     [Theory]
     [InlineData("cpu", GgmlType.Q8_0)]
@@ -184,20 +185,21 @@ public class BatchRunnerTests
         var rf = new Reference(TestPaths.Fixture("tiny-fused"));
         using var file = GgufFile.Open(Models.Converted("tiny-fused", type));
         using IBackend be = backend == "vulkan-splitk"
-            ? VulkanTestDevice.NewBackend(options: new VulkanOptions { EmulateCoopMat = new GemmTile(2, 2, 2, 2, 4), FewMinTokens = 2 })
+            ? VulkanTestDevice.NewBackend(options: new VulkanOptions { EmulateCoopMat = new GemmTile(2, 2, 2, 2, 4), FewMinTokens = 16 })
             : NewBackend(backend);
         var w = new ModelWeights(file, be);
         int V = w.Config.Vocab;
         var ids = rf.InputIds.Concat(rf.ContinueIds).ToArray();
         int[] Take(int from, int n) => Enumerable.Range(0, n).Select(i => ids[(from + i) % ids.Length]).ToArray();
         // (the emulated tensor-core GEMM is slow on lavapipe: few and short prompts)
-        var prompts = new[] { Take(0, 9), Take(7, 20), Take(3, 1), Take(11, 12) };
+        var prompts = new[] { Take(0, 9), Take(7, 20), Take(3, 1), Take(11, 12), Take(30, 17) };
         var next = Enumerable.Range(0, prompts.Length).Select(i => ids[(i * 13 + 1) % ids.Length]).ToArray();
         int slots = prompts.Length;
         using var br = new BatchRunner(w, slots);
         for (int s = 0; s < slots; s++) br.Reset(s);
         br.Prefill(prompts.Select((p, s) => (s, p)).ToList());
-        if (backend == "vulkan-splitk") Assert.Equal(3, br.PackedPrompts);   // 9, 20 and 12 tokens; the 1-token prompt alone
+        // split-K: 20 and 17 tokens; matvec: 9 and 12; the 1-token prompt alone
+        if (backend == "vulkan-splitk") Assert.Equal((4, 1), (br.PackedPrompts, br.AlonePrompts));
         var states = new float[slots][];
         for (int s = 0; s < slots; s++)
         {
