@@ -171,8 +171,8 @@ uvec4 load_w8(uint row, uint k, uint padCols)
 
 // The same in two halves, so that all of a step's loads are in flight before the first is waited for: load_w8_raw only
 // loads (unconditionally: an address inside the matrix even for a group outside it, so that no branch and no use of a
-// loaded value sits between two loads), decode_w8 does everything load_w8 does after its loads, with the same
-// arithmetic. Decoding each group right after its load made every group a memory round trip of its own.
+// loaded value sits between two loads), decode_w8 finishes as load_w8 does (weights.glsl's w_q_load / w_q_finish are
+// the halves of w_decode8). Decoding each group right after its load made every group a memory round trip of its own.
 struct WRaw { uvec4 u; uint s; uint meta; };   // the block's 16 bytes, the scale's word, q | (scale half) << 2 | inside << 3
 WRaw load_w8_raw(uint row, uint k, uint padCols)
 {
@@ -186,7 +186,7 @@ WRaw load_w8_raw(uint row, uint k, uint padCols)
     }
     bool ok = row < pc.rows && k < padCols;
     uint g = k >> 3, q = g & 3u, blk = ok ? row * pc.wStride + (g >> 2) : 0u;
-    r.u = W4[WTYPE == WT_Q8_0 ? 2u * blk + (q >> 1) : blk];
+    r.u = w_q_load(blk, q);
     uint e = pc.scaleBase + blk;
     r.s = W1[e >> 1];
     r.meta = q | ((e & 1u) << 2) | (ok ? 8u : 0u);
@@ -196,21 +196,8 @@ uvec4 decode_w8(WRaw r)
 {
     if (!wt_is_quant()) return r.u;
     if ((r.meta & 8u) == 0u) return uvec4(0u);
-    uint q = r.meta & 3u;
-    vec2 h = unpackHalf2x16(r.s);
-    float d = (r.meta & 4u) == 0u ? h.x : h.y;
-    uvec2 p = (q & 1u) == 0u ? r.u.xy : r.u.zw;
     vec4 lo, hi;
-    if (WTYPE == WT_Q8_0)
-    {
-        lo = unpack_i8x4(p.x) * d;
-        hi = unpack_i8x4(p.y) * d;
-    }
-    else
-    {
-        lo = unpack_q4x4(p.x, (q >> 1) * 4u) * d;
-        hi = unpack_q4x4(p.y, (q >> 1) * 4u) * d;
-    }
+    w_q_finish(r.u, r.s, (r.meta >> 2) & 1u, r.meta & 3u, lo, hi);
     return pack8(lo, hi);
 }
 

@@ -51,6 +51,27 @@ vec4 unpack_q4x4(uint u, uint shift)
          - vec4(8388616.0, 8390656.0 / 256.0, 8388616.0, 8390656.0 / 256.0);
 }
 
+// A quantized group of 8 elements in two halves, so that a caller may issue many loads before using any: w_q_load reads
+// the 16 bytes holding group q (0..3) of block blk, w_q_finish decodes them with the block's scale (the word of scale halves
+// at index e >> 1, and which half: e & 1, for e = scaleBase + blk). w_decode8 is the two in a row.
+uvec4 w_q_load(uint blk, uint q) { return W4[WTYPE == WT_Q8_0 ? 2u * blk + (q >> 1) : blk]; }
+void w_q_finish(uvec4 u, uint scaleWord, uint scaleHalf, uint q, out vec4 lo, out vec4 hi)
+{
+    vec2 h = unpackHalf2x16(scaleWord);
+    float d = scaleHalf == 0u ? h.x : h.y;
+    uvec2 p = (q & 1u) == 0u ? u.xy : u.zw;
+    if (WTYPE == WT_Q8_0)
+    {
+        lo = unpack_i8x4(p.x) * d;
+        hi = unpack_i8x4(p.y) * d;
+    }
+    else
+    {
+        lo = unpack_q4x4(p.x, (q >> 1) * 4u) * d;
+        hi = unpack_q4x4(p.y, (q >> 1) * 4u) * d;
+    }
+}
+
 // Elements [8g, 8g+8) of row r (r relative to the bound buffer); for quant types g < 4·nb.
 void w_decode8(uint r, uint g, uint wStride, uint scaleBase, out vec4 lo, out vec4 hi)
 {
@@ -72,25 +93,9 @@ void w_decode8(uint r, uint g, uint wStride, uint scaleBase, out vec4 lo, out ve
         lo = unpack_bf16x4(u.xy);
         hi = unpack_bf16x4(u.zw);
     }
-    else if (WTYPE == WT_Q8_0)
-    {
-        uint blk = r * wStride + (g >> 2);
-        uint q = g & 3u;
-        uvec4 u = W4[2u * blk + (q >> 1)];
-        uvec2 p = (q & 1u) == 0u ? u.xy : u.zw;
-        float d = w_scale(scaleBase + blk);
-        lo = unpack_i8x4(p.x) * d;
-        hi = unpack_i8x4(p.y) * d;
-    }
     else
     {
-        uint blk = r * wStride + (g >> 2);
-        uint q = g & 3u;
-        uvec4 u = W4[blk];
-        uvec2 p = (q & 1u) == 0u ? u.xy : u.zw;
-        uint sh = (q >> 1) * 4u;
-        float d = w_scale(scaleBase + blk);
-        lo = unpack_q4x4(p.x, sh) * d;
-        hi = unpack_q4x4(p.y, sh) * d;
+        uint blk = r * wStride + (g >> 2), q = g & 3u, e = scaleBase + blk;
+        w_q_finish(w_q_load(blk, q), W1[e >> 1], e & 1u, q, lo, hi);
     }
 }

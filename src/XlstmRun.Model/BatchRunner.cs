@@ -1,5 +1,3 @@
-using XlstmRun.Formats;
-
 namespace XlstmRun.Model;
 
 /// <summary>
@@ -106,8 +104,7 @@ public sealed class BatchRunner : IDisposable
 
     private void PackedPass(List<(int Slot, int[] Ids)> pass, int n, int packClass)
     {
-        foreach (var id in pass.SelectMany(p => p.Ids))
-            if ((uint)id >= (uint)_c.Vocab) throw new BadInputException($"token id {id} is out of range (vocabulary size {_c.Vocab})");
+        foreach (var (_, p) in pass) ModelRunner.CheckIds(p, _c.Vocab);
         // the slots' shared prefill workspace, grown to whole chunks of this pass if needed (the slot runners drop their
         // plans that name the old buffers: SharedWorkspace.Version)
         if (_prefill.Ws != null && _prefill.Ws.Capacity < n) _prefill.Release(_be);

@@ -147,8 +147,7 @@ public sealed class ModelRunner : IDisposable
     public void Forward(ReadOnlySpan<int> ids, LogitsMode mode, Span<float> logits)
     {
         if (ids.Length == 0) throw new BadInputException("no token ids given");
-        foreach (var id in ids)
-            if ((uint)id >= (uint)_c.Vocab) throw new BadInputException($"token id {id} is out of range (vocabulary size {_c.Vocab})");
+        CheckIds(ids, _c.Vocab);
         long need = mode switch { LogitsMode.All => (long)ids.Length * _c.Vocab, LogitsMode.Last => _c.Vocab, _ => 0 };
         if (logits.Length < need) throw new ArgumentException("logits buffer too small");
         try
@@ -169,12 +168,19 @@ public sealed class ModelRunner : IDisposable
         }
     }
 
+    /// <summary>Every id must be a row of the embedding: else a one-line input error naming the first that is not.</summary>
+    internal static void CheckIds(ReadOnlySpan<int> ids, int vocab)
+    {
+        foreach (var id in ids)
+            if ((uint)id >= (uint)vocab) throw new BadInputException($"token id {id} is out of range (vocabulary size {vocab})");
+    }
+
     /// <summary>Feed one token and return the greedy next token (argmax over the first <paramref name="validVocab"/> logits).</summary>
     public int StepGreedy(int id, int validVocab)
     {
-        if ((uint)id >= (uint)_c.Vocab) throw new BadInputException($"token id {id} is out of range (vocabulary size {_c.Vocab})");
-        if (validVocab <= 0 || validVocab > _c.Vocab) throw new ArgumentOutOfRangeException(nameof(validVocab));
         Span<int> one = [id];
+        CheckIds(one, _c.Vocab);
+        if (validVocab <= 0 || validVocab > _c.Vocab) throw new ArgumentOutOfRangeException(nameof(validVocab));
         _be.WriteTokens(_step.Tokens, one);
         var plan = Plan(_step, 1, LogitsMode.Last, validVocab);
         _be.Replay(plan.Key, () => _be.Run(plan));
