@@ -3,16 +3,17 @@
 //
 // A product of a few tokens (a decode step of up to 64 sequences, a short prompt feed) on tensor cores, shaped like a
 // matvec rather than a GEMM: dst[t, row] (+)= Σ_k x[t, k] · W[row, k] (+ bias[row]).
+// - x is f16 in XH ([tokens, xStride] halves, zero past `cols` up to a multiple of 32 and in the padding rows of the last
+//   16-token tile: convert_f16.comp writes it), read straight from memory as the A operand (16 tokens × 16 k).
 // - A workgroup is KSPLIT subgroups of 32 for one tile of 16 weight rows; subgroup w walks its own K range (a fixed
-//   share of the 32-wide K steps) in rounds of STEPS = 2·UNROLL steps, with no workgroup barrier: each lane loads its
-//   share of the round's weights into registers one round ahead (row lane % 16, steps 2u + lane / 16; quantized blocks
-//   are dequantized to f16 by weights.glsl's w_q_finish, the values of the dequantized F16 copy), stores them into the
-//   subgroup's own shared tile with the round's x (f16 in XH, [tokens, xStride] halves, zero past `cols` up to a
-//   multiple of 32; token rows past nTok are stored as zeros), and the subgroup multiplies from there.
+//   share of the 32-wide K steps) with no workgroup barrier: F16 weights are read straight from memory as the B operand,
+//   quantized ones are loaded 2·UNROLL steps at a time into registers (the next round's loads issued before this round's
+//   products), dequantized to f16 (weights.glsl's w_q_finish, the same values as the dequantized F16 copy) into the
+//   subgroup's own shared tile, and multiplied from there.
 // - NT16 accumulators of 16 tokens × 16 rows per subgroup (workgroup z: tokens [z·16·NT16, (z+1)·16·NT16)); at the end
 //   the subgroups' tiles are added in order of w, then the bias, then the old value.
 // A token's result depends only on the weight, K and KSPLIT: not on how many tokens share the product or on which tile
-// they sit (the tensor cores' rows are independent), so a multi-sequence step gives every sequence the bits of its
+// they sit (the tensor cores' columns are independent), so a multi-sequence step gives every sequence the bits of its
 // one-sequence step, and a packed prompt feed the bits of each prompt's own.
 // Precision: x and the weights as f16 (the host selects this kernel only where docs/precision.md allows f16 operands),
 // f32 accumulation.
@@ -35,11 +36,12 @@ layout(push_constant) uniform PC
 
 #include "weights.glsl"
 
-const uint STEPS = 2u * UNROLL;          // K steps of 32 per round
+const uint STEPS = 2u * UNROLL;          // K steps of 32 per round (quantized weights)
 const uint LDV = 4u * STEPS + 1u;        // uvec4 per shared row: 32 halves per step, 16 bytes of padding
-// Each subgroup's region of Ws: its 16 weight rows, then its 16·NT16 token rows of x; after its last products, its
-// accumulators (NT16 token-major 16 × 16 tiles of f32, 64 uvec4 each: they fit)
-const uint WS_SG = (16u + 16u * NT16) * LDV;
+// Each subgroup's region of Ws: its dequantized rows (quantized weights), then, after its last products, its
+// accumulators (NT16 token-major 16 × 16 tiles of f32, 64 uvec4 each)
+const uint WS_ROWS = WTYPE == WT_Q8_0 || WTYPE == WT_Q4_0 ? 16u * LDV : 0u;
+const uint WS_SG = WS_ROWS > 64u * NT16 ? WS_ROWS : 64u * NT16;
 shared uvec4 Ws[KSPLIT * WS_SG];
 uint g_lane;
 float cs_at(uint i) { return uintBitsToFloat(Ws[i >> 2][i & 3u]); }   // i in floats
@@ -47,16 +49,18 @@ float cs_at(uint i) { return uintBitsToFloat(Ws[i >> 2][i & 3u]); }   // i in fl
 #if EMULATE_COOPMAT
 // Operand "matrices" are views read at multiply time; accumulator: 8 floats per lane, element e = lane + 32·i at
 // (token e / 16, row e % 16). Lanes are groups of 32 invocations synchronised with workgroup barriers.
-struct CmView { uint arr; uint off; uint stride; };   // arr 0: x rows of Ws (row-major), 1: weight rows of Ws (column-major)
+struct CmView { uint arr; uint off; uint stride; };   // arr 0: XH (row-major), 1: Ws, 2: W4 (both column-major)
 struct CmAcc { float v[8]; };
 #define CM_AB CmView
 #define CM_ACC CmAcc
 #define CM_ZERO CmAcc(float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
 #define CM_LOAD_X(m, off_, stride_) m = CmView(0u, off_, stride_)
-#define CM_LOAD_W(m, off_, stride_) m = CmView(1u, off_, stride_)
+#define CM_LOAD_WS(m, off_, stride_) m = CmView(1u, off_, stride_)
+#define CM_LOAD_WG(m, off_, stride_) m = CmView(2u, off_, stride_)
 float half_of(uint arr, uint i)   // i in halves
 {
-    return unpackHalf2x16(Ws[i >> 3][(i >> 1) & 3u])[i & 1u];
+    uvec4 u = arr == 0u ? XH[i >> 3] : arr == 1u ? Ws[i >> 3] : W4[i >> 3];
+    return unpackHalf2x16(u[(i >> 1) & 3u])[i & 1u];
 }
 // element (r, c) of a view: row-major (x: token r, k c) or column-major (weights: k r, row c)
 float cm_elem(CmView m, uint r, uint c)
@@ -91,8 +95,9 @@ void cm_store_c(CmAcc m, uint off)   // off in floats
 #define CM_AB fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define CM_ACC fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 #define CM_ZERO fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0)
-#define CM_LOAD_X(m, off, stride) coopMatLoadNV(m, Ws, off, stride, false)
-#define CM_LOAD_W(m, off, stride) coopMatLoadNV(m, Ws, off, stride, true)
+#define CM_LOAD_X(m, off, stride) coopMatLoadNV(m, XH, off, stride, false)
+#define CM_LOAD_WS(m, off, stride) coopMatLoadNV(m, Ws, off, stride, true)
+#define CM_LOAD_WG(m, off, stride) coopMatLoadNV(m, W4, off, stride, true)
 #define CM_MULADD(a, b, c) coopMatMulAddNV(a, b, c)
 #define CM_STORE_C(m, off) coopMatStoreNV(m, Ws, (off) / 4u, 4u, false)
 #define SG_SYNC() { subgroupMemoryBarrierShared(); subgroupBarrier(); }
@@ -101,50 +106,27 @@ void cm_store_c(CmAcc m, uint off)   // off in floats
 
 uvec4 pack8(vec4 a, vec4 b) { return uvec4(packHalf2x16(a.xy), packHalf2x16(a.zw), packHalf2x16(b.xy), packHalf2x16(b.zw)); }
 
-// One lane's share of a round's weights: row `row` (clamped into the matrix), K step s, raw (Q4_0: the block's 16 bytes
-// in u; Q8_0: 32 in u, v; F16: 64 in u, v, f, g).
-struct WRaw { uvec4 u; uvec4 v; uvec4 f; uvec4 g; uint s; uint meta; };   // + the scale's word, (scale half) | (inside) << 1
-WRaw load_w(uint row, uint s, uint sEnd)
+// One lane's share of a round: row `row` (clamped into the matrix), K step s (a Q4_0 block: 16 bytes; Q8_0: 32), raw.
+struct QRaw { uvec4 u; uvec4 v; uint s; uint meta; };   // quants, the scale's word, (scale half) | (inside) << 1
+QRaw load_q(uint row, uint s, uint sEnd)
 {
-    WRaw q;
+    QRaw q;
     bool ok = s < sEnd;
-    uint rc = min(row, pc.rows - 1u), sc = ok ? s : 0u;
-    q.s = 0u;
-    q.meta = ok ? 2u : 0u;
-    if (!wt_is_quant())
-    {
-        uint o = rc * pc.wStride + 4u * sc;
-        q.u = W4[o];
-        q.v = W4[o + 1u];
-        q.f = W4[o + 2u];
-        q.g = W4[o + 3u];
-        return q;
-    }
-    uint blk = rc * pc.wStride + sc;
+    uint blk = min(row, pc.rows - 1u) * pc.wStride + (ok ? s : 0u);
     q.u = W4[WTYPE == WT_Q8_0 ? 2u * blk : blk];
     q.v = WTYPE == WT_Q8_0 ? W4[2u * blk + 1u] : q.u;
-    q.f = q.g = q.u;
     uint e = pc.scaleBase + blk;
     q.s = W1[e >> 1];
-    q.meta |= e & 1u;
+    q.meta = (e & 1u) | (ok ? 2u : 0u);
     return q;
 }
-// the step's 32 halves (4 uvec4, elements in order) into the subgroup's shared row at uvec4 offset o
-void store_w(WRaw q, uint o)
+// the block's 32 halves (4 uvec4, elements in order) into the subgroup's shared row at uvec4 offset o
+void store_q(QRaw q, uint o)
 {
-    bool ok = (q.meta & 2u) != 0u;
-    if (!wt_is_quant())
-    {
-        Ws[o] = ok ? q.u : uvec4(0u);
-        Ws[o + 1u] = ok ? q.v : uvec4(0u);
-        Ws[o + 2u] = ok ? q.f : uvec4(0u);
-        Ws[o + 3u] = ok ? q.g : uvec4(0u);
-        return;
-    }
     [[unroll]] for (uint g = 0u; g < 4u; g++)
     {
         uvec4 h = uvec4(0u);
-        if (ok)
+        if ((q.meta & 2u) != 0u)
         {
             vec4 lo, hi;
             w_q_finish(WTYPE == WT_Q8_0 && g >= 2u ? q.v : q.u, q.s, q.meta & 1u, WTYPE == WT_Q8_0 ? g & 1u : g, lo, hi);
@@ -164,56 +146,77 @@ void main()
     uint per = (nSteps + KSPLIT - 1u) / KSPLIT;      // steps per subgroup (the same trip count for all of them)
     uint sBeg = w * per, sEnd = min(nSteps, sBeg + per);
     uint xs = pc.xStride / 8u;                       // uvec4 per token row of XH
-    uint wBase = w * WS_SG, xBase = wBase + 16u * LDV;
 
     CM_ACC acc[NT16];
     [[unroll]] for (uint j = 0u; j < NT16; j++) acc[j] = CM_ZERO;
 
-    uint myRow = r0 + (lane & 15u), half_ = lane >> 4;
-    WRaw q[UNROLL];
-    [[unroll]] for (uint u = 0u; u < UNROLL; u++) q[u] = load_w(myRow, sBeg + 2u * u + half_, sEnd);
-    for (uint s0 = sBeg; s0 < sBeg + per; s0 += STEPS)
+    if (wt_is_quant())
     {
-        [[unroll]] for (uint u = 0u; u < UNROLL; u++) store_w(q[u], wBase + (lane & 15u) * LDV + 4u * (2u * u + half_));
-        // the round's x: 16·NT16 token rows × 4·STEPS uvec4 (zeros past nTok and past the subgroup's K range)
-        [[unroll]] for (uint m = 0u; m < 2u * NT16 * STEPS; m++)
+        // lane: row r0 + (lane & 15), steps 2u' + (lane >> 4) of each round
+        uint myRow = r0 + (lane & 15u), half_ = lane >> 4;
+        uint wsBase = w * WS_SG;
+        QRaw q[UNROLL];
+        [[unroll]] for (uint u = 0u; u < UNROLL; u++) q[u] = load_q(myRow, sBeg + 2u * u + half_, sEnd);
+        for (uint s0 = sBeg; s0 < sBeg + per; s0 += STEPS)
         {
-            uint i = lane + 32u * m, tr = i / (4u * STEPS), c = i % (4u * STEPS), t = t0 + tr;
-            bool ok = t < pc.nTok && s0 + c / 4u < sEnd;
-            uvec4 v = XH[ok ? t * xs + 4u * s0 + c : 0u];
-            Ws[xBase + tr * LDV + c] = ok ? v : uvec4(0u);
-        }
-        SG_SYNC();
-        // the next round's weight loads before this round's products
-        if (s0 + STEPS < sBeg + per)
-            [[unroll]] for (uint u = 0u; u < UNROLL; u++) q[u] = load_w(myRow, s0 + STEPS + 2u * u + half_, sEnd);
-        PRODUCT_LOOP for (uint st = 0u; st < STEPS; st++)
-        {
-            if (s0 + st >= sEnd) break;   // uniform within the subgroup
-            PRODUCT_LOOP for (uint h = 0u; h < 2u; h++)
+            [[unroll]] for (uint u = 0u; u < UNROLL; u++) store_q(q[u], wsBase + (lane & 15u) * LDV + 4u * (2u * u + half_));
+            SG_SYNC();
+            // the next round's loads before this round's products
+            if (s0 + STEPS < sBeg + per)
+                [[unroll]] for (uint u = 0u; u < UNROLL; u++) q[u] = load_q(myRow, s0 + STEPS + 2u * u + half_, sEnd);
+            PRODUCT_LOOP for (uint st = 0u; st < STEPS; st++)
             {
-                CM_AB b;
-                CM_LOAD_W(b, wBase + 4u * st + 2u * h, LDV);
-                PRODUCT_LOOP for (uint j = 0u; j < NT16; j++)
+                if (s0 + st >= sEnd) break;   // uniform within the subgroup
+                PRODUCT_LOOP for (uint h = 0u; h < 2u; h++)
                 {
-                    CM_AB a;
-                    CM_LOAD_X(a, xBase + 16u * j * LDV + 4u * st + 2u * h, LDV);
-                    acc[j] = CM_MULADD(a, b, acc[j]);
+                    CM_AB b;
+                    CM_LOAD_WS(b, wsBase + 4u * st + 2u * h, LDV);
+                    PRODUCT_LOOP for (uint j = 0u; j < NT16; j++)
+                    {
+                        CM_AB a;
+                        CM_LOAD_X(a, (t0 + 16u * j) * xs + 4u * (s0 + st) + 2u * h, xs);
+                        acc[j] = CM_MULADD(a, b, acc[j]);
+                    }
                 }
             }
+            SG_SYNC();   // the tile is read before the next round overwrites it
         }
-        SG_SYNC();   // the tiles are read before the next round overwrites them
+    }
+    else
+    {
+        // F16 weights straight from memory: rows are wStride uvec4 long (the host checks that the 32-wide steps stay
+        // inside them); UNROLL steps of B operands loaded before their products
+        uint rowOff = min(r0, pc.rows - 16u) * pc.wStride;
+        for (uint s0 = sBeg; s0 < sEnd; s0 += UNROLL)
+        {
+            CM_AB b[UNROLL][2];
+            [[unroll]] for (uint u = 0u; u < UNROLL; u++)
+                [[unroll]] for (uint h = 0u; h < 2u; h++)
+                    CM_LOAD_WG(b[u][h], rowOff + 4u * min(s0 + u, sEnd - 1u) + 2u * h, pc.wStride);
+            PRODUCT_LOOP for (uint u = 0u; u < UNROLL; u++)
+            {
+                if (s0 + u >= sEnd) break;
+                PRODUCT_LOOP for (uint h = 0u; h < 2u; h++)
+                    PRODUCT_LOOP for (uint j = 0u; j < NT16; j++)
+                    {
+                        CM_AB a;
+                        CM_LOAD_X(a, (t0 + 16u * j) * xs + 4u * (s0 + u) + 2u * h, xs);
+                        acc[j] = CM_MULADD(a, b[u][h], acc[j]);
+                    }
+            }
+        }
     }
 
     // (the subgroup's last products have read its rows: SG_SYNC above)
     [[unroll]] for (uint j = 0u; j < NT16; j++) CM_STORE_C(acc[j], 4u * w * WS_SG + 256u * j);
     barrier();
     // the subgroups' partial sums in order of w, then the bias, then the old value
+    uint fRow = pc.rows >= 16u ? min(r0, pc.rows - 16u) : 0u;   // the F16 path's tile (clamped: rows past the end repeat)
     for (uint c = tid; c < NT16 * 256u; c += 32u * KSPLIT)
     {
         uint j = c >> 8, e = c & 255u, t = t0 + 16u * j + (e >> 4);
-        uint row = r0 + (e & 15u);
-        if (t >= pc.nTok || row >= pc.rows) continue;
+        uint row = (wt_is_quant() ? r0 : fRow) + (e & 15u);
+        if (t >= pc.nTok || row >= pc.rows || (!wt_is_quant() && row < r0)) continue;
         float v = 0.0;
         for (uint i = 0u; i < KSPLIT; i++) v += cs_at(4u * i * WS_SG + 256u * j + e);
         if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];

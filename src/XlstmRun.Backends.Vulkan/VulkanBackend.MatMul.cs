@@ -122,7 +122,7 @@ public sealed unsafe partial class VulkanBackend
     internal struct Cm2Push { public uint Rows, Cols, WStride, XStride, DOff, DStride, BOff, Flags, NTok; }
 
     [StructLayout(LayoutKind.Sequential)]
-    internal struct ConvertPush { public uint Rows, Cols, Groups, WStride, ScaleBase, XOff, XStride, RowStart; }
+    internal struct ConvertPush { public uint Rows, Cols, Groups, WStride, ScaleBase, XOff, XStride, RowStart, XRows; }
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct GemmPush { public uint Rows, Cols, WStride, ScaleBase, XOff, XStride, DOff, DStride, BOff, Flags, NTok, KSeg, PartStride; }
@@ -270,15 +270,16 @@ public sealed unsafe partial class VulkanBackend
         }
     }
 
-    /// <summary>x [T, cols] converted to f16 once into <see cref="_xh"/> (rows of <paramref name="kPad"/> halves).</summary>
-    private void ConvertX(VkTensor X, int cols, uint kPad)
+    /// <summary>x [T, cols] converted to f16 once into <see cref="_xh"/> (rows of <paramref name="kPad"/> halves; rows
+    /// T..<paramref name="padRows"/> zero).</summary>
+    private void ConvertX(VkTensor X, int cols, uint kPad, int padRows = 0)
     {
-        int T = X.Rows;
+        int T = X.Rows, rows = Math.Max(T, padRows);
         var (sb, so) = Act(X);
-        _xh = Workspace(_xh, (ulong)T * kPad * 2);
-        var cp = new ConvertPush { Rows = (uint)T, Cols = (uint)cols, Groups = kPad / 8, XOff = so, XStride = (uint)X.Stride };
+        _xh = Workspace(_xh, (ulong)rows * kPad * 2);
+        var cp = new ConvertPush { Rows = (uint)rows, Cols = (uint)cols, Groups = kPad / 8, XOff = so, XStride = (uint)X.Stride, XRows = (uint)T };
         _cs.BeginOp("gemm.x.f16", [X.Buf], [_xh]);
-        Run(_convertF16!, _convertF16!.Pipeline([0, 0]), [Whole(_dummy), Whole(_dummy), sb, Whole(_xh)], &cp, ConvertGroups(T, kPad));
+        Run(_convertF16!, _convertF16!.Pipeline([0, 0]), [Whole(_dummy), Whole(_dummy), sb, Whole(_xh)], &cp, ConvertGroups(rows, kPad));
         _cs.EndOp();
     }
 
@@ -300,29 +301,26 @@ public sealed unsafe partial class VulkanBackend
     private void DispatchTcg(VkWeight W, VkTensor X, VkTensor D, VkWeight? B, bool accumulate)
     {
         int T = X.Rows;
+        uint nt16 = (uint)Math.Min(4, (T + 15) / 16), tokTile = 16 * nt16, zGroups = (uint)((T + tokTile - 1) / tokTile);
         uint kPad = (uint)(W.Cols + 31) / 32 * 32;
-        uint unroll = (uint)Options.TcgUnroll, steps = kPad / 32, limit = _cx.Limits.MaxComputeSharedMemorySize;
-        // shared bytes per subgroup: its 16 weight rows and 16·nt16 token rows of one round, 8·unroll + 1 uvec4 each
-        uint SgBytes(uint nt16) => (16 + 16 * nt16) * (8 * unroll + 1) * 16;
-        ConvertX(X, W.Cols, kPad);
+        ConvertX(X, W.Cols, kPad, (int)(zGroups * tokTile));
         _tcg ??= _cx.Kernel(Options.EmulateCoopMat != null ? "matvec_tcg_emu" : "matvec_tcg", 5, (uint)sizeof(TcgPush));
         TcgProducts++;
         var (db, dOff) = Act(D);
         var bb = B != null ? Whole(B.Parts[0].Buf) : Whole(_dummy);
         uint flags = (accumulate ? 1u : 0u) | (B != null ? 2u : 0u);
+        uint unroll = (uint)Options.TcgUnroll, steps = kPad / 32;
+        bool quant = GgmlTypes.IsQuantized(W.DevType);
+        // shared bytes per subgroup: its dequantized rows (16 × (8·unroll + 1) uvec4) or its accumulators
+        uint sgBytes = Math.Max(quant ? 16 * (8 * unroll + 1) * 16 : 0, 1024 * nt16);
         foreach (var p in W.Parts)
         {
             uint n = (uint)p.RowCount, tiles = (n + 15) / 16;
-            // subgroups per workgroup splitting K, from the weight's shape alone (a token's bits depend on it): enough
-            // subgroups in flight (~4096) without K ranges shorter than one round
+            // enough subgroups in flight (~4096) without K ranges shorter than one round
             uint ks = Options.TcgKSplit > 0 ? (uint)Options.TcgKSplit : 1;
             if (Options.TcgKSplit == 0)
-                while (ks < 16 && tiles * ks * 2 <= 4096 && steps / (ks * 2) >= 2 * unroll) ks *= 2;
-            while (ks > 1 && ks * SgBytes(1) > limit) ks /= 2;
-            // 16-token tiles per subgroup: as many as the tokens need (at most 4) and shared memory allows
-            uint nt16 = (uint)Math.Min(4, (T + 15) / 16);
-            while (nt16 > 1 && ks * SgBytes(nt16) > limit) nt16--;
-            uint zGroups = (uint)((T + 16 * nt16 - 1) / (16 * nt16));
+                while (ks < 16 && tiles * zGroups * ks * 2 <= 4096 && steps / (ks * 2) >= 2 * unroll) ks *= 2;
+            while (ks > 1 && ks * sgBytes > _cx.Limits.MaxComputeSharedMemorySize) ks /= 2;
             var pipe = _tcg.Pipeline([32 * ks, W.WType, ks, nt16, unroll]);
             var pc = new TcgPush
             {
