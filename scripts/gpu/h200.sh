@@ -6,8 +6,6 @@
 #   overlap  32 products per submission with barriers between them and without (does the device overlap dispatches?)
 #   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
 #   fewtok   prompt feeds of a few tokens: the split-K GEMM (bench --op matmul --feed) against the matvec
-#   tcg      products of a few tokens: matvec rows against matvec_tcg (XLSTM_VK_TCG=1), per kernel; then a K-split x
-#            unroll sweep of matvec_tcg (TCG_SWEEP_SHAPES, TCG_SWEEP_TOKENS, TCG_KS, TCG_UN)
 #   vecsweep few-token matvec shapes (tokens per workgroup x rows per workgroup)
 #   tcvec    int8 products over several tokens: matvec (XLSTM_VK_TCVEC=0) against the tensor-core kernel, and its statistics
 #   ab       two binaries side by side, alternating (BIN_B against BIN): products at AB_SHAPES x AB_TOKENS per AB_TYPES
@@ -113,23 +111,6 @@ if has fewtok; then
       echo "$row" >> "$SUM"
     done
   done; done
-fi
-
-# ---- products of a few tokens on tensor cores shaped like a matvec (matvec_tcg) ---------------------------------------------
-if has tcg; then
-  say "tcg"
-  sec "few-token products: matvec (decode rows) against matvec_tcg (XLSTM_VK_TCG=1); op bench rows (µs per call, per kernel)"
-  for shp in ${TCG_SHAPES:-4096x4096 12288x4096 21888x4096 4096x10944}; do for v in 0 1; do
-    [ "$(left)" -gt 30 ] || break
-    XLSTM_VK_TCG=$v timeout 60 "$BIN" bench --op matmul --backend vulkan --type "${TCG_TYPES:-q4_0,q8_0,f16}" --rows "${shp%x*}" --cols "${shp#*x}" \
-      --tokens "${TCG_TOKENS:-1,4,16,64}" -r 10 2>> "$OUT/logs/tcg.err" | grep '^| matmul' | sed "s/^/| tcg=$v /" >> "$SUM"
-  done; done
-  sec "matvec_tcg K split x unroll (µs per call: rows as above)"
-  for shp in ${TCG_SWEEP_SHAPES:-21888x4096 4096x10944}; do for ks in ${TCG_KS:-2 4 8 16}; do for un in ${TCG_UN:-1 2 4}; do
-    [ "$(left)" -gt 20 ] || break
-    XLSTM_VK_TCG=1 XLSTM_VK_TCG_KSPLIT=$ks XLSTM_VK_TCG_UNROLL=$un timeout 60 "$BIN" bench --op matmul --backend vulkan --type "${TCG_SWEEP_TYPES:-q4_0}" \
-      --rows "${shp%x*}" --cols "${shp#*x}" --tokens "${TCG_SWEEP_TOKENS:-1,16}" -r 10 2>> "$OUT/logs/tcg.err" | grep '^| matmul' | sed "s/^/| ks=$ks un=$un /" >> "$SUM"
-  done; done; done
 fi
 
 if has vecsweep; then
