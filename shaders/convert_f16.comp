@@ -1,6 +1,6 @@
 #version 450
 // f16 operands for the tensor-core GEMM (matmul_coopmat.glsl), converted once instead of once per tile:
-//   MODE 0: activations, x[t, k] float32 (xOff, xStride in floats) → D[t, kPad] halves (rows t ≥ xRows: zeros);
+//   MODE 0: activations, x[t, k] float32 (xOff, xStride in floats) → D[t, kPad] halves;
 //   MODE 1: a weight of type WTYPE (weights.glsl), rows [rowStart, rowStart + rows) → D[r, kPad] halves (the F16 layout).
 // Each invocation writes 8 halves (one uvec4); columns past `cols` are zero. Rounding is packHalf2x16's, the same as the
 // GEMM's own conversion, so both give the same bits.
@@ -14,7 +14,7 @@ layout(std430, binding = 1) readonly buffer W1b { uint W1[]; };
 layout(std430, binding = 2) readonly buffer Xb { float X[]; };
 layout(std430, binding = 3) writeonly buffer Db { uvec4 D[]; };
 
-layout(push_constant) uniform PC { uint rows, cols, groups, wStride, scaleBase, xOff, xStride, rowStart, xRows; } pc;
+layout(push_constant) uniform PC { uint rows, cols, groups, wStride, scaleBase, xOff, xStride, rowStart; } pc;
 
 #include "weights.glsl"
 
@@ -33,7 +33,7 @@ void main()
         {
             float v[8];
             uint e = pc.xOff + r * pc.xStride + k;
-            [[unroll]] for (uint j = 0u; j < 8u; j++) v[j] = k + j < pc.cols && r < pc.xRows ? X[e + j] : 0.0;
+            [[unroll]] for (uint j = 0u; j < 8u; j++) v[j] = k + j < pc.cols ? X[e + j] : 0.0;
             lo = vec4(v[0], v[1], v[2], v[3]);
             hi = vec4(v[4], v[5], v[6], v[7]);
         }

@@ -122,7 +122,7 @@ public sealed unsafe partial class VulkanBackend
     internal struct Cm2Push { public uint Rows, Cols, WStride, XStride, DOff, DStride, BOff, Flags, NTok; }
 
     [StructLayout(LayoutKind.Sequential)]
-    internal struct ConvertPush { public uint Rows, Cols, Groups, WStride, ScaleBase, XOff, XStride, RowStart, XRows; }
+    internal struct ConvertPush { public uint Rows, Cols, Groups, WStride, ScaleBase, XOff, XStride, RowStart; }
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct GemmPush { public uint Rows, Cols, WStride, ScaleBase, XOff, XStride, DOff, DStride, BOff, Flags, NTok, KSeg, PartStride; }
@@ -167,8 +167,7 @@ public sealed unsafe partial class VulkanBackend
             throw new ArgumentException($"matmul shape mismatch: {W.Name} [{W.Rows}, {W.Cols}] · x [{X.Rows}, {X.Cols}] → [{D.Rows}, {D.Cols}]");
         var B = (VkWeight?)bias;
         if (B != null && B.Cols != W.Rows) throw new ArgumentException("matmul: bias length does not match the rows");
-        if (Tcg(W, X.Rows)) DispatchTcg(W, X, D, B, accumulate);
-        else if (IsVec(W, X.Rows)) DispatchMatVec(new Planner.MatVec(new MatMulOp(w, x, dst, bias, accumulate, -1), null, false, null, null, false, null));
+        if (IsVec(W, X.Rows)) DispatchMatVec(new Planner.MatVec(new MatMulOp(w, x, dst, bias, accumulate, -1), null, false, null, null, false, null));
         else DispatchGemm(W, X, D, B, accumulate);
     }
 
@@ -184,11 +183,6 @@ public sealed unsafe partial class VulkanBackend
             return;
         }
 
-        if (Tcg(W, T))
-        {
-            DispatchTcg(W, X, D, B, accumulate);
-            return;
-        }
         if (SplitK(W, T))
         {
             DispatchSplitK(W, X, D, B, accumulate);
@@ -270,67 +264,16 @@ public sealed unsafe partial class VulkanBackend
         }
     }
 
-    /// <summary>x [T, cols] converted to f16 once into <see cref="_xh"/> (rows of <paramref name="kPad"/> halves; rows
-    /// T..<paramref name="padRows"/> zero).</summary>
-    private void ConvertX(VkTensor X, int cols, uint kPad, int padRows = 0)
-    {
-        int T = X.Rows, rows = Math.Max(T, padRows);
-        var (sb, so) = Act(X);
-        _xh = Workspace(_xh, (ulong)rows * kPad * 2);
-        var cp = new ConvertPush { Rows = (uint)rows, Cols = (uint)cols, Groups = kPad / 8, XOff = so, XStride = (uint)X.Stride, XRows = (uint)T };
-        _cs.BeginOp("gemm.x.f16", [X.Buf], [_xh]);
-        Run(_convertF16!, _convertF16!.Pipeline([0, 0]), [Whole(_dummy), Whole(_dummy), sb, Whole(_xh)], &cp, ConvertGroups(rows, kPad));
-        _cs.EndOp();
-    }
-
-    // ---- products of a few tokens on tensor cores, shaped like a matvec (shaders/matvec_tcg.glsl) ----------------------
-
-    private Kernel? _tcg;
-    /// <summary>Products run by matvec_tcg (tests: that the kernel ran).</summary>
-    public long TcgProducts { get; private set; }
-    [StructLayout(LayoutKind.Sequential)]
-    internal struct TcgPush { public uint Rows, Cols, WStride, ScaleBase, XStride, DOff, DStride, BOff, Flags, NTok; }
-
-    /// <summary>The product runs as matvec_tcg (<see cref="VulkanOptions.TcGemv"/>): up to 64 tokens, a weight the
-    /// tensor cores may take (F16 rows of whole 32-element steps, Q8_0, Q4_0), outside replayed command buffers (its x
-    /// workspace belongs to the prefill scratch).</summary>
-    private bool Tcg(VkWeight w, int tokens) =>
-        Options.TcGemv && HalfGemm(w) && w.Rows >= 16 && tokens <= 64 && !_cs.IsRecordingReplay &&
-        (GgmlTypes.IsQuantized(w.DevType) || w.DevType == GgmlType.F16 && w.Cols % 32 == 0);
-
-    private void DispatchTcg(VkWeight W, VkTensor X, VkTensor D, VkWeight? B, bool accumulate)
+    /// <summary>x [T, cols] converted to f16 once into <see cref="_xh"/> (rows of <paramref name="kPad"/> halves).</summary>
+    private void ConvertX(VkTensor X, int cols, uint kPad)
     {
         int T = X.Rows;
-        uint nt16 = (uint)Math.Min(4, (T + 15) / 16), tokTile = 16 * nt16, zGroups = (uint)((T + tokTile - 1) / tokTile);
-        uint kPad = (uint)(W.Cols + 31) / 32 * 32;
-        ConvertX(X, W.Cols, kPad, (int)(zGroups * tokTile));
-        _tcg ??= _cx.Kernel(Options.EmulateCoopMat != null ? "matvec_tcg_emu" : "matvec_tcg", 5, (uint)sizeof(TcgPush));
-        TcgProducts++;
-        var (db, dOff) = Act(D);
-        var bb = B != null ? Whole(B.Parts[0].Buf) : Whole(_dummy);
-        uint flags = (accumulate ? 1u : 0u) | (B != null ? 2u : 0u);
-        uint unroll = (uint)Options.TcgUnroll, steps = kPad / 32;
-        bool quant = GgmlTypes.IsQuantized(W.DevType);
-        // shared bytes per subgroup: its dequantized rows (16 × (8·unroll + 1) uvec4) or its accumulators
-        uint sgBytes = Math.Max(quant ? 16 * (8 * unroll + 1) * 16 : 0, 1024 * nt16);
-        foreach (var p in W.Parts)
-        {
-            uint n = (uint)p.RowCount, tiles = (n + 15) / 16;
-            // enough subgroups in flight (~4096) without K ranges shorter than one round
-            uint ks = Options.TcgKSplit > 0 ? (uint)Options.TcgKSplit : 1;
-            if (Options.TcgKSplit == 0)
-                while (ks < 16 && tiles * zGroups * ks * 2 <= 4096 && steps / (ks * 2) >= 2 * unroll) ks *= 2;
-            while (ks > 1 && ks * sgBytes > _cx.Limits.MaxComputeSharedMemorySize) ks /= 2;
-            var pipe = _tcg.Pipeline([32 * ks, W.WType, ks, nt16, unroll]);
-            var pc = new TcgPush
-            {
-                Rows = n, Cols = (uint)W.Cols, WStride = p.WStride, ScaleBase = p.ScaleBase, XStride = kPad, DOff = dOff + (uint)p.RowStart,
-                DStride = (uint)D.Stride, BOff = (uint)p.RowStart, Flags = flags, NTok = (uint)T,
-            };
-            _cs.BeginOp($"gemm.tcg.{GgmlTypes.Name(W.DevType)}.k{ks}", [p.Buf, _xh, B?.Parts[0].Buf, accumulate ? D.Buf : null], [D.Buf]);
-            Run(_tcg, pipe, [Whole(p.Buf), Whole(p.Buf), Whole(_xh!), db, bb], &pc, tiles, 1, zGroups);
-            _cs.EndOp();
-        }
+        var (sb, so) = Act(X);
+        _xh = Workspace(_xh, (ulong)T * kPad * 2);
+        var cp = new ConvertPush { Rows = (uint)T, Cols = (uint)cols, Groups = kPad / 8, XOff = so, XStride = (uint)X.Stride };
+        _cs.BeginOp("gemm.x.f16", [X.Buf], [_xh]);
+        Run(_convertF16!, _convertF16!.Pipeline([0, 0]), [Whole(_dummy), Whole(_dummy), sb, Whole(_xh)], &cp, ConvertGroups(T, kPad));
+        _cs.EndOp();
     }
 
     [StructLayout(LayoutKind.Sequential)]

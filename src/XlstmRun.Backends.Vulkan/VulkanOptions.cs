@@ -102,14 +102,6 @@ public sealed record VulkanOptions
     /// <summary>Blocks the tensor-core products load per step, between two workgroup barriers (XLSTM_VK_TC_KB, 1..6; shared
     /// memory is about 6 KiB per block).</summary>
     public int TensorMatVecBlocks { get; init; } = 4;
-    /// <summary>Products of up to 64 tokens on tensor cores shaped like a matvec (shaders/matvec_tcg.comp: f16 operands, each
-    /// subgroup its own K range, no workgroup barrier in the loop; a token's bits do not depend on the token count)
-    /// (XLSTM_VK_TCG=1). Off by default: under measurement.</summary>
-    public bool TcGemv { get; init; }
-    /// <summary>matvec_tcg: subgroups per workgroup splitting K (XLSTM_VK_TCG_KSPLIT, 1..16; 0: chosen per shape) and
-    /// rounds of 2·unroll K steps of quantized weights (XLSTM_VK_TCG_UNROLL, 1..4).</summary>
-    public int TcgKSplit { get; init; }
-    public int TcgUnroll { get; init; } = 2;
     /// <summary>Tokens per prefill forward pass (XLSTM_VK_BATCH); null = chosen from the device memory.</summary>
     public int? Batch { get; init; }
     /// <summary>Tensor-core GEMMs over at least this many tokens read x converted to f16 once (shaders/convert_f16.comp)
@@ -227,9 +219,6 @@ public sealed record VulkanOptions
         if (Env("XLSTM_VK_RSCATTER") is { } rsc) o = o with { ReduceScatter = rsc != "0" };
         if (Env("XLSTM_VK_TCVEC") is { } tcv) o = o with { TensorMatVec = Int("XLSTM_VK_TCVEC", tcv, 0, 2) };
         if (Env("XLSTM_VK_TC_KB") is { } tkb) o = o with { TensorMatVecBlocks = Int("XLSTM_VK_TC_KB", tkb, 1, 6) };
-        if (Env("XLSTM_VK_TCG") is { } tcg) o = o with { TcGemv = tcg != "0" };
-        if (Env("XLSTM_VK_TCG_KSPLIT") is { } tks) o = o with { TcgKSplit = Int("XLSTM_VK_TCG_KSPLIT", tks, 0, 16) };
-        if (Env("XLSTM_VK_TCG_UNROLL") is { } tun) o = o with { TcgUnroll = Int("XLSTM_VK_TCG_UNROLL", tun, 1, 4) };
         if (Env("XLSTM_VK_BATCH") is { } b) o = o with { Batch = Int("XLSTM_VK_BATCH", b, 64, 65536, " tokens") };
         return o;
     }
