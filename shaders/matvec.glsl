@@ -25,6 +25,8 @@
 //   M_NORM     x is the raw residual; RmsNorm is applied on the fly: every workgroup sums x² as it streams x (it reads
 //              all of x anyway), multiplies x by the norm weight, and scales its row sums by rsqrt(mean(x²) + eps).
 //              flags bit 4: workgroup 0 also writes the normalized row to A (only when a later op reads it).
+//              Over pre-quantized input each token's Σx² comes from the per-block partials (XSS), summed by every
+//              workgroup (parts_sum), or with flags bit 32 read as quantize_x summed them (the same bits).
 //   M_SWIGLU   rows are taken in pairs (j, half + j) of a gate|up weight: each workgroup computes NUM_ROWS/2 gate rows
 //              and the matching up rows and writes silu(gate)·up to S (flags bit 8: also both rows to D).
 //   M_SOFTCAP  the result is soft-capped (cap · tanh(v / cap)) before it is stored.
@@ -686,7 +688,13 @@ void row_group(uint wgi, uint t0, uint ntok)
 #if INT_DOT
     // a fused norm over pre-quantized input: each token's Σx² from its per-block partials
     float ssParts[NTOK];
-    if (PREQ != 0u && NORM) parts_sums(t0, ntok, ssParts);   // uniform: barriers inside
+    if (PREQ != 0u && NORM)
+    {
+        // flags bit 32: quantize_x wrote each token's whole Σx² (the same bits as parts_sum) after the partials
+        if ((pc.flags & 32u) != 0u)
+            [[unroll]] for (uint j = 0u; j < NTOK; j++) ssParts[j] = NTOK == 1u || j < ntok ? XSS[pc.xsOff + pc.nTok * pc.xqStride + t0 + j] : 0.0;
+        else parts_sums(t0, ntok, ssParts);   // uniform (flags): barriers inside
+    }
 #endif
     [[unroll]] for (uint j = 0u; j < NTOK; j++)
     {

@@ -6,12 +6,16 @@
 // in), and per block the partial Σ x² of the raw row (XSS[t·nb + b], for the fused RmsNorm; the matvec adds the
 // partials). A matvec whose output is the next fused norm's input quantizes it the same way (M_QOUT in matvec.glsl):
 // the same bits.
-// Grid (⌈nb / 64⌉ workgroups, tokens): one 32-block per invocation, so that a token is spread over the GPU (one
-// workgroup per token took ~5 µs on the H200, a fifth of a 4096² matvec). x's columns are whole 32-blocks (a
-// quantized weight's rows are).
+// With NORM it also writes each token's whole Σ x² (XSS[xsOff + T·nb + t]), summed as the matvec's parts_sum would sum
+// the partials (invocation i adds blocks i, i + 128, ... in order, then reduce.glsl's wg_sum over a workgroup of 128 as
+// the matvec's): a matvec over several tokens reads it instead of every workgroup summing every token's partials again,
+// and gets the same bits as a single token's matvec summing them itself.
+// Grid (1, tokens): one workgroup of 128 per token (the matvec's workgroup size, whose sum order the total follows).
+// x's columns are whole 32-blocks (a quantized weight's rows are).
 #include "common.glsl"
 #include "quant8.glsl"
-layout(local_size_x = 64) in;
+layout(local_size_x = 128) in;
+#include "reduce.glsl"
 layout(constant_id = 0) const uint NORM = 0u;
 
 layout(std430, binding = 0) readonly buffer Xb { vec4 X4[]; };
@@ -31,8 +35,8 @@ void main()
     uint tid = gl_LocalInvocationID.x;
     uint t = gl_WorkGroupID.y;
     uint xb0 = (pc.xOff + t * pc.xStride) >> 2;
-    uint c = gl_WorkGroupID.x * WG + tid;
-    if (c < pc.nb)
+    float own = 0.0;   // this invocation's blocks' Σ x², in order
+    for (uint c = tid; c < pc.nb; c += WG)
     {
         vec4 x[8], nw[8];
         [[unroll]] for (uint i = 0u; i < 8u; i++)
@@ -49,5 +53,11 @@ void main()
         XQ4[2u * o + 1u] = qb;
         XD[pc.xdOff + o] = dd;
         if (NORM != 0u) XSS[pc.xsOff + o] = ss;
+        own += ss;
+    }
+    if (NORM != 0u)
+    {
+        float total = wg_sum(own);
+        if (tid == 0u) XSS[pc.xsOff + gl_NumWorkGroups.y * pc.nb + t] = total;
     }
 }

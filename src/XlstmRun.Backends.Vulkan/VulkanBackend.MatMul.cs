@@ -582,7 +582,8 @@ public sealed unsafe partial class VulkanBackend
                 Rows = (uint)p.RowCount, Cols = (uint)W.Cols, WStride = p.WStride, ScaleBase = p.ScaleBase,
                 XOff = xo, XStride = (uint)XIn.Stride, DOff = dOff + (uint)p.RowStart, DStride = (uint)D.Stride,
                 BOff = (uint)p.RowStart,
-                Flags = (m.Accumulate ? 1u : 0u) | (B != null ? 2u : 0u) | (mv.WriteNorm && firstPart ? 4u : 0u) | (mv.WriteGateUp ? 8u : 0u) | (AB != null ? 16u : 0u),
+                Flags = (m.Accumulate ? 1u : 0u) | (B != null ? 2u : 0u) | (mv.WriteNorm && firstPart ? 4u : 0u) | (mv.WriteGateUp ? 8u : 0u) | (AB != null ? 16u : 0u) |
+                        (preq && norm != null && !xqReady ? 32u : 0u),
                 AOff = aOff, AStride = aStride, SOff = sOff, SStride = sStride, Half = (uint)(W.Rows / 2),
                 Eps = norm?.Eps ?? 0f, Cap = mv.Cap?.Cap ?? 0f,
                 AuxRows = aux != null ? (uint)AW!.Rows : 0, AuxOff = auxOff, AuxStride = auxStride, MainGroups = mainGroups,
@@ -605,7 +606,7 @@ public sealed unsafe partial class VulkanBackend
     /// needed; the old one stays alive (under 1 MB at 64 tokens of 7B rows) because recorded steps may name it.</summary>
     private VkBuf XqBuffer(int T, uint nb)
     {
-        ulong need = (ulong)T * nb * 44;
+        ulong need = (ulong)T * nb * 44 + (ulong)T * 4;   // quants, (d, Σq), Σx² per block, Σx² per token
         if (_xq == null || _xq.Size < need) _xq = _mem.Create(Math.Max(need, 64UL << 10), MemKind.Device);
         return _xq;
     }
@@ -631,7 +632,7 @@ public sealed unsafe partial class VulkanBackend
         _cs.BeginOp(norm ? "quantize+norm" : "quantize", [x.Buf, norm ? ((VkBuf?)nwb.Buf) : null], [xq]);
         var pc = new QuantizePush { XOff = xo, XStride = (uint)x.Stride, Nb = nb, XdOff = (uint)T * nb * 4, XsOff = (uint)T * nb * 10 };
         var q = Whole(xq);
-        Run(_quantize, _quantize.Pipeline([norm ? 1u : 0u]), [xb, nwb, q, q, q], &pc, Groups((int)nb, 64), (uint)T, 1);
+        Run(_quantize, _quantize.Pipeline([norm ? 1u : 0u]), [xb, nwb, q, q, q], &pc, 1, (uint)T, 1);
         _cs.EndOp();
         return xq;
     }
