@@ -6,7 +6,7 @@
 // in), and per block the partial Σ x² of the raw row (XSS[t·nb + b], for the fused RmsNorm; the matvec adds the
 // partials). A matvec whose output is the next fused norm's input quantizes it the same way (M_QOUT in matvec.glsl):
 // the same bits.
-// With NORM it also writes each token's whole Σ x² (XSS[xsOff + T·nb + t]), summed as the matvec's parts_sum would sum
+// With NORM and `totals` (several tokens) it also writes each token's whole Σ x² (XSS[xsOff + T·nb + t]), summed as the matvec's parts_sum would sum
 // the partials (invocation i adds blocks i, i + 128, ... in order, then reduce.glsl's wg_sum over a workgroup of 128 as
 // the matvec's): a matvec over several tokens reads it instead of every workgroup summing every token's partials again,
 // and gets the same bits as a single token's matvec summing them itself.
@@ -27,6 +27,7 @@ layout(std430, binding = 4) writeonly buffer XSb { float XSS[]; };
 layout(push_constant) uniform PC
 {
     uint xOff, xStride, nb, xdOff, xsOff;
+    uint totals;   // write each token's whole Σ x² (NORM; several tokens: one token's matvec sums the partials itself)
 } pc;
 
 void main()
@@ -55,7 +56,7 @@ void main()
         if (NORM != 0u) XSS[pc.xsOff + o] = ss;
         own += ss;
     }
-    if (NORM != 0u)
+    if (NORM != 0u && pc.totals != 0u)   // uniform
     {
         float total = wg_sum(own);
         if (tid == 0u) XSS[pc.xsOff + gl_NumWorkGroups.y * pc.nb + t] = total;

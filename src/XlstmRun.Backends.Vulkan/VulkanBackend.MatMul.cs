@@ -116,7 +116,7 @@ public sealed unsafe partial class VulkanBackend
     }
 
     [StructLayout(LayoutKind.Sequential)]
-    internal struct QuantizePush { public uint XOff, XStride, Nb, XdOff, XsOff; }
+    internal struct QuantizePush { public uint XOff, XStride, Nb, XdOff, XsOff, Totals; }
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct Cm2Push { public uint Rows, Cols, WStride, XStride, DOff, DStride, BOff, Flags, NTok; }
@@ -583,7 +583,7 @@ public sealed unsafe partial class VulkanBackend
                 XOff = xo, XStride = (uint)XIn.Stride, DOff = dOff + (uint)p.RowStart, DStride = (uint)D.Stride,
                 BOff = (uint)p.RowStart,
                 Flags = (m.Accumulate ? 1u : 0u) | (B != null ? 2u : 0u) | (mv.WriteNorm && firstPart ? 4u : 0u) | (mv.WriteGateUp ? 8u : 0u) | (AB != null ? 16u : 0u) |
-                        (preq && norm != null && !xqReady ? 32u : 0u),
+                        (preq && norm != null && !xqReady && T > 1 ? 32u : 0u),
                 AOff = aOff, AStride = aStride, SOff = sOff, SStride = sStride, Half = (uint)(W.Rows / 2),
                 Eps = norm?.Eps ?? 0f, Cap = mv.Cap?.Cap ?? 0f,
                 AuxRows = aux != null ? (uint)AW!.Rows : 0, AuxOff = auxOff, AuxStride = auxStride, MainGroups = mainGroups,
@@ -630,7 +630,7 @@ public sealed unsafe partial class VulkanBackend
     {
         var xq = XqBuffer(T, nb);
         _cs.BeginOp(norm ? "quantize+norm" : "quantize", [x.Buf, norm ? ((VkBuf?)nwb.Buf) : null], [xq]);
-        var pc = new QuantizePush { XOff = xo, XStride = (uint)x.Stride, Nb = nb, XdOff = (uint)T * nb * 4, XsOff = (uint)T * nb * 10 };
+        var pc = new QuantizePush { XOff = xo, XStride = (uint)x.Stride, Nb = nb, XdOff = (uint)T * nb * 4, XsOff = (uint)T * nb * 10, Totals = norm && T > 1 ? 1u : 0u };
         var q = Whole(xq);
         Run(_quantize, _quantize.Pipeline([norm ? 1u : 0u]), [xb, nwb, q, q, q], &pc, 1, (uint)T, 1);
         _cs.EndOp();
