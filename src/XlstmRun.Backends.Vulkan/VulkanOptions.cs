@@ -62,9 +62,13 @@ public sealed record VulkanOptions
     /// prompts of several sequences, run their products as split-K GEMMs on tensor cores (XLSTM_VK_FEW_MIN, 2..1025;
     /// above VecTokens: never): K in segments of <see cref="FewKSegment"/>, each its own workgroup, the partials summed in
     /// order, so that a token's result does not depend on how many tokens share the product.</summary>
-    /// <remarks>24: below it the matvec is faster (H200, Q4_0 7B shapes, µs per product at 16 tokens, matvec against split-K:
-    /// gate|up 98.7 / 118.6, down 49.6 / 62.0; at 32 tokens 184.4 / 146.3 and 86.1 / 73.3; docs/NOTES.md, session 8).</remarks>
-    public int FewMinTokens { get; init; } = 24;
+    /// <remarks>2: every feed of several tokens, so that `batch` packs every prompt through the split-K GEMM, which is cheap per
+    /// token in a pass of many prompts; a prompt alone must take the same kernel to keep its bits. For a short prompt alone
+    /// the matvec would be a little faster (H200, Q4_0 7B: pp16 1,014 tok/s with the matvec, 970 with split-K; µs per
+    /// product at 16 tokens, matvec against split-K: gate|up 98.7 / 118.6), while packed prefill in `batch` took 10.1 ms
+    /// per prompt with those below 24 tokens on the matvec and 7.5 with all on split-K (B = 16; B = 64: 9.2 / 6.7 ms);
+    /// docs/NOTES.md, sessions 8 and 9.</remarks>
+    public int FewMinTokens { get; init; } = 2;
     /// <summary>K per workgroup of the split-K GEMM (XLSTM_VK_FEW_KSEG, 256..16384, a multiple of 256). A token's sums
     /// depend on it: for experiments only.</summary>
     public int FewKSegment { get; init; } = 1024;

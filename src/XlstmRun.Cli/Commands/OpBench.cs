@@ -24,7 +24,7 @@ internal static class OpBench
     private static readonly Option<int> Rows = new("--rows") { Description = "--op matmul: weight rows", DefaultValueFactory = _ => 4096 };
     private static readonly Option<int> Cols = new("--cols") { Description = "--op matmul: weight columns", DefaultValueFactory = _ => 4096 };
     private static readonly Option<string> Tokens = new("--tokens") { Description = "--op: tokens per call, comma-separated (1 = decode matvec / step kernel)", DefaultValueFactory = _ => "1" };
-    private static readonly Option<bool> Feed = new("--feed") { Description = "--op matmul/7b: products as in a prompt feed of --tokens tokens (on a GPU, 24-64 tokens run the split-K tensor-core GEMM); without it a product of a few tokens is a decode step of that many sequences (matvecs)" };
+    private static readonly Option<bool> Feed = new("--feed") { Description = "--op matmul/7b: products as in a prompt feed of --tokens tokens (on a GPU, 2-64 tokens run the split-K tensor-core GEMM); without it a product of a few tokens is a decode step of that many sequences (matvecs)" };
     private static readonly Option<bool> Overlap = new("--overlap") { Description = "--op matmul/7b: also time 32 products in one submission, each depending on the previous one (a barrier between them) and independent (distinct outputs, no barriers): shows what a dependency costs and whether the device overlaps independent dispatches (wall clock, no device timestamps)" };
 
     public static void AddOptions(Command c)
