@@ -6,10 +6,10 @@
 // in), and per block the partial Σ x² of the raw row (XSS[t·nb + b], for the fused RmsNorm; the matvec adds the
 // partials). A matvec whose output is the next fused norm's input quantizes it the same way (M_QOUT in matvec.glsl):
 // the same bits.
-// With NORM and `totals` (several tokens) it also writes each token's whole Σ x² (XSS[xsOff + T·nb + t]), summed as the matvec's parts_sum would sum
-// the partials (invocation i adds blocks i, i + 128, ... in order, then reduce.glsl's wg_sum over a workgroup of 128 as
-// the matvec's): a matvec over several tokens reads it instead of every workgroup summing every token's partials again,
-// and gets the same bits as a single token's matvec summing them itself.
+// With NORM and `totals` (several tokens) it also writes each token's whole Σ x² (XSS[xsOff + T·nb + t]), summed as the
+// matvec's parts_sum sums the partials (invocation i adds blocks i, i + 128, ... in order, then reduce.glsl's wg_sum over
+// a workgroup of 128, the matvec's size): a matvec over several tokens reads it instead of every workgroup summing every
+// token's partials again, and gets the same bits as a single token's matvec summing them itself.
 // Grid (1, tokens): one workgroup of 128 per token (the matvec's workgroup size, whose sum order the total follows).
 // x's columns are whole 32-blocks (a quantized weight's rows are).
 #include "common.glsl"
