@@ -131,14 +131,17 @@ public sealed unsafe partial class VulkanBackend
 
     /// <summary>Matvec shape per weight type and token count (XLSTM_VK_MATVEC, for several tokens XLSTM_VK_VEC_MATVEC,
     /// override): rows per workgroup chosen so that 4096-column rows keep every invocation busy with one 16-byte load per
-    /// row. With several tokens per workgroup (H200 sweeps, 4 tokens): int8 Q8_0/Q4_0 with pre-quantized activations
-    /// at 4 rows (16 and 64 tokens: 25-30 % faster than 8), in-register quantization at 8 rows (which share it); float
-    /// weights at 4 rows (F16 7B decode on the H200: 188.5 tok/s at 2 rows, 204.2 at 4, 201.2 at 8, session 4).</summary>
+    /// row. With several tokens per workgroup (H200 sweeps, 4 tokens): int8 Q8_0 with pre-quantized activations at 4 rows
+    /// (16 and 64 tokens: 25-30 % faster than 8 while every workgroup summed its tokens' norm partials, session 3), Q4_0
+    /// at 8 like one token (since quantize_x sums them once: `batch` B = 64 1,424 tok/s at 8 rows, 1,371 at 4, B = 16
+    /// equal; session 9), in-register quantization at 8 rows (which share it); float weights at 4 rows (F16 7B decode on
+    /// the H200: 188.5 tok/s at 2 rows, 204.2 at 4, 201.2 at 8, session 4).</summary>
     private MatVecShape MatVecShapeFor(VkWeight w, int tokens)
     {
         if (tokens > 1 && Options.VecMatVec is { } v) return v;
         if (Options.MatVec is { } s) return s;
-        return new MatVecShape(128, GgmlTypes.IsQuantized(w.DevType) ? tokens > 1 && IntDotVec(w) ? 4u : 8u : 4u, 1);
+        if (!GgmlTypes.IsQuantized(w.DevType)) return new MatVecShape(128, 4, 1);
+        return new MatVecShape(128, tokens > 1 && IntDotVec(w) && w.DevType == GgmlType.Q8_0 ? 4u : 8u, 1);
     }
 
     /// <summary>The tensor-core GEMM's pipeline: tile, weight type, x in f16 (XF16) and the options' register stages and
