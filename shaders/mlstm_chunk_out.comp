@@ -22,6 +22,23 @@ shared float Ms[CL][CL + 1u];
 shared float As[CL][17];
 shared float Bs[16][64];
 
+// item idx of a 16-deep slab at a0: token idx / 16's q at column a0 + idx % 16, and row a0 + idx / 64 of C at column
+// col0 + idx % 64 (zeros outside)
+void load_qc(uint idx, uint a0, uint len, uint qo, uint cb, uint col0, out float q, out float cv)
+{
+    uint r = idx >> 4, cc = idx & 15u;
+    q = (r < len && a0 + cc < pc.dqk) ? QKV[qo + r * pc.rowStride + a0 + cc] : 0.0;
+    uint ra = idx >> 6, c2 = idx & 63u;
+    cv = (a0 + ra < pc.dqk && col0 + c2 < pc.dv) ? SCR[cb + (a0 + ra) * pc.dv + col0 + c2] : 0.0;
+}
+
+// item idx of v: token j0 + idx / 64 at column col0 + idx % 64 (zeros outside)
+float load_v(uint idx, uint j0, uint len, uint vo, uint col0)
+{
+    uint rj = idx >> 6, c2 = idx & 63u;
+    return (j0 + rj < len && col0 + c2 < pc.dv) ? QKV[vo + (j0 + rj) * pc.rowStride + col0 + c2] : 0.0;
+}
+
 void main()
 {
     uint tid = gl_LocalInvocationID.x;
@@ -89,17 +106,20 @@ void main()
     // q_iᵀ C_c
     uint cb = pc.cOff + ch * pc.dqk * pc.dv;
     uint col0 = gl_WorkGroupID.x * 64u;
+    // the next slab's loads are issued before this slab's products (a slab at a time was a chain of memory round trips)
+    float an[4], bn[4];
+    [[unroll]] for (uint e = 0u; e < 4u; e++) load_qc(tid + 256u * e, 0u, len, qo, cb, col0, an[e], bn[e]);
     for (uint a0 = 0u; a0 < pc.dqk; a0 += 16u)
     {
         [[unroll]] for (uint e = 0u; e < 4u; e++)
         {
             uint idx = tid + 256u * e;
-            uint r = idx >> 4, cc = idx & 15u;          // token r, column a0 + cc
-            As[r][cc] = (r < len && a0 + cc < pc.dqk) ? QKV[qo + r * pc.rowStride + a0 + cc] : 0.0;
-            uint ra = idx >> 6, c2 = idx & 63u;         // row a0 + ra of C, column tile + c2
-            Bs[ra][c2] = (a0 + ra < pc.dqk && col0 + c2 < pc.dv) ? SCR[cb + (a0 + ra) * pc.dv + col0 + c2] : 0.0;
+            As[idx >> 4][idx & 15u] = an[e];
+            Bs[idx >> 6][idx & 63u] = bn[e];
         }
         barrier();
+        if (a0 + 16u < pc.dqk)
+            [[unroll]] for (uint e = 0u; e < 4u; e++) load_qc(tid + 256u * e, a0 + 16u, len, qo, cb, col0, an[e], bn[e]);
         [[unroll]] for (uint cc = 0u; cc < 16u; cc++)
         {
             float qa[4], cv[4];
@@ -117,15 +137,17 @@ void main()
         [[unroll]] for (uint j = 0u; j < 4u; j++) acc[i][j] *= q;
     }
     // + M V
+    [[unroll]] for (uint e = 0u; e < 4u; e++) bn[e] = load_v(tid + 256u * e, 0u, len, vo, col0);
     for (uint j0 = 0u; j0 < len; j0 += 16u)
     {
         [[unroll]] for (uint e = 0u; e < 4u; e++)
         {
             uint idx = tid + 256u * e;
-            uint rj = idx >> 6, c2 = idx & 63u;         // v_{j0 + rj}[tile + c2]
-            Bs[rj][c2] = (j0 + rj < len && col0 + c2 < pc.dv) ? QKV[vo + (j0 + rj) * pc.rowStride + col0 + c2] : 0.0;
+            Bs[idx >> 6][idx & 63u] = bn[e];
         }
         barrier();
+        if (j0 + 16u < len)
+            [[unroll]] for (uint e = 0u; e < 4u; e++) bn[e] = load_v(tid + 256u * e, j0 + 16u, len, vo, col0);
         [[unroll]] for (uint cc = 0u; cc < 16u; cc++)
         {
             float mr[4], vr[4];
