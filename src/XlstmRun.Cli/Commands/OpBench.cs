@@ -200,17 +200,29 @@ internal static class OpBench
         return v.Count == 0 ? double.NaN : v.Count % 2 == 1 ? v[v.Count / 2] : 0.5 * (v[v.Count / 2 - 1] + v[v.Count / 2]);
     }
 
-    /// <summary>Time <paramref name="call"/> (i = call index): one warm-up, then <paramref name="reps"/> calls, each
-    /// synchronised (device timestamps give the kernel time, the wall clock the time with submission).</summary>
+    /// <summary>Time <paramref name="call"/> (i = call index): warm-up calls for <see cref="WarmupMs"/>, then
+    /// <paramref name="reps"/> calls, each synchronised (device timestamps give the kernel time, the wall clock the time
+    /// with submission).</summary>
     private static double Time(IBackend be, IProfilingBackend? prof, int reps, ITensor sync, Action<int> call) =>
         Time(be, prof, reps, sync, call, out _);
+
+    /// <summary>Back-to-back warm-up calls before each case is timed. A GPU that was lightly loaded for a few seconds (a
+    /// case's set-up: weights made and uploaded on the host) lowers its clocks and runs short calls several times slower:
+    /// on the H200 identical cases took 360 µs, then from the sixth on 1,340-1,650 µs at 345-405 MHz instead of 1,980
+    /// (nvidia-smi: throttle reason "idle"; docs/NOTES.md, session 9).</summary>
+    public const int WarmupMs = 300;
 
     /// <param name="kernels">Per kernel name: median µs per call (device timestamps only).</param>
     private static double Time(IBackend be, IProfilingBackend? prof, int reps, ITensor sync, Action<int> call, out string kernels)
     {
         var one = new float[sync.Rows * sync.Cols];
-        call(0);
-        be.Read(sync, one);
+        var warm = Stopwatch.StartNew();
+        int w = 0;
+        do
+        {
+            call(w++);
+            be.Read(sync, one);
+        } while (warm.ElapsedMilliseconds < WarmupMs && w < 100_000);
         var times = new List<double>();
         var perKernel = new Dictionary<string, List<double>>();
         for (int i = 0; i < reps; i++)
