@@ -82,7 +82,7 @@ if has opbench; then
   timeout 200 "$BIN" bench --op 7b --backend vulkan --type "${OPTYPES:-f16,q8_0,q4_0}" --tokens "${OPTOKENS:-1,2048}" -r "${OPREPS:-10}" >> "$SUM" 2> "$OUT/logs/opbench.err"
   if [ -x "${BIN_B:-}" ]; then
     sec "op bench, 7B shapes, B = $BIN_B"
-    timeout 200 "$BIN_B" bench --op 7b --backend vulkan --type "${OPTYPES:-f16,q8_0,q4_0}" --tokens "${OPTOKENS:-1,2048}" -r "${OPREPS:-10}" 2>> "$OUT/logs/opbench.err" | grep -E '^\| (matmul|fused)' >> "$SUM"
+    timeout 200 "$BIN_B" bench --op 7b --backend vulkan --type "${OPTYPES:-f16,q8_0,q4_0}" --tokens "${OPTOKENS:-1,2048}" -r "${OPREPS:-10}" 2>> "$OUT/logs/opbench.err" | grep -E '^\| (matmul|fused|cell)' >> "$SUM"
   fi
 fi
 
