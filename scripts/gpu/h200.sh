@@ -6,6 +6,8 @@
 #   overlap  32 products per submission with barriers between them and without (does the device overlap dispatches?)
 #   vecgemm  products of 8/16/64 tokens as matvecs (default) and as GEMMs (XLSTM_VK_VEC_TOKENS=1)
 #   fewtok   prompt feeds of a few tokens: the split-K GEMM (bench --op matmul --feed) against the matvec
+#   clocks   the GPU's clocks under the op bench: eight identical cases in one process, nvidia-smi's SM clock and
+#            throttle reasons before and after (session 9: identical cases ran 4-5x slower once the clocks fell to idle)
 #   vecsweep few-token matvec shapes (tokens per workgroup x rows per workgroup)
 #   tcvec    int8 products over several tokens: matvec (XLSTM_VK_TCVEC=0) against the tensor-core kernel, and its statistics
 #   ab       two binaries side by side, alternating (BIN_B against BIN): products at AB_SHAPES x AB_TOKENS per AB_TYPES
@@ -115,6 +117,16 @@ if has fewtok; then
       echo "$row" >> "$SUM"
     done
   done; done
+fi
+
+# ---- the GPU's clocks under the op bench ------------------------------------------------------------------------------
+if has clocks; then
+  say "clocks"
+  sec "eight identical op-bench cases in one process (bench --op matmul q4_0 21888x4096, 64 tokens), SM clock before | after"
+  smi() { nvidia-smi --query-gpu=clocks.sm,power.draw,clocks_throttle_reasons.active --format=csv,noheader 2>/dev/null; }
+  echo "before: $(smi)" >> "$SUM"
+  timeout 120 "$BIN" bench --op matmul --backend vulkan --type q4_0 --rows 21888 --cols 4096 --tokens 64,64,64,64,64,64,64,64 -r 10 2>/dev/null | grep '^| matmul' >> "$SUM"
+  echo "after: $(smi)" >> "$SUM"
 fi
 
 if has vecsweep; then
