@@ -86,7 +86,8 @@ layout(std430, binding = 10) readonly buffer ABb { float AB[]; };  // M_AUX: its
 #if INT_DOT
 layout(std430, binding = 11) buffer XQb { uvec4 XQ4[]; };  // PREQ/M_QOUT: quants, token t block b at 2·(t·xqStride + b)
 layout(std430, binding = 12) buffer XDb { vec2 XD[]; };    // PREQ/M_QOUT: (d, Σq) at xdOff + t·xqStride + b
-layout(std430, binding = 13) buffer XSb { float XSS[]; };  // PREQ/M_QOUT: Σx² of block b of token t at xsOff + t·xqStride + b
+layout(std430, binding = 13) buffer XSb { float XSS[]; };  // PREQ/M_QOUT: Σx² of block b of token t at xsOff + t·xqStride + b;
+                                                           // flags bit 32: token t's whole Σx² at xsOff + nTok·xqStride + t
 layout(std430, binding = 14) buffer QCb { uint QC[]; };    // M_QOUT: finished row groups per 32-row block
 #include "quant8.glsl"
 #endif

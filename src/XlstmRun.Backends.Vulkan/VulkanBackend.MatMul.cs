@@ -528,7 +528,8 @@ public sealed unsafe partial class VulkanBackend
         // XQ layout (see QuantizeX): of this matvec's input, or (M_QOUT) of its output
         uint nb = (uint)(quantizeFor != null ? W.Rows : W.Cols) / 32, xdOff = (uint)T * nb * 4, xsOff = (uint)T * nb * 10;
         VkBuf? xq = null;
-        if (preq && !xqReady) xq = QuantizeX(XIn, xb, xo, nwb, NW != null, T, nb);
+        bool totals = false;   // quantize_x wrote each token's whole Σx² for this matvec's fused norm (flags bit 32)
+        if (preq && !xqReady) xq = QuantizeX(XIn, xb, xo, nwb, NW != null, T, nb, out totals);
         else if (preq || quantizeFor != null) xq = XqBuffer(T, nb);   // quantized by the previous matvec, or to be written
         VkBuf? qc = quantizeFor != null ? QuantizeCounters(nb) : null;
         var reads = new List<VkBuf?>(W.Parts.Length + 7);
@@ -586,7 +587,7 @@ public sealed unsafe partial class VulkanBackend
                 XOff = xo, XStride = (uint)XIn.Stride, DOff = dOff + (uint)p.RowStart, DStride = (uint)D.Stride,
                 BOff = (uint)p.RowStart,
                 Flags = (m.Accumulate ? 1u : 0u) | (B != null ? 2u : 0u) | (mv.WriteNorm && firstPart ? 4u : 0u) | (mv.WriteGateUp ? 8u : 0u) | (AB != null ? 16u : 0u) |
-                        (preq && norm != null && !xqReady && T > 1 ? 32u : 0u),
+                        (totals ? 32u : 0u),
                 AOff = aOff, AStride = aStride, SOff = sOff, SStride = sStride, Half = (uint)(W.Rows / 2),
                 Eps = norm?.Eps ?? 0f, Cap = mv.Cap?.Cap ?? 0f,
                 AuxRows = aux != null ? (uint)AW!.Rows : 0, AuxOff = auxOff, AuxStride = auxStride, MainGroups = mainGroups,
@@ -629,11 +630,13 @@ public sealed unsafe partial class VulkanBackend
 
     /// <summary>The input of an int8 matvec quantized once per token (shaders/quantize_x.comp, times the fused RmsNorm's
     /// weight when <paramref name="norm"/>) into the XQ workspace (<see cref="XqBuffer"/>).</summary>
-    private VkBuf QuantizeX(VkTensor x, Binding xb, uint xo, Binding nwb, bool norm, int T, uint nb)
+    private VkBuf QuantizeX(VkTensor x, Binding xb, uint xo, Binding nwb, bool norm, int T, uint nb, out bool totals)
     {
+        // each token's whole Σx² as well, for a fused norm over several tokens (one token's matvec sums the partials itself)
+        totals = norm && T > 1;
         var xq = XqBuffer(T, nb);
         _cs.BeginOp(norm ? "quantize+norm" : "quantize", [x.Buf, norm ? ((VkBuf?)nwb.Buf) : null], [xq]);
-        var pc = new QuantizePush { XOff = xo, XStride = (uint)x.Stride, Nb = nb, XdOff = (uint)T * nb * 4, XsOff = (uint)T * nb * 10, Totals = norm && T > 1 ? 1u : 0u };
+        var pc = new QuantizePush { XOff = xo, XStride = (uint)x.Stride, Nb = nb, XdOff = (uint)T * nb * 4, XsOff = (uint)T * nb * 10, Totals = totals ? 1u : 0u };
         var q = Whole(xq);
         Run(_quantize, _quantize.Pipeline([norm ? 1u : 0u]), [xb, nwb, q, q, q], &pc, 1, (uint)T, 1);
         _cs.EndOp();
