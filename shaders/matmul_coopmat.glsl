@@ -32,6 +32,9 @@ layout(constant_id = 7) const uint XF16 = 0u;       // 1: x is f16 in XH (bindin
 layout(constant_id = 8) const uint RSTAGES = 1u;    // 2 (f16 x only): loads run two K steps ahead
 layout(constant_id = 9) const uint TOKEN_MAJOR = 0u;  // 1: grid x = token tiles, y = weight-row tiles
 layout(constant_id = 10) const uint SPLITK = 0u;    // 1: grid z = K segments of kSeg, partial tiles (see above)
+// Diagnosis only (XLSTM_VK_GEMM_DIAG; wrong results, timing of the parts of the two-register-stage loop): bit 1 no
+// global loads after the first step, 2 no products, 4 no shared stores after the first step, 8 no barriers in the loop
+layout(constant_id = 11) const uint DIAG = 0u;
 
 layout(std430, binding = 0) readonly buffer W4b { uvec4 W4[]; };
 layout(std430, binding = 1) readonly buffer W1b { uint W1[]; };
@@ -55,9 +58,14 @@ const uint BK = 8u * BKV;
 const uint LDV = BKV + 1u;                          // uvec4 per shared row
 const uint A_ITEMS = (BM * BKV + NT - 1u) / NT;     // (token, 8-element group) items per invocation and step
 const uint B_ITEMS = (BN * BKV + NT - 1u) / NT;     // (row, 8-element group) items
-shared uvec4 As[2 * BM * LDV];
-shared uvec4 Bs[2 * BN * LDV];
-shared float Cs[WARPS_M * WARPS_N * 256u];           // epilogue staging, one 16 × 16 tile per subgroup
+// Shared memory: the two buffers of the x tile (As: 2 · BM rows of LDV uvec4 from 0), then those of the weight tile
+// (Bs: 2 · BN rows from B_OFF). The epilogue's staging (one 16 × 16 f32 tile per subgroup, 64 uvec4 each, from 0) reuses
+// the same memory: the main loop's last barrier comes after its last products.
+const uint B_OFF = 2u * BM * LDV;
+const uint SH_OPS = 2u * (BM + BN) * LDV;
+const uint SH_STAGE = WARPS_M * WARPS_N * 64u;
+shared uvec4 Sh[SH_OPS > SH_STAGE ? SH_OPS : SH_STAGE];
+float staged(uint i) { return uintBitsToFloat(Sh[i >> 2][i & 3u]); }   // staging element i (floats from 0)
 uint g_lane;
 
 #if EMULATE_COOPMAT
@@ -72,7 +80,7 @@ struct CmAcc { float v[8]; };
 #define CM_LOAD_S(m, arr_, id, off_, stride_, colMajor_) m = CmAB(id, off_, stride_, colMajor_)
 float half_at(uint arr, uint i)   // i in halves
 {
-    uvec4 u = arr == 0u ? As[i >> 3] : Bs[i >> 3];
+    uvec4 u = Sh[(arr == 0u ? 0u : B_OFF) + (i >> 3)];
     uint w = u[(i >> 1) & 3u];
     return unpackHalf2x16(w)[i & 1u];
 }
@@ -95,7 +103,7 @@ CmAcc cm_muladd(CmAB a, CmAB b, CmAcc acc)
 #define CM_MULADD(a, b, c) cm_muladd(a, b, c)
 void cm_store_s(CmAcc m, uint off, uint stride)
 {
-    for (uint i = 0u; i < 8u; i++) { uint e = g_lane + 32u * i; Cs[off + (e >> 4) * stride + (e & 15u)] = m.v[i]; }
+    for (uint i = 0u; i < 8u; i++) { uint e = g_lane + 32u * i, o = off + (e >> 4) * stride + (e & 15u); Sh[o >> 2][o & 3u] = floatBitsToUint(m.v[i]); }
 }
 #define CM_STORE_S(m, off, stride) cm_store_s(m, off, stride)
 void cm_store_g(CmAcc m, uint off, uint stride)
@@ -116,9 +124,9 @@ CmAcc cm_load_g(uint off, uint stride)
 #define CM_AB fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define CM_ACC fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 #define CM_ZERO fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0)
-#define CM_LOAD_S(m, arr, id, off, stride, colMajor) coopMatLoadNV(m, arr, off, stride, colMajor)
+#define CM_LOAD_S(m, arr, id, off, stride, colMajor) coopMatLoadNV(m, Sh, (id) == 0u ? (off) : B_OFF + (off), stride, colMajor)
 #define CM_MULADD(a, b, c) coopMatMulAddNV(a, b, c)
-#define CM_STORE_S(m, off, stride) coopMatStoreNV(m, Cs, off, stride, false)
+#define CM_STORE_S(m, off, stride) coopMatStoreNV(m, Sh, (off) >> 2, (stride) >> 2, false)   // offsets in floats, multiples of 4
 #define CM_STORE_G(m, off, stride) coopMatStoreNV(m, D, off, stride, false)
 #define CM_LOAD_G(m, off, stride) coopMatLoadNV(m, D, off, stride, false)
 #define SG_SYNC() { subgroupMemoryBarrierShared(); subgroupBarrier(); }
@@ -224,6 +232,12 @@ uint g_tid, g_tokBase, g_rowBase, g_padCols;
 // one K step of operands (x from XH; weights as loaded, decoded when stored) into registers
 void load_step(uint k0, out uvec4 a[A_ITEMS], out WRaw b[B_ITEMS])
 {
+    if ((DIAG & 1u) != 0u)
+    {
+        [[unroll]] for (uint i = 0u; i < A_ITEMS; i++) a[i] = uvec4(k0 + i);
+        [[unroll]] for (uint i = 0u; i < B_ITEMS; i++) { b[i].u = uvec4(k0 + i); b[i].s = 0u; b[i].meta = 0u; }
+        return;
+    }
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
@@ -239,15 +253,16 @@ void load_step(uint k0, out uvec4 a[A_ITEMS], out WRaw b[B_ITEMS])
 // registers of the K step at k0 into shared buffer `buf`
 void store_step(uint buf, uvec4 a[A_ITEMS], WRaw b[B_ITEMS], uint k0)
 {
+    if ((DIAG & 4u) != 0u) return;
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        if (idx < BM * BKV) As[buf * BM * LDV + (idx / BKV) * LDV + idx % BKV] = xh_keep(a[i], g_tokBase + idx / BKV, k0 + 8u * (idx % BKV));
+        if (idx < BM * BKV) Sh[buf * BM * LDV + (idx / BKV) * LDV + idx % BKV] = xh_keep(a[i], g_tokBase + idx / BKV, k0 + 8u * (idx % BKV));
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        if (idx < BN * BKV) Bs[buf * BN * LDV + (idx / BKV) * LDV + idx % BKV] = decode_w8(b[i]);
+        if (idx < BN * BKV) Sh[B_OFF + buf * BN * LDV + (idx / BKV) * LDV + idx % BKV] = decode_w8(b[i]);
     }
 }
 
@@ -288,12 +303,12 @@ void main()
     {
         uint idx = tid + NT * i;
         if (idx < BM * BKV)
-            As[(idx / BKV) * LDV + idx % BKV] = XF16 != 0u ? xh_keep(xh[i], tokBase + idx / BKV, kStart + 8u * (idx % BKV)) : pack8(xa[i], xb[i]);
+            Sh[(idx / BKV) * LDV + idx % BKV] = XF16 != 0u ? xh_keep(xh[i], tokBase + idx / BKV, kStart + 8u * (idx % BKV)) : pack8(xa[i], xb[i]);
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        if (idx < BN * BKV) Bs[(idx / BKV) * LDV + idx % BKV] = decode_w8(wq[i]);
+        if (idx < BN * BKV) Sh[B_OFF + (idx / BKV) * LDV + idx % BKV] = decode_w8(wq[i]);
     }
     barrier();
 
@@ -316,14 +331,14 @@ void main()
         for (uint s = 0u; s < nSteps; s += 2u)
         {
             if (s + 2u < nSteps) load_step(kStart + (s + 2u) * BK, xh, wq);
-            PRODUCTS(0u);
+            if ((DIAG & 2u) == 0u) PRODUCTS(0u);
             if (s + 1u < nSteps) store_step(1u, a1, b1, kStart + (s + 1u) * BK);
-            barrier();
+            if ((DIAG & 8u) == 0u) barrier();
             if (s + 1u >= nSteps) break;
             if (s + 3u < nSteps) load_step(kStart + (s + 3u) * BK, a1, b1);
-            PRODUCTS(1u);
+            if ((DIAG & 2u) == 0u) PRODUCTS(1u);
             if (s + 2u < nSteps) store_step(0u, xh, wq, kStart + (s + 2u) * BK);
-            barrier();
+            if ((DIAG & 8u) == 0u) barrier();
         }
     }
     else
@@ -355,13 +370,13 @@ void main()
                 {
                     uint idx = tid + NT * i;
                     if (idx < BM * BKV)
-                        As[nxt * BM * LDV + (idx / BKV) * LDV + idx % BKV] =
+                        Sh[nxt * BM * LDV + (idx / BKV) * LDV + idx % BKV] =
                             XF16 != 0u ? xh_keep(xh[i], tokBase + idx / BKV, kStart + (s + 1u) * BK + 8u * (idx % BKV)) : pack8(xa[i], xb[i]);
                 }
                 [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
-                    if (idx < BN * BKV) Bs[nxt * BN * LDV + (idx / BKV) * LDV + idx % BKV] = decode_w8(wq[i]);
+                    if (idx < BN * BKV) Sh[B_OFF + nxt * BN * LDV + (idx / BKV) * LDV + idx % BKV] = decode_w8(wq[i]);
                 }
             }
             barrier();
@@ -387,7 +402,7 @@ void main()
                     uint t = t0 + (el >> 4), row = r0 + (el & 15u);
                     if (t < pc.nTok && row < pc.rows)
                     {
-                        float v = Cs[sg * 256u + el];
+                        float v = staged(sg * 256u + el);
                         if ((pc.flags & 2u) != 0u) v += B[pc.bOff + row];
                         uint o = dBase + t * pc.dStride + row;
                         if ((pc.flags & 1u) != 0u) v += D[o];

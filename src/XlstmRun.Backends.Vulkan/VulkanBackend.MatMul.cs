@@ -148,7 +148,7 @@ public sealed unsafe partial class VulkanBackend
     /// grid order.</summary>
     private Pipeline GemmPipeline(Kernel k, uint wtype, GemmTile t, bool xf16, bool splitK = false) =>
         k.Pipeline([t.Threads, t.WarpsM, wtype, t.WarpsN, t.TM, t.TN, t.Bkv, xf16 ? 1u : 0u, (uint)Options.GemmRegisterStages, Options.GemmTokenMajor ? 1u : 0u,
-            splitK ? 1u : 0u]);
+            splitK ? 1u : 0u, (uint)Options.GemmDiag]);
 
     /// <summary>The GEMM tile for <paramref name="tokens"/> rows: the prefill tile, or for a few rows (the
     /// multi-sequence decode step) a tile of 16–64 tokens × 64 weight rows, so that the weights are still read once and

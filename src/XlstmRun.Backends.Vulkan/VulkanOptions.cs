@@ -17,8 +17,9 @@ public readonly record struct GemmTile(uint WarpsM, uint WarpsN, uint TM, uint T
     public uint Threads => 32 * WarpsM * WarpsN;
     public uint BM => 16 * TM * WarpsM;
     public uint BN => 16 * TN * WarpsN;
-    /// <summary>Shared memory of the kernel: two f16 tiles per operand (rows of Bkv + 1 uvec4) and the epilogue staging.</summary>
-    public uint SharedBytes => 2 * (BM + BN) * (Bkv + 1) * 16 + WarpsM * WarpsN * 1024;
+    /// <summary>Shared memory of the kernel: two f16 tiles per operand (rows of Bkv + 1 uvec4), reused by the epilogue's
+    /// staging (1 KiB per subgroup).</summary>
+    public uint SharedBytes => Math.Max(2 * (BM + BN) * (Bkv + 1) * 16, WarpsM * WarpsN * 1024);
     public bool Valid => WarpsM is >= 1 and <= 4 && WarpsN is >= 1 and <= 4 && TM is >= 1 and <= 8 && TN is >= 1 and <= 8 && Bkv is 2 or 4 or 8 or 16;
     public override string ToString() => $"{WarpsM},{WarpsN},{TM},{TN},{Bkv}";
 }
@@ -134,6 +135,9 @@ public sealed record VulkanOptions
     /// that workgroups running at once share weight tiles in L2 (H200, 2048 tokens: 21888x4096 141 → 155 TFLOP/s, the
     /// other 7B shapes ±1 %).</summary>
     public bool GemmTokenMajor { get; init; } = true;
+    /// <summary>Diagnosis only (XLSTM_VK_GEMM_DIAG=0..15, wrong results): parts of the tensor-core GEMM's loop left out
+    /// (1 global loads, 2 products, 4 shared stores, 8 barriers) to time the rest with `bench --op matmul`.</summary>
+    public int GemmDiag { get; init; }
     /// <summary>Tests and diagnosis (XLSTM_VK_EMULATE_COOPMAT=warpsM,warpsN,tm,tn,bkv): run the prefill GEMM through
     /// matmul_coopmat_emu (emulated matrix operations) on any device, with this tile.</summary>
     public GemmTile? EmulateCoopMat { get; init; }
@@ -219,6 +223,7 @@ public sealed record VulkanOptions
             var t = new Cm2Tile(n[0], n[1], n[2], n[3]);
             o = o with { Cm2Tile = t.Valid ? t : throw new ArgumentException($"XLSTM_VK_CM2_TILE={ct}: threads 32..512 (a power of two), bm and bn 16..256, bk 16..128, multiples of 16") };
         }
+        if (Env("XLSTM_VK_GEMM_DIAG") is { } gdg) o = o with { GemmDiag = Int("XLSTM_VK_GEMM_DIAG", gdg, 0, 15) };
         if (Env("XLSTM_VK_GEMM_TOKEN_MAJOR") is { } gtm) o = o with { GemmTokenMajor = gtm != "0" };
         if (Env("XLSTM_VK_RSCATTER") is { } rsc) o = o with { ReduceScatter = rsc != "0" };
         if (Env("XLSTM_VK_TCVEC") is { } tcv) o = o with { TensorMatVec = Int("XLSTM_VK_TCVEC", tcv, 0, 2) };
