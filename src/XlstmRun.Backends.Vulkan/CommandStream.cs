@@ -4,8 +4,10 @@ using Silk.NET.Vulkan;
 namespace XlstmRun.Backends.Vulkan;
 
 /// <summary>
-/// Records ops into command buffers and submits them. Eager ops go into one command buffer that is submitted at the
-/// next synchronisation point; <see cref="Replay"/> records a keyed command buffer once and resubmits it.
+/// Records ops into command buffers and submits them. Eager ops go into a command buffer that is submitted at the next
+/// synchronisation point, or, once it holds <see cref="EagerChunkOps"/> ops, without waiting (the device runs the first
+/// part of a long prompt while the host records the rest; each further piece twice as long as the one before, until the
+/// next synchronisation point; at most <see cref="MaxInFlight"/> submissions in flight, the eager buffers a small ring); <see cref="Replay"/> records a keyed command buffer once and resubmits it.
 /// Barriers: one global compute/transfer memory barrier, inserted only when an op touches a buffer that an earlier op
 /// since the last barrier wrote (read-after-write, write-after-write) or read (write-after-read). Each command buffer
 /// starts with a full barrier (ordering against earlier submissions) and ends with a device-to-host barrier.
@@ -16,7 +18,9 @@ public sealed unsafe class CommandStream : IDisposable
     private sealed class Recording
     {
         public CommandBuffer Cb;
-        public bool Open, HasWork;
+        public bool Open, HasWork, InFlight;
+        public int OpCount;
+        public PipelineStageFlags Pending;   // stages of the ops recorded since the last barrier
         public readonly HashSet<long> Dirty = new(), Reads = new();
         public QueryPool Pool;
         public uint Queries;
@@ -28,11 +32,13 @@ public sealed unsafe class CommandStream : IDisposable
     private readonly VulkanContext _context;
     private readonly Vk _vk;
     private readonly CommandPool _pool;
-    private readonly Fence _fence;
-    private readonly Recording _eager;
+    private const int MaxInFlight = 2;
+    private Recording _eager;                                  // the eager buffer being recorded (a member of the ring)
+    private readonly List<Recording> _eagerRing = new();
     private Recording _target;
     private readonly Dictionary<string, Recording> _replays = new();
-    private List<Recording>? _inflight;
+    private readonly Queue<(List<Recording> Recs, Fence Fence)> _flights = new();
+    private readonly Stack<Fence> _freeFences = new();
     private string? _opName;
     private readonly Dictionary<(string Phase, string Op), (long Count, double Ns)> _prof = new();
     private readonly Dictionary<string, long> _submits = new();
@@ -52,15 +58,18 @@ public sealed unsafe class CommandStream : IDisposable
         CommandPool pool;
         cx.Check(_vk.CreateCommandPool(cx.Device, &cpci, null, &pool), "vkCreateCommandPool");
         _pool = pool;
-        var fci = new FenceCreateInfo { SType = StructureType.FenceCreateInfo };
-        Fence f;
-        cx.Check(_vk.CreateFence(cx.Device, &fci, null, &f), "vkCreateFence");
-        _fence = f;
         _eager = NewRecording("eager");
+        _eagerRing.Add(_eager);
         _target = _eager;
     }
 
     public bool Profiling { get; }
+    /// <summary>Eager ops per submission of a long recording (0: submit only at synchronisation points).</summary>
+    public int EagerChunkOps { get; set; }
+    /// <summary>Barriers name only the stages involved (compute shaders unless a transfer op is on either side) instead of
+    /// compute and transfer always.</summary>
+    public bool PreciseBarriers { get; set; }
+    private int _chunkOps;   // the current piece's length (EagerChunkOps, doubling per piece; 0 = not started)
     /// <summary>Barriers recorded so far (all recordings).</summary>
     public long Barriers { get; private set; }
     public bool IsRecordingReplay => _target != _eager;
@@ -91,7 +100,9 @@ public sealed unsafe class CommandStream : IDisposable
         _vk.CmdPipelineBarrier(r.Cb, PipelineStageFlags.AllCommandsBit, PipelineStageFlags.AllCommandsBit, 0, 1, &mb, 0, null, 0, null);
         r.Open = true;
         r.HasWork = false;
-        if (r == _eager) _eagerStart = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (r == _eager && _eagerStart < 0) _eagerStart = System.Diagnostics.Stopwatch.GetTimestamp();
+        r.OpCount = 0;
+        r.Pending = 0;
         r.Dirty.Clear();
         r.Reads.Clear();
         r.Ops.Clear();
@@ -111,9 +122,10 @@ public sealed unsafe class CommandStream : IDisposable
         r.Open = false;
     }
 
-    /// <summary>Start an op that reads <paramref name="reads"/> and writes <paramref name="writes"/>; returns the command
-    /// buffer to record it into. Call <see cref="EndOp"/> after recording.</summary>
-    public CommandBuffer BeginOp(string name, ReadOnlySpan<VkBuf?> reads, ReadOnlySpan<VkBuf?> writes)
+    /// <summary>Start an op that reads <paramref name="reads"/> and writes <paramref name="writes"/> (by compute shaders, or
+    /// by transfer commands when <paramref name="transfer"/>); returns the command buffer to record it into. Call
+    /// <see cref="EndOp"/> after recording.</summary>
+    public CommandBuffer BeginOp(string name, ReadOnlySpan<VkBuf?> reads, ReadOnlySpan<VkBuf?> writes, bool transfer = false)
     {
         var r = _target;
         if (Profiling && r.Queries + 1 >= QueryCap)
@@ -121,33 +133,52 @@ public sealed unsafe class CommandStream : IDisposable
             if (r == _eager) Flush();
             else throw new InvalidOperationException("too many ops in one replayed command buffer for the profiler");
         }
+        if (r == _eager && r.Open && EagerChunkOps > 0 && r.OpCount >= Math.Max(_chunkOps, EagerChunkOps))
+        {
+            _chunkOps = 2 * Math.Max(_chunkOps, EagerChunkOps);
+            // submit what is recorded and go on in another buffer of the ring
+            End(r);
+            while (_flights.Count >= MaxInFlight) WaitOldest();
+            Submit([r]);
+            r = _target = _eager = FreeEager();
+        }
         if (!r.Open)
         {
-            if (r == _eager) Wait(); // the eager buffer may still be in flight
+            if (r == _eager && r.InFlight) r = _target = _eager = FreeEager();
             Begin(r, r == _eager);
         }
+        r.OpCount++;
         bool need = false;
         foreach (var b in reads) if (b != null && r.Dirty.Contains(b.Id)) need = true;
         foreach (var b in writes) if (b != null && (r.Dirty.Contains(b.Id) || r.Reads.Contains(b.Id))) need = true;
+        var stage = transfer ? PipelineStageFlags.TransferBit : PipelineStageFlags.ComputeShaderBit;
         if (need)
         {
+            var src = PreciseBarriers && r.Pending != 0 ? r.Pending : Work;
+            var dst = PreciseBarriers ? stage : Work;
             var mb = new MemoryBarrier
             {
                 SType = StructureType.MemoryBarrier,
-                SrcAccessMask = AccessFlags.ShaderWriteBit | AccessFlags.TransferWriteBit,
-                DstAccessMask = AccessFlags.ShaderReadBit | AccessFlags.ShaderWriteBit | AccessFlags.TransferReadBit | AccessFlags.TransferWriteBit,
+                SrcAccessMask = Access(src, write: true),
+                DstAccessMask = Access(dst, write: false) | Access(dst, write: true),
             };
-            _vk.CmdPipelineBarrier(r.Cb, Work, Work, 0, 1, &mb, 0, null, 0, null);
+            _vk.CmdPipelineBarrier(r.Cb, src, dst, 0, 1, &mb, 0, null, 0, null);
             r.Dirty.Clear();
             r.Reads.Clear();
+            r.Pending = 0;
             Barriers++;
         }
+        r.Pending |= stage;
         foreach (var b in reads) if (b != null) r.Reads.Add(b.Id);
         foreach (var b in writes) if (b != null) r.Dirty.Add(b.Id);
         r.HasWork = true;
         _opName = name;
         return r.Cb;
     }
+
+    private static AccessFlags Access(PipelineStageFlags stages, bool write) =>
+        ((stages & PipelineStageFlags.ComputeShaderBit) != 0 ? (write ? AccessFlags.ShaderWriteBit : AccessFlags.ShaderReadBit) : 0) |
+        ((stages & PipelineStageFlags.TransferBit) != 0 ? (write ? AccessFlags.TransferWriteBit : AccessFlags.TransferReadBit) : 0);
 
     public void EndOp()
     {
@@ -169,52 +200,89 @@ public sealed unsafe class CommandStream : IDisposable
         _vk.CmdDispatch(cb, gx, gy, gz);
     }
 
-    /// <summary>Submit <paramref name="recs"/> and remember them as in flight (one submission in flight at a time).</summary>
+    /// <summary>An eager buffer that is not in flight (waiting for the oldest submission when the ring is full).</summary>
+    private Recording FreeEager()
+    {
+        while (true)
+        {
+            foreach (var e in _eagerRing)
+                if (!e.InFlight) return e;
+            if (_eagerRing.Count <= MaxInFlight)
+            {
+                var n = NewRecording("eager");
+                _eagerRing.Add(n);
+                return n;
+            }
+            WaitOldest();
+        }
+    }
+
     /// <summary>Called before every submission (the uploader submits its pending copies, so they come first).</summary>
     public Action? BeforeSubmit { get; set; }
 
+    /// <summary>Submit <paramref name="recs"/> (in this order) with a fence of its own and remember them as in flight.</summary>
     private void Submit(List<Recording> recs)
     {
         BeforeSubmit?.Invoke();
         var cbs = stackalloc CommandBuffer[recs.Count];
         for (int i = 0; i < recs.Count; i++) cbs[i] = recs[i].Cb;
+        Fence fence;
+        if (!_freeFences.TryPop(out fence))
+        {
+            var fci = new FenceCreateInfo { SType = StructureType.FenceCreateInfo };
+            _context.Check(_vk.CreateFence(_context.Device, &fci, null, &fence), "vkCreateFence");
+        }
         var si = new SubmitInfo { SType = StructureType.SubmitInfo, CommandBufferCount = (uint)recs.Count, PCommandBuffers = cbs };
-        _context.Check(_vk.QueueSubmit(_context.Queue, 1, &si, _fence), "vkQueueSubmit");
-        _inflight = recs;
+        _context.Check(_vk.QueueSubmit(_context.Queue, 1, &si, fence), "vkQueueSubmit");
+        foreach (var r in recs) r.InFlight = true;
+        _flights.Enqueue((recs, fence));
     }
 
-    /// <summary>Wait for the submission in flight (if any), collect its timestamps and recycle the eager buffer.</summary>
+    /// <summary>Wait for every submission in flight, collect their timestamps and recycle the eager buffers.</summary>
     public void Wait()
     {
-        if (_inflight == null) return;
-        var fence = _fence;
+        while (_flights.Count > 0) WaitOldest();
+        _chunkOps = 0;
+    }
+
+    private bool IsEager(Recording r) => _eagerRing.Contains(r);
+
+    /// <summary>Wait for the oldest submission in flight.</summary>
+    private void WaitOldest()
+    {
+        var (recs, fence) = _flights.Dequeue();
         var r = _vk.WaitForFences(_context.Device, 1, &fence, true, ulong.MaxValue);
         if (r == Result.ErrorDeviceLost) throw new InvalidOperationException("Vulkan device lost (the GPU stopped or a kernel faulted)");
         _context.Check(r, "vkWaitForFences");
         _vk.ResetFences(_context.Device, 1, &fence);
+        _freeFences.Push(fence);
         long now = System.Diagnostics.Stopwatch.GetTimestamp();
-        foreach (var rec in _inflight)
+        foreach (var rec in recs)
         {
-            if (rec == _eager && _eagerStart >= 0)
+            rec.InFlight = false;
+            if (IsEager(rec))
             {
-                _eagerWallMs += System.Diagnostics.Stopwatch.GetElapsedTime(_eagerStart, now).TotalMilliseconds;
-                _eagerBatches++;
-                _eagerStart = -1;
+                // an eager batch ends when nothing eager is pending any more
+                if (_eagerStart >= 0 && !_eager.Open && !_flights.Any(f => f.Recs.Exists(IsEager)))
+                {
+                    _eagerWallMs += System.Diagnostics.Stopwatch.GetElapsedTime(_eagerStart, now).TotalMilliseconds;
+                    _eagerBatches++;
+                    _eagerStart = -1;
+                }
             }
-            else if (rec != _eager && _replaySubmitted >= 0)
+            else if (_replaySubmitted >= 0)
             {
                 _replayLatencyMs.Add(System.Diagnostics.Stopwatch.GetElapsedTime(_replaySubmitted, now).TotalMilliseconds);
                 _replaySubmitted = -1;
             }
             if (Profiling) Collect(rec);
             _submits[rec.Phase] = _submits.GetValueOrDefault(rec.Phase) + 1;
-            if (rec == _eager)
+            if (IsEager(rec))
             {
                 _vk.ResetCommandBuffer(rec.Cb, 0);
                 rec.HasWork = false;
             }
         }
-        _inflight = null;
     }
 
     /// <summary>Submit the eager ops recorded so far (if any) and wait for everything to finish.</summary>
@@ -223,14 +291,14 @@ public sealed unsafe class CommandStream : IDisposable
         if (_target != _eager) throw new InvalidOperationException("a synchronising call inside a replay recording");
         if (_eager.Open)
         {
-            Wait();
             End(_eager);
+            while (_flights.Count >= MaxInFlight) WaitOldest();
             Submit([_eager]);
         }
         Wait();
     }
 
-    public bool Idle => _inflight == null && !_eager.Open;
+    public bool Idle => _flights.Count == 0 && !_eager.Open;
 
     /// <summary>Record <paramref name="record"/> once per key into its own command buffer, then submit it (after any
     /// pending eager ops) without waiting.</summary>
@@ -306,7 +374,7 @@ public sealed unsafe class CommandStream : IDisposable
         fixed (ulong* p = ts)
             _context.Check(_vk.GetQueryPoolResults(_context.Device, rec.Pool, 0, rec.Queries, (nuint)(8 * ts.Length), p, 8,
                 QueryResultFlags.Result64Bit | QueryResultFlags.ResultWaitBit), "vkGetQueryPoolResults");
-        string phase = rec == _eager ? "eager" : "decode";
+        string phase = IsEager(rec) ? "eager" : "decode";
         for (int i = 0; i < rec.Ops.Count; i++)
         {
             double ns = (ts[i + 1] - ts[i]) * (double)_context.TimestampPeriodNs;
@@ -363,9 +431,9 @@ public sealed unsafe class CommandStream : IDisposable
     {
         try { Wait(); } catch (InvalidOperationException) { }
         _vk.DeviceWaitIdle(_context.Device);
-        foreach (var r in _replays.Values.Append(_eager))
+        foreach (var r in _replays.Values.Concat(_eagerRing))
             if (r.Pool.Handle != 0) _vk.DestroyQueryPool(_context.Device, r.Pool, null);
-        _vk.DestroyFence(_context.Device, _fence, null);
+        foreach (var f in _freeFences) _vk.DestroyFence(_context.Device, f, null);
         _vk.DestroyCommandPool(_context.Device, _pool, null);
     }
 }

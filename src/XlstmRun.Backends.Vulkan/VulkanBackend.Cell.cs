@@ -54,7 +54,7 @@ public sealed unsafe partial class VulkanBackend
         if (_stepCounters == null || _stepCounters.Size < need)
         {
             _stepCounters = _mem.Create(Math.Max(need, 256), MemKind.Device);
-            var cb = _cs.BeginOp("fill", [], [_stepCounters]);
+            var cb = _cs.BeginOp("fill", [], [_stepCounters], transfer: true);
             _cx.Vk.CmdFillBuffer(cb, _stepCounters.Handle, 0, Silk.NET.Vulkan.Vk.WholeSize, 0);
             _cs.EndOp();
         }

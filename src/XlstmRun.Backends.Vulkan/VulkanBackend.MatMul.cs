@@ -621,7 +621,7 @@ public sealed unsafe partial class VulkanBackend
         if (_qc == null || _qc.Size < nb * 4UL)
         {
             _qc = _mem.Create(Math.Max(nb * 4UL, 4096), MemKind.Device);
-            var cb = _cs.BeginOp("fill", [], [_qc]);
+            var cb = _cs.BeginOp("fill", [], [_qc], transfer: true);
             _cx.Vk.CmdFillBuffer(cb, _qc.Handle, 0, Vk.WholeSize, 0);
             _cs.EndOp();
         }

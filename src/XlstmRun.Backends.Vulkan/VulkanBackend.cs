@@ -36,7 +36,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
         try
         {
             _mem = new Allocator(cx, Options.MapDeviceMemory);
-            _cs = new CommandStream(cx, Options.Profile);
+            _cs = new CommandStream(cx, Options.Profile) { EagerChunkOps = Options.EagerChunkOps, PreciseBarriers = Options.PreciseBarriers };
             _up = new Uploader(cx, _mem);
             _cs.BeforeSubmit = _up.Submit;
             _desc = new DescriptorCache(cx);
@@ -224,7 +224,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         int stride = VkTensor.StrideFor(cols);
         var buf = _mem.Create((ulong)rows * (ulong)stride * 4, MemKind.Device);
-        var cb = _cs.BeginOp("fill", [], [buf]);
+        var cb = _cs.BeginOp("fill", [], [buf], transfer: true);
         _cx.Vk.CmdFillBuffer(cb, buf.Handle, 0, Vk.WholeSize, 0);
         _cs.EndOp();
         _hostAlloc.Add(t0);
@@ -308,7 +308,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
             for (int o = 0; o < ids.Length; o += 16384)
             {
                 int n = Math.Min(16384, ids.Length - o);
-                var cb = _cs.BeginOp("tokens", [], [t.Buf]);
+                var cb = _cs.BeginOp("tokens", [], [t.Buf], transfer: true);
                 _cx.Vk.CmdUpdateBuffer(cb, t.Buf.Handle, (ulong)o * 4, (ulong)n * 4, p + o);
                 _cs.EndOp();
             }
@@ -427,7 +427,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
         var s = (VkState)dst;
         foreach (var (buf, _, count) in s.Groups)
         {
-            var cb = _cs.BeginOp("reset", [], [buf]);
+            var cb = _cs.BeginOp("reset", [], [buf], transfer: true);
             _cx.Vk.CmdFillBuffer(cb, buf.Handle, s.Base, s.SlotStride * (ulong)count, 0);
             _cs.EndOp();
         }

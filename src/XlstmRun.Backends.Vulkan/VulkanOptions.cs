@@ -135,6 +135,13 @@ public sealed record VulkanOptions
     /// that workgroups running at once share weight tiles in L2 (H200, 2048 tokens: 21888x4096 141 → 155 TFLOP/s, the
     /// other 7B shapes ±1 %).</summary>
     public bool GemmTokenMajor { get; init; } = true;
+    /// <summary>Eager ops (a prompt's passes) are submitted in pieces of this many ops without waiting, so that the device
+    /// starts on the first blocks while the host records the rest (XLSTM_VK_EAGER_CHUNK, 0 = one submission at the next
+    /// synchronisation point).</summary>
+    public int EagerChunkOps { get; init; } = 32;
+    /// <summary>Barriers name only the pipeline stages on either side (XLSTM_VK_PRECISE_BARRIERS=0: compute and transfer
+    /// always).</summary>
+    public bool PreciseBarriers { get; init; } = true;
     /// <summary>Diagnosis only (XLSTM_VK_GEMM_DIAG=0..15, wrong results): parts of the tensor-core GEMM's loop left out
     /// (1 global loads, 2 products, 4 shared stores, 8 barriers) to time the rest with `bench --op matmul`.</summary>
     public int GemmDiag { get; init; }
@@ -224,6 +231,8 @@ public sealed record VulkanOptions
             o = o with { Cm2Tile = t.Valid ? t : throw new ArgumentException($"XLSTM_VK_CM2_TILE={ct}: threads 32..512 (a power of two), bm and bn 16..256, bk 16..128, multiples of 16") };
         }
         if (Env("XLSTM_VK_GEMM_DIAG") is { } gdg) o = o with { GemmDiag = Int("XLSTM_VK_GEMM_DIAG", gdg, 0, 15) };
+        if (Env("XLSTM_VK_EAGER_CHUNK") is { } ec) o = o with { EagerChunkOps = Int("XLSTM_VK_EAGER_CHUNK", ec, 0, 1 << 20) };
+        if (Env("XLSTM_VK_PRECISE_BARRIERS") is { } pb) o = o with { PreciseBarriers = pb != "0" };
         if (Env("XLSTM_VK_GEMM_TOKEN_MAJOR") is { } gtm) o = o with { GemmTokenMajor = gtm != "0" };
         if (Env("XLSTM_VK_RSCATTER") is { } rsc) o = o with { ReduceScatter = rsc != "0" };
         if (Env("XLSTM_VK_TCVEC") is { } tcv) o = o with { TensorMatVec = Int("XLSTM_VK_TCVEC", tcv, 0, 2) };
