@@ -169,11 +169,33 @@ public sealed unsafe class CommandStream : IDisposable
             Barriers++;
         }
         r.Pending |= stage;
-        foreach (var b in reads) if (b != null) r.Reads.Add(b.Id);
-        foreach (var b in writes) if (b != null) r.Dirty.Add(b.Id);
+        foreach (var b in reads) if (b != null) (_grouped ? _groupReads : r.Reads).Add(b.Id);
+        foreach (var b in writes) if (b != null) (_grouped ? _groupDirty : r.Dirty).Add(b.Id);
         r.HasWork = true;
         _opName = name;
         return r.Cb;
+    }
+
+    // a group of ops on disjoint memory (BeginGroup): their reads and writes, checked against each other only after EndGroup
+    private bool _grouped;
+    private readonly HashSet<long> _groupDirty = new(), _groupReads = new();
+
+    /// <summary>The ops until <see cref="EndGroup"/> touch disjoint memory (the caller's promise): no barrier between them,
+    /// only against what came before; what they read and write counts for the ops after the group.</summary>
+    public void BeginGroup()
+    {
+        if (_grouped) throw new InvalidOperationException("nested op group");
+        _grouped = true;
+        _groupDirty.Clear();
+        _groupReads.Clear();
+    }
+
+    public void EndGroup()
+    {
+        if (!_grouped) throw new InvalidOperationException("no op group");
+        _grouped = false;
+        _target.Dirty.UnionWith(_groupDirty);
+        _target.Reads.UnionWith(_groupReads);
     }
 
     private static AccessFlags Access(PipelineStageFlags stages, bool write) =>

@@ -13,6 +13,8 @@ namespace XlstmRun.Backends.Vulkan;
 /// <item>a matvec, then SwiGlu of its output: gate and up rows in pairs, silu(gate)·up written by the matvec.</item>
 /// <item>a matvec, then SoftCap of its output: capped in the epilogue.</item>
 /// <item>the one-token mLSTM cell, then HeadNormGate of its h: the step kernel's last workgroup per head applies it.</item>
+/// <item>consecutive chunkwise cells of different sequences on disjoint rows (the prompts of a packed prefill pass): one
+///   group, whose kernels run stage by stage for all of them (no barrier between the sequences of a stage).</item>
 /// </list>
 /// A fusion is skipped where it would change what an op reads (an output overlapping an input of the fused kernel).
 /// An intermediate that no later op reads is not written at all.
@@ -33,6 +35,9 @@ public static class Planner
     /// with the head norm and output gate applied by the step kernel; h written only when <see cref="WriteH"/>.</summary>
     public sealed record Cell(PlanOp Op, HeadNormGateOp Norm, bool WriteH) : Step;
 
+    /// <summary>Chunkwise cells (several tokens each) of different sequences: rows, outputs and states disjoint.</summary>
+    public sealed record CellGroup(IReadOnlyList<MlstmCellOp> Cells) : Step;
+
     /// <summary>What the planner needs to know about tensors and weights.</summary>
     public interface IFacts
     {
@@ -44,9 +49,11 @@ public static class Planner
         bool Fusable(IWeight w);
         bool Overlaps(ITensor a, ITensor b);
         bool Same(ITensor a, ITensor b);
+        /// <summary>The two state buffers (or slot views) share no memory.</summary>
+        bool SeparateStates(IStateBuffer a, IStateBuffer b);
     }
 
-    public static List<Step> Fuse(ForwardPlan plan, IFacts f, bool fusion)
+    public static List<Step> Fuse(ForwardPlan plan, IFacts f, bool fusion, bool groupCells = true)
     {
         var ops = plan.Ops;
         var steps = new List<Step>(ops.Count);
@@ -81,6 +88,19 @@ public static class Planner
                     continue;
                 }
             }
+            if (groupCells && op is MlstmCellOp { Qkvo.Rows: > 1 } first)
+            {
+                var group = new List<MlstmCellOp> { first };
+                while (i + group.Count < ops.Count && ops[i + group.Count] is MlstmCellOp { Qkvo.Rows: > 1 } more && more.Block == first.Block
+                       && group.TrueForAll(g => Disjoint(g, more)))
+                    group.Add(more);
+                if (group.Count > 1)
+                {
+                    steps.Add(new CellGroup(group));
+                    i += group.Count - 1;
+                    continue;
+                }
+            }
             var cell = op switch
             {
                 MlstmCellOp c when c.Qkvo.Rows == 1 => (c.Qkvo, c.Gates, c.H),
@@ -98,6 +118,11 @@ public static class Planner
             steps.Add(new Single(op));
         }
         return steps;
+
+        // two cells that may run at once: neither writes what the other reads or writes, and their states differ
+        bool Disjoint(MlstmCellOp a, MlstmCellOp b) =>
+            !f.Overlaps(a.H, b.H) && !f.Overlaps(a.H, b.Qkvo) && !f.Overlaps(a.H, b.Gates)
+            && !f.Overlaps(b.H, a.Qkvo) && !f.Overlaps(b.H, a.Gates) && f.SeparateStates(a.State, b.State);
 
         // a SwiGlu or SoftCap of the matvec's output right after it becomes its epilogue
         MatVec Epilogues(MatVec mv, ref int last)
@@ -128,6 +153,7 @@ public static class Planner
         {
             PlanOp? op = s switch { Single x => x.Op, MatVec x => x.Main, Cell x => x.Op, _ => null };
             if (op != null && op.Block >= 0) n++;
+            if (s is CellGroup g && g.Cells[0].Block >= 0) n += g.Cells.Count;
         }
         return n / (double)Math.Max(1, blocks);
     }

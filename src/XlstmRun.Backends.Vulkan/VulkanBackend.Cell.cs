@@ -97,65 +97,141 @@ public sealed unsafe partial class VulkanBackend
 
     public void MlstmCell(ModelConfig c, ITensor qkvo, ITensor gates, IStateBuffer state, int block, ITensor h)
     {
-        var Q = (VkTensor)qkvo;
-        var G = (VkTensor)gates;
-        var H = (VkTensor)h;
-        var S = (VkState)state;
-        int T = Q.Rows, NH = c.Heads, dqk = c.DQk, dv = c.DV;
-        if (Q.Cols != c.QkvoDim || G.Cols != 2 * NH || H.Cols != c.VDim || G.Rows != T || H.Rows != T) throw new ArgumentException("mlstm: shape mismatch");
-        if ((uint)block >= (uint)c.Blocks) throw new ArgumentOutOfRangeException(nameof(block));
-        if (T == 1)
+        if (qkvo.Rows == 1 && gates.Rows == 1 && h.Rows == 1)
         {
+            CheckCell(c, qkvo, gates, h, block);
             DispatchStep(c, qkvo, gates, state, block, h, null, true);
             return;
         }
-        if (dqk > 256) throw new InvalidOperationException($"the chunk kernels take head sizes up to 256 (dqk = {dqk})");
+        var job = ChunkJobFor(c, qkvo, gates, state, block, h, 0);
+        var scr = ChunkScratch(job.Layout.Total);
+        for (int stage = 0; stage < 4; stage++) ChunkStage(stage, job, scr);
+    }
+
+    /// <summary>Chunkwise cells run in groups so far (<see cref="MlstmCellGroup"/>; tests).</summary>
+    public long GroupedCells { get; private set; }
+
+    /// <summary>Scratch of one group of chunkwise cells at most (larger groups run in parts).</summary>
+    private const ulong GroupScratchBytes = 256UL << 20;
+
+    /// <summary>Chunkwise cells of different sequences on disjoint rows and states (<see cref="Planner.CellGroup"/>): each
+    /// kernel stage runs for all of them before the next, without barriers between the sequences, each in its own region
+    /// of the scratch. Every cell gets the dispatches and push constants it gets alone, so the same bits.</summary>
+    private void MlstmCellGroup(IReadOnlyList<MlstmCellOp> cells)
+    {
+        GroupedCells += cells.Count;
+        for (int i = 0; i < cells.Count;)
+        {
+            var jobs = new List<ChunkJob>();
+            ulong total = 0;
+            for (; i < cells.Count; i++)
+            {
+                var cell = cells[i];
+                var job = ChunkJobFor(cell.Config, cell.Qkvo, cell.Gates, cell.State, cell.Block, cell.H, total);
+                ulong end = (total + job.Layout.Total + 3) & ~3UL;   // regions start on 16-byte boundaries
+                if (jobs.Count > 0 && end * 4 > GroupScratchBytes) break;
+                jobs.Add(job);
+                total = end;
+            }
+            var scr = ChunkScratch(total);
+            for (int stage = 0; stage < 4; stage++)
+            {
+                _cs.BeginGroup();
+                try
+                {
+                    foreach (var job in jobs) ChunkStage(stage, job, scr);
+                }
+                finally
+                {
+                    _cs.EndGroup();
+                }
+            }
+        }
+    }
+
+    private static void CheckCell(ModelConfig c, ITensor qkvo, ITensor gates, ITensor h, int block)
+    {
+        int T = qkvo.Rows;
+        if (qkvo.Cols != c.QkvoDim || gates.Cols != 2 * c.Heads || h.Cols != c.VDim || gates.Rows != T || h.Rows != T) throw new ArgumentException("mlstm: shape mismatch");
+        if ((uint)block >= (uint)c.Blocks) throw new ArgumentOutOfRangeException(nameof(block));
+    }
+
+    /// <summary>One chunkwise cell: its tensors, chunks and scratch layout (floats from <c>Base</c> of the scratch).</summary>
+    private sealed record ChunkJob(ModelConfig C, VkTensor Q, VkTensor G, VkTensor H, VkState S, int Block, int L, int Nc,
+        (ulong Rec, ulong S, ulong N, ulong C, ulong Total) Layout, ulong Base);
+
+    private static ChunkJob ChunkJobFor(ModelConfig c, ITensor qkvo, ITensor gates, IStateBuffer state, int block, ITensor h, ulong scratchBase)
+    {
+        CheckCell(c, qkvo, gates, h, block);
+        if (c.DQk > 256) throw new InvalidOperationException($"the chunk kernels take head sizes up to 256 (dqk = {c.DQk})");
+        int T = qkvo.Rows;
         int L = Math.Min(c.ChunkSize, ChunkMax);
         int nc = (T + L - 1) / L;
-        var lay = ChunkLayout(c, nc);
-        var scr = ChunkScratch(lay.Total);
+        return new ChunkJob(c, (VkTensor)qkvo, (VkTensor)gates, (VkTensor)h, (VkState)state, block, L, nc, ChunkLayout(c, nc), scratchBase);
+    }
+
+    /// <summary>Stage 0-3 of the chunk kernels (prep, kv, scan, out) for one cell.</summary>
+    private void ChunkStage(int stage, ChunkJob j, VkBuf scr)
+    {
+        var c = j.C;
+        var (Q, G, H, S) = (j.Q, j.G, j.H, j.S);
+        int T = Q.Rows, NH = c.Heads, dqk = c.DQk, dv = c.DV, L = j.L, nc = j.Nc;
         var (qb, qo) = Act(Q);
-        var (gb, go) = Act(G);
-        var (hb, ho) = Act(H);
-        var sb = StateBlock(S, block);
-        uint nOffS = (uint)(NH * dqk * dv), mOffS = nOffS + (uint)(NH * dqk);
         uint kOff = qo + (uint)c.QkDim, vOff = qo + 2u * (uint)c.QkDim;
-
-        _cs.BeginOp("mlstm.chunk.prep", [Q.Buf, G.Buf], [scr]);
-        var pp = new ChunkPrepPush
+        uint nOffS = (uint)(NH * dqk * dv), mOffS = nOffS + (uint)(NH * dqk);
+        uint rec = (uint)(j.Base + j.Layout.Rec), so = (uint)(j.Base + j.Layout.S), no = (uint)(j.Base + j.Layout.N), co = (uint)(j.Base + j.Layout.C);
+        switch (stage)
         {
-            QOff = qo, KOff = kOff, RowStride = (uint)Q.Stride, GOff = go, GStride = (uint)G.Stride, T = (uint)T, L = (uint)L,
-            NH = (uint)NH, Dqk = (uint)dqk, RecOff = (uint)lay.Rec, SOff = (uint)lay.S, Cap = c.GateSoftCap,
-        };
-        Run(_chunkPrep, _chunkPrep.Pipeline([]), [qb, gb, Whole(scr)], &pp, (uint)nc, (uint)NH);
-        _cs.EndOp();
-
-        _cs.BeginOp("mlstm.chunk.kv", [Q.Buf, scr], [scr]);
-        var pk = new ChunkKvPush
-        {
-            KOff = kOff, VOff = vOff, RowStride = (uint)Q.Stride, T = (uint)T, L = (uint)L, NH = (uint)NH, Dqk = (uint)dqk, Dv = (uint)dv,
-            RecOff = (uint)lay.Rec, NOff = (uint)lay.N, COff = (uint)lay.C,
-        };
-        Run(_chunkKv, _chunkKv.Pipeline([]), [qb, Whole(scr)], &pk, Groups(dv, 64), Groups(dqk, 64), (uint)(nc * NH));
-        _cs.EndOp();
-
-        _cs.BeginOp("mlstm.chunk.scan", [S.Buf, scr], [S.Buf, scr]);
-        var ps = new ChunkScanPush
-        {
-            Nc = (uint)nc, NH = (uint)NH, Dqk = (uint)dqk, Dv = (uint)dv, NOffS = nOffS, MOffS = mOffS,
-            RecOff = (uint)lay.Rec, NOff = (uint)lay.N, COff = (uint)lay.C,
-        };
-        Run(_chunkScan, _chunkScan.Pipeline([]), [sb, Whole(scr)], &ps, Groups((long)dqk * dv, 1024), (uint)NH);
-        _cs.EndOp();
-
-        _cs.BeginOp("mlstm.chunk.out", [Q.Buf, S.Buf, scr], [H.Buf, S.Buf]);
-        var po = new ChunkOutPush
-        {
-            QOff = qo, VOff = vOff, RowStride = (uint)Q.Stride, HOff = ho, HStride = (uint)H.Stride, T = (uint)T, L = (uint)L, NH = (uint)NH,
-            Dqk = (uint)dqk, Dv = (uint)dv, Nc = (uint)nc, MOffS = mOffS, RecOff = (uint)lay.Rec, SOff = (uint)lay.S, NOff = (uint)lay.N,
-            COff = (uint)lay.C, Eps = c.CellEps,
-        };
-        Run(_chunkOut, _chunkOut.Pipeline([]), [qb, sb, Whole(scr), hb], &po, Groups(dv, 64), (uint)nc, (uint)NH);
+            case 0:
+            {
+                var (gb, go) = Act(G);
+                _cs.BeginOp("mlstm.chunk.prep", [Q.Buf, G.Buf], [scr]);
+                var pp = new ChunkPrepPush
+                {
+                    QOff = qo, KOff = kOff, RowStride = (uint)Q.Stride, GOff = go, GStride = (uint)G.Stride, T = (uint)T, L = (uint)L,
+                    NH = (uint)NH, Dqk = (uint)dqk, RecOff = rec, SOff = so, Cap = c.GateSoftCap,
+                };
+                Run(_chunkPrep, _chunkPrep.Pipeline([]), [qb, gb, Whole(scr)], &pp, (uint)nc, (uint)NH);
+                break;
+            }
+            case 1:
+            {
+                _cs.BeginOp("mlstm.chunk.kv", [Q.Buf, scr], [scr]);
+                var pk = new ChunkKvPush
+                {
+                    KOff = kOff, VOff = vOff, RowStride = (uint)Q.Stride, T = (uint)T, L = (uint)L, NH = (uint)NH, Dqk = (uint)dqk, Dv = (uint)dv,
+                    RecOff = rec, NOff = no, COff = co,
+                };
+                Run(_chunkKv, _chunkKv.Pipeline([]), [qb, Whole(scr)], &pk, Groups(dv, 64), Groups(dqk, 64), (uint)(nc * NH));
+                break;
+            }
+            case 2:
+            {
+                var sb = StateBlock(S, j.Block);
+                _cs.BeginOp("mlstm.chunk.scan", [S.Buf, scr], [S.Buf, scr]);
+                var ps = new ChunkScanPush
+                {
+                    Nc = (uint)nc, NH = (uint)NH, Dqk = (uint)dqk, Dv = (uint)dv, NOffS = nOffS, MOffS = mOffS,
+                    RecOff = rec, NOff = no, COff = co,
+                };
+                Run(_chunkScan, _chunkScan.Pipeline([]), [sb, Whole(scr)], &ps, Groups((long)dqk * dv, 1024), (uint)NH);
+                break;
+            }
+            default:
+            {
+                var sb = StateBlock(S, j.Block);
+                var (hb, ho) = Act(H);
+                _cs.BeginOp("mlstm.chunk.out", [Q.Buf, S.Buf, scr], [H.Buf, S.Buf]);
+                var po = new ChunkOutPush
+                {
+                    QOff = qo, VOff = vOff, RowStride = (uint)Q.Stride, HOff = ho, HStride = (uint)H.Stride, T = (uint)T, L = (uint)L, NH = (uint)NH,
+                    Dqk = (uint)dqk, Dv = (uint)dv, Nc = (uint)nc, MOffS = mOffS, RecOff = rec, SOff = so, NOff = no,
+                    COff = co, Eps = c.CellEps,
+                };
+                Run(_chunkOut, _chunkOut.Pipeline([]), [qb, sb, Whole(scr), hb], &po, Groups(dv, 64), (uint)nc, (uint)NH);
+                break;
+            }
+        }
         _cs.EndOp();
     }
 

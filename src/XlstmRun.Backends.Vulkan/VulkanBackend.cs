@@ -465,7 +465,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
     private void RunSteps(ForwardPlan plan)
     {
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-        var steps = Planner.Fuse(plan, new Facts(this), Options.Fusion);
+        var steps = Planner.Fuse(plan, new Facts(this), Options.Fusion, Options.CellGroups);
         _hostFuse.Add(t0);
         bool xqReady = false;   // the previous matvec quantized this one's input (M_QOUT)
         for (int i = 0; i < steps.Count; i++)
@@ -481,6 +481,9 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
                     continue;
                 case Planner.Cell { Op: MlstmCellOp one } c:
                     DispatchStep(one.Config, one.Qkvo, one.Gates, one.State, one.Block, one.H, c.Norm, c.WriteH);
+                    break;
+                case Planner.CellGroup g:
+                    MlstmCellGroup(g.Cells);
                     break;
                 case Planner.Cell { Op: MlstmStepRowsOp rows } c:
                     DispatchStep(rows.Config, rows.Qkvo, rows.Gates, rows.State, rows.Block, rows.H, c.Norm, c.WriteH);
@@ -512,6 +515,13 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
             return xs < ye && ys < xe;
         }
         public bool Same(ITensor a, ITensor b) => SameView((VkTensor)a, (VkTensor)b);
+        public bool SeparateStates(IStateBuffer a, IStateBuffer b)
+        {
+            var x = (VkState)a;
+            var y = (VkState)b;
+            if (x.Slots != 1 || y.Slots != 1) return false;
+            return x.Buf != y.Buf || x.Base + x.SlotStride <= y.Base || y.Base + y.SlotStride <= x.Base;
+        }
     }
 
     private static bool SameView(VkTensor a, VkTensor b) =>

@@ -142,6 +142,9 @@ public sealed record VulkanOptions
     /// <summary>Barriers name only the pipeline stages on either side (XLSTM_VK_PRECISE_BARRIERS=0: compute and transfer
     /// always).</summary>
     public bool PreciseBarriers { get; init; } = true;
+    /// <summary>The chunkwise cells of a packed prefill pass run stage by stage for all its prompts
+    /// (XLSTM_VK_CELL_GROUPS=0: prompt by prompt).</summary>
+    public bool CellGroups { get; init; } = true;
     /// <summary>Diagnosis only (XLSTM_VK_GEMM_DIAG=0..15, wrong results): parts of the tensor-core GEMM's loop left out
     /// (1 global loads, 2 products, 4 shared stores, 8 barriers) to time the rest with `bench --op matmul`.</summary>
     public int GemmDiag { get; init; }
@@ -233,6 +236,7 @@ public sealed record VulkanOptions
         if (Env("XLSTM_VK_GEMM_DIAG") is { } gdg) o = o with { GemmDiag = Int("XLSTM_VK_GEMM_DIAG", gdg, 0, 15) };
         if (Env("XLSTM_VK_EAGER_CHUNK") is { } ec) o = o with { EagerChunkOps = Int("XLSTM_VK_EAGER_CHUNK", ec, 0, 1 << 20) };
         if (Env("XLSTM_VK_PRECISE_BARRIERS") is { } pb) o = o with { PreciseBarriers = pb != "0" };
+        if (Env("XLSTM_VK_CELL_GROUPS") is { } cg) o = o with { CellGroups = cg != "0" };
         if (Env("XLSTM_VK_GEMM_TOKEN_MAJOR") is { } gtm) o = o with { GemmTokenMajor = gtm != "0" };
         if (Env("XLSTM_VK_RSCATTER") is { } rsc) o = o with { ReduceScatter = rsc != "0" };
         if (Env("XLSTM_VK_TCVEC") is { } tcv) o = o with { TensorMatVec = Int("XLSTM_VK_TCVEC", tcv, 0, 2) };

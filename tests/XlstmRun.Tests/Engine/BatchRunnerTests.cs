@@ -200,6 +200,8 @@ public class BatchRunnerTests
         br.Prefill(prompts.Select((p, s) => (s, p)).ToList());
         // split-K: 20 and 17 tokens; matvec: 9 and 12; the 1-token prompt alone
         if (backend == "vulkan-splitk") Assert.Equal((4, 1), (br.PackedPrompts, br.AlonePrompts));
+        // each pass's two cells per block run as one group (stage by stage, no barrier between the prompts)
+        if (be is VulkanBackend vb) Assert.Equal(2 * 2 * w.Config.Blocks, vb.GroupedCells);
         var states = new float[slots][];
         for (int s = 0; s < slots; s++)
         {
