@@ -227,6 +227,12 @@ uvec4 decode_w8(WRaw r)
         } \
     }
 
+// Item idx of a step's tile (row, 16-byte column) for loads and shared stores. With BKV = 4 the eight invocations of a
+// quarter subgroup (one 128-byte shared-store phase) take rows r and r + 4 of an 8-row band, whose padded rows (80 bytes
+// apart) fall on disjoint banks; rows r and r + 1 would share four. A subgroup still reads whole 64-byte row pieces.
+uint it_row(uint idx) { return BKV == 4u ? 8u * (idx >> 5) + ((idx >> 3) & 3u) + 4u * ((idx >> 2) & 1u) : idx / BKV; }
+uint it_col(uint idx) { return BKV == 4u ? idx & 3u : idx % BKV; }
+
 uint g_tid, g_tokBase, g_rowBase, g_padCols;
 
 // one K step of operands (x from XH; weights as loaded, decoded when stored) into registers
@@ -241,12 +247,12 @@ void load_step(uint k0, out uvec4 a[A_ITEMS], out WRaw b[B_ITEMS])
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        a[i] = load_xh(g_tokBase + idx / BKV, k0 + 8u * (idx % BKV));
+        a[i] = load_xh(g_tokBase + it_row(idx), k0 + 8u * (it_col(idx)));
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        b[i] = load_w8_raw(g_rowBase + idx / BKV, k0 + 8u * (idx % BKV), g_padCols);
+        b[i] = load_w8_raw(g_rowBase + it_row(idx), k0 + 8u * (it_col(idx)), g_padCols);
     }
 }
 
@@ -257,12 +263,12 @@ void store_step(uint buf, uvec4 a[A_ITEMS], WRaw b[B_ITEMS], uint k0)
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        if (idx < BM * BKV) Sh[buf * BM * LDV + (idx / BKV) * LDV + idx % BKV] = xh_keep(a[i], g_tokBase + idx / BKV, k0 + 8u * (idx % BKV));
+        if (idx < BM * BKV) Sh[buf * BM * LDV + (it_row(idx)) * LDV + it_col(idx)] = xh_keep(a[i], g_tokBase + it_row(idx), k0 + 8u * (it_col(idx)));
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        if (idx < BN * BKV) Sh[B_OFF + buf * BN * LDV + (idx / BKV) * LDV + idx % BKV] = decode_w8(b[i]);
+        if (idx < BN * BKV) Sh[B_OFF + buf * BN * LDV + (it_row(idx)) * LDV + it_col(idx)] = decode_w8(b[i]);
     }
 }
 
@@ -291,24 +297,24 @@ void main()
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        if (XF16 != 0u) xh[i] = load_xh(tokBase + idx / BKV, kStart + 8u * (idx % BKV));
-        else load_x8(tokBase + idx / BKV, kStart + 8u * (idx % BKV), xa[i], xb[i]);
+        if (XF16 != 0u) xh[i] = load_xh(tokBase + it_row(idx), kStart + 8u * (it_col(idx)));
+        else load_x8(tokBase + it_row(idx), kStart + 8u * (it_col(idx)), xa[i], xb[i]);
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        wq[i] = load_w8_raw(rowBase + idx / BKV, kStart + 8u * (idx % BKV), padCols);
+        wq[i] = load_w8_raw(rowBase + it_row(idx), kStart + 8u * (it_col(idx)), padCols);
     }
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = tid + NT * i;
         if (idx < BM * BKV)
-            Sh[(idx / BKV) * LDV + idx % BKV] = XF16 != 0u ? xh_keep(xh[i], tokBase + idx / BKV, kStart + 8u * (idx % BKV)) : pack8(xa[i], xb[i]);
+            Sh[(it_row(idx)) * LDV + it_col(idx)] = XF16 != 0u ? xh_keep(xh[i], tokBase + it_row(idx), kStart + 8u * (it_col(idx))) : pack8(xa[i], xb[i]);
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        if (idx < BN * BKV) Sh[B_OFF + (idx / BKV) * LDV + idx % BKV] = decode_w8(wq[i]);
+        if (idx < BN * BKV) Sh[B_OFF + (it_row(idx)) * LDV + it_col(idx)] = decode_w8(wq[i]);
     }
     barrier();
 
@@ -353,13 +359,13 @@ void main()
                 [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
-                    if (XF16 != 0u) xh[i] = load_xh(tokBase + idx / BKV, k0 + 8u * (idx % BKV));
-                    else load_x8(tokBase + idx / BKV, k0 + 8u * (idx % BKV), xa[i], xb[i]);
+                    if (XF16 != 0u) xh[i] = load_xh(tokBase + it_row(idx), k0 + 8u * (it_col(idx)));
+                    else load_x8(tokBase + it_row(idx), k0 + 8u * (it_col(idx)), xa[i], xb[i]);
                 }
                 [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
-                    wq[i] = load_w8_raw(rowBase + idx / BKV, k0 + 8u * (idx % BKV), padCols);
+                    wq[i] = load_w8_raw(rowBase + it_row(idx), k0 + 8u * (it_col(idx)), padCols);
                 }
             }
             PRODUCTS(cur);
@@ -370,13 +376,13 @@ void main()
                 {
                     uint idx = tid + NT * i;
                     if (idx < BM * BKV)
-                        Sh[nxt * BM * LDV + (idx / BKV) * LDV + idx % BKV] =
-                            XF16 != 0u ? xh_keep(xh[i], tokBase + idx / BKV, kStart + (s + 1u) * BK + 8u * (idx % BKV)) : pack8(xa[i], xb[i]);
+                        Sh[nxt * BM * LDV + (it_row(idx)) * LDV + it_col(idx)] =
+                            XF16 != 0u ? xh_keep(xh[i], tokBase + it_row(idx), kStart + (s + 1u) * BK + 8u * (it_col(idx))) : pack8(xa[i], xb[i]);
                 }
                 [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
-                    if (idx < BN * BKV) Sh[B_OFF + nxt * BN * LDV + (idx / BKV) * LDV + idx % BKV] = decode_w8(wq[i]);
+                    if (idx < BN * BKV) Sh[B_OFF + nxt * BN * LDV + (it_row(idx)) * LDV + it_col(idx)] = decode_w8(wq[i]);
                 }
             }
             barrier();

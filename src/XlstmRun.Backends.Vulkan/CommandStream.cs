@@ -7,9 +7,12 @@ namespace XlstmRun.Backends.Vulkan;
 /// Records ops into command buffers and submits them. Eager ops go into a command buffer that is submitted at the next
 /// synchronisation point, or, once it holds <see cref="EagerChunkOps"/> ops, without waiting (the device runs the first
 /// part of a long prompt while the host records the rest; each further piece twice as long as the one before, until the
-/// next synchronisation point; at most <see cref="MaxInFlight"/> submissions in flight, the eager buffers a small ring); <see cref="Replay"/> records a keyed command buffer once and resubmits it.
-/// Barriers: one global compute/transfer memory barrier, inserted only when an op touches a buffer that an earlier op
-/// since the last barrier wrote (read-after-write, write-after-write) or read (write-after-read). Each command buffer
+/// next synchronisation point; at most <see cref="MaxInFlight"/> submissions in flight, the eager buffers a small ring).
+/// <see cref="Replay"/> records a keyed command buffer once and resubmits it.
+/// Barriers: one global memory barrier (between the stages of the ops on either side with <see cref="PreciseBarriers"/>,
+/// else compute and transfer), inserted only when an op touches a buffer that an earlier op since the last barrier wrote
+/// (read-after-write, write-after-write) or read (write-after-read); ops in a group (<see cref="BeginGroup"/>) are not
+/// checked against each other. Each command buffer
 /// starts with a full barrier (ordering against earlier submissions) and ends with a device-to-host barrier.
 /// With profiling on, a timestamp follows every op; the time between consecutive timestamps is charged to the op.
 /// </summary>
