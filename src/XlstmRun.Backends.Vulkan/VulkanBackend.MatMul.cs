@@ -14,6 +14,21 @@ public sealed unsafe partial class VulkanBackend
     private Kernel? _gemmCm, _gemmCm2, _convertF16, _mmaPeak;
     private VkBuf? _xh, _wh;   // the GEMM's f16 workspaces: x converted once (GemmHalfXTokens), a dequantized weight slab
     private VkBuf? _splitParts;   // the split-K GEMM's partial tiles
+    // the largest of these workspaces any loaded weight can need (allocated at once, so that a prefill does not grow them
+    // in its first block: growing releases the old one, and a release waits for the device)
+    private uint _widestKPad;        // halves per f16 row of the widest weight
+    private ulong _largestSlab;      // bytes of the largest dequantized slab
+    private ulong _largestSplit;     // floats per token of the largest split-K partials (K segments × padded part rows)
+
+    /// <summary>Note what a loaded weight's prefill GEMMs will need of the workspaces (see <see cref="Workspace"/>).</summary>
+    private void NoteGemmWeight(GgmlType devType, int rows, int cols, int perPart)
+    {
+        uint kPad = (uint)(cols + 7) / 8 * 8;
+        _widestKPad = Math.Max(_widestKPad, kPad);
+        if (GgmlTypes.IsQuantized(devType)) _largestSlab = Math.Max(_largestSlab, Math.Min((ulong)rows * kPad * 2, (ulong)Options.GemmDequantBytes));
+        ulong segs = (ulong)((cols + Options.FewKSegment - 1) / Options.FewKSegment), partRows = (ulong)(Math.Min(rows, perPart) + 3) / 4 * 4;
+        _largestSplit = Math.Max(_largestSplit, segs * partRows);
+    }
     private Kernel? _splitSum;
     /// <summary>Matvecs recorded so far that quantized their output for the next one (M_QOUT; tests).</summary>
     public long QuantizedOutputs { get; private set; }
@@ -231,7 +246,7 @@ public sealed unsafe partial class VulkanBackend
                 uint wStride = p.WStride, scaleBase = p.ScaleBase;
                 if (deq)
                 {
-                    _wh = Workspace(_wh, (ulong)slab * kPad * 2);
+                    _wh = Workspace(_wh, Math.Max((ulong)slab * kPad * 2, _largestSlab));
                     var cp = new ConvertPush
                     {
                         Rows = (uint)n, Cols = (uint)W.Cols, Groups = kPad / 8, WStride = p.WStride, ScaleBase = p.ScaleBase, RowStart = (uint)r0,
@@ -272,7 +287,7 @@ public sealed unsafe partial class VulkanBackend
     {
         int T = X.Rows;
         var (sb, so) = Act(X);
-        _xh = Workspace(_xh, (ulong)T * kPad * 2);
+        _xh = Workspace(_xh, (ulong)T * Math.Max(kPad, _widestKPad) * 2);
         var cp = new ConvertPush { Rows = (uint)T, Cols = (uint)cols, Groups = kPad / 8, XOff = so, XStride = (uint)X.Stride };
         _cs.BeginOp("gemm.x.f16", [X.Buf], [_xh]);
         Run(_convertF16!, _convertF16!.Pipeline([0, 0]), [Whole(_dummy), Whole(_dummy), sb, Whole(_xh)], &cp, ConvertGroups(T, kPad));
@@ -303,7 +318,7 @@ public sealed unsafe partial class VulkanBackend
         foreach (var p in W.Parts)
         {
             uint n = (uint)p.RowCount, pStride = (n + 3) / 4 * 4, partStride = (uint)T * pStride;
-            _splitParts = Workspace(_splitParts, (ulong)segs * partStride * 4);
+            _splitParts = Workspace(_splitParts, Math.Max((ulong)segs * partStride, (ulong)T * _largestSplit) * 4);
             _cs.BeginOp("gemm.splitk." + GgmlTypes.Name(W.DevType), [p.Buf, _xh], [_splitParts]);
             var pc = new GemmPush
             {

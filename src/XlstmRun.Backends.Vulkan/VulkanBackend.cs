@@ -184,6 +184,7 @@ public sealed unsafe partial class VulkanBackend : IBackend, IBandwidthProbe, IM
             srcRowBytes = cols * 4L;
         }
         int perPart = WeightLayout.RowsPerPart(devType, cols, rows, _maxBinding);
+        if (!vector) NoteGemmWeight(devType, rows, cols, perPart);
         var parts = new List<WeightPart>();
         fixed (float* dp = decoded)
         {
