@@ -72,22 +72,22 @@ uint g_lane;
 // A/B "matrix": a view of a shared tile, read at multiply time (nothing writes the tile between load and product);
 // accumulator: 8 floats per lane, element e = lane + 32·i at (row e / 16, column e % 16). Lanes are groups of 32
 // invocations (lavapipe's subgroups are 8 wide), synchronised with workgroup barriers.
-struct CmAB { uint arr; uint off; uint stride; bool colMajor; };
+struct CmAB { uint off; uint stride; bool colMajor; };
 struct CmAcc { float v[8]; };
 #define CM_AB CmAB
 #define CM_ACC CmAcc
 #define CM_ZERO CmAcc(float[8](0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
-#define CM_LOAD_S(m, arr_, id, off_, stride_, colMajor_) m = CmAB(id, off_, stride_, colMajor_)
-float half_at(uint arr, uint i)   // i in halves
+#define CM_LOAD_S(m, off_, stride_, colMajor_) m = CmAB(off_, stride_, colMajor_)
+float half_at(uint i)   // i in halves of Sh
 {
-    uvec4 u = Sh[(arr == 0u ? 0u : B_OFF) + (i >> 3)];
+    uvec4 u = Sh[i >> 3];
     uint w = u[(i >> 1) & 3u];
     return unpackHalf2x16(w)[i & 1u];
 }
 float cm_elem(CmAB m, uint r, uint c)
 {
     uint i = m.colMajor ? 8u * m.off + c * 8u * m.stride + r : 8u * m.off + r * 8u * m.stride + c;
-    return half_at(m.arr, i);
+    return half_at(i);
 }
 CmAcc cm_muladd(CmAB a, CmAB b, CmAcc acc)
 {
@@ -124,7 +124,7 @@ CmAcc cm_load_g(uint off, uint stride)
 #define CM_AB fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define CM_ACC fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 #define CM_ZERO fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>(0.0)
-#define CM_LOAD_S(m, arr, id, off, stride, colMajor) coopMatLoadNV(m, Sh, (id) == 0u ? (off) : B_OFF + (off), stride, colMajor)
+#define CM_LOAD_S(m, off, stride, colMajor) coopMatLoadNV(m, Sh, off, stride, colMajor)
 #define CM_MULADD(a, b, c) coopMatMulAddNV(a, b, c)
 #define CM_STORE_S(m, off, stride) coopMatStoreNV(m, Sh, (off) >> 2, (stride) >> 2, false)   // offsets in floats, multiples of 4
 #define CM_STORE_G(m, off, stride) coopMatStoreNV(m, D, off, stride, false)
@@ -213,15 +213,15 @@ uvec4 decode_w8(WRaw r)
 #define PRODUCTS(cur) \
     { \
         uint aBase_ = (cur) * BM * LDV + (wm * TM * 16u) * LDV; \
-        uint bBase_ = (cur) * BN * LDV + (wn * TN * 16u) * LDV; \
+        uint bBase_ = B_OFF + (cur) * BN * LDV + (wn * TN * 16u) * LDV; \
         [[unroll]] for (uint kk = 0u; kk < BKV; kk += 2u) \
         { \
             CM_AB b_[TN]; \
-            [[unroll]] for (uint j = 0u; j < TN; j++) CM_LOAD_S(b_[j], Bs, 1u, bBase_ + j * 16u * LDV + kk, LDV, true); \
+            [[unroll]] for (uint j = 0u; j < TN; j++) CM_LOAD_S(b_[j], bBase_ + j * 16u * LDV + kk, LDV, true); \
             [[unroll]] for (uint i = 0u; i < TM; i++) \
             { \
                 CM_AB a_; \
-                CM_LOAD_S(a_, As, 0u, aBase_ + i * 16u * LDV + kk, LDV, false); \
+                CM_LOAD_S(a_, aBase_ + i * 16u * LDV + kk, LDV, false); \
                 [[unroll]] for (uint j = 0u; j < TN; j++) acc[i][j] = CM_MULADD(a_, b_[j], acc[i][j]); \
             } \
         } \
@@ -247,12 +247,12 @@ void load_step(uint k0, out uvec4 a[A_ITEMS], out WRaw b[B_ITEMS])
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        a[i] = load_xh(g_tokBase + it_row(idx), k0 + 8u * (it_col(idx)));
+        a[i] = load_xh(g_tokBase + it_row(idx), k0 + 8u * it_col(idx));
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        b[i] = load_w8_raw(g_rowBase + it_row(idx), k0 + 8u * (it_col(idx)), g_padCols);
+        b[i] = load_w8_raw(g_rowBase + it_row(idx), k0 + 8u * it_col(idx), g_padCols);
     }
 }
 
@@ -263,12 +263,12 @@ void store_step(uint buf, uvec4 a[A_ITEMS], WRaw b[B_ITEMS], uint k0)
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        if (idx < BM * BKV) Sh[buf * BM * LDV + (it_row(idx)) * LDV + it_col(idx)] = xh_keep(a[i], g_tokBase + it_row(idx), k0 + 8u * (it_col(idx)));
+        if (idx < BM * BKV) Sh[buf * BM * LDV + it_row(idx) * LDV + it_col(idx)] = xh_keep(a[i], g_tokBase + it_row(idx), k0 + 8u * it_col(idx));
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = g_tid + NT * i;
-        if (idx < BN * BKV) Sh[B_OFF + buf * BN * LDV + (it_row(idx)) * LDV + it_col(idx)] = decode_w8(b[i]);
+        if (idx < BN * BKV) Sh[B_OFF + buf * BN * LDV + it_row(idx) * LDV + it_col(idx)] = decode_w8(b[i]);
     }
 }
 
@@ -297,24 +297,24 @@ void main()
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        if (XF16 != 0u) xh[i] = load_xh(tokBase + it_row(idx), kStart + 8u * (it_col(idx)));
-        else load_x8(tokBase + it_row(idx), kStart + 8u * (it_col(idx)), xa[i], xb[i]);
+        if (XF16 != 0u) xh[i] = load_xh(tokBase + it_row(idx), kStart + 8u * it_col(idx));
+        else load_x8(tokBase + it_row(idx), kStart + 8u * it_col(idx), xa[i], xb[i]);
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        wq[i] = load_w8_raw(rowBase + it_row(idx), kStart + 8u * (it_col(idx)), padCols);
+        wq[i] = load_w8_raw(rowBase + it_row(idx), kStart + 8u * it_col(idx), padCols);
     }
     [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
     {
         uint idx = tid + NT * i;
         if (idx < BM * BKV)
-            Sh[(it_row(idx)) * LDV + it_col(idx)] = XF16 != 0u ? xh_keep(xh[i], tokBase + it_row(idx), kStart + 8u * (it_col(idx))) : pack8(xa[i], xb[i]);
+            Sh[it_row(idx) * LDV + it_col(idx)] = XF16 != 0u ? xh_keep(xh[i], tokBase + it_row(idx), kStart + 8u * it_col(idx)) : pack8(xa[i], xb[i]);
     }
     [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
     {
         uint idx = tid + NT * i;
-        if (idx < BN * BKV) Sh[B_OFF + (it_row(idx)) * LDV + it_col(idx)] = decode_w8(wq[i]);
+        if (idx < BN * BKV) Sh[B_OFF + it_row(idx) * LDV + it_col(idx)] = decode_w8(wq[i]);
     }
     barrier();
 
@@ -359,13 +359,13 @@ void main()
                 [[unroll]] for (uint i = 0u; i < A_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
-                    if (XF16 != 0u) xh[i] = load_xh(tokBase + it_row(idx), k0 + 8u * (it_col(idx)));
-                    else load_x8(tokBase + it_row(idx), k0 + 8u * (it_col(idx)), xa[i], xb[i]);
+                    if (XF16 != 0u) xh[i] = load_xh(tokBase + it_row(idx), k0 + 8u * it_col(idx));
+                    else load_x8(tokBase + it_row(idx), k0 + 8u * it_col(idx), xa[i], xb[i]);
                 }
                 [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
-                    wq[i] = load_w8_raw(rowBase + it_row(idx), k0 + 8u * (it_col(idx)), padCols);
+                    wq[i] = load_w8_raw(rowBase + it_row(idx), k0 + 8u * it_col(idx), padCols);
                 }
             }
             PRODUCTS(cur);
@@ -376,13 +376,13 @@ void main()
                 {
                     uint idx = tid + NT * i;
                     if (idx < BM * BKV)
-                        Sh[nxt * BM * LDV + (it_row(idx)) * LDV + it_col(idx)] =
-                            XF16 != 0u ? xh_keep(xh[i], tokBase + it_row(idx), kStart + (s + 1u) * BK + 8u * (it_col(idx))) : pack8(xa[i], xb[i]);
+                        Sh[nxt * BM * LDV + it_row(idx) * LDV + it_col(idx)] =
+                            XF16 != 0u ? xh_keep(xh[i], tokBase + it_row(idx), kStart + (s + 1u) * BK + 8u * it_col(idx)) : pack8(xa[i], xb[i]);
                 }
                 [[unroll]] for (uint i = 0u; i < B_ITEMS; i++)
                 {
                     uint idx = tid + NT * i;
-                    if (idx < BN * BKV) Sh[B_OFF + nxt * BN * LDV + (it_row(idx)) * LDV + it_col(idx)] = decode_w8(wq[i]);
+                    if (idx < BN * BKV) Sh[B_OFF + nxt * BN * LDV + it_row(idx) * LDV + it_col(idx)] = decode_w8(wq[i]);
                 }
             }
             barrier();

@@ -97,7 +97,7 @@ public sealed unsafe partial class VulkanBackend
 
     public void MlstmCell(ModelConfig c, ITensor qkvo, ITensor gates, IStateBuffer state, int block, ITensor h)
     {
-        if (qkvo.Rows == 1 && gates.Rows == 1 && h.Rows == 1)
+        if (qkvo.Rows == 1)
         {
             CheckCell(c, qkvo, gates, h, block);
             DispatchStep(c, qkvo, gates, state, block, h, null, true);

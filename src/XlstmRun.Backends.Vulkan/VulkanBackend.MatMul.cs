@@ -19,16 +19,6 @@ public sealed unsafe partial class VulkanBackend
     private uint _widestKPad;        // halves per f16 row of the widest weight
     private ulong _largestSlab;      // bytes of the largest dequantized slab
     private ulong _largestSplit;     // floats per token of the largest split-K partials (K segments × padded part rows)
-
-    /// <summary>Note what a loaded weight's prefill GEMMs will need of the workspaces (see <see cref="Workspace"/>).</summary>
-    private void NoteGemmWeight(GgmlType devType, int rows, int cols, int perPart)
-    {
-        uint kPad = (uint)(cols + 7) / 8 * 8;
-        _widestKPad = Math.Max(_widestKPad, kPad);
-        if (GgmlTypes.IsQuantized(devType)) _largestSlab = Math.Max(_largestSlab, Math.Min((ulong)rows * kPad * 2, (ulong)Options.GemmDequantBytes));
-        ulong segs = (ulong)((cols + Options.FewKSegment - 1) / Options.FewKSegment), partRows = (ulong)(Math.Min(rows, perPart) + 3) / 4 * 4;
-        _largestSplit = Math.Max(_largestSplit, segs * partRows);
-    }
     private Kernel? _splitSum;
     /// <summary>Matvecs recorded so far that quantized their output for the next one (M_QOUT; tests).</summary>
     public long QuantizedOutputs { get; private set; }
@@ -309,7 +299,7 @@ public sealed unsafe partial class VulkanBackend
         var tile = SplitTile(T);
         uint kPad = (uint)(W.Cols + 7) / 8 * 8;
         ConvertX(X, W.Cols, kPad);
-        uint kSeg = (uint)Options.FewKSegment, segs = (uint)((W.Cols + kSeg - 1) / kSeg);
+        uint kSeg = (uint)Options.FewKSegment;
         var pipe = GemmPipeline(_gemmCm!, W.WType, tile, xf16: true, splitK: true);
         _splitSum ??= _cx.Kernel("splitk_sum", 3, (uint)sizeof(SplitSumPush));
         var (db, dOff) = Act(D);
@@ -317,7 +307,9 @@ public sealed unsafe partial class VulkanBackend
         uint flags = (accumulate ? 1u : 0u) | (B != null ? 2u : 0u);
         foreach (var p in W.Parts)
         {
-            uint n = (uint)p.RowCount, pStride = (n + 3) / 4 * 4, partStride = (uint)T * pStride;
+            uint n = (uint)p.RowCount;
+            var (segs, pStride) = SplitShape(W.Cols, p.RowCount);
+            uint partStride = (uint)T * pStride;
             _splitParts = Workspace(_splitParts, Math.Max((ulong)segs * partStride, (ulong)T * _largestSplit) * 4);
             _cs.BeginOp("gemm.splitk." + GgmlTypes.Name(W.DevType), [p.Buf, _xh], [_splitParts]);
             var pc = new GemmPush
@@ -455,6 +447,23 @@ public sealed unsafe partial class VulkanBackend
         long fit = Options.GemmDequantBytes / (2L * kPad);
         if (fit >= rows) return rows;
         return (int)Math.Max(tileRows, fit / tileRows * tileRows);
+    }
+
+    /// <summary>Note what a loaded weight's prefill GEMMs will need of the workspaces (see <see cref="Workspace"/>).</summary>
+    private void NoteGemmWeight(GgmlType devType, int rows, int cols, int perPart)
+    {
+        uint kPad = (uint)WeightLayout.Pad8(cols);
+        _widestKPad = Math.Max(_widestKPad, kPad);
+        if (GgmlTypes.IsQuantized(devType)) _largestSlab = Math.Max(_largestSlab, Math.Min((ulong)rows * kPad * 2, (ulong)Options.GemmDequantBytes));
+        var (segs, pStride) = SplitShape(cols, Math.Min(rows, perPart));
+        _largestSplit = Math.Max(_largestSplit, (ulong)segs * pStride);
+    }
+
+    /// <summary>The split-K GEMM's K segments and padded rows per token of a weight part's partial tiles.</summary>
+    private (uint Segs, uint PStride) SplitShape(int cols, int partRows)
+    {
+        uint kSeg = (uint)Options.FewKSegment;
+        return (((uint)cols + kSeg - 1) / kSeg, ((uint)partRows + 3) / 4 * 4);
     }
 
     /// <summary>A prefill workspace of at least <paramref name="bytes"/>: <paramref name="cur"/>, or a larger one in its
